@@ -1,0 +1,285 @@
+// Lazy safetensors reader (single file or sharded with model.safetensors.index.json) and a small writer.
+// Format: u64 little-endian header length N, N bytes of JSON {name: {dtype, shape, data_offsets}}, then data.
+// Tensors are read one at a time with positioned reads, so a checkpoint is never held in memory twice.
+
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { CheckpointError, FileNotFoundError } from '../errors.js';
+
+export type DType = 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'U8' | 'I8' | 'F64' | 'BOOL' | 'I16' | 'U16';
+
+const DTYPE_BYTES: Record<DType, number> = {
+  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, U16: 2, I8: 1, U8: 1, BOOL: 1,
+};
+
+export interface TensorInfo {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  /** Absolute byte offset of the tensor's data in its file. */
+  offset: number;
+  byteLength: number;
+  file: string;
+}
+
+/** Anything that can hand out named tensors lazily (safetensors today, PyTorch zips later). */
+export interface TensorSource {
+  names(): string[];
+  has(name: string): boolean;
+  info(name: string): TensorInfo;
+  /** The tensor converted to float32 (exact for bf16/f16/f32). */
+  float32(name: string): Float32Array;
+  close(): void;
+}
+
+const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+
+/** One .safetensors file, opened and validated; data is read on demand. */
+export class SafetensorsFile {
+  private fd: number | null;
+  readonly tensors = new Map<string, TensorInfo>();
+  readonly metadata: Record<string, string>;
+
+  constructor(readonly path: string) {
+    if (!existsSync(path)) throw new FileNotFoundError(`safetensors file not found: ${path}`);
+    this.fd = openSync(path, 'r');
+    try {
+      const size = fstatSync(this.fd).size;
+      const what = `${path} is not a valid safetensors file`;
+      if (size < 8) throw new CheckpointError(`${what}: it has only ${size} bytes (truncated download?)`);
+      const lenBuf = Buffer.alloc(8);
+      readSync(this.fd, lenBuf, 0, 8, 0);
+      const headerLen = Number(lenBuf.readBigUInt64LE(0));
+      if (headerLen < 2 || headerLen > MAX_HEADER_BYTES || 8 + headerLen > size) {
+        throw new CheckpointError(`${what}: header length ${headerLen} does not fit a ${size}-byte file (truncated or corrupt)`);
+      }
+      const headerBuf = Buffer.alloc(headerLen);
+      readSync(this.fd, headerBuf, 0, headerLen, 8);
+      let header: Record<string, unknown>;
+      try {
+        header = JSON.parse(headerBuf.toString('utf8')) as Record<string, unknown>;
+      } catch {
+        throw new CheckpointError(`${what}: its header is not JSON (corrupt file?)`);
+      }
+      if (header === null || typeof header !== 'object' || Array.isArray(header)) {
+        throw new CheckpointError(`${what}: its header is not a JSON object`);
+      }
+      const dataStart = 8 + headerLen;
+      this.metadata = {};
+      for (const [name, entry] of Object.entries(header)) {
+        if (name === '__metadata__') {
+          Object.assign(this.metadata, entry as Record<string, string>);
+          continue;
+        }
+        this.tensors.set(name, parseEntry(name, entry, dataStart, size, path));
+      }
+    } catch (err) {
+      this.close();
+      throw err;
+    }
+  }
+
+  info(name: string): TensorInfo {
+    const info = this.tensors.get(name);
+    if (!info) throw new CheckpointError(`tensor ${name} is not in ${this.path}`);
+    return info;
+  }
+
+  /** The tensor's raw little-endian bytes. */
+  raw(name: string): Buffer {
+    const info = this.info(name);
+    if (this.fd === null) throw new CheckpointError(`${this.path} was already closed`);
+    const buf = Buffer.allocUnsafe(info.byteLength);
+    let done = 0;
+    while (done < info.byteLength) {
+      const n = readSync(this.fd, buf, done, info.byteLength - done, info.offset + done);
+      if (n === 0) throw new CheckpointError(`${this.path} ended while reading ${name} (truncated file?)`);
+      done += n;
+    }
+    return buf;
+  }
+
+  float32(name: string): Float32Array {
+    return toFloat32(this.raw(name), this.info(name).dtype, name);
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+  }
+}
+
+function parseEntry(name: string, entry: unknown, dataStart: number, fileSize: number, path: string): TensorInfo {
+  const bad = (why: string) => new CheckpointError(`${path}: tensor ${name} ${why} (corrupt file?)`);
+  const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+  if (!e || typeof e !== 'object') throw bad('has no header entry');
+  if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_BYTES)) throw bad(`has unsupported dtype ${String(e.dtype)}`);
+  const dtype = e.dtype as DType;
+  if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw bad('has an invalid shape');
+  const shape = e.shape as number[];
+  const offs = e.data_offsets;
+  if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw bad('has invalid data_offsets');
+  }
+  const [begin, end] = offs as [number, number];
+  const count = shape.reduce((a, b) => a * b, 1);
+  if (end < begin || end - begin !== count * DTYPE_BYTES[dtype]) throw bad(`has ${end - begin} bytes for shape [${shape}] ${dtype}`);
+  if (dataStart + end > fileSize) {
+    throw new CheckpointError(`${path} is truncated: tensor ${name} ends at byte ${dataStart + end} of a ${fileSize}-byte file`);
+  }
+  return { name, dtype, shape, offset: dataStart + begin, byteLength: end - begin, file: path };
+}
+
+/** Converts raw little-endian tensor bytes to float32 (bf16 and f16 exactly). */
+export function toFloat32(raw: Buffer, dtype: DType, name = 'tensor'): Float32Array {
+  switch (dtype) {
+    case 'F32': {
+      const out = new Float32Array(raw.byteLength / 4);
+      new Uint8Array(out.buffer).set(raw);
+      return out;
+    }
+    case 'BF16': {
+      const n = raw.byteLength / 2;
+      const bits = new Uint32Array(n);
+      for (let i = 0; i < n; i++) bits[i] = raw.readUInt16LE(2 * i) << 16;
+      return new Float32Array(bits.buffer);
+    }
+    case 'F16': {
+      const n = raw.byteLength / 2;
+      const out = new Float32Array(n);
+      for (let i = 0; i < n; i++) out[i] = halfToFloat(raw.readUInt16LE(2 * i));
+      return out;
+    }
+    case 'F64': {
+      const n = raw.byteLength / 8;
+      const out = new Float32Array(n);
+      for (let i = 0; i < n; i++) out[i] = raw.readDoubleLE(8 * i);
+      return out;
+    }
+    default:
+      throw new CheckpointError(`${name} has dtype ${dtype}, expected a floating-point tensor`);
+  }
+}
+
+function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 0x1f) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+/** A checkpoint folder's tensors: model.safetensors, or the shards listed by model.safetensors.index.json. */
+export class SafetensorsCheckpoint implements TensorSource {
+  private readonly files: SafetensorsFile[] = [];
+  private readonly byName = new Map<string, SafetensorsFile>();
+
+  constructor(readonly dir: string) {
+    const indexPath = join(dir, 'model.safetensors.index.json');
+    const singlePath = join(dir, 'model.safetensors');
+    try {
+      if (existsSync(indexPath)) this.openSharded(indexPath);
+      else if (existsSync(singlePath)) this.add(new SafetensorsFile(singlePath));
+      else throw new FileNotFoundError(`no model.safetensors or model.safetensors.index.json in ${dir}`);
+    } catch (err) {
+      this.close();
+      throw err;
+    }
+  }
+
+  private openSharded(indexPath: string): void {
+    let index: { weight_map?: Record<string, string> };
+    try {
+      index = JSON.parse(readFileSync(indexPath, 'utf8')) as typeof index;
+    } catch {
+      throw new CheckpointError(`${indexPath} is not valid JSON (corrupt or truncated download?)`);
+    }
+    const map = index.weight_map;
+    if (!map || typeof map !== 'object') throw new CheckpointError(`${indexPath} has no "weight_map"`);
+    const shards = new Map<string, SafetensorsFile>();
+    for (const shard of new Set(Object.values(map))) {
+      if (typeof shard !== 'string' || basename(shard) !== shard) {
+        throw new CheckpointError(`${indexPath} names an invalid shard file ${JSON.stringify(shard)}`);
+      }
+      const path = join(dirname(indexPath), shard);
+      if (!existsSync(path)) {
+        throw new CheckpointError(`shard ${shard} listed in ${basename(indexPath)} is missing from ${dirname(indexPath)}; download it again`);
+      }
+      const file = new SafetensorsFile(path);
+      this.files.push(file);
+      shards.set(shard, file);
+    }
+    for (const [name, shard] of Object.entries(map)) {
+      const file = shards.get(shard)!;
+      if (!file.tensors.has(name)) throw new CheckpointError(`${indexPath} places ${name} in ${shard}, but that shard does not contain it`);
+      this.byName.set(name, file);
+    }
+  }
+
+  private add(file: SafetensorsFile): void {
+    this.files.push(file);
+    for (const name of file.tensors.keys()) this.byName.set(name, file);
+  }
+
+  names(): string[] {
+    return [...this.byName.keys()];
+  }
+
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+
+  info(name: string): TensorInfo {
+    return this.file(name).info(name);
+  }
+
+  float32(name: string): Float32Array {
+    return this.file(name).float32(name);
+  }
+
+  private file(name: string): SafetensorsFile {
+    const file = this.byName.get(name);
+    if (!file) throw new CheckpointError(`the checkpoint in ${this.dir} has no tensor ${name}`);
+    return file;
+  }
+
+  close(): void {
+    for (const f of this.files) f.close();
+  }
+}
+
+export interface TensorToWrite {
+  name: string;
+  shape: number[];
+  data: Float32Array;
+}
+
+/** Writes float32 tensors as a safetensors file (names sorted, header padded to 8 bytes). */
+export function writeSafetensors(path: string, tensors: TensorToWrite[], metadata?: Record<string, string>): void {
+  const sorted = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const header: Record<string, unknown> = {};
+  if (metadata) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const t of sorted) {
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    if (n !== t.data.length) throw new Error(`tensor ${t.name}: shape [${t.shape}] does not match ${t.data.length} values`);
+    header[t.name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
+    offset += t.data.byteLength;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
+  const headerBytes = Buffer.from(json, 'utf8');
+  const out = Buffer.alloc(8 + headerBytes.length + offset);
+  out.writeBigUInt64LE(BigInt(headerBytes.length), 0);
+  headerBytes.copy(out, 8);
+  let pos = 8 + headerBytes.length;
+  for (const t of sorted) {
+    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), pos);
+    pos += t.data.byteLength;
+  }
+  // Write beside the target and rename, so a failed run never leaves a partial file that looks complete.
+  const tmp = `${path}.partial`;
+  writeFileSync(tmp, out);
+  renameSync(tmp, path);
+}

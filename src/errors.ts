@@ -1,0 +1,37 @@
+// Named errors. Every message says what went wrong and what to do about it; the CLI prints
+// `error: <message>` for any OmnilmmError and exits non-zero, never a stack trace.
+
+export class OmnilmmError extends Error {
+  /** Process exit code the CLI uses for this error. */
+  readonly exitCode: number = 1;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A file or folder the user named does not exist or cannot be read. */
+export class FileNotFoundError extends OmnilmmError {}
+
+/** A checkpoint file (safetensors, index, config) is missing, truncated or malformed. */
+export class CheckpointError extends OmnilmmError {}
+
+/** config.json asks for something this engine cannot run. */
+export class UnsupportedModelError extends OmnilmmError {}
+
+/** The Hugging Face hub could not be reached or refused the request. */
+export class HubError extends OmnilmmError {}
+
+/** The tokenizer files are missing or malformed. */
+export class TokenizerError extends OmnilmmError {}
+
+/** An image cannot be decoded or is too large to process. */
+export class ImageError extends OmnilmmError {}
+
+/** The user's request (CLI flags, messages, API body) is invalid. */
+export class InvalidRequestError extends OmnilmmError {
+  override readonly exitCode = 2;
+}
+
+/** The ONNX graph could not be built or run. */
+export class RuntimeError extends OmnilmmError {}
