@@ -1,0 +1,71 @@
+// The only module that imports onnxruntime: sessions over graphs built by src/graph, and host tensors.
+
+import ort from 'onnxruntime-node';
+import { availableParallelism } from 'node:os';
+import { RuntimeError } from '../errors.js';
+import type { SerializedModel } from '../graph/builder.js';
+
+export type HostTensor =
+  | { type: 'float32'; data: Float32Array; dims: readonly number[] }
+  | { type: 'int64'; data: BigInt64Array; dims: readonly number[] }
+  | { type: 'int32'; data: Int32Array; dims: readonly number[] };
+
+export interface RuntimeOptions {
+  /** Threads for one operator (default: the number of cores). */
+  threads?: number;
+  /** Execution provider: 'cpu' (default) or 'cuda' (needs the CUDA build of onnxruntime-node, see README). */
+  executionProvider?: 'cpu' | 'cuda';
+}
+
+export function defaultThreads(): number {
+  return Math.max(1, availableParallelism());
+}
+
+/** One ONNX Runtime session. `run` is synchronous inside ONNX Runtime: call it from a worker thread. */
+export class GraphSession {
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly label: string,
+  ) {}
+
+  static async create(label: string, model: SerializedModel, options: RuntimeOptions = {}): Promise<GraphSession> {
+    try {
+      const session = await ort.InferenceSession.create(model.model, {
+        externalData: model.externalData,
+        intraOpNumThreads: options.threads ?? defaultThreads(),
+        interOpNumThreads: 1,
+        executionMode: 'sequential',
+        graphOptimizationLevel: 'all',
+        executionProviders: [options.executionProvider ?? 'cpu'],
+      });
+      return new GraphSession(session, label);
+    } catch (err) {
+      throw new RuntimeError(`could not create the ${label} session: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  get inputNames(): readonly string[] {
+    return this.session.inputNames;
+  }
+
+  async run(feeds: Record<string, HostTensor>, outputNames?: string[]): Promise<Record<string, HostTensor>> {
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(t.type, t.data, t.dims);
+    let results: ort.InferenceSession.ReturnType;
+    try {
+      results = outputNames ? await this.session.run(ortFeeds, outputNames) : await this.session.run(ortFeeds);
+    } catch (err) {
+      throw new RuntimeError(`the ${this.label} graph failed: ${(err as Error).message}`, { cause: err });
+    }
+    const out: Record<string, HostTensor> = {};
+    for (const [name, t] of Object.entries(results)) {
+      out[name] = { type: t.type, data: t.data, dims: t.dims } as HostTensor;
+      t.dispose();
+    }
+    return out;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
