@@ -1,0 +1,151 @@
+// Runs the vision tower and the resampler for image slices (official `get_vision_embedding`): per slice size, the
+// host builds the patches and both position tables, then slices of one size run as one batch through both graphs.
+
+import type { TensorSource } from '../../checkpoint/safetensors.js';
+import { ImageError } from '../../errors.js';
+import { GraphSession, type RuntimeOptions } from '../../runtime/session.js';
+import { get2dSinCosPosEmbed, patchGrid, patchify, resamplePosEmbed } from './position-embedding.js';
+import { buildResamplerGraph, type ResamplerDims } from './resampler.js';
+import { buildVisionGraph, readVisionPosEmbed, type VisionDims } from './vision.js';
+
+/** One slice: normalised CHW float32 pixels (`(u8/255 − 0.5)/0.5`) of size 3×height×width. */
+export interface SliceInput {
+  pixels: Float32Array;
+  height: number;
+  width: number;
+}
+
+export interface EncodedSlice {
+  /** `[query_num, E]`: what replaces the slice's `<unk>` placeholders. */
+  embeds: Float32Array;
+  /** `[n_patches, d]` vision features, only when asked for with `keepFeatures`. */
+  features?: Float32Array;
+}
+
+export interface VisionEncoderOptions {
+  visionPrefix?: string;
+  resamplerPrefix?: string;
+  runtime?: RuntimeOptions;
+  /** Most slices per run (default 4): attention scores take batch·heads·n² floats. */
+  maxBatch?: number;
+}
+
+interface GridTables {
+  visionPosEmbed: Float32Array;
+  resamplerPosEmbed: Float32Array;
+}
+
+/** Host tables kept for this many distinct slice sizes (an image has at most three). */
+const MAX_CACHED_GRIDS = 8;
+
+export class VisionEncoder {
+  private readonly tables = new Map<string, GridTables>();
+
+  private constructor(
+    private readonly vision: GraphSession,
+    private readonly resampler: GraphSession,
+    private readonly storedPosEmbed: Float32Array,
+    readonly visionDims: VisionDims,
+    readonly resamplerDims: ResamplerDims,
+    private readonly maxBatch: number,
+  ) {}
+
+  static async create(
+    weights: TensorSource,
+    dims: { vision: VisionDims; resampler: ResamplerDims },
+    options: VisionEncoderOptions = {},
+  ): Promise<VisionEncoder> {
+    const visionPrefix = options.visionPrefix ?? 'vpm.';
+    const storedPosEmbed = readVisionPosEmbed(weights, dims.vision, visionPrefix);
+    const visionModel = buildVisionGraph(weights, dims.vision, { prefix: visionPrefix }).serialize();
+    const resamplerModel = buildResamplerGraph(weights, dims.resampler, { prefix: options.resamplerPrefix }).serialize();
+    const vision = await GraphSession.create('vision tower', visionModel, options.runtime);
+    try {
+      const resampler = await GraphSession.create('resampler', resamplerModel, options.runtime);
+      const maxBatch = Math.max(1, options.maxBatch ?? 4);
+      return new VisionEncoder(vision, resampler, storedPosEmbed, dims.vision, dims.resampler, maxBatch);
+    } catch (err) {
+      await vision.release();
+      throw err;
+    }
+  }
+
+  /** Encodes slices, results in input order; slices of equal size share batched runs (up to `maxBatch` each). */
+  async encode(slices: readonly SliceInput[], options: { keepFeatures?: boolean } = {}): Promise<EncodedSlice[]> {
+    const groups = new Map<string, number[]>();
+    slices.forEach((s, i) => {
+      const key = `${s.height}x${s.width}`;
+      const group = groups.get(key);
+      if (group) group.push(i);
+      else groups.set(key, [i]);
+    });
+    const results: EncodedSlice[] = new Array(slices.length);
+    for (const group of groups.values()) {
+      for (let first = 0; first < group.length; first += this.maxBatch) {
+        const indices = group.slice(first, first + this.maxBatch);
+        const encoded = await this.encodeBatch(indices.map((i) => slices[i]!), options);
+        indices.forEach((sliceIndex, k) => (results[sliceIndex] = encoded[k]!));
+      }
+    }
+    return results;
+  }
+
+  /** Encodes slices that all have the same size as one batch. */
+  async encodeBatch(slices: readonly SliceInput[], options: { keepFeatures?: boolean } = {}): Promise<EncodedSlice[]> {
+    if (slices.length === 0) return [];
+    const { height, width } = slices[0]!;
+    const { patchSize, embedDim: d } = this.visionDims;
+    const e = this.resamplerDims.embedDim;
+    const grid = patchGrid(height, width, patchSize);
+    const n = grid[0] * grid[1];
+    const patchLength = 3 * patchSize * patchSize;
+
+    const patches = new Float32Array(slices.length * n * patchLength);
+    slices.forEach((s, b) => {
+      if (s.height !== height || s.width !== width) {
+        throw new ImageError(`a vision batch needs slices of one size, got ${height}×${width} and ${s.height}×${s.width}`);
+      }
+      if (s.pixels.length !== 3 * s.height * s.width) {
+        throw new ImageError(`slice ${b} has ${s.pixels.length} values, expected 3×${s.height}×${s.width}`);
+      }
+      patches.set(patchify(s.pixels, s.height, s.width, patchSize), b * n * patchLength);
+    });
+
+    const tables = this.gridTables(grid);
+    const visionOut = await this.vision.run({
+      pixel_patches: { type: 'float32', data: patches, dims: [slices.length, n, patchLength] },
+      pos_embed: { type: 'float32', data: tables.visionPosEmbed, dims: [n, d] },
+    });
+    const features = visionOut.features!.data as Float32Array;
+    const resamplerOut = await this.resampler.run({
+      features: { type: 'float32', data: features, dims: [slices.length, n, d] },
+      kv_pos_embed: { type: 'float32', data: tables.resamplerPosEmbed, dims: [n, e] },
+    });
+    const embeds = resamplerOut.image_embeds!.data as Float32Array;
+    const perSlice = this.resamplerDims.queryNum * e;
+    return slices.map((_, b) => ({
+      embeds: embeds.slice(b * perSlice, (b + 1) * perSlice),
+      ...(options.keepFeatures ? { features: features.slice(b * n * d, (b + 1) * n * d) } : {}),
+    }));
+  }
+
+  /** The vision tower's position table resampled to `grid`, and the resampler's sin-cos table for it. */
+  gridTables(grid: readonly [number, number]): GridTables {
+    const key = `${grid[0]}x${grid[1]}`;
+    let tables = this.tables.get(key);
+    if (!tables) {
+      tables = {
+        visionPosEmbed: resamplePosEmbed(this.storedPosEmbed, this.visionDims.posGrid, grid),
+        resamplerPosEmbed: get2dSinCosPosEmbed(this.resamplerDims.embedDim, grid),
+      };
+      if (this.tables.size >= MAX_CACHED_GRIDS) this.tables.delete(this.tables.keys().next().value!);
+      this.tables.set(key, tables);
+    }
+    return tables;
+  }
+
+  async release(): Promise<void> {
+    await this.vision.release();
+    await this.resampler.release();
+  }
+}
