@@ -1,0 +1,374 @@
+// The MiniCPM language model (the LLM of MiniCPM-V 2.0, upstream `modeling_minicpm.py: MiniCPMForCausalLM`) as an
+// ONNX graph of plain opset-21 operators, with the KV cache kept on the host (src/runtime/decoder-runner.ts).
+//
+// Contract (b = rows, s = new positions, P = cached positions, C ≥ P = cache capacity, hd = head_dim):
+//   inputs   inputs_embeds    [b, s, hidden]       f32  token embeddings × scale_emb, image features scattered in
+//            position_ids     [b, s]               i64  absolute positions of the new tokens (P, P+1, …)
+//            attention_bias   [b, 1, s, P+s]       f32  0 = visible, ATTENTION_MASKED = hidden; P is read from its shape
+//            past_key_{i}     [b, kv_heads, C, hd] f32  per layer: the host cache buffer itself; the graph
+//            past_value_{i}   [b, kv_heads, C, hd] f32  uses positions [0, P) and ignores the rest of the capacity
+//   outputs  logits           [b, vocab]           f32  last position only (`logits: 'last'`, what generation uses)
+//                             [b, s, vocab]        f32  every position (`logits: 'all'`, parity tests)
+//            key_{i}          [b, kv_heads, s, hd] f32  per layer: only the NEW keys (after RoPE) and values, which
+//            value_{i}        [b, kv_heads, s, hd] f32  the host appends to its cache at positions [P, P+s)
+// The past is an input with a capacity axis so the host hands its buffers over without copying them, and the
+// full cache is never an output (onnxruntime-node copies every output back to JS on every run).
+
+import { CheckpointError } from '../../errors.js';
+import { Graph } from '../../graph/builder.js';
+import type { TensorSource } from '../../checkpoint/safetensors.js';
+
+/** The sizes the decoder needs (the lead maps the typed text config onto this). */
+export interface MiniCPMTextDims {
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  intermediateSize: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  vocabSize: number;
+  scaleEmb: number;
+  dimModelBase: number;
+  scaleDepth: number;
+}
+
+export interface DecoderGraphOptions {
+  /** Checkpoint name prefix of the language model (MiniCPM-V stores it under `llm.`). */
+  prefix: string;
+  /** `last`: logits [b, vocab] of the last position; `all`: logits [b, s, vocab]. */
+  logits: 'last' | 'all';
+}
+
+/** The additive bias of a hidden position (torch.finfo(float32).min, as transformers' causal mask uses). */
+export const ATTENTION_MASKED = -3.4028234663852886e38;
+
+export function headDim(dims: MiniCPMTextDims): number {
+  return dims.hiddenSize / dims.numHeads;
+}
+
+/** Every tensor the decoder reads, with the shape the dims imply (torch Linear weights are [out, in]). */
+export function decoderWeightShapes(dims: MiniCPMTextDims, prefix: string): Map<string, number[]> {
+  const { hiddenSize: d, intermediateSize: ff, vocabSize: v } = dims;
+  const kv = dims.numKvHeads * headDim(dims);
+  const shapes = new Map<string, number[]>([
+    [`${prefix}model.embed_tokens.weight`, [v, d]],
+    [`${prefix}model.norm.weight`, [d]],
+    [`${prefix}lm_head.weight`, [v, d]],
+  ]);
+  for (let i = 0; i < dims.numLayers; i++) {
+    const layer = `${prefix}model.layers.${i}`;
+    shapes.set(`${layer}.input_layernorm.weight`, [d]);
+    shapes.set(`${layer}.self_attn.q_proj.weight`, [d, d]);
+    shapes.set(`${layer}.self_attn.k_proj.weight`, [kv, d]);
+    shapes.set(`${layer}.self_attn.v_proj.weight`, [kv, d]);
+    shapes.set(`${layer}.self_attn.o_proj.weight`, [d, d]);
+    shapes.set(`${layer}.post_attention_layernorm.weight`, [d]);
+    shapes.set(`${layer}.mlp.gate_proj.weight`, [ff, d]);
+    shapes.set(`${layer}.mlp.up_proj.weight`, [ff, d]);
+    shapes.set(`${layer}.mlp.down_proj.weight`, [d, ff]);
+  }
+  return shapes;
+}
+
+/** Checks the dims and that the checkpoint has every decoder tensor with the right shape; lists all problems at once. */
+export function checkDecoderWeights(source: TensorSource, dims: MiniCPMTextDims, prefix: string): void {
+  const hd = headDim(dims);
+  if (!Number.isInteger(hd) || hd % 2 !== 0 || dims.numHeads % dims.numKvHeads !== 0) {
+    throw new CheckpointError(
+      `the text config has hidden_size ${dims.hiddenSize}, ${dims.numHeads} heads and ${dims.numKvHeads} key/value heads: ` +
+        'hidden_size must be an even multiple of the heads and the heads a multiple of the key/value heads',
+    );
+  }
+  const missing: string[] = [];
+  const wrong: string[] = [];
+  for (const [name, shape] of decoderWeightShapes(dims, prefix)) {
+    if (!source.has(name)) missing.push(name);
+    else if (source.info(name).shape.join(',') !== shape.join(',')) {
+      wrong.push(`${name} is [${source.info(name).shape}], expected [${shape}]`);
+    }
+  }
+  if (missing.length > 0) {
+    throw new CheckpointError(
+      `the checkpoint lacks ${missing.length} tensor(s) the MiniCPM decoder needs (prefix "${prefix}"): ` +
+        `${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}; ` +
+        'the download is incomplete or it is not a MiniCPM-V checkpoint',
+    );
+  }
+  if (wrong.length > 0) {
+    throw new CheckpointError(`config.json does not match the decoder weights: ${wrong.slice(0, 5).join('; ')}`);
+  }
+}
+
+/** Transposes a row-major [rows, cols] matrix in cache-friendly tiles (torch Linear [out, in] → MatMul operand [in, out]). */
+export function transposeMatrix(m: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(m.length);
+  const tile = 64;
+  for (let r0 = 0; r0 < rows; r0 += tile) {
+    for (let c0 = 0; c0 < cols; c0 += tile) {
+      const r1 = Math.min(r0 + tile, rows);
+      const c1 = Math.min(c0 + tile, cols);
+      for (let r = r0; r < r1; r++) for (let c = c0; c < c1; c++) out[c * rows + r] = m[r * cols + c]!;
+    }
+  }
+  return out;
+}
+
+/** Builds the decoder graph; weights are read from `source` (checked first, so a bad checkpoint fails before any work). */
+export function buildDecoder(source: TensorSource, dims: MiniCPMTextDims, options: DecoderGraphOptions): Graph {
+  checkDecoderWeights(source, dims, options.prefix);
+  return new DecoderBuilder(source, dims, options).build();
+}
+
+class DecoderBuilder {
+  private readonly g = new Graph('minicpm_decoder');
+  private readonly hd: number;
+
+  constructor(
+    private readonly source: TensorSource,
+    private readonly dims: MiniCPMTextDims,
+    private readonly options: DecoderGraphOptions,
+  ) {
+    this.hd = headDim(dims);
+  }
+
+  /**
+   *   inputs_embeds ─► layers.0 … layers.L-1 ─► Gather(last position)* ─ norm ─ Div(hidden/dim_model_base) ─ lm_head ─► logits
+   *   position_ids ── rotary cos/sin ──┤ (shared by every layer)
+   *   attention_bias ─ past length P ──┘                  * only with `logits: 'last'`
+   */
+  build(): Graph {
+    const { g, dims } = this;
+    const { hiddenSize: d, numKvHeads: kvh, vocabSize: v } = dims;
+    const embeds = g.input('inputs_embeds', 'float32', ['batch', 'seq', d]);
+    const positionIds = g.input('position_ids', 'int64', ['batch', 'seq']);
+    const bias = g.input('attention_bias', 'float32', ['batch', 1, 'seq', 'total']);
+    const rotary = this.rotaryTables(positionIds);
+    const pastLength = this.pastLength(embeds, bias);
+
+    let h = embeds;
+    for (let i = 0; i < dims.numLayers; i++) {
+      const pastKey = g.input(`past_key_${i}`, 'float32', ['batch', kvh, 'capacity', this.hd]);
+      const pastValue = g.input(`past_value_${i}`, 'float32', ['batch', kvh, 'capacity', this.hd]);
+      const layer = this.decoderLayer(i, h, { rotary, bias, pastLength, pastKey, pastValue });
+      h = layer.hidden;
+      g.output(layer.key, `key_${i}`, 'float32', ['batch', kvh, 'seq', this.hd]);
+      g.output(layer.value, `value_${i}`, 'float32', ['batch', kvh, 'seq', this.hd]);
+    }
+
+    const last = this.options.logits === 'last';
+    if (last) h = g.op('Gather', [h, g.constant('int64', [], [-1n])], '/llm/last_position/Gather', { axis: 1 });
+    const normed = this.rmsNorm(h, `${this.options.prefix}model.norm.weight`, '/llm/norm');
+    const scaled = g.op('Div', [normed, g.scalar(d / dims.dimModelBase)], '/llm/lm_head/scale/Div');
+    const logits = this.linear(scaled, `${this.options.prefix}lm_head.weight`, '/llm/lm_head');
+    g.output(logits, 'logits', 'float32', last ? ['batch', v] : ['batch', 'seq', v]);
+    return g;
+  }
+
+  /**
+   * One MiniCPM layer (upstream `MiniCPMDecoderLayer.forward`), s = scale_depth/√num_layers:
+   *
+   *   x ─┬─ input_layernorm ─ attention ─ Mul s ─┐
+   *      └──────────────────────────────────── Add ─┬─ post_attention_layernorm ─ mlp ─ Mul s ─┐
+   *                                                 └────────────────────────────────────── Add ─► hidden
+   * Fused replacement later: SkipSimplifiedLayerNormalization (com.microsoft) for each Add + following RMSNorm.
+   */
+  private decoderLayer(i: number, x: string, ctx: AttentionContext): { hidden: string; key: string; value: string } {
+    const { g, dims } = this;
+    const node = `/llm/layers.${i}`;
+    const weights = `${this.options.prefix}model.layers.${i}`;
+    const residualScale = g.scalar(dims.scaleDepth / Math.sqrt(dims.numLayers));
+
+    const attnIn = this.rmsNorm(x, `${weights}.input_layernorm.weight`, `${node}/input_layernorm`);
+    const attn = this.attention(i, attnIn, ctx);
+    const attnScaled = g.op('Mul', [attn.output, residualScale], `${node}/attn/residual_scale/Mul`);
+    const h = g.op('Add', [x, attnScaled], `${node}/attn/residual/Add`);
+
+    const mlpIn = this.rmsNorm(h, `${weights}.post_attention_layernorm.weight`, `${node}/post_attention_layernorm`);
+    const mlp = this.mlp(i, mlpIn);
+    const mlpScaled = g.op('Mul', [mlp, residualScale], `${node}/mlp/residual_scale/Mul`);
+    const hidden = g.op('Add', [h, mlpScaled], `${node}/mlp/residual/Add`);
+    return { hidden, key: attn.key, value: attn.value };
+  }
+
+  /**
+   * Self-attention with the host cache (upstream `MiniCPMAttention.forward`, eager path):
+   *
+   *   x ─┬─ q_proj ─ Reshape [b,s,H,hd] ─ Transpose ─ RoPE ───────────────────────────► q
+   *      ├─ k_proj ─ Reshape [b,s,K,hd] ─ Transpose ─ RoPE ──┬────────────────────────► key_i
+   *      │                   past_key_i ─ Slice [:, :, :P] ─ Concat(axis 2) ─ repeat kv ─► keys [b,H,P+s,hd]
+   *      └─ v_proj ─ Reshape [b,s,K,hd] ─ Transpose ─────────┬────────────────────────► value_i
+   *                        past_value_i ─ Slice [:, :, :P] ─ Concat(axis 2) ─ repeat kv ─► values
+   *
+   *   q, keys, values ─ MatMul(q, keysᵀ) ─ Div √hd ─ Add attention_bias ─ Softmax ─ MatMul(·, values)
+   *                   ─► [b,H,s,hd] ─ Transpose ─ Reshape [b,s,H·hd] ─ o_proj ─► output
+   * Fused replacement later: GroupQueryAttention (com.microsoft) for everything from the RoPE to the last MatMul;
+   * with past_present_share_buffer it reads this very [b, K, capacity, hd] cache layout plus a per-row length.
+   */
+  private attention(i: number, x: string, ctx: AttentionContext): { output: string; key: string; value: string } {
+    const { g, dims, hd } = this;
+    const node = `/llm/layers.${i}/attn`;
+    const weights = `${this.options.prefix}model.layers.${i}.self_attn`;
+    const heads = (t: string, n: number, name: string) => {
+      const split = g.op('Reshape', [t, g.ints([0, 0, n, hd])], `${node}/${name}/Reshape`);
+      return g.op('Transpose', [split], `${node}/${name}/Transpose`, { perm: [0, 2, 1, 3] });
+    };
+    const project = (name: string, n: number) =>
+      heads(this.linear(x, `${weights}.${name}.weight`, `${node}/${name}`), n, `${name}/heads`);
+    const q = this.applyRotary(project('q_proj', dims.numHeads), ctx.rotary, `${node}/q_rotary`);
+    const key = this.applyRotary(project('k_proj', dims.numKvHeads), ctx.rotary, `${node}/k_rotary`);
+    const value = project('v_proj', dims.numKvHeads);
+
+    const withPast = (past: string, fresh: string, name: string) => {
+      const used = g.op('Slice', [past, g.ints([0]), ctx.pastLength, g.ints([2])], `${node}/${name}/past/Slice`);
+      const all = g.op('Concat', [used, fresh], `${node}/${name}/past/Concat`, { axis: 2 });
+      return this.repeatKv(all, `${node}/${name}/repeat_kv`);
+    };
+    const keys = withPast(ctx.pastKey, key, 'key');
+    const values = withPast(ctx.pastValue, value, 'value');
+
+    const keysT = g.op('Transpose', [keys], `${node}/key/Transpose`, { perm: [0, 1, 3, 2] });
+    const scores = g.op('MatMul', [q, keysT], `${node}/scores/MatMul`);
+    const scaled = g.op('Div', [scores, g.scalar(Math.sqrt(hd))], `${node}/scores/Div`);
+    const biased = g.op('Add', [scaled, ctx.bias], `${node}/scores/Add`);
+    const probs = g.op('Softmax', [biased], `${node}/Softmax`, { axis: -1 });
+    const context = g.op('MatMul', [probs, values], `${node}/context/MatMul`);
+    const merged = g.op('Transpose', [context], `${node}/context/Transpose`, { perm: [0, 2, 1, 3] });
+    const flat = g.op('Reshape', [merged, g.ints([0, 0, dims.numHeads * hd])], `${node}/context/Reshape`);
+    return { output: this.linear(flat, `${weights}.o_proj.weight`, `${node}/o_proj`), key, value };
+  }
+
+  /**
+   * Grouped-query attention: each key/value head serves numHeads/numKvHeads query heads (upstream `repeat_kv`).
+   *
+   *   kv [b,K,T,hd] ─ Unsqueeze(2) ─ Expand [1,1,r,1,1] ─ Reshape [b, K·r, T, hd]      (nothing when r = 1)
+   */
+  private repeatKv(kv: string, node: string): string {
+    const { g, dims, hd } = this;
+    const repeats = dims.numHeads / dims.numKvHeads;
+    if (repeats === 1) return kv;
+    const unsqueezed = g.op('Unsqueeze', [kv, g.ints([2])], `${node}/Unsqueeze`);
+    const expanded = g.op('Expand', [unsqueezed, g.ints([1, 1, repeats, 1, 1])], `${node}/Expand`);
+    return g.op('Reshape', [expanded, g.ints([0, dims.numHeads, -1, hd])], `${node}/Reshape`);
+  }
+
+  /**
+   * MiniCPM MLP: down(silu(gate(x)) · up(x)).
+   *
+   *   x ─┬─ gate_proj ─┬─ Sigmoid ─ Mul ─┐
+   *      │             └──────────────┘  │
+   *      └─ up_proj ──────────────────── Mul ─ down_proj ─► y
+   */
+  private mlp(i: number, x: string): string {
+    const { g } = this;
+    const node = `/llm/layers.${i}/mlp`;
+    const weights = `${this.options.prefix}model.layers.${i}.mlp`;
+    const gate = this.linear(x, `${weights}.gate_proj.weight`, `${node}/gate_proj`);
+    const sigmoid = g.op('Sigmoid', [gate], `${node}/act/Sigmoid`);
+    const silu = g.op('Mul', [gate, sigmoid], `${node}/act/Mul`);
+    const up = this.linear(x, `${weights}.up_proj.weight`, `${node}/up_proj`);
+    const gated = g.op('Mul', [silu, up], `${node}/gate/Mul`);
+    return this.linear(gated, `${weights}.down_proj.weight`, `${node}/down_proj`);
+  }
+
+  /**
+   * MiniCPM RMSNorm in float32 (upstream `rms_layernorm`): x · rsqrt(mean(x²) + eps) · weight.
+   *
+   *   x ─┬─ Pow 2 ─ ReduceMean(-1) ─ Add eps ─ Sqrt ─ Reciprocal ─┐
+   *      └──────────────────────────────────────────────────────── Mul ─ Mul weight ─► y
+   * Fused replacement later: SimplifiedLayerNormalization (com.microsoft) or opset-23 RMSNormalization.
+   */
+  private rmsNorm(x: string, weightName: string, node: string): string {
+    const { g, dims } = this;
+    const squared = g.op('Pow', [x, g.scalar(2)], `${node}/Pow`);
+    const mean = g.op('ReduceMean', [squared, g.ints([-1])], `${node}/ReduceMean`, { keepdims: 1 });
+    const shifted = g.op('Add', [mean, g.scalar(dims.rmsNormEps)], `${node}/Add`);
+    const root = g.op('Sqrt', [shifted], `${node}/Sqrt`);
+    const inverse = g.op('Reciprocal', [root], `${node}/Reciprocal`);
+    const normed = g.op('Mul', [x, inverse], `${node}/Mul`);
+    const weight = g.weight(weightName, this.source.float32(weightName), [dims.hiddenSize]);
+    return g.op('Mul', [normed, weight], `${node}/Mul_1`);
+  }
+
+  /**
+   *   x [.., in] ── MatMul(Wᵀ [in, out]) ──► [.., out]     (torch nn.Linear without bias)
+   * Fused replacement later: MatMulNBits (com.microsoft) with int4 weights.
+   */
+  private linear(x: string, weightName: string, node: string): string {
+    const [out, inp] = this.source.info(weightName).shape as [number, number];
+    const w = transposeMatrix(this.source.float32(weightName), out, inp);
+    return this.g.op('MatMul', [x, this.g.weight(`${weightName}.T`, w, [inp, out])], `${node}/MatMul`);
+  }
+
+  /**
+   * cos/sin of the rotary angles for every new position (upstream `MiniCPMRotaryEmbedding`, float32):
+   *
+   *   position_ids [b,s] ─ Cast f32 ─ Unsqueeze(-1) ─ Mul inv_freq [hd/2] ─ Concat(f, f) ─┬─ Cos ─ Unsqueeze(1) ─► cos [b,1,s,hd]
+   *                                                                                       └─ Sin ─ Unsqueeze(1) ─► sin [b,1,s,hd]
+   * Fused replacement later: RotaryEmbedding (com.microsoft) with precomputed cos/sin caches.
+   */
+  private rotaryTables(positionIds: string): Rotary {
+    const { g, hd } = this;
+    const node = '/llm/rotary';
+    const half = hd / 2;
+    // inv_freq_k = 1 / θ^(2k/hd), each step rounded to float32 as torch does it.
+    const invFreq = Array.from({ length: half }, (_, k) => {
+      const exponent = Math.fround((2 * k) / hd);
+      return Math.fround(1 / Math.fround(this.dims.ropeTheta ** exponent));
+    });
+    const positions = g.op('Cast', [positionIds], `${node}/Cast`, { to: 1 });
+    const column = g.op('Unsqueeze', [positions, g.ints([-1])], `${node}/Unsqueeze`);
+    const freqs = g.op('Mul', [column, g.constant('float32', [half], invFreq)], `${node}/Mul`);
+    const angles = g.op('Concat', [freqs, freqs], `${node}/Concat`, { axis: -1 });
+    const cos = g.op('Cos', [angles], `${node}/Cos`);
+    const sin = g.op('Sin', [angles], `${node}/Sin`);
+    return {
+      cos: g.op('Unsqueeze', [cos, g.ints([1])], `${node}/cos/Unsqueeze`),
+      sin: g.op('Unsqueeze', [sin, g.ints([1])], `${node}/sin/Unsqueeze`),
+    };
+  }
+
+  /**
+   * NeoX-style rotation (upstream `apply_rotary_pos_emb` + `rotate_half`): x·cos + [−x₂, x₁]·sin, halves of head_dim.
+   *
+   *   x [b,h,s,hd] ─┬────────────────────────────────────── Mul cos ─┐
+   *                 └─ Split(hd/2) ─ x₁, x₂ ─ Concat(Neg x₂, x₁) ─ Mul sin ─ Add ─► x_rot
+   */
+  private applyRotary(x: string, rotary: Rotary, node: string): string {
+    const { g, hd } = this;
+    const halves = g.ints([hd / 2, hd / 2]);
+    const [x1, x2] = g.node('Split', [x, halves], { name: `${node}/Split`, attrs: { axis: 3 }, outputs: 2 }) as [string, string];
+    const negated = g.op('Neg', [x2], `${node}/Neg`);
+    const rotated = g.op('Concat', [negated, x1], `${node}/Concat`, { axis: 3 });
+    const withCos = g.op('Mul', [x, rotary.cos], `${node}/Mul`);
+    const withSin = g.op('Mul', [rotated, rotary.sin], `${node}/Mul_1`);
+    return g.op('Add', [withCos, withSin], `${node}/Add`);
+  }
+
+  /**
+   * The number of cached positions P, a 1-D int64 [1] for Slice:
+   *
+   *   attention_bias ─ Shape[3:4] ─► P+s ─┐
+   *   inputs_embeds  ─ Shape[1:2] ─► s ── Sub ─► P
+   */
+  private pastLength(embeds: string, bias: string): string {
+    const { g } = this;
+    const node = '/llm/past_length';
+    const total = g.op('Shape', [bias], `${node}/total/Shape`, { start: 3, end: 4 });
+    const fresh = g.op('Shape', [embeds], `${node}/seq/Shape`, { start: 1, end: 2 });
+    return g.op('Sub', [total, fresh], `${node}/Sub`);
+  }
+}
+
+interface Rotary {
+  cos: string;
+  sin: string;
+}
+
+interface AttentionContext {
+  rotary: Rotary;
+  bias: string;
+  pastLength: string;
+  pastKey: string;
+  pastValue: string;
+}
