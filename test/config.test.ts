@@ -1,0 +1,185 @@
+// config.json → typed configs: the tiny fixture against its README (§2.1, §2.2), the real MiniCPM-V 2.0 sizes implied
+// by the timm name, MiniCPM-V 1.0 (no slice_mode), and refusals with messages that name the file and the key.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { boolean, fromDict, integer, integers, optional, string } from '../src/config/fromDict.js';
+import { loadModelConfig, SUPPORTED_MODEL_TYPES } from '../src/config/load.js';
+import { CheckpointError, FileNotFoundError, UnsupportedModelError } from '../src/errors.js';
+import { fixturePath, readFixtureJson } from './helpers/fixtures.js';
+
+const TINY_DIR = fixturePath('minicpmv2-tiny', 'model');
+const tinyConfig = () => readFixtureJson<Record<string, unknown>>('minicpmv2-tiny', 'model', 'config.json');
+
+const tempDirs: string[] = [];
+after(() => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A model folder holding just these JSON files (strings are written verbatim). */
+function modelDir(files: Record<string, unknown>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'omnilmm-config-'));
+  tempDirs.push(dir);
+  for (const [name, content] of Object.entries(files)) {
+    writeFileSync(join(dir, name), typeof content === 'string' ? content : JSON.stringify(content));
+  }
+  return dir;
+}
+
+/** The tiny config with some keys replaced (undefined deletes a key). */
+function variant(changes: Record<string, unknown>, base = tinyConfig()): Record<string, unknown> {
+  const config = { ...base };
+  for (const [key, value] of Object.entries(changes)) {
+    if (value === undefined) delete config[key];
+    else config[key] = value;
+  }
+  return config;
+}
+
+function variantVision(changes: Record<string, unknown>): Record<string, unknown> {
+  return variant({ vision_config: variant(changes, tinyConfig()['vision_config'] as Record<string, unknown>) });
+}
+
+/** Asserts that loading `config` throws `type` with a message matching `pattern` and naming config.json's path. */
+function assertRefused(config: unknown, type: typeof CheckpointError | typeof UnsupportedModelError, pattern: RegExp): void {
+  const dir = modelDir({ 'config.json': config });
+  assert.throws(() => loadModelConfig(dir), (err: Error) => {
+    assert.ok(err instanceof type, `${err.name}: ${err.message}`);
+    assert.match(err.message, pattern);
+    assert.ok(err.message.includes(join(dir, 'config.json')), `names the file: ${err.message}`);
+    return true;
+  });
+}
+
+describe('MiniCPM-V configs', () => {
+  it('parses the tiny fixture to the README values (§2.1, §2.2)', () => {
+    const config = loadModelConfig(TINY_DIR);
+    assert.equal(config.modelType, 'minicpmv');
+    assert.equal(config.version, 2);
+    assert.equal(config.dir, TINY_DIR);
+    assert.equal(config.dropVisionLastLayer, true);
+    assert.deepEqual(config.text, {
+      hiddenSize: 256, numHiddenLayers: 3, numAttentionHeads: 8, numKeyValueHeads: 8, headDim: 32, intermediateSize: 512,
+      rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: null, maxPositionEmbeddings: 4096, vocabSize: 4000, scaleEmb: 12,
+      dimModelBase: 32, scaleDepth: 1.4, tieWordEmbeddings: false, attentionBias: false, hiddenAct: 'silu',
+      bosTokenId: 1, eosTokenId: 2,
+    });
+    assert.deepEqual(config.vision, {
+      timmModel: 'vit_minicpmv2_tiny_patch14_siglip_98', imgSize: 98, posEmbedGrid: [7, 7], patchSize: 14, inChans: 3,
+      embedDim: 96, depth: 4, usedDepth: 3, numHeads: 4, headDim: 24, mlpHiddenDim: 358, qkvBias: true, normEps: 1e-6,
+      activation: 'gelu',
+    });
+    assert.deepEqual(config.resampler, { queryNum: 16, gridSize: 4, embedDim: 256, numHeads: 2, kvDim: 96, adaptive: true, normEps: 1e-6 });
+    assert.deepEqual(config.slice, { sliceMode: true, imageSize: 448, scaleResolution: 448, patchSize: 14, maxSliceNums: 9 });
+    assert.deepEqual(config.generation, { bosTokenId: 1, eosTokenIds: [2], padTokenId: undefined, doSample: undefined,
+      temperature: undefined, topK: undefined, topP: undefined, repetitionPenalty: undefined, numBeams: undefined, maxNewTokens: undefined });
+  });
+
+  it('derives the real MiniCPM-V 2.0 tower from the timm name vit_so400m_patch14_siglip_384 (timm 0.9.10)', () => {
+    // openbmb/MiniCPM-V-2 config.json values (README §2.1 "real" column); no vision_config.
+    const real = variant({
+      vision_config: undefined, vocab_size: 122753, hidden_size: 2304, num_hidden_layers: 40, num_attention_heads: 36,
+      num_key_value_heads: 36, intermediate_size: 5760, dim_model_base: 256, query_num: 64,
+    });
+    for (const name of ['vit_so400m_patch14_siglip_384.webli', 'vit_so400m_patch14_siglip_384']) {
+      const config = loadModelConfig(modelDir({ 'config.json': { ...real, vision_encoder: name } }));
+      assert.deepEqual(config.vision, {
+        timmModel: name, imgSize: 384, posEmbedGrid: [27, 27], patchSize: 14, inChans: 3, embedDim: 1152, depth: 27,
+        usedDepth: 26, numHeads: 16, headDim: 72, mlpHiddenDim: 4304, qkvBias: true, normEps: 1e-6, activation: 'gelu',
+      });
+      assert.deepEqual(config.resampler, { queryNum: 64, gridSize: 8, embedDim: 2304, numHeads: 18, kvDim: 1152, adaptive: true, normEps: 1e-6 });
+      assert.equal(config.text.headDim, 64);
+      assert.equal(config.generation, null);
+    }
+  });
+
+  it('reads a MiniCPM-V 1.0 config (no slice keys) as version 1 without slicing', () => {
+    const v1 = variant({ slice_mode: undefined, max_slice_nums: undefined, scale_resolution: undefined, patch_size: undefined, mm_use_im_start_end: undefined });
+    const config = loadModelConfig(modelDir({ 'config.json': v1 }));
+    assert.equal(config.version, 1);
+    assert.equal(config.slice.sliceMode, false);
+    assert.equal(config.slice.imageSize, 448);
+    assert.equal(config.resampler.adaptive, false);
+  });
+
+  it('accepts the descriptive act_layer / norm_layer spellings of the 1.0 fixture and a null num_key_value_heads', () => {
+    const config = loadModelConfig(modelDir({
+      'config.json': variant({
+        num_key_value_heads: null,
+        vision_config: variant({ act_layer: 'torch.nn.GELU() (exact erf)', norm_layer: 'torch.nn.LayerNorm, eps=1e-6', norm_eps: undefined, head_dim: 24 },
+          tinyConfig()['vision_config'] as Record<string, unknown>),
+      }),
+    }));
+    assert.equal(config.text.numKeyValueHeads, 8);
+    assert.equal(config.vision.activation, 'gelu');
+    assert.equal(config.vision.normEps, 1e-6);
+  });
+
+  it('refuses missing folders, missing or broken config.json, and unsupported model types', () => {
+    assert.throws(() => loadModelConfig(join(tmpdir(), 'omnilmm-no-such-dir')), FileNotFoundError);
+    const empty = modelDir({});
+    assert.throws(() => loadModelConfig(empty), (err: Error) => err instanceof CheckpointError && err.message === `no config.json in ${empty}: pass the folder that holds the model's config.json`);
+    const broken = modelDir({ 'config.json': '{"model_type": "minicpmv",' });
+    assert.throws(() => loadModelConfig(broken), (err: Error) => err instanceof CheckpointError && err.message.startsWith(`${join(broken, 'config.json')} is not valid JSON`));
+    assertRefused('[1, 2]', CheckpointError, /the file must be a JSON object, got \[1,2\]/);
+    assert.deepEqual(SUPPORTED_MODEL_TYPES, ['minicpmv']);
+    assertRefused(variant({ model_type: 'omnilmm' }), UnsupportedModelError, /model_type "omnilmm" is not supported; supported: "minicpmv" \(MiniCPM-V 1\.0 and 2\.0\)/);
+    assertRefused(variant({ model_type: undefined }), CheckpointError, /"model_type" must be a string naming the model family, got nothing; supported: "minicpmv"/);
+  });
+
+  it('refuses missing keys, wrong types and unsupported values, naming the key', () => {
+    assertRefused(variant({ hidden_size: undefined }), CheckpointError, /"hidden_size" is missing; it is required \(an integer ≥ 1\)/);
+    assertRefused(variant({ hidden_size: '256' }), CheckpointError, /"hidden_size" must be an integer ≥ 1, got "256"/);
+    assertRefused(variant({ rms_norm_eps: true }), CheckpointError, /"rms_norm_eps" must be a number ≥ 0, got true/);
+    assertRefused(variant({ tie_word_embeddings: 'no' }), CheckpointError, /"tie_word_embeddings" must be true or false, got "no"/);
+    assertRefused(variant({ hidden_act: 'gelu' }), UnsupportedModelError, /"hidden_act" is "gelu"; supported: "silu"/);
+    assertRefused(variant({ rope_scaling: { type: 'linear', factor: 2 } }), UnsupportedModelError, /"rope_scaling" is \{"type":"linear","factor":2\}, but only null is supported/);
+    assertRefused(variant({ num_attention_heads: 7 }), CheckpointError, /hidden_size 256 is not a multiple of num_attention_heads 7/);
+    assertRefused(variant({ query_num: 15 }), CheckpointError, /"query_num" 15 is not a square number/);
+    assertRefused(variant({ vision_encoder: undefined }), CheckpointError, /"vision_encoder" is missing/);
+  });
+
+  it('refuses an unknown vision encoder without vision_config, and vision_config values it cannot run', () => {
+    assertRefused(variant({ vision_config: undefined, vision_encoder: 'vit_huge_patch14_224' }), UnsupportedModelError,
+      /unknown vision_encoder "vit_huge_patch14_224" and no "vision_config" describing it; supported timm models: vit_so400m_patch14_siglip_384/);
+    assertRefused(variantVision({ embed_dim: undefined }), CheckpointError, /"vision_config\.embed_dim" is missing/);
+    assertRefused(variantVision({ class_token: true }), UnsupportedModelError, /"vision_config\.class_token" is true; supported: false: the tower is built without a class token/);
+    assertRefused(variantVision({ act_layer: 'gelu_tanh' }), UnsupportedModelError, /"vision_config\.act_layer" is "gelu_tanh"; only the exact \(erf\) GELU/);
+    assertRefused(variantVision({ init_values: 1e-5 }), UnsupportedModelError, /"vision_config\.init_values" is 0\.00001, but only null is supported/);
+    assertRefused(variantVision({ pos_embed_grid: [8, 8] }), CheckpointError, /"vision_config\.pos_embed_grid" is \[8, 8\], but img_size \/\/ patch_size gives \[7, 7\]/);
+    assertRefused(variantVision({ mlp_hidden_dim: 384 }), CheckpointError, /"vision_config\.mlp_hidden_dim" is 384, but int\(embed_dim · mlp_ratio\) = 358/);
+    assertRefused(variantVision({ depth_used: 4 }), CheckpointError, /"vision_config\.depth_used" is 4, but depth 4 with drop_vision_last_layer=true gives 3/);
+    assertRefused(variant({ vision_config: 'siglip' }), CheckpointError, /"vision_config" must be a JSON object, got "siglip"/);
+  });
+
+  it('refuses a broken generation_config.json, naming it', () => {
+    const dir = modelDir({ 'config.json': tinyConfig(), 'generation_config.json': { eos_token_id: [2, 'x'] } });
+    assert.throws(() => loadModelConfig(dir), (err: Error) => err instanceof CheckpointError &&
+      err.message === `${join(dir, 'generation_config.json')}: "eos_token_id" must be an integer or a list of integers ≥ 0, got [2,"x"]`);
+  });
+});
+
+describe('fromDict', () => {
+  const schema = {
+    hiddenSize: integer({ min: 1 }),
+    name: string({ default: 'x' }),
+    flag: optional(boolean()),
+    eosIds: integers({ key: 'eos_token_id', default: [2] }),
+  };
+
+  it('keeps only the declared keys, fills defaults and leaves optional keys undefined', () => {
+    const parsed = fromDict({ hidden_size: 8, extra: 1, eos_token_id: 7, flag: null }, schema, { file: 'c.json' });
+    assert.deepEqual(parsed, { hiddenSize: 8, name: 'x', flag: undefined, eosIds: [7] });
+    assert.ok(!('extra' in parsed));
+  });
+
+  it('names the file and the key path in its messages', () => {
+    assert.throws(() => fromDict({ hidden_size: 0 }, schema, { file: 'c.json', prefix: 'text_config' }),
+      { name: 'CheckpointError', message: 'c.json: "text_config.hidden_size" must be an integer ≥ 1, got 0' });
+    assert.throws(() => fromDict({ hidden_size: 1.5 }, schema, { file: 'c.json' }),
+      { name: 'CheckpointError', message: 'c.json: "hidden_size" must be an integer ≥ 1, got 1.5' });
+  });
+});
