@@ -1,3 +1,52 @@
 #!/usr/bin/env node
-// The omnilmm command line: a thin shell over the library.
-console.log('omnilmm');
+// The omnilmm command line: a thin shell over the library. Errors print one line and exit non-zero.
+
+import { OmnilmmError } from '../errors.js';
+import { commands } from './commands/index.js';
+
+const HELP = `omnilmm — run MiniCPM-V / OmniLMM multimodal models locally
+
+usage: omnilmm <command> [options]
+
+commands:
+${commands.map((c) => `  ${c.name.padEnd(14)} ${c.summary}`).join('\n')}
+
+Run "omnilmm <command> --help" for a command's options.
+--model takes a local checkpoint folder or a Hugging Face hub id (org/name), downloaded into the
+Hugging Face cache ($HF_HOME/hub); HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE are honoured.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${HELP}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const command = commands.find((c) => c.name === name);
+  if (!command) {
+    process.stderr.write(`error: unknown command "${name}"\n\n${HELP}\n`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${command.help}\n`);
+    return 0;
+  }
+  await command.run(rest);
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof OmnilmmError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      process.exitCode = err.exitCode;
+    } else {
+      const message = err instanceof Error ? err.message : String(err);
+      process.stderr.write(`internal error: ${message}\n(set OMNILMM_DEBUG=1 for details, and please report it)\n`);
+      if (process.env.OMNILMM_DEBUG) console.error(err);
+      process.exitCode = 70;
+    }
+  },
+);

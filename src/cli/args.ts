@@ -1,0 +1,51 @@
+// Argument parsing shared by the commands: node:util parseArgs in strict mode, with errors a user can act on.
+
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { InvalidRequestError } from '../errors.js';
+
+export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
+
+export interface Parsed {
+  values: Record<string, string | boolean | undefined>;
+  positionals: string[];
+}
+
+export function parseCommandArgs(command: string, argv: string[], options: OptionSpec, usage: string): Parsed {
+  try {
+    const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    return { values: values as Parsed['values'], positionals };
+  } catch (err) {
+    const why = (err as Error).message.replace(/\.?\s*To specify a positional argument.*$/s, '');
+    throw new InvalidRequestError(`${command}: ${why}\nusage: ${usage}`);
+  }
+}
+
+export function stringOption(values: Parsed['values'], name: string): string | undefined {
+  const v = values[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
+/** A numeric flag; `integer` also rejects fractions. Range errors name the flag. */
+export function numberOption(
+  values: Parsed['values'],
+  name: string,
+  opts: { integer?: boolean; min?: number; max?: number } = {},
+): number | undefined {
+  const raw = stringOption(values, name);
+  if (raw === undefined) return undefined;
+  const v = Number(raw);
+  const kind = opts.integer ? 'an integer' : 'a number';
+  if (raw.trim() === '' || !Number.isFinite(v) || (opts.integer && !Number.isInteger(v))) {
+    throw new InvalidRequestError(`--${name} must be ${kind}, got ${JSON.stringify(raw)}`);
+  }
+  if (opts.min !== undefined && v < opts.min) throw new InvalidRequestError(`--${name} must be at least ${opts.min}, got ${raw}`);
+  if (opts.max !== undefined && v > opts.max) throw new InvalidRequestError(`--${name} must be at most ${opts.max}, got ${raw}`);
+  return v;
+}
+
+export function requireOne(positionals: string[], what: string, usage: string): string {
+  if (positionals.length !== 1) {
+    throw new InvalidRequestError(`expected exactly one ${what}, got ${positionals.length}\nusage: ${usage}`);
+  }
+  return positionals[0]!;
+}

@@ -1,0 +1,177 @@
+// `omnilmm chat`: one answer (streamed, or as JSON), or an interactive multi-turn session on a terminal.
+
+import { createInterface } from 'node:readline/promises';
+import type { ChatResult } from '../../chat/chat.js';
+import { DECODINGS, type Decoding, type DecodingSettings } from '../../chat/decoding.js';
+import { InvalidRequestError, OmnilmmError } from '../../errors.js';
+import type { RgbImage } from '../../image/index.js';
+import { parseMessages, type ChatMessage } from '../../models/minicpmv/prompt.js';
+import { loadModel, type Model } from '../../index.js';
+import { numberOption, parseCommandArgs, stringOption, type Parsed } from '../args.js';
+import { readImageFile, readUserFile } from '../io.js';
+import { DEFAULT_MODEL, type Command } from './common.js';
+
+const USAGE =
+  'omnilmm chat --model <dir|org/name> [--image <path>] [--messages <file.json>] [--decoding sample|greedy|beam] ' +
+  '[--num-beams N] [--repetition-penalty R] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--max-new-tokens N] ' +
+  '[--threads N] [--json] [question]';
+
+export const chatCommand: Command = {
+  name: 'chat',
+  summary: 'ask the model about an image (one answer, or an interactive session)',
+  help: `usage: ${USAGE}
+
+  --model <dir|org/name>     checkpoint folder or hub id (default ${DEFAULT_MODEL})
+  --image <path>             JPEG, PNG, WebP or GIF; it belongs to the first user message
+  --messages <file.json>     earlier turns: [{"role":"user","content":"…"},{"role":"assistant","content":"…"},…];
+                             a question given on the command line is appended as the last user message
+  --decoding <mode>          sample (default: top_p 0.8, top_k 100, temperature 0.7, repetition penalty 1.05),
+                             beam (3 beams, repetition penalty 1.2) or greedy (repetition penalty 1.0)
+  --num-beams N              beams for --decoding beam
+  --repetition-penalty R     overrides the mode's repetition penalty
+  --temperature T, --top-p P, --top-k K, --seed S
+                             sampling settings (--decoding sample only)
+  --max-new-tokens N         most tokens to generate (default 1024)
+  --threads N                CPU threads (default: all cores)
+  --json                     print one JSON object {"text", "prompt_ids", "output_ids"} instead of streaming
+
+With no question, no --messages and a terminal, starts an interactive session:
+  /image <path>  start a new conversation about another image
+  /reset         start a new conversation (no image)
+  /exit          quit`,
+  async run(argv) {
+    const { values, positionals } = parseCommandArgs('chat', argv, {
+      model: { type: 'string' },
+      image: { type: 'string' },
+      messages: { type: 'string' },
+      decoding: { type: 'string' },
+      'num-beams': { type: 'string' },
+      'repetition-penalty': { type: 'string' },
+      temperature: { type: 'string' },
+      'top-p': { type: 'string' },
+      'top-k': { type: 'string' },
+      seed: { type: 'string' },
+      'max-new-tokens': { type: 'string' },
+      threads: { type: 'string' },
+      json: { type: 'boolean' },
+    }, USAGE);
+    const settings = decodingSettings(values);
+    const threads = numberOption(values, 'threads', { integer: true, min: 1 });
+    const messages = await readMessages(stringOption(values, 'messages'), positionals);
+    const imagePath = stringOption(values, 'image');
+    const image = imagePath ? await readImageFile(imagePath) : null;
+    const interactive = messages.length === 0;
+    if (interactive && !process.stdin.isTTY) {
+      throw new InvalidRequestError(`no question: give one as the last argument or pass --messages <file.json>\nusage: ${USAGE}`);
+    }
+    const model = await loadModel(stringOption(values, 'model') ?? DEFAULT_MODEL, {
+      threads,
+      maxBeams: Math.max(3, settings.numBeams ?? 1),
+    });
+    try {
+      if (interactive) await interactiveSession(model, image, settings);
+      else if (values.json) {
+        const result = await model.run({ messages, image, ...settings });
+        process.stdout.write(`${JSON.stringify(jsonReport(result))}\n`);
+      } else {
+        await streamAnswer(model, messages, image, settings);
+      }
+    } finally {
+      await model.release();
+    }
+  },
+};
+
+function decodingSettings(values: Parsed['values']): DecodingSettings {
+  const decoding = stringOption(values, 'decoding') ?? 'sample';
+  if (!DECODINGS.includes(decoding as Decoding)) {
+    throw new InvalidRequestError(`--decoding must be one of ${DECODINGS.join(', ')}, got "${decoding}"`);
+  }
+  return {
+    decoding: decoding as Decoding,
+    numBeams: numberOption(values, 'num-beams', { integer: true, min: 1, max: 16 }),
+    repetitionPenalty: numberOption(values, 'repetition-penalty', { min: Number.MIN_VALUE }),
+    temperature: numberOption(values, 'temperature', { min: Number.MIN_VALUE }),
+    topP: numberOption(values, 'top-p', { min: Number.MIN_VALUE, max: 1 }),
+    topK: numberOption(values, 'top-k', { integer: true, min: 0 }),
+    seed: numberOption(values, 'seed', { integer: true, min: 0, max: 2 ** 32 - 1 }),
+    maxNewTokens: numberOption(values, 'max-new-tokens', { integer: true, min: 1 }),
+  };
+}
+
+async function readMessages(path: string | undefined, positionals: string[]): Promise<ChatMessage[]> {
+  const messages: ChatMessage[] = [];
+  if (path) {
+    const text = (await readUserFile(path, 'messages file')).toString('utf8');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      throw new InvalidRequestError(`${path} is not valid JSON: ${(err as Error).message}`);
+    }
+    messages.push(...parseMessages(parsed));
+  }
+  if (positionals.length > 1) {
+    throw new InvalidRequestError(`expected one question, got ${positionals.length} arguments: quote the question\nusage: ${USAGE}`);
+  }
+  if (positionals.length === 1) messages.push({ role: 'user', content: positionals[0]! });
+  return messages;
+}
+
+function jsonReport(result: ChatResult) {
+  return { text: result.text, prompt_ids: result.promptIds, output_ids: result.outputIds };
+}
+
+async function streamAnswer(model: Model, messages: ChatMessage[], image: RgbImage | null, settings: DecodingSettings): Promise<string> {
+  const stream = model.streamChat({ messages, image, ...settings });
+  for (;;) {
+    const next = await stream.next();
+    if (next.done) {
+      process.stdout.write('\n');
+      return next.value.text;
+    }
+    process.stdout.write(next.value);
+  }
+}
+
+async function interactiveSession(model: Model, firstImage: RgbImage | null, settings: DecodingSettings): Promise<void> {
+  const rl = createInterface({ input: process.stdin, output: process.stdout });
+  let image = firstImage;
+  let messages: ChatMessage[] = [];
+  process.stdout.write(`Ask a question${image ? ' about the image' : ''}. Commands: /image <path>, /reset, /exit\n`);
+  try {
+    for (;;) {
+      const line = (await rl.question('> ').catch(() => '/exit')).trim();
+      if (line === '/exit' || line === '/quit') return;
+      if (line === '') continue;
+      if (line === '/reset') {
+        image = null;
+        messages = [];
+        process.stdout.write('New conversation.\n');
+        continue;
+      }
+      if (line.startsWith('/image')) {
+        const path = line.slice('/image'.length).trim();
+        try {
+          image = await readImageFile(path);
+          messages = [];
+          process.stdout.write(`New conversation about ${path}.\n`);
+        } catch (err) {
+          if (!(err instanceof OmnilmmError)) throw err;
+          process.stdout.write(`error: ${err.message}\n`);
+        }
+        continue;
+      }
+      const turn = [...messages, { role: 'user' as const, content: line }];
+      try {
+        const answer = await streamAnswer(model, turn, image, settings);
+        messages = [...turn, { role: 'assistant', content: answer }];
+      } catch (err) {
+        if (!(err instanceof OmnilmmError)) throw err;
+        process.stdout.write(`error: ${err.message}\n`);
+      }
+    }
+  } finally {
+    rl.close();
+  }
+}

@@ -1,0 +1,8 @@
+// The registry of CLI commands, in the order `omnilmm --help` lists them.
+
+import type { Command } from './common.js';
+import { chatCommand } from './chat.js';
+import { inspectImageCommand } from './inspect-image.js';
+import { tokenizeCommand } from './tokenize.js';
+
+export const commands: Command[] = [chatCommand, tokenizeCommand, inspectImageCommand];

@@ -1,0 +1,57 @@
+// `omnilmm inspect-image`: how the model would see an image (slice plan, placeholder, optional pixel tensors).
+
+import { writeSafetensors } from '../../checkpoint/safetensors.js';
+import { loadModelConfig } from '../../config/load.js';
+import { readImageFile } from '../io.js';
+import { familyOf } from '../../models/registry.js';
+import { parseCommandArgs, requireOne, stringOption } from '../args.js';
+import { resolveModelOption, type Command } from './common.js';
+
+const USAGE = 'omnilmm inspect-image --model <dir|org/name> [--json] [--pixels <out.safetensors>] <image>';
+
+export const inspectImageCommand: Command = {
+  name: 'inspect-image',
+  summary: 'show how the model slices an image; optionally write its pixel tensors',
+  help: `usage: ${USAGE}
+
+Decodes the image (JPEG, PNG, WebP or the first frame of a GIF) as PIL's convert('RGB') does and plans its
+slices as the model's official code does.
+
+  --model <dir|org/name>   checkpoint folder or hub id (default openbmb/MiniCPM-V-2)
+  --json                   print {"source":[w,h], "grid":[cols,rows]|null, "slices":[[w,h],...],
+                           "placeholder": string, "image_tokens": number}; "source" is the overview's size,
+                           "slices" the sizes of the patches after it, "image_tokens" the prompt positions
+                           that receive image features (number of slices × query_num)
+  --pixels <file>          also write the normalised float32 CHW tensors of every slice as safetensors,
+                           named slice_00 (the overview), slice_01, ... in the model's order`,
+  async run(argv) {
+    const { values, positionals } = parseCommandArgs('inspect-image', argv, {
+      model: { type: 'string' },
+      json: { type: 'boolean' },
+      pixels: { type: 'string' },
+    }, USAGE);
+    const imagePath = requireOne(positionals, 'image path', USAGE);
+    const config = loadModelConfig(await resolveModelOption(values));
+    const input = familyOf(config).inspectImage(await readImageFile(imagePath), config);
+    const [source, ...patches] = input.slices.map((s) => [s.width, s.height] as const);
+    const pixelsPath = stringOption(values, 'pixels');
+    if (pixelsPath) {
+      writeSafetensors(pixelsPath, input.slices.map((slice, i) => ({
+        name: `slice_${String(i).padStart(2, '0')}`,
+        shape: [3, slice.height, slice.width],
+        data: input.pixels(slice),
+      })));
+    }
+    const report = { source, grid: input.grid, slices: patches, placeholder: input.placeholder, image_tokens: input.imageTokens };
+    if (values.json) {
+      process.stdout.write(`${JSON.stringify(report)}\n`);
+      return;
+    }
+    const grid = input.grid ? `${input.grid[0]} cols × ${input.grid[1]} rows` : 'none (one slice)';
+    process.stdout.write(
+      `overview: ${source![0]}×${source![1]}\ngrid: ${grid}\n` +
+        (patches.length ? `patches: ${patches.length} × ${patches[0]![0]}×${patches[0]![1]}\n` : '') +
+        `image tokens: ${input.imageTokens}\n` + (pixelsPath ? `pixels written to ${pixelsPath}\n` : ''),
+    );
+  },
+};

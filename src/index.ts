@@ -1,0 +1,9 @@
+// Public API of the omnilmm package.
+
+export { loadModel, Model, type LoadModelOptions, type ModelRequest } from './chat/engine.js';
+export type { ChatResult, FinishReason } from './chat/chat.js';
+export type { Decoding, DecodingSettings } from './chat/decoding.js';
+export { OmniLMMChat, img2base64 } from './chat/omnilmm-chat.js';
+export type { ChatMessage } from './models/minicpmv/prompt.js';
+export { decodeImage, type RgbImage } from './image/index.js';
+export * from './errors.js';

@@ -1,0 +1,42 @@
+// Which code runs which checkpoint: model families by config.json's model_type, with explicit imports.
+
+import type { ChatModel } from '../chat/chat.js';
+import type { ModelConfig } from '../config/load.js';
+import type { RgbImage } from '../image/index.js';
+import type { RuntimeOptions } from '../runtime/session.js';
+import { minicpmvFamily } from './minicpmv/family.js';
+
+export interface LoadOptions extends RuntimeOptions {
+  /** Most beams a request may use (default 3). */
+  maxBeams?: number;
+}
+
+export interface LoadedModel extends ChatModel {
+  release(): Promise<void>;
+}
+
+/** How a family shows an image to its model (for `inspect-image`). */
+export interface ImageInspection {
+  /** Every slice the model sees, the overview first. */
+  slices: RgbImage[];
+  grid: [number, number] | null;
+  placeholder: string;
+  imageTokens: number;
+  /** The normalised float32 CHW tensor of one slice. */
+  pixels(slice: RgbImage): Float32Array;
+}
+
+export interface ModelFamily {
+  /** Token ids of a text as the family's chat path feeds it to the model (BOS first). */
+  tokenize(dir: string, text: string): number[];
+  inspectImage(image: RgbImage, config: ModelConfig): ImageInspection;
+  load(dir: string, config: ModelConfig, options: LoadOptions): Promise<LoadedModel>;
+}
+
+const FAMILIES: Record<ModelConfig['modelType'], ModelFamily> = {
+  minicpmv: minicpmvFamily,
+};
+
+export function familyOf(config: ModelConfig): ModelFamily {
+  return FAMILIES[config.modelType];
+}

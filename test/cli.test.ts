@@ -1,0 +1,197 @@
+// The CLI contract, driven in a subprocess as users and other checks drive it.
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { promisify } from 'node:util';
+import sharp from 'sharp';
+import { SafetensorsFile } from '../src/checkpoint/safetensors.js';
+import { fixturePath, maxAbsDiff, readFixtureJson, repoRoot } from './helpers/fixtures.js';
+
+const FIXTURE = 'minicpmv2-tiny';
+const MODEL = fixturePath(FIXTURE, 'model');
+const CLI = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+const scratch = mkdtempSync(join(tmpdir(), 'omnilmm-cli-'));
+after(() => rmSync(scratch, { recursive: true, force: true }));
+
+interface Outcome { code: number; stdout: string; stderr: string }
+
+async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Outcome> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args], {
+      env: { ...process.env, HF_HUB_OFFLINE: '1', HF_HOME: join(scratch, 'hf'), ...env },
+      maxBuffer: 64 * 1024 * 1024,
+      timeout: 60_000,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout: string; stderr: string };
+    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+/** A clean failure: non-zero exit, one line on stderr starting with "error:", no stack trace, nothing on stdout. */
+function assertCleanError(out: Outcome, pattern: RegExp): void {
+  assert.notEqual(out.code, 0, `expected a failure, got stdout ${out.stdout}`);
+  assert.match(out.stderr, /^error: /);
+  assert.match(out.stderr, pattern);
+  assert.doesNotMatch(out.stderr, /\n\s+at /, 'no stack trace');
+  assert.equal(out.stdout, '');
+}
+
+interface EncodeCase { text: string; input_ids: number[] }
+
+test('tokenize --json prints the official prompt ids', async () => {
+  const { encode } = readFixtureJson<{ encode: EncodeCase[] }>(FIXTURE, 'tokenizer', 'cases.json');
+  for (const c of encode.filter((_, i) => i % 8 === 0)) {
+    const out = await cli(['tokenize', '--model', MODEL, '--json', c.text]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.deepEqual(JSON.parse(out.stdout), { ids: c.input_ids });
+  }
+});
+
+interface PreprocessCase {
+  input: { file: string; decoded_png?: string };
+  best_grid: [number, number] | null;
+  source_size_wh: [number, number];
+  patches_size_wh: [number, number][][];
+  n_slices: number;
+  placeholder: string;
+}
+
+test('inspect-image --json reports the official slice plan and placeholder for every image', async () => {
+  for (const file of readdirSync(fixturePath(FIXTURE, 'preprocess')).filter((f) => f.endsWith('.json'))) {
+    const c = readFixtureJson<PreprocessCase>(FIXTURE, 'preprocess', file);
+    const out = await cli(['inspect-image', '--model', MODEL, '--json', fixturePath(FIXTURE, c.input.file)]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.deepEqual(JSON.parse(out.stdout), {
+      source: c.source_size_wh,
+      grid: c.best_grid,
+      slices: c.patches_size_wh.flat(),
+      placeholder: c.placeholder,
+      image_tokens: c.n_slices * 16,
+    }, file);
+  }
+});
+
+test('inspect-image --pixels writes every slice\'s normalised pixels', async () => {
+  const c = readFixtureJson<PreprocessCase>(FIXTURE, 'preprocess', 'wide_1000x300.json');
+  const path = join(scratch, 'pixels.safetensors');
+  const out = await cli(['inspect-image', '--model', MODEL, '--json', '--pixels', path, fixturePath(FIXTURE, c.input.file)]);
+  assert.equal(out.code, 0, out.stderr);
+  const pixels = new SafetensorsFile(path);
+  const golden = new SafetensorsFile(fixturePath(FIXTURE, 'preprocess', 'wide_1000x300.safetensors'));
+  try {
+    assert.deepEqual([...pixels.tensors.keys()], ['slice_00', 'slice_01', 'slice_02', 'slice_03']);
+    for (const name of pixels.tensors.keys()) {
+      const [, h, w] = pixels.info(name).shape as [number, number, number];
+      const full = pixels.float32(name);
+      const crop = new Float32Array(3 * 28 * 42);
+      for (let ch = 0; ch < 3; ch++) for (let y = 0; y < 28; y++) for (let x = 0; x < 42; x++) {
+        crop[(ch * 28 + y) * 42 + x] = full[(ch * h + y) * w + x]!;
+      }
+      assert.ok(maxAbsDiff(crop, golden.float32(`${name}.pixel_values_crop`)) <= 1e-6, name);
+    }
+  } finally {
+    pixels.close();
+    golden.close();
+  }
+});
+
+test('chat --json answers token-exact (greedy) with prompt and output ids', async () => {
+  const c = readFixtureJson<{ msgs: { content: string }[]; input: { file: string }; input_ids: number[]; runs: Record<string, { new_token_ids: number[]; text: string }> }>(
+    FIXTURE, 'llm', 'single_turn_grad.json');
+  const out = await cli(['chat', '--model', MODEL, '--image', fixturePath(FIXTURE, c.input.file), '--decoding', 'greedy',
+    '--max-new-tokens', '24', '--json', c.msgs[0]!.content]);
+  assert.equal(out.code, 0, out.stderr);
+  const greedy = c.runs.greedy!;
+  assert.deepEqual(JSON.parse(out.stdout), { text: greedy.text, prompt_ids: c.input_ids, output_ids: greedy.new_token_ids });
+});
+
+test('chat --messages with --decoding beam follows the official non-sampling defaults', async () => {
+  const c = readFixtureJson<{ msgs: unknown[]; input: { file: string }; runs: Record<string, { new_token_ids: number[]; text: string }> }>(
+    FIXTURE, 'llm', 'two_turn_wide.json');
+  const messages = join(scratch, 'msgs.json');
+  writeFileSync(messages, JSON.stringify(c.msgs));
+  const out = await cli(['chat', '--model', MODEL, '--image', fixturePath(FIXTURE, c.input.file), '--messages', messages,
+    '--decoding', 'beam', '--max-new-tokens', '24', '--json']);
+  assert.equal(out.code, 0, out.stderr);
+  const beam = c.runs['beam3_rp1.2']!;
+  assert.deepEqual(JSON.parse(out.stdout).output_ids, beam.new_token_ids);
+});
+
+/** A writable copy of the fixture checkpoint, to break in one way. */
+function copyModel(name: string): string {
+  const dir = join(scratch, name);
+  mkdirSync(dir, { recursive: true });
+  for (const f of readdirSync(MODEL)) copyFileSync(join(MODEL, f), join(dir, f));
+  return dir;
+}
+
+const IMAGE = fixturePath(FIXTURE, 'images', 'grad_100x80.png');
+
+test('bad checkpoints get a one-line error and a non-zero exit', async () => {
+  assertCleanError(await cli(['inspect-image', '--model', join(scratch, 'nope'), '--json', IMAGE]), /not found|no such folder/i);
+
+  const truncated = copyModel('truncated');
+  const shard = join(truncated, 'model-00002-of-00002.safetensors');
+  writeFileSync(shard, readFileSync(shard).subarray(0, 5000));
+  assertCleanError(await cli(['chat', '--model', truncated, '--image', IMAGE, '--json', 'hi']), /truncated/);
+
+  const corrupt = copyModel('corrupt');
+  writeFileSync(join(corrupt, 'model-00001-of-00002.safetensors'), Buffer.alloc(4096, 0xff));
+  assertCleanError(await cli(['chat', '--model', corrupt, '--image', IMAGE, '--json', 'hi']), /safetensors/);
+
+  const missing = copyModel('missing-shard');
+  rmSync(join(missing, 'model-00002-of-00002.safetensors'));
+  assertCleanError(await cli(['chat', '--model', missing, '--image', IMAGE, '--json', 'hi']), /missing/);
+
+  const other = copyModel('other-type');
+  const config = JSON.parse(readFileSync(join(other, 'config.json'), 'utf8'));
+  writeFileSync(join(other, 'config.json'), JSON.stringify({ ...config, model_type: 'llama' }));
+  assertCleanError(await cli(['tokenize', '--model', other, '--json', 'hi']), /model_type "llama" is not supported/);
+});
+
+test('bad images get a one-line error and a non-zero exit', async () => {
+  const empty = join(scratch, 'empty.png');
+  writeFileSync(empty, Buffer.alloc(0));
+  assertCleanError(await cli(['inspect-image', '--model', MODEL, '--json', empty]), /empty|zero/i);
+
+  const corrupt = join(scratch, 'corrupt.jpg');
+  writeFileSync(corrupt, readFileSync(fixturePath(FIXTURE, 'images', 'hk_OCR.jpg')).subarray(0, 300));
+  assertCleanError(await cli(['inspect-image', '--model', MODEL, '--json', corrupt]), /image/i);
+
+  const text = join(scratch, 'notes.txt');
+  writeFileSync(text, 'not an image');
+  assertCleanError(await cli(['inspect-image', '--model', MODEL, '--json', text]), /image/i);
+
+  const bomb = join(scratch, 'bomb.png');
+  await sharp({ create: { width: 30000, height: 30000, channels: 3, background: '#000' }, limitInputPixels: false })
+    .png({ compressionLevel: 9 }).toFile(bomb);
+  assertCleanError(await cli(['inspect-image', '--model', MODEL, '--json', bomb]), /pixels|too large/i);
+
+  assertCleanError(await cli(['inspect-image', '--model', MODEL, '--json', join(scratch, 'absent.png')]), /not found/);
+  assertCleanError(await cli(['chat', '--model', MODEL, '--image', join(scratch, 'absent.png'), '--json', 'hi']), /not found/);
+});
+
+test('bad chat requests get a one-line error and a non-zero exit', async () => {
+  const bad = join(scratch, 'bad.json');
+  writeFileSync(bad, '[{"role": "user", "content": ');
+  assertCleanError(await cli(['chat', '--model', MODEL, '--messages', bad, '--json']), /not valid JSON/);
+  writeFileSync(bad, JSON.stringify([{ role: 'assistant', content: 'hello' }]));
+  assertCleanError(await cli(['chat', '--model', MODEL, '--messages', bad, '--json']), /first message/);
+  assertCleanError(await cli(['chat', '--model', MODEL, '--image', IMAGE, '--json', '   ']), /empty/);
+  const long = 'word '.repeat(3000);
+  assertCleanError(await cli(['chat', '--model', MODEL, '--json', long]), /tokens/);
+  assertCleanError(await cli(['chat', '--model', MODEL, '--decoding', 'nucleus', 'hi']), /--decoding/);
+  assertCleanError(await cli(['chat', '--model', MODEL, '--top-p', 'x', 'hi']), /--top-p/);
+  assertCleanError(await cli(['chat', '--model', MODEL, '--bogus', 'hi']), /bogus/);
+});
+
+test('with no network the default hub model fails with a clear message', async () => {
+  const out = await cli(['chat', '--image', IMAGE, 'hi'], { HF_HUB_OFFLINE: '', HF_ENDPOINT: 'http://127.0.0.1:9' });
+  assertCleanError(out, /cannot reach|--model/);
+});
