@@ -3,10 +3,11 @@
 import type { ModelFamily } from '../registry.js';
 import { LlamaTokenizer } from '../../tokenizer/llama.js';
 import { prepareImageInput, slicePixels } from './image-input.js';
-import { MiniCPMVModel } from './model.js';
+import { MAX_INPUT_LENGTH, MiniCPMVModel } from './model.js';
 
 export const minicpmvFamily: ModelFamily = {
-  tokenize: (dir, text) => LlamaTokenizer.fromDir(dir).encode(text),
+  // _convert_to_tensors: BOS + encode(text), cut to max_inp_length.
+  tokenize: (dir, text) => LlamaTokenizer.fromDir(dir).encode(text).slice(0, MAX_INPUT_LENGTH),
   inspectImage: (image, config) => ({ ...prepareImageInput(image, config), pixels: slicePixels }),
   load: (dir, config, options) => MiniCPMVModel.load(dir, config, options),
 };
