@@ -2,13 +2,13 @@
 // Format: u64 little-endian header length N, N bytes of JSON {name: {dtype, shape, data_offsets}}, then data.
 // Tensors are read one at a time with positioned reads, so a checkpoint is never held in memory twice.
 
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { closeSync, existsSync, fstatSync, openSync, readSync, renameSync, writeFileSync } from 'node:fs';
 import { CheckpointError, FileNotFoundError } from '../errors.js';
+import { ShardedCheckpoint } from './sharded.js';
 
 export type DType = 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'U8' | 'I8' | 'F64' | 'BOOL' | 'I16' | 'U16';
 
-const DTYPE_BYTES: Record<DType, number> = {
+export const DTYPE_BYTES: Record<DType, number> = {
   F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, U16: 2, I8: 1, U8: 1, BOOL: 1,
 };
 
@@ -171,81 +171,9 @@ function halfToFloat(h: number): number {
 }
 
 /** A checkpoint folder's tensors: model.safetensors, or the shards listed by model.safetensors.index.json. */
-export class SafetensorsCheckpoint implements TensorSource {
-  private readonly files: SafetensorsFile[] = [];
-  private readonly byName = new Map<string, SafetensorsFile>();
-
-  constructor(readonly dir: string) {
-    const indexPath = join(dir, 'model.safetensors.index.json');
-    const singlePath = join(dir, 'model.safetensors');
-    try {
-      if (existsSync(indexPath)) this.openSharded(indexPath);
-      else if (existsSync(singlePath)) this.add(new SafetensorsFile(singlePath));
-      else throw new FileNotFoundError(`no model.safetensors or model.safetensors.index.json in ${dir}`);
-    } catch (err) {
-      this.close();
-      throw err;
-    }
-  }
-
-  private openSharded(indexPath: string): void {
-    let index: { weight_map?: Record<string, string> };
-    try {
-      index = JSON.parse(readFileSync(indexPath, 'utf8')) as typeof index;
-    } catch {
-      throw new CheckpointError(`${indexPath} is not valid JSON (corrupt or truncated download?)`);
-    }
-    const map = index.weight_map;
-    if (!map || typeof map !== 'object') throw new CheckpointError(`${indexPath} has no "weight_map"`);
-    const shards = new Map<string, SafetensorsFile>();
-    for (const shard of new Set(Object.values(map))) {
-      if (typeof shard !== 'string' || basename(shard) !== shard) {
-        throw new CheckpointError(`${indexPath} names an invalid shard file ${JSON.stringify(shard)}`);
-      }
-      const path = join(dirname(indexPath), shard);
-      if (!existsSync(path)) {
-        throw new CheckpointError(`shard ${shard} listed in ${basename(indexPath)} is missing from ${dirname(indexPath)}; download it again`);
-      }
-      const file = new SafetensorsFile(path);
-      this.files.push(file);
-      shards.set(shard, file);
-    }
-    for (const [name, shard] of Object.entries(map)) {
-      const file = shards.get(shard)!;
-      if (!file.tensors.has(name)) throw new CheckpointError(`${indexPath} places ${name} in ${shard}, but that shard does not contain it`);
-      this.byName.set(name, file);
-    }
-  }
-
-  private add(file: SafetensorsFile): void {
-    this.files.push(file);
-    for (const name of file.tensors.keys()) this.byName.set(name, file);
-  }
-
-  names(): string[] {
-    return [...this.byName.keys()];
-  }
-
-  has(name: string): boolean {
-    return this.byName.has(name);
-  }
-
-  info(name: string): TensorInfo {
-    return this.file(name).info(name);
-  }
-
-  float32(name: string): Float32Array {
-    return this.file(name).float32(name);
-  }
-
-  private file(name: string): SafetensorsFile {
-    const file = this.byName.get(name);
-    if (!file) throw new CheckpointError(`the checkpoint in ${this.dir} has no tensor ${name}`);
-    return file;
-  }
-
-  close(): void {
-    for (const f of this.files) f.close();
+export class SafetensorsCheckpoint extends ShardedCheckpoint {
+  constructor(dir: string) {
+    super(dir, { index: 'model.safetensors.index.json', single: 'model.safetensors' }, (path) => new SafetensorsFile(path));
   }
 }
 
