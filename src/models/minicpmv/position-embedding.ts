@@ -1,5 +1,6 @@
 // Host-side inputs of the vision graphs that depend on the slice size: patches, the vision tower's resampled
-// position table, and the resampler's 2-D sin-cos table. Keeping them here lets one graph serve every slice size.
+// position table, and the resampler's key position table (2.0: 2-D sin-cos at the slice's grid; 1.0: its stored
+// table interpolated to the grid). Keeping them here lets one graph serve every slice size.
 
 /** The patch grid [rows, cols] of an H×W slice: `ceil(H/p) × ceil(W/p)` (timm pads right/bottom). */
 export function patchGrid(height: number, width: number, patchSize: number): [number, number] {
@@ -47,22 +48,55 @@ export function resamplePosEmbed(
   from: readonly [number, number],
   to: readonly [number, number],
 ): Float32Array {
+  const dim = channelCount(table, from, 'resamplePosEmbed');
   const [gh, gw] = from;
   const [h, w] = to;
-  const dim = table.length / (gh * gw);
-  if (!Number.isInteger(dim)) throw new RangeError(`resamplePosEmbed: ${table.length} values are not a ${gh}×${gw} grid`);
   if (h === w && h * w === gh * gw) return table;
+  return resizeTable(table, dim, from, to, antialiasBicubicTaps(gh, h), antialiasBicubicTaps(gw, w));
+}
 
-  // Pass 1 along the columns: [gh, gw, d] → [gh, w, d]; pass 2 along the rows: → [h, w, d].
-  const colTaps = antialiasBicubicTaps(gw, w);
-  const rowTaps = antialiasBicubicTaps(gh, h);
+/**
+ * Port of the MiniCPM-V 1.0 resampler's `get_abs_pos`: its stored `[gh·gw, E]` table resized to the key grid
+ * `[h·w, E]` by torch `F.interpolate(mode='bicubic', align_corners=False)` without antialias, computed in float64 and
+ * rounded once. Returned as is when the grids are equal.
+ */
+export function getAbsPos(table: Float32Array, from: readonly [number, number], to: readonly [number, number]): Float32Array {
+  const dim = channelCount(table, from, 'getAbsPos');
+  if (from[0] === to[0] && from[1] === to[1]) return table;
+  return resizeTable(table, dim, from, to, plainBicubicTaps(from[0], to[0]), plainBicubicTaps(from[1], to[1]));
+}
+
+/** Per output index: the input indices it reads and their weights. */
+interface Taps {
+  indices: Int32Array;
+  weights: Float64Array;
+}
+
+/** The channel count of a `[rows·cols, d]` table; throws when the length does not fit the grid. */
+function channelCount(table: Float32Array, grid: readonly [number, number], caller: string): number {
+  const dim = table.length / (grid[0] * grid[1]);
+  if (!Number.isInteger(dim) || dim < 1) throw new RangeError(`${caller}: ${table.length} values are not a ${grid[0]}×${grid[1]} grid`);
+  return dim;
+}
+
+/** A separable resize of a `[rows, cols, d]` table: pass 1 along the columns, pass 2 along the rows, in float64. */
+function resizeTable(
+  table: Float32Array,
+  dim: number,
+  from: readonly [number, number],
+  to: readonly [number, number],
+  rowTaps: readonly Taps[],
+  colTaps: readonly Taps[],
+): Float32Array {
+  const [gh, gw] = from;
+  const [h, w] = to;
   const wide = new Float64Array(gh * w * dim);
   for (let y = 0; y < gh; y++) {
     for (let x = 0; x < w; x++) {
       const dst = (y * w + x) * dim;
-      const { start, weights } = colTaps[x]!;
+      const { indices, weights } = colTaps[x]!;
       for (let t = 0; t < weights.length; t++) {
-        const src = (y * gw + start + t) * dim;
+        const src = (y * gw + indices[t]!) * dim;
         const k = weights[t]!;
         for (let e = 0; e < dim; e++) wide[dst + e]! += k * table[src + e]!;
       }
@@ -71,11 +105,11 @@ export function resamplePosEmbed(
   const out = new Float32Array(h * w * dim);
   const acc = new Float64Array(dim);
   for (let y = 0; y < h; y++) {
-    const { start, weights } = rowTaps[y]!;
+    const { indices, weights } = rowTaps[y]!;
     for (let x = 0; x < w; x++) {
       acc.fill(0);
       for (let t = 0; t < weights.length; t++) {
-        const src = ((start + t) * w + x) * dim;
+        const src = (indices[t]! * w + x) * dim;
         const k = weights[t]!;
         for (let e = 0; e < dim; e++) acc[e]! += k * wide[src + e]!;
       }
@@ -85,14 +119,8 @@ export function resamplePosEmbed(
   return out;
 }
 
-interface Taps {
-  start: number;
-  weights: Float64Array;
-}
-
-/** Keys cubic kernel with a = −0.5, the filter of torch's antialiased bicubic (and of Pillow's BICUBIC). */
-function keysCubic(x: number): number {
-  const a = -0.5;
+/** Keys cubic convolution kernel: a = −0.5 for torch's antialiased bicubic (and Pillow's), −0.75 for the plain one. */
+function keysCubic(x: number, a: number): number {
   const t = Math.abs(x);
   if (t < 1) return ((a + 2) * t - (a + 3)) * t * t + 1;
   if (t < 2) return (((t - 5) * t + 8) * t - 4) * a;
@@ -100,8 +128,8 @@ function keysCubic(x: number): number {
 }
 
 /**
- * Per output index: the first input index and the normalised weights (torch `_compute_weights_aa`): the kernel is
- * stretched by the scale when shrinking, and taps outside the input are dropped, not clamped.
+ * torch `_compute_weights_aa` for bicubic: the a = −0.5 kernel, stretched by the scale when shrinking; taps outside
+ * the input are dropped, not clamped, and the rest renormalised.
  */
 function antialiasBicubicTaps(inSize: number, outSize: number): Taps[] {
   const scale = inSize / outSize;
@@ -112,15 +140,29 @@ function antialiasBicubicTaps(inSize: number, outSize: number): Taps[] {
     const center = scale * (i + 0.5);
     const start = Math.max(Math.trunc(center - support + 0.5), 0);
     const end = Math.min(Math.trunc(center + support + 0.5), inSize);
-    const weights = new Float64Array(end - start);
-    let total = 0;
-    for (let j = start; j < end; j++) {
-      const k = keysCubic((j - center + 0.5) * invScale);
-      weights[j - start] = k;
-      total += k;
-    }
+    const indices = Int32Array.from({ length: end - start }, (_, t) => start + t);
+    const weights = Float64Array.from(indices, (j) => keysCubic((j - center + 0.5) * invScale, -0.5));
+    const total = weights.reduce((sum, k) => sum + k, 0);
     if (total !== 0) for (let t = 0; t < weights.length; t++) weights[t]! /= total;
-    taps.push({ start, weights });
+    taps.push({ indices, weights });
+  }
+  return taps;
+}
+
+/**
+ * torch `upsample_bicubic2d` (align_corners=False) along one axis: source position `(i + 0.5)·in/out − 0.5`, the
+ * a = −0.75 kernel on the four neighbours `floor − 1 … floor + 2`, whose indices are clamped to the border.
+ */
+function plainBicubicTaps(inSize: number, outSize: number): Taps[] {
+  const scale = inSize / outSize;
+  const taps: Taps[] = [];
+  for (let i = 0; i < outSize; i++) {
+    const source = (i + 0.5) * scale - 0.5;
+    const floor = Math.floor(source);
+    const frac = source - floor;
+    const indices = Int32Array.from([-1, 0, 1, 2], (o) => Math.min(Math.max(floor + o, 0), inSize - 1));
+    const weights = Float64Array.from([-1, 0, 1, 2], (o) => keysCubic(frac - o, -0.75));
+    taps.push({ indices, weights });
   }
   return taps;
 }

@@ -1,7 +1,8 @@
-// The perceiver resampler of MiniCPM-V 2.0 (official resampler.py `Resampler.forward`, adaptive) as an ONNX graph.
+// The perceiver resampler of MiniCPM-V (official resampler.py `Resampler.forward`) as an ONNX graph. 1.0 and 2.0
+// differ only in the key position table, which the host computes (vision-encoder.ts).
 //
 // Contract:  features      [batch, n, kv_dim]   (the vision graph's output)
-//            kv_pos_embed  [n, E]               (position-embedding.ts `get2dSinCosPosEmbed(E, grid)`)
+//            kv_pos_embed  [n, E]               (2.0: `get2dSinCosPosEmbed(E, grid)`; 1.0: `getAbsPos` of pos_embed)
 //         →  image_embeds  [batch, query_num, E]
 
 import { Graph } from '../../graph/builder.js';
@@ -15,6 +16,11 @@ export interface ResamplerDims {
   numHeads: number;
   kvDim: number;
   normEps: number;
+  /**
+   * 2.0's adaptive resampler (the default) keys on the 2-D sin-cos table of each slice's grid; 1.0's (false)
+   * interpolates its stored `pos_embed` to the grid.
+   */
+  adaptive?: boolean;
 }
 
 export interface ResamplerGraphOptions {

@@ -1,12 +1,14 @@
 // Runs the vision tower and the resampler for image slices (official `get_vision_embedding`): per slice size, the
 // host builds the patches and both position tables, then slices of one size run as one batch through both graphs.
+// MiniCPM-V 2.0's adaptive resampler keys on the 2-D sin-cos table of the slice's grid; 1.0's on its stored
+// `pos_embed` interpolated to the grid (`get_abs_pos`).
 
 import type { TensorSource } from '../../checkpoint/safetensors.js';
 import { ImageError } from '../../errors.js';
 import { GraphSession, type RuntimeOptions } from '../../runtime/session.js';
-import { get2dSinCosPosEmbed, patchGrid, patchify, resamplePosEmbed } from './position-embedding.js';
+import { get2dSinCosPosEmbed, getAbsPos, patchGrid, patchify, resamplePosEmbed } from './position-embedding.js';
 import { buildResamplerGraph, type ResamplerDims } from './resampler.js';
-import { buildVisionGraph, readVisionPosEmbed, type VisionDims } from './vision.js';
+import { buildVisionGraph, readVisionPosEmbed, readWeight, type VisionDims } from './vision.js';
 
 /** One slice: normalised CHW float32 pixels (`(u8/255 − 0.5)/0.5`) of size 3×height×width. */
 export interface SliceInput {
@@ -45,6 +47,8 @@ export class VisionEncoder {
     private readonly vision: GraphSession,
     private readonly resampler: GraphSession,
     private readonly storedPosEmbed: Float32Array,
+    /** 1.0's stored resampler `pos_embed` [query_num, E] that keys are interpolated from; null for 2.0 (sin-cos). */
+    private readonly storedKeyPosEmbed: Float32Array | null,
     readonly visionDims: VisionDims,
     readonly resamplerDims: ResamplerDims,
     private readonly maxBatch: number,
@@ -57,13 +61,17 @@ export class VisionEncoder {
   ): Promise<VisionEncoder> {
     const visionPrefix = options.visionPrefix ?? 'vpm.';
     const storedPosEmbed = readVisionPosEmbed(weights, dims.vision, visionPrefix);
+    const { queryNum, embedDim, adaptive = true } = dims.resampler;
+    const storedKeyPosEmbed = adaptive
+      ? null
+      : readWeight(weights, `${options.resamplerPrefix ?? 'resampler.'}pos_embed`, [queryNum, embedDim]);
     const visionModel = buildVisionGraph(weights, dims.vision, { prefix: visionPrefix }).serialize();
     const resamplerModel = buildResamplerGraph(weights, dims.resampler, { prefix: options.resamplerPrefix }).serialize();
     const vision = await GraphSession.create('vision tower', visionModel, options.runtime);
     try {
       const resampler = await GraphSession.create('resampler', resamplerModel, options.runtime);
       const maxBatch = Math.max(1, options.maxBatch ?? 4);
-      return new VisionEncoder(vision, resampler, storedPosEmbed, dims.vision, dims.resampler, maxBatch);
+      return new VisionEncoder(vision, resampler, storedPosEmbed, storedKeyPosEmbed, dims.vision, dims.resampler, maxBatch);
     } catch (err) {
       await vision.release();
       throw err;
@@ -129,19 +137,26 @@ export class VisionEncoder {
     }));
   }
 
-  /** The vision tower's position table resampled to `grid`, and the resampler's sin-cos table for it. */
+  /** The vision tower's position table resampled to `grid`, and the resampler's key position table for it. */
   gridTables(grid: readonly [number, number]): GridTables {
     const key = `${grid[0]}x${grid[1]}`;
     let tables = this.tables.get(key);
     if (!tables) {
       tables = {
         visionPosEmbed: resamplePosEmbed(this.storedPosEmbed, this.visionDims.posGrid, grid),
-        resamplerPosEmbed: get2dSinCosPosEmbed(this.resamplerDims.embedDim, grid),
+        resamplerPosEmbed: this.resamplerKeyPosEmbed(grid),
       };
       if (this.tables.size >= MAX_CACHED_GRIDS) this.tables.delete(this.tables.keys().next().value!);
       this.tables.set(key, tables);
     }
     return tables;
+  }
+
+  /** 2.0: `get_2d_sincos_pos_embed(E, grid)`; 1.0: `get_abs_pos` of the stored square table. */
+  private resamplerKeyPosEmbed(grid: readonly [number, number]): Float32Array {
+    if (!this.storedKeyPosEmbed) return get2dSinCosPosEmbed(this.resamplerDims.embedDim, grid);
+    const side = Math.round(Math.sqrt(this.resamplerDims.queryNum));
+    return getAbsPos(this.storedKeyPosEmbed, [side, side], grid);
   }
 
   async release(): Promise<void> {
