@@ -1,6 +1,8 @@
 // One chat turn on any model family: prompt → embeddings → generation → answer text, streamed as it is produced.
-// The concatenated stream equals the final answer (`_decode_text`: ids 0 and the final EOS removed, stripped).
+// The concatenated stream equals the final answer (`_decode_text`: ids 0 and the final EOS removed, stripped), or,
+// when a stop string ended it, the answer before the stop string.
 
+import { setImmediate as nextMacrotask } from 'node:timers/promises';
 import { InvalidRequestError } from '../errors.js';
 import { beamSearch } from '../generation/beam-search.js';
 import { generate } from '../generation/generate.js';
@@ -18,16 +20,26 @@ export interface ChatModel<P extends { ids: number[] } = { ids: number[] }> {
   readonly maxBeams: number;
   readonly contextLength: number;
   prepare(messages: readonly ChatMessage[], image: RgbImage | null): P;
-  embed(prompt: P): Promise<Float32Array>;
-  startDecoding(embeds: Float32Array, seqLen: number): LogitsModel;
+  /** Embeds the prompt and binds it to the decoder, reusing what the previous request left in the KV cache. */
+  startPrompt(prompt: P): Promise<PromptSequence>;
   decodeAnswer(newIds: readonly number[]): string;
   /** A streaming detokenizer for generated ids. */
   detokenizer(): { push(id: number): string; flush(): string };
+  /** Token ids of a text as the chat path encodes it (BOS first). */
+  tokenize(text: string): number[];
+}
+
+/** A prompt bound to the decoder. */
+export interface PromptSequence extends LogitsModel {
+  /** Leading prompt positions taken from the KV cache instead of being prefilled. */
+  readonly reusedLength: number;
 }
 
 export interface ChatRequest extends DecodingSettings {
   messages: readonly ChatMessage[];
   image?: RgbImage | null;
+  /** Strings that end the answer: it stops before the first one generated, and no part of it is streamed. */
+  stop?: readonly string[];
   signal?: AbortSignal;
 }
 
@@ -40,11 +52,17 @@ export interface ChatResult {
   /** The generated ids (without generate()'s leading BOS), a final EOS included when one was generated. */
   outputIds: number[];
   finishReason: FinishReason;
+  /** Prompt tokens taken from the KV cache of the previous request instead of being prefilled again. */
+  cachedTokens: number;
 }
 
-/** Streams the answer's text; the generator's return value is the whole result. */
+/**
+ * Streams the answer's text; the generator's return value is the whole result. Between model calls the event loop
+ * gets a turn, so timers and messages (an abort among them) are handled while an answer is generated.
+ */
 export async function* streamChat(model: ChatModel, request: ChatRequest): AsyncGenerator<string, ChatResult, undefined> {
   const decoding = resolveDecoding(request, model.chatDefaults);
+  const stops = checkStops(request.stop);
   if (decoding.numBeams > model.maxBeams) {
     throw new InvalidRequestError(`${decoding.numBeams} beams asked for, but the model was loaded for at most ${model.maxBeams}`);
   }
@@ -53,8 +71,8 @@ export async function* streamChat(model: ChatModel, request: ChatRequest): Async
   if (maxNewTokens < 1) {
     throw new InvalidRequestError(`the prompt has ${prompt.ids.length} tokens and fills the ${model.contextLength}-token context`);
   }
-  const embeds = await model.embed(prompt);
-  const sequence = model.startDecoding(embeds, prompt.ids.length);
+  request.signal?.throwIfAborted();
+  const sequence = await model.startPrompt(prompt);
   const options = {
     ...decoding,
     maxNewTokens,
@@ -62,26 +80,38 @@ export async function* streamChat(model: ChatModel, request: ChatRequest): Async
     eosTokenId: model.eosTokenId,
     signal: request.signal,
   };
+  const steps = pausingBeforeCalls(sequence, request.signal);
   const outputIds: number[] = [];
+  const result = (text: string, stopped: boolean): ChatResult => ({
+    text,
+    promptIds: prompt.ids,
+    outputIds,
+    finishReason: stopped || outputIds[outputIds.length - 1] === model.eosTokenId ? 'stop' : 'length',
+    cachedTokens: sequence.reusedLength,
+  });
   if (decoding.numBeams > 1) {
-    const result = await beamSearch(sequence, options);
-    outputIds.push(...result.ids);
-    const text = model.decodeAnswer(outputIds);
+    outputIds.push(...(await beamSearch(steps, options)).ids);
+    const answer = model.decodeAnswer(outputIds);
+    const at = firstStop(answer, stops);
+    const text = at < 0 ? answer : stripEnd(answer.slice(0, at));
     if (text) yield text;
-  } else {
-    const stripper = new StripStream();
-    const detok = model.detokenizer();
-    for await (const id of generate(sequence, options)) {
-      outputIds.push(id);
-      if (id === model.eosTokenId || id === 0) continue;
-      const chunk = stripper.push(detok.push(id));
-      if (chunk) yield chunk;
-    }
-    const tail = stripper.push(detok.flush());
-    if (tail) yield tail;
+    return result(text, at >= 0);
   }
-  const finishReason: FinishReason = outputIds[outputIds.length - 1] === model.eosTokenId ? 'stop' : 'length';
-  return { text: model.decodeAnswer(outputIds), promptIds: prompt.ids, outputIds, finishReason };
+  const stopper = new StopStream(stops);
+  const stripper = new StripStream();
+  const detok = model.detokenizer();
+  let streamed = '';
+  for await (const id of generate(steps, options)) {
+    outputIds.push(id);
+    if (id === model.eosTokenId || id === 0) continue;
+    const chunk = stripper.push(stopper.push(detok.push(id)));
+    streamed += chunk;
+    if (chunk) yield chunk;
+    if (stopper.stopped) return result(streamed, true);
+  }
+  const tail = stripper.push(stopper.push(detok.flush()) + stopper.flush());
+  if (tail) yield tail;
+  return result(stopper.stopped ? streamed + tail : model.decodeAnswer(outputIds), stopper.stopped);
 }
 
 /** Runs a chat turn to the end and returns the result. */
@@ -113,5 +143,91 @@ class StripStream {
     while (end > 0 && isPythonWhitespace(chunk[end - 1]!)) end--;
     this.pending = chunk.slice(end);
     return chunk.slice(0, end);
+  }
+}
+
+/**
+ * The sequence with a turn of the event loop before each model call (ONNX Runtime's run blocks the thread until it
+ * returns), after which an aborted signal stops generation before the call.
+ */
+function pausingBeforeCalls(sequence: LogitsModel, signal: AbortSignal | undefined): LogitsModel {
+  const pause = async () => {
+    await nextMacrotask();
+    signal?.throwIfAborted();
+  };
+  return {
+    vocabSize: sequence.vocabSize,
+    prefill: async () => {
+      await pause();
+      return sequence.prefill();
+    },
+    step: async (tokens, parents) => {
+      await pause();
+      return sequence.step(tokens, parents);
+    },
+  };
+}
+
+function checkStops(stop: readonly string[] | undefined): readonly string[] {
+  if (stop === undefined) return [];
+  if (!Array.isArray(stop) || stop.some((s) => typeof s !== 'string' || s === '')) {
+    throw new InvalidRequestError('stop must be a list of non-empty strings');
+  }
+  return stop;
+}
+
+/** Where the earliest stop string starts in `text`, or -1. */
+function firstStop(text: string, stops: readonly string[]): number {
+  let first = -1;
+  for (const stop of stops) {
+    const at = text.indexOf(stop);
+    if (at >= 0 && (first < 0 || at < first)) first = at;
+  }
+  return first;
+}
+
+function stripEnd(text: string): string {
+  let end = text.length;
+  while (end > 0 && isPythonWhitespace(text[end - 1]!)) end--;
+  return text.slice(0, end);
+}
+
+/**
+ * Cuts a text stream before the first stop string. What could still become a stop string (the longest end of the
+ * text that begins one) is held back until the next text decides it, so no part of a stop string is ever shown.
+ */
+class StopStream {
+  stopped = false;
+  private held = '';
+
+  constructor(private readonly stops: readonly string[]) {}
+
+  push(text: string): string {
+    if (this.stopped) return '';
+    const buffer = this.held + text;
+    const at = firstStop(buffer, this.stops);
+    if (at >= 0) {
+      this.stopped = true;
+      this.held = '';
+      return buffer.slice(0, at);
+    }
+    let keep = 0;
+    for (const stop of this.stops) {
+      for (let n = Math.min(stop.length - 1, buffer.length); n > keep; n--) {
+        if (buffer.endsWith(stop.slice(0, n))) {
+          keep = n;
+          break;
+        }
+      }
+    }
+    this.held = buffer.slice(buffer.length - keep);
+    return buffer.slice(0, buffer.length - keep);
+  }
+
+  /** The held-back text once the stream has ended without a stop string. */
+  flush(): string {
+    const rest = this.held;
+    this.held = '';
+    return rest;
   }
 }

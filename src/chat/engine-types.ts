@@ -14,8 +14,8 @@ export interface EngineRequest extends DecodingSettings {
   messages: EngineMessage[];
   /** Encoded image bytes (JPEG, PNG, WebP, GIF), or null for a text-only chat. */
   image: Uint8Array | null;
-  /** Token-id sequences that end the answer (the server's `stop`, tokenized). */
-  stopSequences?: number[][];
+  /** Strings that end the answer (the server's `stop`): it stops before the first one, which is never streamed. */
+  stop?: string[];
 }
 
 export interface EngineInfo {
@@ -30,11 +30,13 @@ export interface EngineInfo {
 export interface Engine {
   readonly info: EngineInfo;
   /**
-   * Streams the answer's text chunks; the generator's return value is the whole result. Aborting `signal` stops
-   * generation between tokens and rejects with an AbortError. Requests run one at a time, in call order.
+   * Streams the answer's text chunks; the generator's return value is the whole result. Requests run one at a
+   * time, in the order of the stream() calls. Aborting `signal` (or leaving the stream early) drops a request that
+   * has not started and stops a running one between tokens; the stream rejects with `signal.reason`.
    */
   stream(request: EngineRequest, signal?: AbortSignal): AsyncGenerator<string, ChatResult, undefined>;
-  /** Token ids of a text (no BOS), e.g. for stop strings. */
+  /** Token ids of a text as the chat path encodes it (BOS first, like `omnilmm tokenize`). */
   tokenize(text: string): Promise<number[]>;
+  /** Stops every request and frees the model. */
   close(): Promise<void>;
 }

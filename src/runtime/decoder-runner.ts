@@ -16,6 +16,12 @@
 // Measured on the tiny fixture model (1 thread, depth 121–321): 1.2 ms per step for 1 row, 1.7 ms for 3 rows,
 // 2.5 ms for 3 rows permuted at every step; nearly all of it inside session.run.
 // The capacity grows by doubling (64, 128, … up to maxSeq), so memory follows the length actually reached.
+//
+// Prefix reuse: when a prompt is started with its ids, the runner remembers which ids each cached row holds (row 0
+// after a chat turn: the prompt plus every token fed since). A later prompt that starts with the same ids keeps those
+// positions and prefills only the rest, after them (the attention bias lets new positions see the whole past).
+// Ids alone do not say what an image position held: the caller forgets the cache (`forgetCache`) when the image
+// behind its placeholders changes.
 
 import { InvalidRequestError, RuntimeError } from '../errors.js';
 import type { TensorSource } from '../checkpoint/safetensors.js';
@@ -44,11 +50,21 @@ export function attentionBias(rows: number, seq: number, past: number): Float32A
   return bias;
 }
 
+/** How `start` binds a prompt to what the cache already holds. */
+export interface PromptBinding {
+  /** The prompt's ids (seqLen of them), remembered so that a later prompt can reuse the positions it shares. */
+  ids: readonly number[];
+  /** Leading positions taken from the cache, at most `cachedPrefixLength(ids)` (default 0). */
+  reuse?: number;
+}
+
 /** Owns the decoder session, the token-embedding table and the KV cache; `start` binds a prompt to it. */
 export class DecoderRunner {
   readonly vocabSize: number;
   private readonly cache: KvCache;
   private active: DecoderSequence | null = null;
+  /** The ids each cached row holds, or null when unknown (a prompt started without ids, a failed run). */
+  private rowIds: number[][] | null = null;
 
   private constructor(
     private readonly session: GraphSession,
@@ -88,14 +104,40 @@ export class DecoderRunner {
   }
 
   /**
-   * Binds a prompt given as embeddings [seqLen, hidden] (text embeddings × scale_emb with image features
-   * scattered in). Starting another sequence invalidates this one: the runner has one cache.
+   * How many leading positions of a prompt with these ids the cache can give back: the ids it shares with cached
+   * row 0, but never the whole prompt (its last position must run to give the next-token logits).
    */
-  start(inputsEmbeds: Float32Array, seqLen: number): DecoderSequence {
+  cachedPrefixLength(ids: readonly number[]): number {
+    const cached = this.rowIds?.[0] ?? [];
+    const limit = Math.min(cached.length, ids.length - 1);
+    let n = 0;
+    while (n < limit && cached[n] === ids[n]) n++;
+    return n;
+  }
+
+  /** Makes every cached position unusable for reuse (the cache holds an image that the next prompt does not). */
+  forgetCache(): void {
+    this.rowIds = null;
+  }
+
+  /**
+   * Binds a prompt given as embeddings [seqLen − reuse, hidden] (text embeddings × scale_emb with image features
+   * scattered in) of its positions [reuse, seqLen); see PromptBinding. Starting another sequence invalidates this
+   * one: the runner has one cache.
+   */
+  start(inputsEmbeds: Float32Array, seqLen: number, binding?: PromptBinding): DecoderSequence {
     const d = this.dims.hiddenSize;
-    if (!Number.isInteger(seqLen) || seqLen < 1 || inputsEmbeds.length !== seqLen * d) {
+    const reuse = binding?.reuse ?? 0;
+    if (binding && binding.ids.length !== seqLen) {
+      throw new InvalidRequestError(`the prompt has ${binding.ids.length} ids for ${seqLen} positions`);
+    }
+    const cached = binding ? this.cachedPrefixLength(binding.ids) : 0;
+    if (!Number.isInteger(reuse) || reuse < 0 || reuse > cached) {
+      throw new InvalidRequestError(`cannot reuse ${reuse} positions: the cache holds the first ${cached} of this prompt`);
+    }
+    if (!Number.isInteger(seqLen) || seqLen < 1 || inputsEmbeds.length !== (seqLen - reuse) * d) {
       throw new InvalidRequestError(
-        `the prompt embeddings hold ${inputsEmbeds.length} values, expected ${seqLen} positions × ${d}`,
+        `the prompt embeddings hold ${inputsEmbeds.length} values, expected ${seqLen - reuse} positions × ${d}`,
       );
     }
     if (seqLen > this.maxSeq) {
@@ -103,26 +145,31 @@ export class DecoderRunner {
         `the prompt has ${seqLen} positions but the decoder was set up for at most ${this.maxSeq} (raise maxSeq)`,
       );
     }
-    this.active = new DecoderSequence(this, inputsEmbeds, seqLen);
+    this.active = new DecoderSequence(this, inputsEmbeds, seqLen, binding ? [...binding.ids] : null, reuse);
     return this.active;
   }
 
   /**
    * @internal Used by DecoderSequence: reorders the cached rows when `parents` is given, runs `rows` rows of `seq`
-   * new positions and appends their keys/values.
+   * new positions and appends their keys/values. `newIds` (rows × seq, row after row), when known, extend the
+   * remembered ids of the rows.
    */
   async forward(
     owner: DecoderSequence,
     embeds: Float32Array,
     rows: number,
     seq: number,
-    parents?: readonly number[],
+    parents: readonly number[] | undefined,
+    newIds: readonly number[] | null,
   ): Promise<Float32Array> {
     if (owner !== this.active) throw new InvalidRequestError('this sequence was replaced by a later start(); start it again');
     const past = this.cache.length;
     if (past + seq > this.maxSeq) {
       throw new InvalidRequestError(`the sequence would reach ${past + seq} positions, more than maxSeq ${this.maxSeq}`);
     }
+    // Unknown until the run succeeds: a failed run may leave rows reordered or half written.
+    const history = this.rowIds;
+    this.rowIds = null;
     if (parents) this.cache.reorder(parents);
     this.cache.reserve(past + seq);
     const positions = new BigInt64Array(rows * seq);
@@ -146,12 +193,21 @@ export class DecoderRunner {
     this.cache.length = past + seq;
     const logits = out.logits;
     if (!logits || logits.type !== 'float32') throw new RuntimeError('the decoder graph returned no float32 logits');
+    if (history && newIds) this.rowIds = extendRows(history, parents, newIds, seq);
     return logits.data;
   }
 
-  /** @internal Used by DecoderSequence: forgets every cached position before a prefill. */
-  reset(): void {
-    this.cache.length = 0;
+  /**
+   * @internal Used by DecoderSequence before a prefill: keeps the first `reuse` positions of row 0, which must
+   * still hold `ids[0..reuse)`, and forgets the rest.
+   */
+  truncate(owner: DecoderSequence, ids: readonly number[] | null, reuse: number): void {
+    if (owner !== this.active) throw new InvalidRequestError('this sequence was replaced by a later start(); start it again');
+    if (this.cachedPrefixLength(ids ?? []) < reuse) {
+      throw new InvalidRequestError('the cache no longer holds the reused part of this prompt: start it again');
+    }
+    this.cache.length = reuse;
+    this.rowIds = ids ? [ids.slice(0, reuse)] : null;
   }
 
   async release(): Promise<void> {
@@ -173,16 +229,21 @@ export class DecoderSequence {
     private readonly runner: DecoderRunner,
     private readonly promptEmbeds: Float32Array,
     private readonly promptLength: number,
+    private readonly promptIds: readonly number[] | null,
+    /** Prompt positions taken from the cache instead of being prefilled. */
+    readonly reusedLength: number,
   ) {
     this.vocabSize = runner.vocabSize;
   }
 
-  /** Runs the bound prompt (positions 0..L-1) and returns the logits of its last position. */
+  /** Runs the bound prompt (positions reusedLength..L-1 after the reused ones) and returns its last position's logits. */
   async prefill(): Promise<Float32Array> {
     return this.exclusive(async () => {
-      this.runner.reset();
+      this.runner.truncate(this, this.promptIds, this.reusedLength);
       this.rows = 0;
-      const logits = await this.runner.forward(this, this.promptEmbeds, 1, this.promptLength);
+      const newLength = this.promptLength - this.reusedLength;
+      const newIds = this.promptIds?.slice(this.reusedLength) ?? null;
+      const logits = await this.runner.forward(this, this.promptEmbeds, 1, newLength, undefined, newIds);
       this.rows = 1;
       return logits;
     });
@@ -210,7 +271,7 @@ export class DecoderSequence {
           `step() got ${n} tokens for ${this.rows} cached rows; pass parents to change the number of rows`,
         );
       }
-      const logits = await this.runner.forward(this, this.runner.embed(tokens), n, 1, parents);
+      const logits = await this.runner.forward(this, this.runner.embed(tokens), n, 1, parents, tokens);
       this.rows = n;
       const v = this.vocabSize;
       return Array.from({ length: n }, (_, r) => logits.subarray(r * v, (r + 1) * v));
@@ -226,6 +287,27 @@ export class DecoderSequence {
       this.busy = false;
     }
   }
+}
+
+/**
+ * The rows' ids after a run: row i continues row parents[i] (default: itself) with its `seq` new ids. Rows that
+ * continue themselves are extended in place; the others start from a copy of their parent's ids.
+ */
+function extendRows(
+  history: number[][],
+  parents: readonly number[] | undefined,
+  newIds: readonly number[],
+  seq: number,
+): number[][] {
+  const rows = newIds.length / seq;
+  const next = Array.from({ length: rows }, (_, r) => {
+    const parent = parents ? parents[r]! : r;
+    return parent === r ? history[r]! : [...history[parent]!];
+  });
+  next.forEach((ids, r) => {
+    for (let i = 0; i < seq; i++) ids.push(newIds[r * seq + i]!);
+  });
+  return next;
 }
 
 /** Per-layer key and value buffers [maxRows][kvHeads][capacity][headDim]; every row holds `length` positions. */

@@ -3,12 +3,13 @@
 import { createInterface } from 'node:readline/promises';
 import type { ChatResult } from '../../chat/chat.js';
 import { DECODINGS, type Decoding, type DecodingSettings } from '../../chat/decoding.js';
+import type { Engine, EngineMessage } from '../../chat/engine-types.js';
+import { WorkerEngine } from '../../chat/worker-engine.js';
 import { InvalidRequestError, OmnilmmError } from '../../errors.js';
-import type { RgbImage } from '../../image/index.js';
+import { decodeImage } from '../../image/index.js';
 import { parseMessages, type ChatMessage } from '../../models/minicpmv/prompt.js';
-import { loadModel, type Model } from '../../index.js';
 import { numberOption, parseCommandArgs, stringOption, type Parsed } from '../args.js';
-import { readImageFile, readUserFile } from '../io.js';
+import { readUserFile } from '../io.js';
 import { DEFAULT_MODEL, type Command } from './common.js';
 
 const USAGE =
@@ -35,7 +36,8 @@ export const chatCommand: Command = {
   --threads N                CPU threads (default: all cores)
   --json                     print one JSON object {"text", "prompt_ids", "output_ids"} instead of streaming
 
-With no question, no --messages and a terminal, starts an interactive session:
+With no question, no --messages and a terminal, starts an interactive session (Ctrl-C stops an answer;
+at the prompt it quits):
   /image <path>  start a new conversation about another image
   /reset         start a new conversation (no image)
   /exit          quit`,
@@ -59,25 +61,27 @@ With no question, no --messages and a terminal, starts an interactive session:
     const threads = numberOption(values, 'threads', { integer: true, min: 1 });
     const messages = await readMessages(stringOption(values, 'messages'), positionals);
     const imagePath = stringOption(values, 'image');
-    const image = imagePath ? await readImageFile(imagePath) : null;
+    const image = imagePath ? await readImageBytes(imagePath) : null;
     const interactive = messages.length === 0;
     if (interactive && !process.stdin.isTTY) {
       throw new InvalidRequestError(`no question: give one as the last argument or pass --messages <file.json>\nusage: ${USAGE}`);
     }
-    const model = await loadModel(stringOption(values, 'model') ?? DEFAULT_MODEL, {
+    const engine = await WorkerEngine.start(stringOption(values, 'model') ?? DEFAULT_MODEL, {
       threads,
       maxBeams: Math.max(3, settings.numBeams ?? 1),
     });
     try {
-      if (interactive) await interactiveSession(model, image, settings);
+      if (interactive) await interactiveSession(engine, image, settings);
       else if (values.json) {
-        const result = await model.run({ messages, image, ...settings });
-        process.stdout.write(`${JSON.stringify(jsonReport(result))}\n`);
+        const stream = engine.stream({ messages, image, ...settings });
+        let next = await stream.next();
+        while (!next.done) next = await stream.next();
+        process.stdout.write(`${JSON.stringify(jsonReport(next.value))}\n`);
       } else {
-        await streamAnswer(model, messages, image, settings);
+        await streamAnswer(engine, messages, image, settings);
       }
     } finally {
-      await model.release();
+      await engine.close();
     }
   },
 };
@@ -122,8 +126,21 @@ function jsonReport(result: ChatResult) {
   return { text: result.text, prompt_ids: result.promptIds, output_ids: result.outputIds };
 }
 
-async function streamAnswer(model: Model, messages: ChatMessage[], image: RgbImage | null, settings: DecodingSettings): Promise<string> {
-  const stream = model.streamChat({ messages, image, ...settings });
+/** An image file's bytes, decoded once here so that a bad file is reported before the model loads. */
+async function readImageBytes(path: string): Promise<Uint8Array> {
+  const bytes = await readUserFile(path, 'image');
+  await decodeImage(bytes);
+  return bytes;
+}
+
+async function streamAnswer(
+  engine: Engine,
+  messages: EngineMessage[],
+  image: Uint8Array | null,
+  settings: DecodingSettings,
+  signal?: AbortSignal,
+): Promise<string> {
+  const stream = engine.stream({ messages, image, ...settings }, signal);
   for (;;) {
     const next = await stream.next();
     if (next.done) {
@@ -134,14 +151,22 @@ async function streamAnswer(model: Model, messages: ChatMessage[], image: RgbIma
   }
 }
 
-async function interactiveSession(model: Model, firstImage: RgbImage | null, settings: DecodingSettings): Promise<void> {
+/** A multi-turn session. Ctrl-C while an answer streams stops that answer; at the prompt it ends the session. */
+async function interactiveSession(engine: Engine, firstImage: Uint8Array | null, settings: DecodingSettings): Promise<void> {
   const rl = createInterface({ input: process.stdin, output: process.stdout });
+  let answering: AbortController | null = null;
+  rl.on('SIGINT', () => {
+    if (answering) answering.abort();
+    else rl.close();
+  });
+  // Node 20 leaves a pending question unsettled when the interface closes (Ctrl-C, Ctrl-D).
+  const closed = new Promise<string>((resolve) => rl.once('close', () => resolve('/exit')));
   let image = firstImage;
   let messages: ChatMessage[] = [];
   process.stdout.write(`Ask a question${image ? ' about the image' : ''}. Commands: /image <path>, /reset, /exit\n`);
   try {
     for (;;) {
-      const line = (await rl.question('> ').catch(() => '/exit')).trim();
+      const line = (await Promise.race([rl.question('> ').catch(() => '/exit'), closed])).trim();
       if (line === '/exit' || line === '/quit') return;
       if (line === '') continue;
       if (line === '/reset') {
@@ -153,7 +178,7 @@ async function interactiveSession(model: Model, firstImage: RgbImage | null, set
       if (line.startsWith('/image')) {
         const path = line.slice('/image'.length).trim();
         try {
-          image = await readImageFile(path);
+          image = await readImageBytes(path);
           messages = [];
           process.stdout.write(`New conversation about ${path}.\n`);
         } catch (err) {
@@ -163,12 +188,17 @@ async function interactiveSession(model: Model, firstImage: RgbImage | null, set
         continue;
       }
       const turn = [...messages, { role: 'user' as const, content: line }];
+      const answer = new AbortController();
+      answering = answer;
       try {
-        const answer = await streamAnswer(model, turn, image, settings);
-        messages = [...turn, { role: 'assistant', content: answer }];
+        const text = await streamAnswer(engine, turn, image, settings, answer.signal);
+        messages = [...turn, { role: 'assistant', content: text }];
       } catch (err) {
-        if (!(err instanceof OmnilmmError)) throw err;
-        process.stdout.write(`error: ${err.message}\n`);
+        if (answer.signal.aborted) process.stdout.write('\n(stopped)\n');
+        else if (err instanceof OmnilmmError) process.stdout.write(`error: ${err.message}\n`);
+        else throw err;
+      } finally {
+        answering = null;
       }
     }
   } finally {

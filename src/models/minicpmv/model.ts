@@ -1,16 +1,17 @@
 // A loaded MiniCPM-V model: tokenizer, vision encoder and decoder sessions, and the steps of the official
 // `MiniCPMV.chat` (prompt → ids → vision features scattered into the embeddings → decoder).
 
+import { createHash } from 'node:crypto';
 import { SafetensorsCheckpoint } from '../../checkpoint/safetensors.js';
 import type { MiniCPMVConfig } from '../../config/minicpmv.js';
-import { InvalidRequestError, UnsupportedModelError } from '../../errors.js';
+import { InvalidRequestError } from '../../errors.js';
 import type { RgbImage } from '../../image/index.js';
-import { DecoderRunner } from '../../runtime/decoder-runner.js';
+import { DecoderRunner, type DecoderSequence } from '../../runtime/decoder-runner.js';
 import type { RuntimeOptions } from '../../runtime/session.js';
 import { LlamaTokenizer } from '../../tokenizer/llama.js';
 import { StreamingDetokenizer } from '../../tokenizer/streaming.js';
 import type { MiniCPMTextDims } from './decoder.js';
-import { prepareImageInput, slicePixels } from './image-input.js';
+import { prepareImageInput, slicePixels, type ImageInput } from './image-input.js';
 import { buildPrompt, type ChatMessage } from './prompt.js';
 import type { ResamplerDims } from './resampler.js';
 import { decodeText, imageBound } from './tokens.js';
@@ -30,6 +31,8 @@ export interface PreparedPrompt {
   imageBound: [number, number][];
   /** The image's slices (empty without an image). */
   slices: RgbImage[];
+  /** A hash of the image's pixels (null without an image): positions after a different image cannot be reused. */
+  imageKey: string | null;
 }
 
 /** `MiniCPMV.chat`'s generation settings: sampling=True, sampling=False, and max_new_tokens. */
@@ -39,10 +42,22 @@ export const MINICPMV_CHAT_DEFAULTS = {
   maxNewTokens: 1024,
 } as const;
 
+/** The same for MiniCPM-V 1.0: its sampling preset has temperature 0.6 and no repetition penalty; max_new_tokens 2048. */
+export const MINICPMV1_CHAT_DEFAULTS = {
+  sample: { topP: 0.8, topK: 100, temperature: 0.6, repetitionPenalty: 1 },
+  beam: { numBeams: 3, repetitionPenalty: 1.2 },
+  maxNewTokens: 2048,
+} as const;
+
 /** `chat()`'s max_inp_length: longer prompts are refused (the official code would silently cut them). */
 export const MAX_INPUT_LENGTH = 2048;
 
 export class MiniCPMVModel {
+  /** The imageKey of the prompt whose positions the decoder's cache may hold. */
+  private cachedImageKey: string | null = null;
+  /** The last image's slices, so that the next turn about the same image skips slicing and resizing. */
+  private lastImage: { key: string; input: ImageInput } | null = null;
+
   private constructor(
     readonly config: MiniCPMVConfig,
     readonly tokenizer: LlamaTokenizer,
@@ -51,9 +66,6 @@ export class MiniCPMVModel {
   ) {}
 
   static async load(dir: string, config: MiniCPMVConfig, options: LoadOptions = {}): Promise<MiniCPMVModel> {
-    if (config.version !== 2) {
-      throw new UnsupportedModelError(`${dir} is MiniCPM-V 1.0 (no slice_mode in config.json); only MiniCPM-V 2.0 runs so far`);
-    }
     const tokenizer = LlamaTokenizer.fromDir(dir);
     const weights = new SafetensorsCheckpoint(dir);
     try {
@@ -70,7 +82,9 @@ export class MiniCPMVModel {
     }
   }
 
-  readonly chatDefaults = MINICPMV_CHAT_DEFAULTS;
+  get chatDefaults(): typeof MINICPMV_CHAT_DEFAULTS | typeof MINICPMV1_CHAT_DEFAULTS {
+    return this.config.version === 1 ? MINICPMV1_CHAT_DEFAULTS : MINICPMV_CHAT_DEFAULTS;
+  }
 
   /** The id generate() starts from (generation_config's bos_token_id). */
   get bosTokenId(): number {
@@ -96,7 +110,8 @@ export class MiniCPMVModel {
 
   /** Steps 1–2 of `chat`: the prompt text (image placeholder before the first message) and its ids. */
   prepare(messages: readonly ChatMessage[], image: RgbImage | null): PreparedPrompt {
-    const input = image ? prepareImageInput(image, this.config) : null;
+    const sliced = image ? this.sliced(image) : null;
+    const input = sliced?.input ?? null;
     const prompt = buildPrompt(messages, input ? input.placeholder : null);
     const ids = this.tokenizer.encode(prompt);
     if (ids.length > MAX_INPUT_LENGTH) {
@@ -109,18 +124,33 @@ export class MiniCPMVModel {
     if (input && (bounds.length !== input.slices.length || bounds.some(([s, e]) => e - s !== queryNum))) {
       throw new InvalidRequestError('the messages contain image markup such as <image> or </image>: remove it from the text');
     }
-    return { ids, imageBound: bounds, slices: input ? input.slices : [] };
+    return { ids, imageBound: bounds, slices: input ? input.slices : [], imageKey: sliced?.key ?? null };
   }
 
-  /** Step 3 (`get_vllm_embedding`): text embeddings × scale_emb with each slice's features written over its span. */
-  async embed(prompt: PreparedPrompt): Promise<Float32Array> {
-    const embeds = this.decoder.embed(prompt.ids);
-    if (prompt.slices.length === 0) return embeds;
+  /** The image's key and slices; the last image's are kept, so the next turn about it skips slicing and resizing. */
+  private sliced(image: RgbImage): { key: string; input: ImageInput } {
+    const key = imageKey(image);
+    if (this.lastImage?.key !== key) this.lastImage = { key, input: prepareImageInput(image, this.config) };
+    return this.lastImage;
+  }
+
+  /**
+   * Step 3 (`get_vllm_embedding`) for positions [from, L): text embeddings × scale_emb with each slice's features
+   * written over its span. The image spans must lie either all before `from` (no vision work) or all after it.
+   */
+  async embed(prompt: PreparedPrompt, from = 0): Promise<Float32Array> {
+    const embeds = this.decoder.embed(prompt.ids.slice(from));
+    const spans = prompt.imageBound;
+    if (spans.length === 0 || from >= spans[spans.length - 1]![1]) return embeds;
+    if (from > spans[0]![0]) {
+      const [first, end] = [spans[0]![0], spans[spans.length - 1]![1]];
+      throw new InvalidRequestError(`position ${from} cuts the image [${first}, ${end}): embed from ≤ ${first} or ≥ ${end}`);
+    }
     const encoded = await this.vision.encode(
       prompt.slices.map((s) => ({ pixels: slicePixels(s), height: s.height, width: s.width })),
     );
     const hidden = this.config.text.hiddenSize;
-    prompt.imageBound.forEach(([start], j) => embeds.set(encoded[j]!.embeds, start * hidden));
+    spans.forEach(([start], j) => embeds.set(encoded[j]!.embeds, (start - from) * hidden));
     return embeds;
   }
 
@@ -132,6 +162,31 @@ export class MiniCPMVModel {
     return this.decoder.start(embeds, seqLen);
   }
 
+  /**
+   * Steps 3–4: the prompt's embeddings bound to the decoder (generation drives it). Positions that the previous
+   * request left in the KV cache with the same ids and the same image are reused: neither embedded nor prefilled
+   * again, and the vision encoder does not run when they cover the whole image.
+   */
+  async startPrompt(prompt: PreparedPrompt): Promise<DecoderSequence> {
+    const seqLen = prompt.ids.length;
+    if (seqLen >= this.decoder.maxSeq) {
+      throw new InvalidRequestError(`the prompt has ${seqLen} tokens and leaves no room in the ${this.decoder.maxSeq}-token context`);
+    }
+    if (prompt.imageKey !== this.cachedImageKey) {
+      this.decoder.forgetCache();
+      this.cachedImageKey = prompt.imageKey;
+    }
+    let reuse = this.decoder.cachedPrefixLength(prompt.ids);
+    const spans = prompt.imageBound;
+    if (spans.length > 0 && reuse < spans[spans.length - 1]![1]) reuse = Math.min(reuse, spans[0]![0]);
+    return this.decoder.start(await this.embed(prompt, reuse), seqLen, { ids: prompt.ids, reuse });
+  }
+
+  /** Token ids of a text as the chat path encodes it (BOS first). */
+  tokenize(text: string): number[] {
+    return this.tokenizer.encode(text);
+  }
+
   /** Step 5 (`_decode_text`): the answer text from generate()'s output (BOS + new ids). */
   decodeAnswer(newIds: readonly number[]): string {
     return decodeText(this.tokenizer, [this.config.text.bosTokenId, ...newIds]);
@@ -141,6 +196,11 @@ export class MiniCPMVModel {
     await this.vision.release();
     await this.decoder.release();
   }
+}
+
+/** SHA-256 of an image's size and pixels. */
+function imageKey(image: RgbImage): string {
+  return createHash('sha256').update(`${image.width}x${image.height}:`).update(image.data).digest('hex');
 }
 
 function textDims(config: MiniCPMVConfig): MiniCPMTextDims {
@@ -162,5 +222,7 @@ function visionDims(config: MiniCPMVConfig): VisionDims {
 
 function resamplerDims(config: MiniCPMVConfig): ResamplerDims {
   const r = config.resampler;
-  return { queryNum: r.queryNum, embedDim: r.embedDim, numHeads: r.numHeads, kvDim: r.kvDim, normEps: r.normEps };
+  return {
+    queryNum: r.queryNum, embedDim: r.embedDim, numHeads: r.numHeads, kvDim: r.kvDim, normEps: r.normEps, adaptive: r.adaptive,
+  };
 }

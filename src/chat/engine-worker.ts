@@ -1,0 +1,75 @@
+// The worker thread behind WorkerEngine (worker-engine.ts has the messages): loads the model once, then answers the
+// chat requests it is sent one at a time, streaming text chunks back. Between tokens streamChat gives the event
+// loop a turn, so an abort message stops the running answer before its next model call.
+
+import { parentPort, workerData } from 'node:worker_threads';
+import { loadModelConfig } from '../config/load.js';
+import { decodeImage } from '../image/index.js';
+import { parseMessages } from '../models/minicpmv/prompt.js';
+import { familyOf, type LoadedModel } from '../models/registry.js';
+import { streamChat } from './chat.js';
+import type { EngineRequest } from './engine-types.js';
+import { errorToWire, type FromWorker, type ToWorker, type WorkerData } from './worker-engine.js';
+
+const port = parentPort!;
+const send = (message: FromWorker) => port.postMessage(message);
+
+async function load({ dir, options }: WorkerData): Promise<LoadedModel | null> {
+  try {
+    const config = loadModelConfig(dir);
+    const model = await familyOf(config).load(dir, config, options);
+    send({ type: 'ready', modelType: config.modelType, contextLength: model.contextLength });
+    return model;
+  } catch (err) {
+    send({ type: 'load-error', error: errorToWire(err) });
+    return null;
+  }
+}
+
+/** Runs one chat request to its end, its abort or its error, and reports each chunk and the outcome. */
+async function answer(model: LoadedModel, id: number, request: EngineRequest, signal: AbortSignal): Promise<void> {
+  try {
+    const image = request.image ? await decodeImage(request.image) : null;
+    const stream = streamChat(model, { ...request, messages: parseMessages(request.messages), image, signal });
+    for (;;) {
+      const next = await stream.next();
+      if (next.done) {
+        send({ type: 'done', id, result: next.value });
+        return;
+      }
+      send({ type: 'chunk', id, text: next.value });
+    }
+  } catch (err) {
+    send({ type: 'error', id, error: errorToWire(err) });
+  }
+}
+
+const model = await load(workerData as WorkerData);
+if (model) {
+  const controllers = new Map<number, AbortController>();
+  let current = Promise.resolve();
+  port.on('message', (message: ToWorker) => {
+    switch (message.type) {
+      case 'chat': {
+        const controller = new AbortController();
+        controllers.set(message.id, controller);
+        current = answer(model, message.id, message.request, controller.signal).finally(() => controllers.delete(message.id));
+        break;
+      }
+      case 'abort':
+        controllers.get(message.id)?.abort();
+        break;
+      case 'tokenize':
+        try {
+          send({ type: 'tokens', id: message.id, ids: model.tokenize(message.text) });
+        } catch (err) {
+          send({ type: 'error', id: message.id, error: errorToWire(err) });
+        }
+        break;
+      case 'close':
+        for (const controller of controllers.values()) controller.abort();
+        void current.then(() => model.release()).finally(() => port.close());
+        break;
+    }
+  });
+}

@@ -1,0 +1,293 @@
+// WorkerEngine: the Engine with its model in a worker thread. ONNX Runtime's session creation and session.run block
+// the thread they run on, so the model lives in engine-worker.ts and this thread stays free for the server or CLI.
+//
+// Messages (structured clones):
+//   here → worker   chat {id, request} · abort {id} · tokenize {id, text} · close
+//   worker → here   ready {modelType, contextLength} · load-error {error}
+//                   chunk {id, text} · done {id, result} · tokens {id, ids} · error {id, error}
+// Chat requests wait in a FIFO here and go to the worker one at a time. The worker's generation gives its event
+// loop a turn before every model call (streamChat), so an abort message stops it before the next token.
+
+import { Worker } from 'node:worker_threads';
+import { resolveModel } from '../checkpoint/resolve.js';
+import * as errors from '../errors.js';
+import type { LoadOptions } from '../models/registry.js';
+import type { ChatResult } from './chat.js';
+import type { LoadModelOptions } from './engine.js';
+import type { Engine, EngineInfo, EngineRequest } from './engine-types.js';
+
+/** What the worker is started with: a local model folder and options that survive a structured clone. */
+export interface WorkerData {
+  dir: string;
+  options: LoadOptions;
+}
+
+/** An error as it crosses the thread boundary: its class name and message. */
+export interface WireError {
+  name: string;
+  message: string;
+}
+
+export type ToWorker =
+  | { type: 'chat'; id: number; request: EngineRequest }
+  | { type: 'abort'; id: number }
+  | { type: 'tokenize'; id: number; text: string }
+  | { type: 'close' };
+
+export type FromWorker =
+  | { type: 'ready'; modelType: string; contextLength: number }
+  | { type: 'load-error'; error: WireError }
+  | { type: 'chunk'; id: number; text: string }
+  | { type: 'done'; id: number; result: ChatResult }
+  | { type: 'tokens'; id: number; ids: number[] }
+  | { type: 'error'; id: number; error: WireError };
+
+/**
+ * The worker thread's stack (Node's default is 4 MB). While it creates sessions, ONNX Runtime recurses in proportion
+ * to the length of the process's command line: a 15 KB question given as a CLI argument overflowed 4 MB (a
+ * segfault); 64 MB held 130 KB, the most one argument can hold on Linux. The main thread's 8 MB overflows at 50 KB.
+ */
+const WORKER_STACK_MB = 64;
+
+export class WorkerEngine implements Engine {
+  private readonly queue: ChatJob[] = [];
+  private running: ChatJob | null = null;
+  private readonly tokenizing = new Map<number, { resolve(ids: number[]): void; reject(err: unknown): void }>();
+  private nextId = 1;
+  /** Why new requests fail: the engine was closed or its worker died. */
+  private unusable: Error | null = null;
+  private closing: Promise<void> | null = null;
+  private readonly exited: Promise<number>;
+
+  private constructor(
+    private readonly worker: Worker,
+    readonly info: EngineInfo,
+  ) {
+    this.exited = new Promise((resolve) => worker.once('exit', resolve));
+    worker.on('message', (message: FromWorker) => this.receive(message));
+    worker.on('error', (err) => this.fail(err));
+    worker.once('exit', (code) => {
+      if (this.closing) return;
+      this.fail(new errors.RuntimeError(`the engine's worker thread stopped (exit code ${code}): start the engine again`));
+    });
+  }
+
+  /**
+   * Resolves the model (a hub id is downloaded here, with its progress bar), then loads it in a new worker thread.
+   * Loading errors reject with the error class and message the worker saw.
+   */
+  static async start(idOrPath: string, options: LoadModelOptions = {}): Promise<WorkerEngine> {
+    const { hub, ...loadOptions } = options;
+    const dir = await resolveModel(idOrPath, hub);
+    const workerData: WorkerData = { dir, options: loadOptions };
+    const worker = new Worker(new URL('./engine-worker.js', import.meta.url), {
+      workerData,
+      resourceLimits: { stackSizeMb: WORKER_STACK_MB },
+    });
+    let onMessage!: (message: FromWorker) => void;
+    let onError!: (err: Error) => void;
+    let onExit!: (code: number) => void;
+    try {
+      const ready = await new Promise<{ modelType: string; contextLength: number }>((resolve, reject) => {
+        onMessage = (message) => {
+          if (message.type === 'ready') resolve(message);
+          else if (message.type === 'load-error') reject(errorFromWire(message.error));
+          else reject(new errors.RuntimeError(`the engine's worker sent "${message.type}" before it was ready`));
+        };
+        onError = reject;
+        onExit = (code) => reject(new errors.RuntimeError(`the engine's worker thread stopped while loading (exit code ${code})`));
+        worker.once('message', onMessage).once('error', onError).once('exit', onExit);
+      });
+      return new WorkerEngine(worker, { modelId: idOrPath, dir, modelType: ready.modelType, contextLength: ready.contextLength });
+    } catch (err) {
+      await worker.terminate();
+      throw err;
+    } finally {
+      worker.off('message', onMessage).off('error', onError).off('exit', onExit);
+    }
+  }
+
+  stream(request: EngineRequest, signal?: AbortSignal): AsyncGenerator<string, ChatResult, undefined> {
+    const job = new ChatJob(this.nextId++, request);
+    if (this.unusable) job.settle({ error: this.unusable });
+    else if (signal?.aborted) job.settle({ error: signal.reason });
+    else {
+      if (signal) {
+        const onAbort = () => this.cancel(job, signal.reason);
+        signal.addEventListener('abort', onAbort, { once: true });
+        job.onSettled = () => signal.removeEventListener('abort', onAbort);
+      }
+      this.queue.push(job);
+      this.startNext();
+    }
+    return this.follow(job);
+  }
+
+  tokenize(text: string): Promise<number[]> {
+    if (this.unusable) return Promise.reject(this.unusable);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.tokenizing.set(id, { resolve, reject });
+      this.post({ type: 'tokenize', id, text });
+    });
+  }
+
+  /** Drops the queued requests, stops the running one, frees the model and ends the worker thread. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const closed = new DOMException('the engine was closed', 'AbortError');
+      this.unusable = new errors.InvalidRequestError('the engine is closed: start a new one');
+      for (const job of this.queue.splice(0)) job.settle({ error: closed });
+      if (this.running) this.cancel(this.running, closed);
+      for (const pending of this.tokenizing.values()) pending.reject(closed);
+      this.tokenizing.clear();
+      this.post({ type: 'close' });
+      await this.exited;
+    })();
+    return this.closing;
+  }
+
+  /** The job's chunks as they arrive; leaving the loop early cancels the job. */
+  private async *follow(job: ChatJob): AsyncGenerator<string, ChatResult, undefined> {
+    try {
+      for (;;) {
+        const next = await job.next();
+        if (next.done) return next.value;
+        yield next.value;
+      }
+    } finally {
+      if (!job.settled) this.cancel(job, new DOMException('the stream was closed before the answer ended', 'AbortError'));
+    }
+  }
+
+  /** A queued job never starts; a running one is stopped by the worker. Either way its stream rejects now. */
+  private cancel(job: ChatJob, reason: unknown): void {
+    job.settle({ error: reason });
+    const queued = this.queue.indexOf(job);
+    if (queued >= 0) this.queue.splice(queued, 1);
+    else if (this.running === job) this.post({ type: 'abort', id: job.id });
+  }
+
+  private startNext(): void {
+    if (this.running || this.unusable) return;
+    const job = this.queue.shift();
+    if (!job) return;
+    this.running = job;
+    this.post({ type: 'chat', id: job.id, request: job.request });
+  }
+
+  private receive(message: FromWorker): void {
+    switch (message.type) {
+      case 'chunk':
+        if (this.running?.id === message.id) this.running.push(message.text);
+        break;
+      case 'tokens':
+        this.tokenizing.get(message.id)?.resolve(message.ids);
+        this.tokenizing.delete(message.id);
+        break;
+      case 'error': {
+        const pending = this.tokenizing.get(message.id);
+        this.tokenizing.delete(message.id);
+        if (pending) pending.reject(errorFromWire(message.error));
+        else this.finish(message.id, { error: errorFromWire(message.error) });
+        break;
+      }
+      case 'done':
+        this.finish(message.id, { result: message.result });
+        break;
+      default:
+        this.fail(new errors.RuntimeError(`the engine's worker sent an unexpected "${message.type}" message`));
+    }
+  }
+
+  /** The worker is done with the running job: it settles (unless cancelled before) and the next one starts. */
+  private finish(id: number, outcome: Outcome): void {
+    if (this.running?.id !== id) return;
+    this.running.settle(outcome);
+    this.running = null;
+    this.startNext();
+  }
+
+  /** The worker cannot go on: every request, running or waiting, fails with `err`. */
+  private fail(err: Error): void {
+    this.unusable ??= err;
+    const jobs = [...(this.running ? [this.running] : []), ...this.queue.splice(0)];
+    this.running = null;
+    for (const job of jobs) job.settle({ error: err });
+    for (const pending of this.tokenizing.values()) pending.reject(err);
+    this.tokenizing.clear();
+  }
+
+  private post(message: ToWorker): void {
+    this.worker.postMessage(message);
+  }
+}
+
+type Outcome = { result: ChatResult } | { error: unknown };
+
+/** One chat request: the chunks received and not yet read, then its outcome. */
+class ChatJob {
+  /** Called once, when the outcome is known. */
+  onSettled: (() => void) | null = null;
+  private readonly chunks: string[] = [];
+  private outcome: Outcome | null = null;
+  private wake: (() => void) | null = null;
+
+  constructor(
+    readonly id: number,
+    readonly request: EngineRequest,
+  ) {}
+
+  get settled(): boolean {
+    return this.outcome !== null;
+  }
+
+  push(chunk: string): void {
+    if (this.outcome) return;
+    this.chunks.push(chunk);
+    this.notify();
+  }
+
+  /** The first outcome wins; an error drops the chunks not yet read, so the stream rejects at once. */
+  settle(outcome: Outcome): void {
+    if (this.outcome) return;
+    this.outcome = outcome;
+    if ('error' in outcome) this.chunks.length = 0;
+    this.onSettled?.();
+    this.notify();
+  }
+
+  async next(): Promise<IteratorResult<string, ChatResult>> {
+    for (;;) {
+      const chunk = this.chunks.shift();
+      if (chunk !== undefined) return { done: false, value: chunk };
+      if (this.outcome) {
+        if ('error' in this.outcome) throw this.outcome.error;
+        return { done: true, value: this.outcome.result };
+      }
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+
+  private notify(): void {
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+}
+
+/** The error the worker threw, rebuilt as the same class (OmnilmmError subclasses, AbortError) with its message. */
+export function errorFromWire(wire: WireError): Error {
+  if (wire.name === 'AbortError') return new DOMException(wire.message, 'AbortError');
+  const named = (errors as Record<string, unknown>)[wire.name];
+  if (named === errors.OmnilmmError || (typeof named === 'function' && named.prototype instanceof errors.OmnilmmError)) {
+    return new (named as new (message: string) => errors.OmnilmmError)(wire.message);
+  }
+  const err = new Error(wire.message);
+  err.name = wire.name;
+  return err;
+}
+
+export function errorToWire(err: unknown): WireError {
+  return err instanceof Error ? { name: err.name, message: err.message } : { name: 'Error', message: String(err) };
+}
