@@ -7,9 +7,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { boolean, fromDict, integer, integers, optional, string } from '../src/config/fromDict.js';
-import { loadModelConfig, SUPPORTED_MODEL_TYPES } from '../src/config/load.js';
+import { loadModelConfig, SUPPORTED_MODEL_TYPES, type ModelConfig } from '../src/config/load.js';
+import type { ConfigOf } from '../src/models/registry.js';
 import { CheckpointError, FileNotFoundError, UnsupportedModelError } from '../src/errors.js';
 import { fixturePath, readFixtureJson } from './helpers/fixtures.js';
+
+/** Narrows a loaded config to MiniCPM-V (the tests below use MiniCPM-V checkpoints). */
+function minicpmv(config: ModelConfig): ConfigOf<'minicpmv'> {
+  assert.equal(config.modelType, 'minicpmv');
+  return config as ConfigOf<'minicpmv'>;
+}
 
 const TINY_DIR = fixturePath('minicpmv2-tiny', 'model');
 const tinyConfig = () => readFixtureJson<Record<string, unknown>>('minicpmv2-tiny', 'model', 'config.json');
@@ -98,7 +105,7 @@ describe('MiniCPM-V configs', () => {
 
   it('reads a MiniCPM-V 1.0 config (no slice keys) as version 1 without slicing', () => {
     const v1 = variant({ slice_mode: undefined, max_slice_nums: undefined, scale_resolution: undefined, patch_size: undefined, mm_use_im_start_end: undefined });
-    const config = loadModelConfig(modelDir({ 'config.json': v1 }));
+    const config = minicpmv(loadModelConfig(modelDir({ 'config.json': v1 })));
     assert.equal(config.version, 1);
     assert.equal(config.slice.sliceMode, false);
     assert.equal(config.slice.imageSize, 448);
@@ -106,13 +113,13 @@ describe('MiniCPM-V configs', () => {
   });
 
   it('accepts the descriptive act_layer / norm_layer spellings of the 1.0 fixture and a null num_key_value_heads', () => {
-    const config = loadModelConfig(modelDir({
+    const config = minicpmv(loadModelConfig(modelDir({
       'config.json': variant({
         num_key_value_heads: null,
         vision_config: variant({ act_layer: 'torch.nn.GELU() (exact erf)', norm_layer: 'torch.nn.LayerNorm, eps=1e-6', norm_eps: undefined, head_dim: 24 },
           tinyConfig()['vision_config'] as Record<string, unknown>),
       }),
-    }));
+    })));
     assert.equal(config.text.numKeyValueHeads, 8);
     assert.equal(config.vision.activation, 'gelu');
     assert.equal(config.vision.normEps, 1e-6);
@@ -125,8 +132,8 @@ describe('MiniCPM-V configs', () => {
     const broken = modelDir({ 'config.json': '{"model_type": "minicpmv",' });
     assert.throws(() => loadModelConfig(broken), (err: Error) => err instanceof CheckpointError && err.message.startsWith(`${join(broken, 'config.json')} is not valid JSON`));
     assertRefused('[1, 2]', CheckpointError, /the file must be a JSON object, got \[1,2\]/);
-    assert.deepEqual(SUPPORTED_MODEL_TYPES, ['minicpmv']);
-    assertRefused(variant({ model_type: 'omnilmm' }), UnsupportedModelError, /model_type "omnilmm" is not supported; supported: "minicpmv" \(MiniCPM-V 1\.0 and 2\.0\)/);
+    assert.deepEqual(SUPPORTED_MODEL_TYPES, ['minicpmv', 'omnilmm']);
+    assertRefused(variant({ model_type: 'llava' }), UnsupportedModelError, /model_type "llava" is not supported; supported: "minicpmv" \(MiniCPM-V 1\.0 and 2\.0\), "omnilmm" \(OmniLMM-12B\)/);
     assertRefused(variant({ model_type: undefined }), CheckpointError, /"model_type" must be a string naming the model family, got nothing; supported: "minicpmv"/);
   });
 

@@ -8,9 +8,10 @@ import { asDict, showValue } from './fromDict.js';
 import { readGenerationConfig, type GenerationConfig } from './generation.js';
 import { readJsonFile } from './json.js';
 import { parseMiniCPMVConfig, type MiniCPMVConfig } from './minicpmv.js';
+import { parseOmniLMMConfig, type OmniLMMConfig } from './omnilmm.js';
 
 /** The config of one model family, discriminated by `modelType`. */
-export type FamilyConfig = MiniCPMVConfig;
+export type FamilyConfig = MiniCPMVConfig | OmniLMMConfig;
 
 export type ModelConfig = FamilyConfig & {
   /** The model folder. */
@@ -27,6 +28,7 @@ interface ModelFamily {
 
 const MODEL_FAMILIES: Record<string, ModelFamily> = {
   minicpmv: { description: 'MiniCPM-V 1.0 and 2.0', parse: parseMiniCPMVConfig },
+  omnilmm: { description: 'OmniLMM-12B', parse: parseOmniLMMConfig },
 };
 
 export const SUPPORTED_MODEL_TYPES = Object.keys(MODEL_FAMILIES);

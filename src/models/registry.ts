@@ -5,6 +5,7 @@ import type { ModelConfig } from '../config/load.js';
 import type { RgbImage } from '../image/index.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import { minicpmvFamily } from './minicpmv/family.js';
+import { omnilmmFamily } from './omnilmm/family.js';
 
 export interface LoadOptions extends RuntimeOptions {
   /** Most beams a request may use (default 3). */
@@ -26,17 +27,22 @@ export interface ImageInspection {
   pixels(slice: RgbImage): Float32Array;
 }
 
-export interface ModelFamily {
+/** The loaded config of the family whose model_type is T. */
+export type ConfigOf<T extends ModelConfig['modelType']> = Extract<ModelConfig, { modelType: T }>;
+
+/** What a family offers; it only ever receives configs of its own model_type (C). */
+export interface ModelFamily<C extends ModelConfig = ModelConfig> {
   /** Token ids of a text as the family's chat path feeds it to the model (BOS first). */
   tokenize(dir: string, text: string): number[];
-  inspectImage(image: RgbImage, config: ModelConfig): ImageInspection;
-  load(dir: string, config: ModelConfig, options: LoadOptions): Promise<LoadedModel>;
+  inspectImage(image: RgbImage, config: C): ImageInspection;
+  load(dir: string, config: C, options: LoadOptions): Promise<LoadedModel>;
 }
 
-const FAMILIES: Record<ModelConfig['modelType'], ModelFamily> = {
+const FAMILIES: { [T in ModelConfig['modelType']]: ModelFamily<ConfigOf<T>> } = {
   minicpmv: minicpmvFamily,
+  omnilmm: omnilmmFamily,
 };
 
 export function familyOf(config: ModelConfig): ModelFamily {
-  return FAMILIES[config.modelType];
+  return FAMILIES[config.modelType] as ModelFamily;
 }

@@ -1,10 +1,15 @@
-// The MiniCPM language model (the LLM of MiniCPM-V 2.0, upstream `modeling_minicpm.py: MiniCPMForCausalLM`) as an
-// ONNX graph of plain opset-21 operators, with the KV cache kept on the host (src/runtime/decoder-runner.ts).
+// A llama-style language model as an ONNX graph of plain opset-21 operators, with the KV cache kept on the host
+// (src/runtime/decoder-runner.ts). Two families use it:
+// * MiniCPM (the LLM of MiniCPM-V, upstream `modeling_minicpm.py: MiniCPMForCausalLM`): embeddings × scale_emb,
+//   residual branches × scale_depth/√L, logits from h / (hidden / dim_model_base);
+// * Mistral (the LLM of OmniLMM-12B, transformers 4.36 `MistralForCausalLM`, eager attention): no scaling, grouped
+//   key/value heads and a sliding attention window.
 //
 // Contract (b = rows, s = new positions, P = cached positions, C ≥ P = cache capacity, hd = head_dim):
-//   inputs   inputs_embeds    [b, s, hidden]       f32  token embeddings × scale_emb, image features scattered in
+//   inputs   inputs_embeds    [b, s, hidden]       f32  token embeddings (× scale_emb), image features scattered in
 //            position_ids     [b, s]               i64  absolute positions of the new tokens (P, P+1, …)
-//            attention_bias   [b, 1, s, P+s]       f32  0 = visible, ATTENTION_MASKED = hidden; P is read from its shape
+//            attention_bias   [b, 1, s, P+s]       f32  0 = visible, ATTENTION_MASKED = hidden; P is read from its shape;
+//                                                       with a sliding window the graph also hides keys j ≤ p − window
 //            past_key_{i}     [b, kv_heads, C, hd] f32  per layer: the host cache buffer itself; the graph
 //            past_value_{i}   [b, kv_heads, C, hd] f32  uses positions [0, P) and ignores the rest of the capacity
 //   outputs  logits           [b, vocab]           f32  last position only (`logits: 'last'`, what generation uses)
@@ -18,8 +23,11 @@ import { CheckpointError } from '../../errors.js';
 import { Graph } from '../../graph/builder.js';
 import type { TensorSource } from '../../checkpoint/safetensors.js';
 
-/** The sizes the decoder needs (the lead maps the typed text config onto this). */
-export interface MiniCPMTextDims {
+/**
+ * The sizes and options of the decoder graph. MiniCPM's scalings are optional: an absent one is not applied
+ * (Mistral), so only a family that passes them gets them.
+ */
+export interface DecoderDims {
   hiddenSize: number;
   numLayers: number;
   numHeads: number;
@@ -28,13 +36,23 @@ export interface MiniCPMTextDims {
   rmsNormEps: number;
   ropeTheta: number;
   vocabSize: number;
+  /** Token embeddings are multiplied by this before the graph (by the host; absent = 1). */
+  scaleEmb?: number;
+  /** Logits are computed from h / (hidden_size / dim_model_base) (absent = h). */
+  dimModelBase?: number;
+  /** Residual branches are multiplied by scale_depth / √num_layers (absent = not scaled). */
+  scaleDepth?: number;
+  /** Mistral's sliding window: the query at position p sees keys j with p − window < j ≤ p (absent = all j ≤ p). */
+  slidingWindow?: number;
+}
+
+/** The dims the runtime's DecoderRunner takes: it multiplies the token embeddings by scaleEmb on the host. */
+export interface MiniCPMTextDims extends DecoderDims {
   scaleEmb: number;
-  dimModelBase: number;
-  scaleDepth: number;
 }
 
 export interface DecoderGraphOptions {
-  /** Checkpoint name prefix of the language model (MiniCPM-V stores it under `llm.`). */
+  /** Checkpoint name prefix of the language model (MiniCPM-V stores it under `llm.`, OmniLMM under nothing). */
   prefix: string;
   /** `last`: logits [b, vocab] of the last position; `all`: logits [b, s, vocab]. */
   logits: 'last' | 'all';
@@ -43,12 +61,12 @@ export interface DecoderGraphOptions {
 /** The additive bias of a hidden position (torch.finfo(float32).min, as transformers' causal mask uses). */
 export const ATTENTION_MASKED = -3.4028234663852886e38;
 
-export function headDim(dims: MiniCPMTextDims): number {
+export function headDim(dims: DecoderDims): number {
   return dims.hiddenSize / dims.numHeads;
 }
 
 /** Every tensor the decoder reads, with the shape the dims imply (torch Linear weights are [out, in]). */
-export function decoderWeightShapes(dims: MiniCPMTextDims, prefix: string): Map<string, number[]> {
+export function decoderWeightShapes(dims: DecoderDims, prefix: string): Map<string, number[]> {
   const { hiddenSize: d, intermediateSize: ff, vocabSize: v } = dims;
   const kv = dims.numKvHeads * headDim(dims);
   const shapes = new Map<string, number[]>([
@@ -72,7 +90,7 @@ export function decoderWeightShapes(dims: MiniCPMTextDims, prefix: string): Map<
 }
 
 /** Checks the dims and that the checkpoint has every decoder tensor with the right shape; lists all problems at once. */
-export function checkDecoderWeights(source: TensorSource, dims: MiniCPMTextDims, prefix: string): void {
+export function checkDecoderWeights(source: TensorSource, dims: DecoderDims, prefix: string): void {
   const hd = headDim(dims);
   if (!Number.isInteger(hd) || hd % 2 !== 0 || dims.numHeads % dims.numKvHeads !== 0) {
     throw new CheckpointError(
@@ -90,9 +108,9 @@ export function checkDecoderWeights(source: TensorSource, dims: MiniCPMTextDims,
   }
   if (missing.length > 0) {
     throw new CheckpointError(
-      `the checkpoint lacks ${missing.length} tensor(s) the MiniCPM decoder needs (prefix "${prefix}"): ` +
+      `the checkpoint lacks ${missing.length} tensor(s) the language model needs (prefix "${prefix}"): ` +
         `${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}; ` +
-        'the download is incomplete or it is not a MiniCPM-V checkpoint',
+        'the download is incomplete or it is not a checkpoint of this model family',
     );
   }
   if (wrong.length > 0) {
@@ -115,36 +133,38 @@ export function transposeMatrix(m: Float32Array, rows: number, cols: number): Fl
 }
 
 /** Builds the decoder graph; weights are read from `source` (checked first, so a bad checkpoint fails before any work). */
-export function buildDecoder(source: TensorSource, dims: MiniCPMTextDims, options: DecoderGraphOptions): Graph {
+export function buildDecoder(source: TensorSource, dims: DecoderDims, options: DecoderGraphOptions): Graph {
   checkDecoderWeights(source, dims, options.prefix);
   return new DecoderBuilder(source, dims, options).build();
 }
 
 class DecoderBuilder {
-  private readonly g = new Graph('minicpm_decoder');
+  private readonly g = new Graph('llm_decoder');
   private readonly hd: number;
 
   constructor(
     private readonly source: TensorSource,
-    private readonly dims: MiniCPMTextDims,
+    private readonly dims: DecoderDims,
     private readonly options: DecoderGraphOptions,
   ) {
     this.hd = headDim(dims);
   }
 
   /**
-   *   inputs_embeds ─► layers.0 … layers.L-1 ─► Gather(last position)* ─ norm ─ Div(hidden/dim_model_base) ─ lm_head ─► logits
-   *   position_ids ── rotary cos/sin ──┤ (shared by every layer)
-   *   attention_bias ─ past length P ──┘                  * only with `logits: 'last'`
+   *   inputs_embeds ─► layers.0 … layers.L-1 ─► Gather(last position)* ─ norm ─ Div(hidden/dim_model_base)** ─ lm_head ─► logits
+   *   position_ids ── rotary cos/sin ─────────┤ (shared by every layer)
+   *   attention_bias ─ sliding window** ──────┤               * only with `logits: 'last'`
+   *                  └ past length P ─────────┘               ** only when the dims ask for it
    */
   build(): Graph {
     const { g, dims } = this;
     const { hiddenSize: d, numKvHeads: kvh, vocabSize: v } = dims;
     const embeds = g.input('inputs_embeds', 'float32', ['batch', 'seq', d]);
     const positionIds = g.input('position_ids', 'int64', ['batch', 'seq']);
-    const bias = g.input('attention_bias', 'float32', ['batch', 1, 'seq', 'total']);
+    const hostBias = g.input('attention_bias', 'float32', ['batch', 1, 'seq', 'total']);
     const rotary = this.rotaryTables(positionIds);
-    const pastLength = this.pastLength(embeds, bias);
+    const pastLength = this.pastLength(embeds, hostBias);
+    const bias = dims.slidingWindow === undefined ? hostBias : this.slidingWindow(hostBias, positionIds, dims.slidingWindow);
 
     let h = embeds;
     for (let i = 0; i < dims.numLayers; i++) {
@@ -159,14 +179,16 @@ class DecoderBuilder {
     const last = this.options.logits === 'last';
     if (last) h = g.op('Gather', [h, g.constant('int64', [], [-1n])], '/llm/last_position/Gather', { axis: 1 });
     const normed = this.rmsNorm(h, `${this.options.prefix}model.norm.weight`, '/llm/norm');
-    const scaled = g.op('Div', [normed, g.scalar(d / dims.dimModelBase)], '/llm/lm_head/scale/Div');
+    const scaled =
+      dims.dimModelBase === undefined ? normed : g.op('Div', [normed, g.scalar(d / dims.dimModelBase)], '/llm/lm_head/scale/Div');
     const logits = this.linear(scaled, `${this.options.prefix}lm_head.weight`, '/llm/lm_head');
     g.output(logits, 'logits', 'float32', last ? ['batch', v] : ['batch', 'seq', v]);
     return g;
   }
 
   /**
-   * One MiniCPM layer (upstream `MiniCPMDecoderLayer.forward`), s = scale_depth/√num_layers:
+   * One layer (upstream `MiniCPMDecoderLayer.forward` / `MistralDecoderLayer.forward`); MiniCPM multiplies each
+   * branch by s = scale_depth/√num_layers, Mistral does not (no Mul):
    *
    *   x ─┬─ input_layernorm ─ attention ─ Mul s ─┐
    *      └──────────────────────────────────── Add ─┬─ post_attention_layernorm ─ mlp ─ Mul s ─┐
@@ -177,22 +199,22 @@ class DecoderBuilder {
     const { g, dims } = this;
     const node = `/llm/layers.${i}`;
     const weights = `${this.options.prefix}model.layers.${i}`;
-    const residualScale = g.scalar(dims.scaleDepth / Math.sqrt(dims.numLayers));
+    const residualScale = dims.scaleDepth === undefined ? null : g.scalar(dims.scaleDepth / Math.sqrt(dims.numLayers));
+    const scaleBranch = (branch: string, name: string) =>
+      residualScale === null ? branch : g.op('Mul', [branch, residualScale], `${node}/${name}/residual_scale/Mul`);
 
     const attnIn = this.rmsNorm(x, `${weights}.input_layernorm.weight`, `${node}/input_layernorm`);
     const attn = this.attention(i, attnIn, ctx);
-    const attnScaled = g.op('Mul', [attn.output, residualScale], `${node}/attn/residual_scale/Mul`);
-    const h = g.op('Add', [x, attnScaled], `${node}/attn/residual/Add`);
+    const h = g.op('Add', [x, scaleBranch(attn.output, 'attn')], `${node}/attn/residual/Add`);
 
     const mlpIn = this.rmsNorm(h, `${weights}.post_attention_layernorm.weight`, `${node}/post_attention_layernorm`);
     const mlp = this.mlp(i, mlpIn);
-    const mlpScaled = g.op('Mul', [mlp, residualScale], `${node}/mlp/residual_scale/Mul`);
-    const hidden = g.op('Add', [h, mlpScaled], `${node}/mlp/residual/Add`);
+    const hidden = g.op('Add', [h, scaleBranch(mlp, 'mlp')], `${node}/mlp/residual/Add`);
     return { hidden, key: attn.key, value: attn.value };
   }
 
   /**
-   * Self-attention with the host cache (upstream `MiniCPMAttention.forward`, eager path):
+   * Self-attention with the host cache (upstream `MiniCPMAttention.forward` / `MistralAttention.forward`, eager):
    *
    *   x ─┬─ q_proj ─ Reshape [b,s,H,hd] ─ Transpose ─ RoPE ───────────────────────────► q
    *      ├─ k_proj ─ Reshape [b,s,K,hd] ─ Transpose ─ RoPE ──┬────────────────────────► key_i
@@ -253,7 +275,7 @@ class DecoderBuilder {
   }
 
   /**
-   * MiniCPM MLP: down(silu(gate(x)) · up(x)).
+   * The gated MLP of both families: down(silu(gate(x)) · up(x)).
    *
    *   x ─┬─ gate_proj ─┬─ Sigmoid ─ Mul ─┐
    *      │             └──────────────┘  │
@@ -272,7 +294,7 @@ class DecoderBuilder {
   }
 
   /**
-   * MiniCPM RMSNorm in float32 (upstream `rms_layernorm`): x · rsqrt(mean(x²) + eps) · weight.
+   * RMSNorm in float32 (upstream `rms_layernorm` / `MistralRMSNorm`): x · rsqrt(mean(x²) + eps) · weight.
    *
    *   x ─┬─ Pow 2 ─ ReduceMean(-1) ─ Add eps ─ Sqrt ─ Reciprocal ─┐
    *      └──────────────────────────────────────────────────────── Mul ─ Mul weight ─► y
@@ -301,7 +323,7 @@ class DecoderBuilder {
   }
 
   /**
-   * cos/sin of the rotary angles for every new position (upstream `MiniCPMRotaryEmbedding`, float32):
+   * cos/sin of the rotary angles for every new position (upstream `MiniCPMRotaryEmbedding` / `MistralRotaryEmbedding`, float32):
    *
    *   position_ids [b,s] ─ Cast f32 ─ Unsqueeze(-1) ─ Mul inv_freq [hd/2] ─ Concat(f, f) ─┬─ Cos ─ Unsqueeze(1) ─► cos [b,1,s,hd]
    *                                                                                       └─ Sin ─ Unsqueeze(1) ─► sin [b,1,s,hd]
@@ -343,6 +365,29 @@ class DecoderBuilder {
     const withCos = g.op('Mul', [x, rotary.cos], `${node}/Mul`);
     const withSin = g.op('Mul', [rotated, rotary.sin], `${node}/Mul_1`);
     return g.op('Add', [withCos, withSin], `${node}/Add`);
+  }
+
+  /**
+   * Mistral's sliding window over the host's causal bias (transformers 4.36 `_make_causal_mask` with
+   * sliding_window, eager path, prefill and every decode step alike): the query at absolute position p also loses
+   * the keys j ≤ p − window, so it sees exactly `window` keys, itself included. Cache slot j holds position j.
+   *
+   *   position_ids [b,s] ─ Unsqueeze(1, 3) ─► p [b,1,s,1] ─┐
+   *   attention_bias ─ Shape[3:4] ─ Squeeze ─ Range(0, T) ─► j [T] ─ Sub(p, j) ─ GreaterOrEqual(window) ─┐
+   *   attention_bias ───────────────────────────────────────────────────────── Where(·, MASKED, bias) ─► bias
+   */
+  private slidingWindow(bias: string, positionIds: string, window: number): string {
+    const { g } = this;
+    const node = '/llm/sliding_window';
+    const queries = g.op('Unsqueeze', [positionIds, g.ints([1, 3])], `${node}/query/Unsqueeze`);
+    const total = g.op('Shape', [bias], `${node}/total/Shape`, { start: 3, end: 4 });
+    const count = g.op('Squeeze', [total], `${node}/total/Squeeze`);
+    const zero = g.constant('int64', [], [0n]);
+    const one = g.constant('int64', [], [1n]);
+    const keys = g.op('Range', [zero, count, one], `${node}/key/Range`);
+    const distance = g.op('Sub', [queries, keys], `${node}/distance/Sub`);
+    const outside = g.op('GreaterOrEqual', [distance, g.constant('int64', [], [BigInt(window)])], `${node}/GreaterOrEqual`);
+    return g.op('Where', [outside, g.scalar(ATTENTION_MASKED), bias], `${node}/Where`);
   }
 
   /**

@@ -1,0 +1,218 @@
+// A loaded OmniLMM-12B: tokenizer, Eva tower + resampler sessions and the Mistral decoder, and the steps of the
+// official `OmniLMM12B.chat` (chat.py): prompt → ids → image features over the `<im_patch>` rows → generate().
+
+import { createHash } from 'node:crypto';
+import { SafetensorsCheckpoint } from '../../checkpoint/safetensors.js';
+import type { OmniLMMConfig } from '../../config/omnilmm.js';
+import { InvalidRequestError, TokenizerError } from '../../errors.js';
+import type { RgbImage } from '../../image/index.js';
+import { DecoderRunner, type DecoderSequence } from '../../runtime/decoder-runner.js';
+import type { RuntimeOptions } from '../../runtime/session.js';
+import { LlamaTokenizer } from '../../tokenizer/llama.js';
+import { StreamingDetokenizer } from '../../tokenizer/streaming.js';
+import type { MiniCPMTextDims } from '../minicpmv/decoder.js';
+import type { ChatMessage } from '../minicpmv/prompt.js';
+import type { ResamplerDims } from '../minicpmv/resampler.js';
+import type { VisionDims } from '../minicpmv/vision.js';
+import type { LoadedModel, LoadOptions } from '../registry.js';
+import { imagePixels, resizeImage } from './image-input.js';
+import { buildPrompt, IMAGE_TOKENS } from './prompt.js';
+import { decodeResponse, imageFeatureRows, type ImageTokenIds } from './tokens.js';
+import { OmniLMMVisionEncoder } from './vision-encoder.js';
+
+/** The prompt of one chat turn, ready for the decoder. */
+export interface OmniLMMPrompt {
+  /** The full prompt ids, BOS first. */
+  ids: number[];
+  /** `[first, end)`: the `<im_patch>` rows that receive the image features. */
+  imageRows: [number, number];
+  image: RgbImage;
+  /** A hash of the image's pixels: cached positions after another image cannot be reused. */
+  imageKey: string;
+}
+
+/**
+ * `OmniLMM12B.decode`'s sampling settings (temperature 0.6, top_k 30, top_p 0.9, repetition_penalty 1.1,
+ * max_new_tokens 1024). The official chat has no beam mode; beam search here uses no penalty, as the fixture's runs.
+ */
+export const OMNILMM_CHAT_DEFAULTS = {
+  sample: { topP: 0.9, topK: 30, temperature: 0.6, repetitionPenalty: 1.1 },
+  beam: { numBeams: 3, repetitionPenalty: 1 },
+  maxNewTokens: 1024,
+} as const;
+
+/**
+ * `init_omni_lmm` sets model_max_length 2048 and `_tokenize_fn` truncates longer prompts (cutting the system message
+ * or the image away); we refuse them instead.
+ */
+export const MAX_INPUT_LENGTH = 2048;
+
+/** The decoder's checkpoint prefix: OmniLMMForCausalLM's own `model.*` and `lm_head.*` are the Mistral weights. */
+const LLM_PREFIX = '';
+
+export class OmniLMMModel implements LoadedModel {
+  readonly chatDefaults = OMNILMM_CHAT_DEFAULTS;
+  /** The imageKey of the prompt whose positions the decoder's cache may hold. */
+  private cachedImageKey: string | null = null;
+
+  private constructor(
+    readonly config: OmniLMMConfig,
+    readonly tokenizer: LlamaTokenizer,
+    private readonly imageTokens: ImageTokenIds,
+    private readonly vision: OmniLMMVisionEncoder,
+    private readonly decoder: DecoderRunner,
+  ) {}
+
+  static async load(dir: string, config: OmniLMMConfig, options: LoadOptions = {}): Promise<OmniLMMModel> {
+    const tokenizer = LlamaTokenizer.fromDir(dir);
+    const imageTokens = readImageTokenIds(tokenizer, dir);
+    const weights = new SafetensorsCheckpoint(dir);
+    try {
+      const runtime: RuntimeOptions = { threads: options.threads, executionProvider: options.executionProvider };
+      const vision = await OmniLMMVisionEncoder.create(weights, { vision: visionDims(config), resampler: resamplerDims(config) }, runtime);
+      try {
+        const decoder = await DecoderRunner.create(weights, textDims(config), {
+          ...runtime,
+          prefix: LLM_PREFIX,
+          maxSeq: config.text.maxPositionEmbeddings,
+          maxRows: options.maxBeams ?? 3,
+        });
+        return new OmniLMMModel(config, tokenizer, imageTokens, vision, decoder);
+      } catch (err) {
+        await vision.release();
+        throw err;
+      }
+    } finally {
+      weights.close();
+    }
+  }
+
+  /** generate() starts from config.json's bos_token_id (`inputs_embeds` without `input_ids`). */
+  get bosTokenId(): number {
+    return this.config.text.bosTokenId;
+  }
+
+  /** generate_vllm passes no eos: the legacy generation config takes config.json's eos_token_id. */
+  get eosTokenId(): number {
+    return this.config.text.eosTokenId;
+  }
+
+  get maxBeams(): number {
+    return this.decoder.maxRows;
+  }
+
+  get contextLength(): number {
+    return this.decoder.maxSeq;
+  }
+
+  detokenizer(): StreamingDetokenizer {
+    return new StreamingDetokenizer(this.tokenizer, { skipSpecialTokens: true });
+  }
+
+  /** `wrap_question_for_omni_lmm`: the placeholder in the first message, the Zephyr prompt, its ids (BOS first). */
+  prepare(messages: readonly ChatMessage[], image: RgbImage | null): OmniLMMPrompt {
+    if (!image) {
+      throw new InvalidRequestError('OmniLMM-12B answers questions about an image: give one (the official chat has no text-only path)');
+    }
+    const eos = this.tokenizer.idToPiece(this.tokenizer.eosId);
+    const ids = this.tokenizer.encode(buildPrompt(messages, this.config.resampler.queryNum, eos));
+    if (ids.length > MAX_INPUT_LENGTH) {
+      throw new InvalidRequestError(
+        `the prompt has ${ids.length} tokens, more than the model's input limit of ${MAX_INPUT_LENGTH}: shorten the conversation`,
+      );
+    }
+    const imageRows = imageFeatureRows(ids, this.imageTokens, this.config.resampler.queryNum);
+    return { ids, imageRows, image, imageKey: imageKey(image) };
+  }
+
+  /**
+   * `get_vllm_embedding` for positions [from, L): token embeddings (not scaled) with the resampler output over the
+   * `<im_patch>` rows, which must lie all before `from` (the vision path does not run) or all after it.
+   */
+  async embed(prompt: OmniLMMPrompt, from = 0): Promise<Float32Array> {
+    const embeds = this.decoder.embed(prompt.ids.slice(from));
+    const [first, end] = prompt.imageRows;
+    if (from >= end) return embeds;
+    if (from > first) {
+      throw new InvalidRequestError(`cannot embed from position ${from}, inside the image rows [${first}, ${end}): start at ≤ ${first} or ≥ ${end}`);
+    }
+    const side = this.config.imageSize;
+    const encoded = await this.vision.encode(imagePixels(resizeImage(prompt.image, side)), side, side);
+    embeds.set(encoded.embeds, (first - from) * this.config.text.hiddenSize);
+    return embeds;
+  }
+
+  /**
+   * The prompt bound to the decoder (generation drives it). Leading positions that the previous request left in the
+   * KV cache with the same ids and the same image are reused, neither embedded nor prefilled again; the sliding
+   * window does not change them, since a position's keys and values depend only on the positions before it.
+   */
+  async startPrompt(prompt: OmniLMMPrompt): Promise<DecoderSequence> {
+    const seqLen = prompt.ids.length;
+    if (seqLen >= this.decoder.maxSeq) {
+      throw new InvalidRequestError(`the prompt has ${seqLen} tokens and leaves no room in the ${this.decoder.maxSeq}-token context`);
+    }
+    if (prompt.imageKey !== this.cachedImageKey) {
+      this.decoder.forgetCache();
+      this.cachedImageKey = prompt.imageKey;
+    }
+    let reuse = this.decoder.cachedPrefixLength(prompt.ids);
+    const [first, end] = prompt.imageRows;
+    if (reuse < end) reuse = Math.min(reuse, first);
+    return this.decoder.start(await this.embed(prompt, reuse), seqLen, { ids: prompt.ids, reuse });
+  }
+
+  /** Token ids of a text as the chat path encodes it (BOS first). */
+  tokenize(text: string): number[] {
+    return this.tokenizer.encode(text);
+  }
+
+  /** The answer of generate()'s sequence (BOS + new ids), as `OmniLMM12B.decode` makes it. */
+  decodeAnswer(newIds: readonly number[]): string {
+    return decodeResponse(this.tokenizer, [this.bosTokenId, ...newIds]);
+  }
+
+  async release(): Promise<void> {
+    await this.vision.release();
+    await this.decoder.release();
+  }
+}
+
+/** SHA-256 of an image's size and pixels. */
+function imageKey(image: RgbImage): string {
+  return createHash('sha256').update(`${image.width}x${image.height}:`).update(image.data).digest('hex');
+}
+
+/** `init_omni_lmm` reads the ids of `<im_patch>`, `<im_start>`, `<im_end>`: they must be tokens of the tokenizer. */
+function readImageTokenIds(tokenizer: LlamaTokenizer, dir: string): ImageTokenIds {
+  const id = (token: string) => {
+    const found = tokenizer.pieceToId(token);
+    if (tokenizer.idToPiece(found) !== token) {
+      throw new TokenizerError(`the tokenizer in ${dir} has no ${token} token; OmniLMM's tokenizer files define it (download them again)`);
+    }
+    return found;
+  };
+  return { patch: id(IMAGE_TOKENS.patch), start: id(IMAGE_TOKENS.start), end: id(IMAGE_TOKENS.end) };
+}
+
+function textDims(config: OmniLMMConfig): MiniCPMTextDims {
+  const t = config.text;
+  return {
+    hiddenSize: t.hiddenSize, numLayers: t.numHiddenLayers, numHeads: t.numAttentionHeads, numKvHeads: t.numKeyValueHeads,
+    intermediateSize: t.intermediateSize, rmsNormEps: t.rmsNormEps, ropeTheta: t.ropeTheta, vocabSize: t.vocabSize,
+    scaleEmb: 1, ...(t.slidingWindow === null ? {} : { slidingWindow: t.slidingWindow }),
+  };
+}
+
+function visionDims(config: OmniLMMConfig): VisionDims {
+  const v = config.vision;
+  return {
+    patchSize: v.patchSize, embedDim: v.embedDim, depthUsed: v.usedDepth, numHeads: v.numHeads,
+    mlpHidden: v.mlpHiddenDim, normEps: v.normEps, posGrid: v.posEmbedGrid,
+  };
+}
+
+function resamplerDims(config: OmniLMMConfig): ResamplerDims {
+  const r = config.resampler;
+  return { queryNum: r.queryNum, embedDim: r.embedDim, numHeads: r.numHeads, kvDim: r.kvDim, normEps: r.normEps };
+}

@@ -1,0 +1,106 @@
+// Runs OmniLMM's image path (`OmniLMMModel.get_vision_embedding`): the Eva tower on the image's patches, the class
+// token dropped after the final norm, then the resampler with its stored table interpolated to the patch grid as the
+// key positions (`get_abs_pos`) and at its native grid for the queries.
+
+import type { TensorSource } from '../../checkpoint/safetensors.js';
+import { ImageError } from '../../errors.js';
+import { GraphSession, type RuntimeOptions } from '../../runtime/session.js';
+import { patchGrid, patchify } from '../minicpmv/position-embedding.js';
+import { buildResamplerGraph, type ResamplerDims } from '../minicpmv/resampler.js';
+import { readWeight, type VisionDims } from '../minicpmv/vision.js';
+import { getAbsPos } from '../minicpmv/position-embedding.js';
+import { resampleEvaPosEmbed } from './position-embedding.js';
+import { buildEvaVisionGraph, EVA_PREFIX, readEvaPosEmbed } from './vision.js';
+
+export const RESAMPLER_PREFIX = 'model.resampler.';
+
+export interface EncodedImage {
+  /** `[query_num, E]`: what replaces the `<im_patch>` rows of the prompt. */
+  embeds: Float32Array;
+  /** `[1 + n_patches, d]` tower output (class-token row first), only when asked for with `keepFeatures`. */
+  features?: Float32Array;
+}
+
+/** The host tables of one patch grid. */
+export interface GridTables {
+  /** `[1 + n, d]`: the tower's table resampled to the grid (timm `resample_abs_pos_embed`). */
+  visionPosEmbed: Float32Array;
+  /** `[n, E]`: the resampler's stored table interpolated to the grid (`get_abs_pos`). */
+  keyPosEmbed: Float32Array;
+}
+
+export class OmniLMMVisionEncoder {
+  private readonly tables = new Map<string, GridTables>();
+
+  private constructor(
+    private readonly vision: GraphSession,
+    private readonly resampler: GraphSession,
+    private readonly storedPosEmbed: Float32Array,
+    private readonly storedKeyPosEmbed: Float32Array,
+    readonly visionDims: VisionDims,
+    readonly resamplerDims: ResamplerDims,
+  ) {}
+
+  static async create(
+    weights: TensorSource,
+    dims: { vision: VisionDims; resampler: ResamplerDims },
+    runtime: RuntimeOptions = {},
+  ): Promise<OmniLMMVisionEncoder> {
+    const { queryNum, embedDim } = dims.resampler;
+    const storedPosEmbed = readEvaPosEmbed(weights, dims.vision);
+    const storedKeyPosEmbed = readWeight(weights, `${RESAMPLER_PREFIX}pos_embed`, [queryNum, embedDim]);
+    const visionModel = buildEvaVisionGraph(weights, dims.vision, { prefix: EVA_PREFIX }).serialize();
+    const resamplerModel = buildResamplerGraph(weights, dims.resampler, { prefix: RESAMPLER_PREFIX }).serialize();
+    const vision = await GraphSession.create('vision tower', visionModel, runtime);
+    try {
+      const resampler = await GraphSession.create('resampler', resamplerModel, runtime);
+      return new OmniLMMVisionEncoder(vision, resampler, storedPosEmbed, storedKeyPosEmbed, dims.vision, dims.resampler);
+    } catch (err) {
+      await vision.release();
+      throw err;
+    }
+  }
+
+  /** Encodes one image given as normalised CHW float32 pixels of size 3×height×width. */
+  async encode(pixels: Float32Array, height: number, width: number, options: { keepFeatures?: boolean } = {}): Promise<EncodedImage> {
+    if (pixels.length !== 3 * height * width) {
+      throw new ImageError(`the image tensor has ${pixels.length} values, expected 3×${height}×${width}`);
+    }
+    const { patchSize, embedDim: d } = this.visionDims;
+    const grid = patchGrid(height, width, patchSize);
+    const n = grid[0] * grid[1];
+    const tables = this.gridTables(grid);
+    const visionOut = await this.vision.run({
+      pixel_patches: { type: 'float32', data: patchify(pixels, height, width, patchSize), dims: [1, n, 3 * patchSize * patchSize] },
+      pos_embed: { type: 'float32', data: tables.visionPosEmbed, dims: [1 + n, d] },
+    });
+    const features = visionOut.features!.data as Float32Array;
+    // get_vision_embedding drops the class token (num_prefix_tokens = 1) before the resampler.
+    const resamplerOut = await this.resampler.run({
+      features: { type: 'float32', data: features.subarray(d), dims: [1, n, d] },
+      kv_pos_embed: { type: 'float32', data: tables.keyPosEmbed, dims: [n, this.resamplerDims.embedDim] },
+    });
+    const embeds = resamplerOut.image_embeds!.data as Float32Array;
+    return options.keepFeatures ? { embeds, features } : { embeds };
+  }
+
+  /** Both position tables for a patch grid `[rows, cols]` (kept for the grids seen). */
+  gridTables(grid: readonly [number, number]): GridTables {
+    const key = `${grid[0]}x${grid[1]}`;
+    let tables = this.tables.get(key);
+    if (!tables) {
+      const side = Math.sqrt(this.resamplerDims.queryNum);
+      tables = {
+        visionPosEmbed: resampleEvaPosEmbed(this.storedPosEmbed, this.visionDims.posGrid, grid),
+        keyPosEmbed: getAbsPos(this.storedKeyPosEmbed, [side, side], grid),
+      };
+      this.tables.set(key, tables);
+    }
+    return tables;
+  }
+
+  async release(): Promise<void> {
+    await this.vision.release();
+    await this.resampler.release();
+  }
+}
