@@ -28,6 +28,9 @@ export class TokenizerError extends OmnilmmError {}
 /** An image cannot be decoded or is too large to process. */
 export class ImageError extends OmnilmmError {}
 
+/** An image has more pixels than the decoder accepts (decompression-bomb guard). */
+export class ImageTooLargeError extends ImageError {}
+
 /** The user's request (CLI flags, messages, API body) is invalid. */
 export class InvalidRequestError extends OmnilmmError {
   override readonly exitCode = 2;

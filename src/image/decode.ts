@@ -10,7 +10,7 @@
 // * GIF: the first frame only, with PIL's fill where the frame is transparent or does not reach (see gif.ts).
 
 import sharp, { type Metadata, type SharpOptions } from 'sharp';
-import { ImageError, InvalidRequestError } from '../errors.js';
+import { ImageError, ImageTooLargeError, InvalidRequestError } from '../errors.js';
 import { applyGifFill, readGifFirstFrame, readGifScreenSize } from './gif.js';
 import type { RgbImage } from './rgb.js';
 
@@ -100,7 +100,7 @@ export async function decodeImage(bytes: Uint8Array, options: DecodeOptions = {}
   const [width, height] = (format === 'gif' && readGifScreenSize(bytes)) || [meta.width, meta.height];
   if (!(width > 0 && height > 0)) throw new ImageError(`the ${name} image has no pixels (${width}x${height})`);
   if (width * height > maxPixels) {
-    throw new ImageError(
+    throw new ImageTooLargeError(
       `the ${name} image is ${width}x${height} = ${width * height} pixels, more than the limit of ${maxPixels} ` +
         '(a possible decompression bomb); raise maxPixels if you trust this image',
     );

@@ -3,6 +3,7 @@
 import type { Command } from './common.js';
 import { chatCommand } from './chat.js';
 import { inspectImageCommand } from './inspect-image.js';
+import { serveCommand } from './serve.js';
 import { tokenizeCommand } from './tokenize.js';
 
-export const commands: Command[] = [chatCommand, tokenizeCommand, inspectImageCommand];
+export const commands: Command[] = [chatCommand, serveCommand, tokenizeCommand, inspectImageCommand];

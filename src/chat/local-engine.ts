@@ -1,0 +1,94 @@
+// The Engine interface over an in-process Model. Generation runs on the calling thread, so a long prefill holds
+// up the event loop; a server under load wants the worker-thread engine, a script or a test can use this one.
+//
+//   const engine = await LocalEngine.start('openbmb/MiniCPM-V-2');
+//   for await (const chunk of engine.stream({ messages: [{ role: 'user', content: 'Hi' }], image: null })) …
+
+import { loadModelConfig } from '../config/load.js';
+import { familyOf } from '../models/registry.js';
+import type { ChatResult } from './chat.js';
+import { loadModel, type LoadModelOptions, type Model } from './engine.js';
+import type { Engine, EngineInfo, EngineRequest } from './engine-types.js';
+
+export class LocalEngine implements Engine {
+  /** The end of the last request in line: each request starts when the one before it has finished. */
+  private tail: Promise<void> = Promise.resolve();
+  /** Aborted by close(): stops the running request and every waiting one. */
+  private readonly closing = new AbortController();
+
+  private constructor(
+    private readonly model: Model,
+    readonly info: EngineInfo,
+  ) {}
+
+  /** Loads a model from a folder or a hub id. */
+  static async start(idOrPath: string, options: LoadModelOptions = {}): Promise<LocalEngine> {
+    const model = await loadModel(idOrPath, options);
+    return LocalEngine.fromModel(model, idOrPath);
+  }
+
+  /** Wraps a model that is already loaded; the engine's close() releases it. */
+  static fromModel(model: Model, modelId: string): LocalEngine {
+    const config = loadModelConfig(model.dir);
+    return new LocalEngine(model, {
+      modelId,
+      dir: model.dir,
+      modelType: config.modelType,
+      contextLength: config.text.maxPositionEmbeddings,
+    });
+  }
+
+  /**
+   * Requests run one at a time, in the order of the calls; aborting a waiting request takes it out of line.
+   * Iterate each stream to its end (or abort its signal): the next request waits for it.
+   */
+  stream(request: EngineRequest, signal?: AbortSignal): AsyncGenerator<string, ChatResult, undefined> {
+    const previous = this.tail;
+    let finish!: () => void;
+    const done = new Promise<void>((resolve) => (finish = resolve));
+    this.tail = Promise.all([previous, done]).then(() => undefined);
+    return this.run(request, signal, previous, finish);
+  }
+
+  private async *run(
+    request: EngineRequest,
+    signal: AbortSignal | undefined,
+    previous: Promise<void>,
+    finish: () => void,
+  ): AsyncGenerator<string, ChatResult, undefined> {
+    const stop = signal ? AbortSignal.any([signal, this.closing.signal]) : this.closing.signal;
+    try {
+      await waitOrAbort(previous, stop);
+      return yield* this.model.streamChat({ ...request, signal: stop });
+    } finally {
+      finish();
+    }
+  }
+
+  async tokenize(text: string): Promise<number[]> {
+    const config = loadModelConfig(this.model.dir);
+    return familyOf(config).tokenize(this.model.dir, text);
+  }
+
+  /**
+   * Stops every request and frees the model. Generation runs on this thread and checks the signal before every
+   * model call, so a request that is between tokens now rejects with an AbortError instead of touching the model.
+   */
+  async close(): Promise<void> {
+    this.closing.abort(new DOMException('the engine was closed', 'AbortError'));
+    await this.model.release();
+  }
+}
+
+/** Resolves when `turn` does, or rejects with the signal's reason as soon as it aborts. */
+function waitOrAbort(turn: Promise<void>, signal: AbortSignal): Promise<void> {
+  signal.throwIfAborted();
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    void turn.then(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+  });
+}

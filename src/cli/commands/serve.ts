@@ -1,0 +1,97 @@
+// `omnilmm serve`: the OpenAI-compatible API and the chat page on one engine, until Ctrl-C.
+
+import { LocalEngine } from '../../chat/local-engine.js';
+import { InvalidRequestError } from '../../errors.js';
+import { ChatServer, DEFAULT_MAX_QUEUE, DEFAULT_PORT } from '../../server/server.js';
+import { numberOption, parseCommandArgs, stringOption } from '../args.js';
+import { DEFAULT_MODEL, type Command } from './common.js';
+
+const USAGE =
+  'omnilmm serve --model <dir|org/name> [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--max-queue N] ' +
+  '[--allow-remote-images] [--threads N]';
+
+export const serveCommand: Command = {
+  name: 'serve',
+  summary: 'serve an OpenAI-compatible API and a chat page in the browser',
+  help: `usage: ${USAGE}
+
+  --model <dir|org/name>   checkpoint folder or hub id (default ${DEFAULT_MODEL})
+  --host <address>         address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for every network).
+                           On a loopback address only requests addressed to localhost are answered (a guard
+                           against DNS rebinding): a reverse proxy in front must pass "Host: localhost"
+  --port <n>               port (default ${DEFAULT_PORT}; 0 picks a free one)
+  --api-key <key>          require "Authorization: Bearer <key>" on every /v1 request (the page asks for it);
+                           also read from OMNILMM_API_KEY
+  --max-queue <n>          requests that may wait while one answer is generated (default ${DEFAULT_MAX_QUEUE});
+                           more get HTTP 429 with Retry-After
+  --allow-remote-images    fetch http(s) image URLs (public addresses only); otherwise images must be
+                           base64 data: URLs
+  --threads <n>            CPU threads (default: all cores)
+
+Endpoints: GET / (chat page), GET /health, GET /v1/models, POST /v1/chat/completions (OpenAI format, with
+"stream", "max_tokens", "temperature" (0 = greedy), "top_p", "seed", "stop", and the extensions "top_k",
+"repetition_penalty", "num_beams"). One answer is generated at a time; the others wait in order.`,
+  async run(argv) {
+    const { values, positionals } = parseCommandArgs('serve', argv, {
+      model: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'api-key': { type: 'string' },
+      'max-queue': { type: 'string' },
+      'allow-remote-images': { type: 'boolean' },
+      threads: { type: 'string' },
+    }, USAGE);
+    if (positionals.length > 0) throw new InvalidRequestError(`serve takes no arguments, got "${positionals[0]}"\nusage: ${USAGE}`);
+    const apiKey = stringOption(values, 'api-key') ?? process.env.OMNILMM_API_KEY;
+    if (apiKey !== undefined && apiKey.trim() === '') throw new InvalidRequestError('--api-key must not be empty');
+    const port = numberOption(values, 'port', { integer: true, min: 0, max: 65535 }) ?? DEFAULT_PORT;
+    const maxQueue = numberOption(values, 'max-queue', { integer: true, min: 0, max: 10_000 }) ?? DEFAULT_MAX_QUEUE;
+    const threads = numberOption(values, 'threads', { integer: true, min: 1 });
+    const modelId = stringOption(values, 'model') ?? DEFAULT_MODEL;
+
+    process.stderr.write(`loading ${modelId}…\n`);
+    const engine = await LocalEngine.start(modelId, { threads });
+    let server: ChatServer;
+    try {
+      server = await ChatServer.start({
+        engine,
+        host: stringOption(values, 'host'),
+        port,
+        apiKey,
+        maxQueue,
+        allowRemoteImages: values['allow-remote-images'] === true,
+      });
+    } catch (err) {
+      await engine.close();
+      throw listenError(err, port);
+    }
+    if (!apiKey && !isLoopback(server.url)) {
+      process.stderr.write('warning: no --api-key, and the server is reachable from the network: anyone there can use it\n');
+    }
+    process.stderr.write(
+      `omnilmm is serving ${modelId}\n  chat page:  ${server.url}/\n  OpenAI API: ${server.url}/v1` +
+        `${apiKey ? ' (API key required)' : ''}\nPress Ctrl-C to stop.\n`,
+    );
+    await new Promise<void>((resolve) => {
+      const stop = () => resolve();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    process.stderr.write('stopping…\n');
+    await server.close();
+    await engine.close();
+  },
+};
+
+function isLoopback(url: string): boolean {
+  const host = new URL(url).hostname;
+  return host.startsWith('127.') || host === '[::1]';
+}
+
+function listenError(err: unknown, port: number): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') return new InvalidRequestError(`port ${port} is in use: pick another with --port`);
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') return new InvalidRequestError('--host is not an address of this machine');
+  if (code === 'EACCES') return new InvalidRequestError(`not allowed to listen on port ${port}: use a port above 1023`);
+  return err;
+}

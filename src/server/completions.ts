@@ -1,0 +1,173 @@
+// POST /v1/chat/completions: validate, fetch and check the image, wait for a turn, generate, answer as one JSON
+// object or as server-sent events. A client that goes away aborts its request wherever it is.
+//
+// A streamed answer's headers go out with its first chunk, so an error raised before any text (a prompt that fills
+// the context, say) still reaches the client as an HTTP error; later errors arrive as one `data: {"error": …}` event.
+
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ChatResult } from '../chat/chat.js';
+import type { Engine, EngineRequest } from '../chat/engine-types.js';
+import { ImageTooLargeError } from '../errors.js';
+import { decodeImage } from '../image/index.js';
+import { ApiError, badRequest, errorBody, isAbortError, sendError, toApiError, tooLarge } from './api-error.js';
+import { readJsonBody } from './body.js';
+import { parseChatCompletionRequest, type ChatCompletionRequest, type ImageSource } from './chat-request.js';
+import type { GenerationQueue } from './queue.js';
+import { fetchRemoteImage } from './remote-image.js';
+
+export interface CompletionLimits {
+  maxBodyBytes: number;
+  maxImagePixels: number;
+  allowRemoteImages: boolean;
+  remoteImageTimeoutMs: number;
+}
+
+export interface CompletionContext {
+  engine: Engine;
+  queue: GenerationQueue;
+  limits: CompletionLimits;
+  log: (line: string) => void;
+  /** Aborted when the server closes. */
+  closing: AbortSignal;
+}
+
+export async function handleChatCompletion(req: IncomingMessage, res: ServerResponse, ctx: CompletionContext): Promise<void> {
+  const client = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) client.abort(new DOMException('the client closed the connection', 'AbortError'));
+  });
+  const signal = AbortSignal.any([client.signal, ctx.closing]);
+  try {
+    const body = await readJsonBody(req, ctx.limits.maxBodyBytes);
+    const parsed = parseChatCompletionRequest(body);
+    const image = parsed.image ? await loadImage(parsed.image, ctx.limits, signal) : null;
+    const request: EngineRequest = { messages: parsed.messages, image, ...parsed.settings };
+    if (parsed.stop.length > 0) request.stop = parsed.stop;
+    const release = await ctx.queue.acquire(signal);
+    try {
+      const answer = new Answer(res, ctx.engine.info.modelId, parsed);
+      const stream = ctx.engine.stream(request, signal);
+      for (;;) {
+        const next = await stream.next();
+        if (next.done) {
+          answer.finish(next.value);
+          break;
+        }
+        answer.push(next.value);
+      }
+    } finally {
+      release();
+    }
+  } catch (err) {
+    if (isAbortError(err) && (signal.aborted || res.destroyed)) return;
+    const error = toApiError(err, ctx.log);
+    if (res.headersSent) endStreamWithError(res, error);
+    else sendError(res, error);
+  }
+}
+
+/** The image's bytes, checked to decode within the pixel limit before the request waits for its turn. */
+async function loadImage(source: ImageSource, limits: CompletionLimits, signal: AbortSignal): Promise<Uint8Array> {
+  let bytes: Uint8Array;
+  if (source.kind === 'data') bytes = source.bytes;
+  else if (!limits.allowRemoteImages) {
+    throw badRequest('image URLs are not fetched by this server (start it with --allow-remote-images): send the image as a base64 data: URL', 'messages');
+  } else {
+    bytes = await fetchRemoteImage(source.url, { maxBytes: limits.maxBodyBytes, timeoutMs: limits.remoteImageTimeoutMs, signal });
+  }
+  try {
+    await decodeImage(bytes, { maxPixels: limits.maxImagePixels });
+  } catch (err) {
+    // decodeImage checks the header's pixel count before it decodes a single pixel.
+    if (err instanceof ImageTooLargeError) {
+      throw tooLarge(`${err.message.replace(/; raise maxPixels.*$/, '')}: send a smaller image`, 'messages');
+    }
+    throw err;
+  }
+  return bytes;
+}
+
+type FinishReason = 'stop' | 'length';
+
+/** Writes one answer in the wire format the client asked for. */
+class Answer {
+  private readonly id = `chatcmpl-${randomUUID()}`;
+  private readonly created = Math.floor(Date.now() / 1000);
+  private started = false;
+  private text = '';
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly model: string,
+    private readonly request: ChatCompletionRequest,
+  ) {}
+
+  push(chunk: string): void {
+    if (!this.request.stream) {
+      this.text += chunk;
+      return;
+    }
+    this.startStream();
+    this.sendChunk({ content: chunk }, null);
+  }
+
+  finish(result: ChatResult): void {
+    const finishReason: FinishReason = result.finishReason;
+    const usage = {
+      prompt_tokens: result.promptIds.length,
+      completion_tokens: result.outputIds.length,
+      total_tokens: result.promptIds.length + result.outputIds.length,
+      prompt_tokens_details: { cached_tokens: result.cachedTokens },
+    };
+    if (!this.request.stream) {
+      sendJson(this.res, 200, {
+        id: this.id,
+        object: 'chat.completion',
+        created: this.created,
+        model: this.model,
+        choices: [{ index: 0, message: { role: 'assistant', content: this.text }, logprobs: null, finish_reason: finishReason }],
+        usage,
+      });
+      return;
+    }
+    this.startStream();
+    this.sendChunk({}, finishReason);
+    if (this.request.includeUsage) this.sendEvent({ ...this.envelope(), choices: [], usage });
+    this.res.end('data: [DONE]\n\n');
+  }
+
+  private startStream(): void {
+    if (this.started) return;
+    this.started = true;
+    this.res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      'x-accel-buffering': 'no',
+    });
+    this.sendChunk({ role: 'assistant', content: '' }, null);
+  }
+
+  private envelope() {
+    return { id: this.id, object: 'chat.completion.chunk', created: this.created, model: this.model };
+  }
+
+  private sendChunk(delta: { role?: 'assistant'; content?: string }, finishReason: FinishReason | null): void {
+    this.sendEvent({ ...this.envelope(), choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }] });
+  }
+
+  private sendEvent(data: unknown): void {
+    this.res.write(`data: ${JSON.stringify(data)}\n\n`);
+  }
+}
+
+function endStreamWithError(res: ServerResponse, error: ApiError): void {
+  if (res.destroyed || res.writableEnded) return;
+  res.end(`data: ${JSON.stringify(errorBody(error))}\n\n`);
+}
+
+export function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}

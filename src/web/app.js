@@ -1,0 +1,441 @@
+// The chat page: one image per conversation, answers streamed from /v1/chat/completions (server-sent events).
+// Plain browser JavaScript, no framework and nothing loaded from elsewhere.
+
+const $ = (id) => document.getElementById(id);
+
+/** Images in these types go as they are; anything else the browser can show is re-encoded as JPEG. */
+const SENDABLE_TYPES = new Set(['image/jpeg', 'image/png', 'image/webp', 'image/gif']);
+/** Larger files are scaled down first, to stay under the server's 20 MiB request limit. */
+const MAX_SEND_BYTES = 12 * 1024 * 1024;
+const MAX_SIDE = 4096;
+const DEFAULT_QUESTION = 'What is in this picture?';
+const KEY_STORAGE = 'omnilmm.apiKey';
+
+const state = {
+  /** data: URL of the conversation's image, or null. */
+  image: null,
+  /** The turns so far: {role: 'user'|'assistant', content}. */
+  messages: [],
+  /** Aborts the answer being generated. */
+  controller: null,
+  /** Counts conversations, so that an answer that ends after "New chat" leaves the new one alone. */
+  conversation: 0,
+  apiKey: localStorage.getItem(KEY_STORAGE) || '',
+};
+
+// ---- server status and the API key ------------------------------------------------------------------------------
+
+function authHeaders() {
+  return state.apiKey ? { authorization: `Bearer ${state.apiKey}` } : {};
+}
+
+async function connect() {
+  try {
+    const res = await fetch('/v1/models', { headers: authHeaders() });
+    if (res.status === 401) {
+      setStatus('down', 'API key needed');
+      if (await askForKey()) return connect();
+      return;
+    }
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    const models = await res.json();
+    $('model-name').textContent = models.data[0]?.id ?? 'model';
+    setStatus('ok', 'ready');
+  } catch (err) {
+    setStatus('down', `server not reachable: ${err.message}`);
+  }
+}
+
+function setStatus(kind, title) {
+  $('status-dot').className = `dot ${kind}`;
+  $('status-dot').title = title;
+}
+
+/** Shows the key dialog; resolves true once a key was entered. */
+function askForKey(message) {
+  const dialog = $('key-dialog');
+  $('key-error').hidden = !message;
+  $('key-error').textContent = message || '';
+  $('api-key').value = state.apiKey;
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => {
+      const key = $('api-key').value.trim();
+      if (!key) return resolve(false);
+      state.apiKey = key;
+      localStorage.setItem(KEY_STORAGE, key);
+      resolve(true);
+    }, { once: true });
+  });
+}
+
+// ---- the image --------------------------------------------------------------------------------------------------
+
+async function useImageFile(file) {
+  if (!file || !file.type.startsWith('image/')) {
+    showError(`“${file?.name ?? 'that'}” is not an image: choose a JPEG, PNG, WebP or GIF file.`);
+    return;
+  }
+  try {
+    const dataUrl = SENDABLE_TYPES.has(file.type) && file.size <= MAX_SEND_BYTES ? await readAsDataUrl(file) : await reencode(file);
+    setImage(dataUrl);
+  } catch {
+    showError(`This browser cannot read “${file.name}”: try a JPEG, PNG, WebP or GIF file.`);
+  }
+}
+
+function readAsDataUrl(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+/** Decodes in the browser and re-encodes as JPEG, at most MAX_SIDE pixels on the longer side. */
+async function reencode(file) {
+  const bitmap = await createImageBitmap(file);
+  const scale = Math.min(1, MAX_SIDE / Math.max(bitmap.width, bitmap.height));
+  const canvas = document.createElement('canvas');
+  canvas.width = Math.round(bitmap.width * scale);
+  canvas.height = Math.round(bitmap.height * scale);
+  canvas.getContext('2d').drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close();
+  return canvas.toDataURL('image/jpeg', 0.92);
+}
+
+/** A new image starts a new conversation: the model sees one image, at the start of the conversation. */
+function setImage(dataUrl) {
+  if (state.messages.length > 0 || state.controller) {
+    newConversation();
+    addNotice('New image, new conversation.');
+  }
+  state.image = dataUrl;
+  $('preview').src = dataUrl;
+  $('preview').hidden = false;
+  $('drop-hint').hidden = true;
+  $('remove-image').hidden = false;
+  $('question').focus();
+}
+
+function removeImage() {
+  if (state.messages.length > 0 || state.controller) newConversation();
+  state.image = null;
+  $('preview').hidden = true;
+  $('preview').removeAttribute('src');
+  $('drop-hint').hidden = false;
+  $('remove-image').hidden = true;
+}
+
+// ---- the camera -------------------------------------------------------------------------------------------------
+
+let cameraStream = null;
+
+async function openCamera() {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    showError('The camera needs a secure page: open this page as http://localhost or over https.');
+    return;
+  }
+  try {
+    cameraStream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment' }, audio: false });
+  } catch (err) {
+    showError(`The camera could not be opened: ${err.message || err.name}`);
+    return;
+  }
+  $('camera-video').srcObject = cameraStream;
+  $('camera-dialog').showModal();
+}
+
+function closeCamera() {
+  cameraStream?.getTracks().forEach((track) => track.stop());
+  cameraStream = null;
+  $('camera-video').srcObject = null;
+  if ($('camera-dialog').open) $('camera-dialog').close();
+}
+
+function captureFrame() {
+  const video = $('camera-video');
+  if (!video.videoWidth) return;
+  const canvas = document.createElement('canvas');
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  canvas.getContext('2d').drawImage(video, 0, 0);
+  closeCamera();
+  setImage(canvas.toDataURL('image/jpeg', 0.92));
+  if (!$('question').value.trim()) $('question').value = DEFAULT_QUESTION;
+  send();
+}
+
+// ---- decoding settings ------------------------------------------------------------------------------------------
+
+function decoding() {
+  return document.querySelector('input[name="decoding"]:checked').value;
+}
+
+function showDecodingFields() {
+  const mode = decoding();
+  for (const field of document.querySelectorAll('.field[data-for]')) field.hidden = field.dataset.for !== mode;
+  $('decoding-note').textContent = {
+    sample: 'Sampling: varied answers (the model’s defaults: top-k 100, repetition penalty 1.05).',
+    greedy: 'Greedy: always the most likely next token, the same answer every time.',
+    beam: 'Beam search: the answer appears all at once when it is complete.',
+  }[mode];
+}
+
+function numberField(id, fallback) {
+  const value = Number($(id).value);
+  return Number.isFinite(value) && $(id).value !== '' ? value : fallback;
+}
+
+function requestSettings() {
+  const settings = { max_tokens: Math.max(1, Math.round(numberField('max-tokens', 1024))) };
+  const mode = decoding();
+  if (mode === 'greedy') settings.temperature = 0;
+  else if (mode === 'beam') settings.num_beams = Math.max(2, Math.round(numberField('num-beams', 3)));
+  else {
+    settings.temperature = numberField('temperature', 0.7);
+    settings.top_p = numberField('top-p', 0.8);
+  }
+  return settings;
+}
+
+// ---- the conversation -------------------------------------------------------------------------------------------
+
+function newConversation() {
+  state.controller?.abort();
+  state.conversation += 1;
+  state.messages = [];
+  for (const el of [...$('transcript').children]) if (el.id !== 'empty-state') el.remove();
+  $('empty-state').hidden = false;
+}
+
+function addBubble(className, text) {
+  $('empty-state').hidden = true;
+  const bubble = document.createElement('div');
+  bubble.className = `message ${className}`;
+  const body = document.createElement('span');
+  body.className = 'text';
+  body.textContent = text;
+  bubble.append(body);
+  $('transcript').append(bubble);
+  scrollToEnd();
+  return bubble;
+}
+
+const addNotice = (text) => addBubble('notice', text);
+const showError = (text) => addBubble('error', text);
+
+function scrollToEnd() {
+  const transcript = $('transcript');
+  transcript.scrollTop = transcript.scrollHeight;
+}
+
+/** The OpenAI-format messages: the image goes with the first user message. */
+function wireMessages() {
+  return state.messages.map((message, i) => {
+    if (i !== 0 || !state.image) return { role: message.role, content: message.content };
+    return {
+      role: 'user',
+      content: [{ type: 'image_url', image_url: { url: state.image } }, { type: 'text', text: message.content }],
+    };
+  });
+}
+
+function setBusy(busy) {
+  $('send').hidden = busy;
+  $('stop').hidden = !busy;
+  setStatus(busy ? 'busy' : 'ok', busy ? 'answering' : 'ready');
+}
+
+async function send() {
+  const question = $('question').value.trim();
+  if (!question || state.controller) return;
+  $('question').value = '';
+  state.messages.push({ role: 'user', content: question });
+  addBubble('user', question);
+  const bubble = addBubble('assistant', '');
+  bubble.dataset.state = 'waiting';
+  const controller = new AbortController();
+  const conversation = state.conversation;
+  state.controller = controller;
+  setBusy(true);
+  let answer = '';
+  const started = performance.now();
+  try {
+    const result = await streamAnswer(controller.signal, (chunk) => {
+      answer += chunk;
+      bubble.dataset.state = 'streaming';
+      bubble.querySelector('.text').textContent = answer;
+      scrollToEnd();
+    });
+    bubble.dataset.state = 'done';
+    state.messages.push({ role: 'assistant', content: answer });
+    addMeta(bubble, result, performance.now() - started);
+  } catch (err) {
+    if (conversation !== state.conversation) return;
+    if (controller.signal.aborted) {
+      bubble.dataset.state = 'stopped';
+      addMeta(bubble, null, performance.now() - started);
+      // A stopped answer stays in the conversation as it is; one with no text takes its question back out.
+      if (answer) state.messages.push({ role: 'assistant', content: answer });
+      else if (state.messages.at(-1)?.content === question) {
+        state.messages.pop();
+        $('question').value = question;
+      }
+    } else {
+      bubble.remove();
+      state.messages.pop();
+      $('question').value = question;
+      showError(err.message);
+    }
+  } finally {
+    if (state.controller === controller) state.controller = null;
+    setBusy(false);
+  }
+}
+
+function addMeta(bubble, result, ms) {
+  const meta = document.createElement('span');
+  meta.className = 'meta';
+  const seconds = `${(ms / 1000).toFixed(1)} s`;
+  if (!result) meta.textContent = `stopped · ${seconds}`;
+  else {
+    const tokens = result.usage ? `${result.usage.completion_tokens} tokens · ` : '';
+    const reason = result.finishReason === 'length' ? ' · cut at max tokens' : '';
+    meta.textContent = `${tokens}${seconds}${reason}`;
+  }
+  bubble.append(meta);
+}
+
+/** POSTs the conversation and feeds the streamed text to onText; resolves with {finishReason, usage}. */
+async function streamAnswer(signal, onText) {
+  const body = JSON.stringify({
+    model: $('model-name').textContent,
+    messages: wireMessages(),
+    stream: true,
+    stream_options: { include_usage: true },
+    ...requestSettings(),
+  });
+  let res = await post(body, signal);
+  while (res.status === 401) {
+    const message = state.apiKey ? 'That key was not accepted.' : '';
+    if (!(await askForKey(message))) throw new Error('This server needs an API key.');
+    res = await post(body, signal);
+  }
+  if (!res.ok) throw new Error(await errorMessage(res));
+  const result = { finishReason: null, usage: null };
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const event = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const data = event.split('\n').filter((line) => line.startsWith('data:')).map((line) => line.slice(5).trim()).join('\n');
+      if (!data || data === '[DONE]') continue;
+      const message = JSON.parse(data);
+      if (message.error) throw new Error(message.error.message);
+      if (message.usage) result.usage = message.usage;
+      const choice = message.choices?.[0];
+      if (choice?.delta?.content) onText(choice.delta.content);
+      if (choice?.finish_reason) result.finishReason = choice.finish_reason;
+    }
+  }
+  return result;
+}
+
+function post(body, signal) {
+  return fetch('/v1/chat/completions', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...authHeaders() },
+    body,
+    signal,
+  });
+}
+
+async function errorMessage(res) {
+  try {
+    const body = await res.json();
+    if (body.error?.message) return body.error.message;
+  } catch {
+    // Not JSON: fall through to the status line.
+  }
+  return res.status === 429 ? 'The server is busy: try again in a moment.' : `The server answered HTTP ${res.status}.`;
+}
+
+function stop() {
+  state.controller?.abort();
+}
+
+// ---- wiring -----------------------------------------------------------------------------------------------------
+
+function wire() {
+  const dropZone = $('drop-zone');
+  $('choose-image').addEventListener('click', () => $('file-input').click());
+  dropZone.addEventListener('click', () => $('file-input').click());
+  dropZone.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' || e.key === ' ') {
+      e.preventDefault();
+      $('file-input').click();
+    }
+  });
+  $('file-input').addEventListener('change', () => {
+    const file = $('file-input').files[0];
+    $('file-input').value = '';
+    if (file) useImageFile(file);
+  });
+  $('remove-image').addEventListener('click', removeImage);
+  for (const type of ['dragenter', 'dragover']) {
+    document.addEventListener(type, (e) => {
+      e.preventDefault();
+      dropZone.classList.add('dragging');
+    });
+  }
+  document.addEventListener('dragleave', (e) => {
+    if (!e.relatedTarget) dropZone.classList.remove('dragging');
+  });
+  document.addEventListener('drop', (e) => {
+    e.preventDefault();
+    dropZone.classList.remove('dragging');
+    const file = e.dataTransfer?.files[0];
+    if (file) useImageFile(file);
+  });
+  document.addEventListener('paste', (e) => {
+    const item = [...(e.clipboardData?.items ?? [])].find((i) => i.kind === 'file' && i.type.startsWith('image/'));
+    if (!item) return;
+    e.preventDefault();
+    useImageFile(item.getAsFile());
+  });
+
+  $('open-camera').addEventListener('click', openCamera);
+  $('camera-cancel').addEventListener('click', closeCamera);
+  $('camera-capture').addEventListener('click', captureFrame);
+  $('camera-dialog').addEventListener('close', closeCamera);
+
+  for (const radio of document.querySelectorAll('input[name="decoding"]')) radio.addEventListener('change', showDecodingFields);
+  showDecodingFields();
+
+  $('composer').addEventListener('submit', (e) => {
+    e.preventDefault();
+    send();
+  });
+  $('question').addEventListener('keydown', (e) => {
+    // Enter sends, Shift+Enter breaks the line; Enter that ends an IME composition (Chinese input) does neither.
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+      e.preventDefault();
+      send();
+    }
+  });
+  $('stop').addEventListener('click', stop);
+  $('new-chat').addEventListener('click', () => {
+    newConversation();
+    $('question').focus();
+  });
+}
+
+wire();
+connect();

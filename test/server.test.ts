@@ -1,0 +1,485 @@
+// The OpenAI-compatible server on the tiny fixture model, driven by the official `openai` client (and by raw
+// fetch where a client would refuse to send the request): answers token-exact with the fixture's greedy and beam
+// runs, streaming, the error shapes, the API key, the queue (429, order, disconnects).
+
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createServer, request as httpRequest, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import OpenAI from 'openai';
+import sharp from 'sharp';
+import { LocalEngine } from '../src/chat/local-engine.js';
+import { isPublicAddress } from '../src/server/remote-image.js';
+import { ChatServer, type ServerOptions } from '../src/server/server.js';
+import { fixturePath, readFixtureJson } from './helpers/fixtures.js';
+
+const FIXTURE = 'minicpmv2-tiny';
+
+interface Run {
+  chat_kwargs: { sampling: boolean; num_beams?: number; max_new_tokens: number };
+  new_token_ids: number[];
+  text: string;
+}
+interface LlmCase {
+  input: { file: string };
+  msgs: { role: 'user' | 'assistant'; content: string }[];
+  input_ids: number[];
+  runs: Record<string, Run>;
+}
+
+const grad = readFixtureJson<LlmCase>(FIXTURE, 'llm', 'single_turn_grad.json');
+
+function dataUrl(file: string): string {
+  return `data:image/png;base64,${readFileSync(fixturePath(FIXTURE, file)).toString('base64')}`;
+}
+
+/** A fixture case as OpenAI messages: the image goes with the first (user) message. */
+function wireMessages(c: LlmCase, image = dataUrl(c.input.file)): OpenAI.ChatCompletionMessageParam[] {
+  return c.msgs.map((m, i) =>
+    i === 0
+      ? { role: 'user', content: [{ type: 'image_url', image_url: { url: image } }, { type: 'text', text: m.content }] }
+      : m.role === 'user' ? { role: 'user', content: m.content } : { role: 'assistant', content: m.content });
+}
+
+/** A text-only question the tiny model answers for thousands of tokens (no EOS): a long-running generation. */
+const LONG: OpenAI.ChatCompletionCreateParamsStreaming = {
+  model: 'tiny',
+  messages: [{ role: 'user', content: 'What is in the image?' }],
+  temperature: 0,
+  max_tokens: 3000,
+  stream: true,
+};
+
+let engine: LocalEngine;
+const servers: ChatServer[] = [];
+
+before(async () => {
+  engine = await LocalEngine.start(fixturePath(FIXTURE, 'model'), { threads: 1 });
+});
+after(async () => {
+  await Promise.all(servers.map((s) => s.close()));
+  await engine.close();
+});
+
+async function startServer(options: Partial<ServerOptions> = {}): Promise<ChatServer> {
+  const server = await ChatServer.start({ engine, port: 0, log: () => {}, ...options });
+  servers.push(server);
+  return server;
+}
+
+function client(server: ChatServer, apiKey = 'unused'): OpenAI {
+  return new OpenAI({ baseURL: `${server.url}/v1`, apiKey, maxRetries: 0 });
+}
+
+async function postRaw(server: ChatServer, body: string, headers: Record<string, string> = {}) {
+  const res = await fetch(`${server.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body,
+  });
+  return { status: res.status, headers: res.headers, body: (await res.json()) as { error: Record<string, unknown> } };
+}
+
+/** Runs the request and returns the API error it must fail with. */
+async function apiError(promise: Promise<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
+  try {
+    await promise;
+  } catch (err) {
+    assert.ok(err instanceof OpenAI.APIError, `expected an API error, got ${String(err)}`);
+    assert.ok(!/\n\s+at /.test(err.message), 'no stack trace reaches the client');
+    return err;
+  }
+  assert.fail('the request should have failed');
+}
+
+async function health(server: ChatServer): Promise<{ generating: boolean; waiting: number }> {
+  return (await (await fetch(`${server.url}/health`)).json()) as { generating: boolean; waiting: number };
+}
+
+async function waitFor(condition: () => Promise<boolean>, what: string, timeoutMs = 5000): Promise<number> {
+  const start = Date.now();
+  while (!(await condition())) {
+    if (Date.now() - start > timeoutMs) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return Date.now() - start;
+}
+
+/** Starts a long streamed generation and resolves once its first text has arrived (so it holds the engine). */
+async function startLongStream(openai: OpenAI) {
+  const controller = new AbortController();
+  const stream = await openai.chat.completions.create(LONG, { signal: controller.signal });
+  const chunks = stream[Symbol.asyncIterator]();
+  for (;;) {
+    const next = await chunks.next();
+    if (next.value?.choices[0]?.delta.content) break;
+  }
+  // After an abort the client's iterator either ends or throws; both mean the stream is over.
+  const finished = (async () => {
+    try {
+      while (!(await chunks.next()).done);
+    } catch {
+      // aborted
+    }
+  })();
+  return { abort: () => controller.abort(), finished };
+}
+
+describe('answers equal the fixture', () => {
+  let server: ChatServer;
+  before(async () => {
+    server = await startServer();
+  });
+
+  test('non-streaming greedy: token-exact text, usage and finish reason of single_turn_grad', async () => {
+    const run = grad.runs.greedy!;
+    const completion = await client(server).chat.completions.create({
+      model: 'tiny', messages: wireMessages(grad), temperature: 0, max_tokens: 24,
+    });
+    assert.equal(completion.object, 'chat.completion');
+    assert.equal(completion.choices.length, 1);
+    assert.equal(completion.choices[0]!.message.role, 'assistant');
+    assert.equal(completion.choices[0]!.message.content, run.text);
+    assert.equal(completion.choices[0]!.finish_reason, 'stop');
+    assert.equal(completion.usage!.prompt_tokens, grad.input_ids.length);
+    assert.equal(completion.usage!.completion_tokens, run.new_token_ids.length);
+    assert.equal(completion.usage!.total_tokens, grad.input_ids.length + run.new_token_ids.length);
+    assert.equal(completion.model, fixturePath(FIXTURE, 'model'));
+  });
+
+  test('streaming: chunks add up to the same answer, then finish_reason, usage and [DONE]', async () => {
+    const run = grad.runs.greedy!;
+    const stream = await client(server).chat.completions.create({
+      model: 'tiny', messages: wireMessages(grad), temperature: 0, max_tokens: 24, stream: true,
+      stream_options: { include_usage: true },
+    });
+    const chunks: OpenAI.ChatCompletionChunk[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    assert.equal(chunks[0]!.object, 'chat.completion.chunk');
+    assert.equal(chunks[0]!.choices[0]!.delta.role, 'assistant');
+    const contents = chunks.flatMap((c) => c.choices.map((choice) => choice.delta.content ?? ''));
+    assert.equal(contents.join(''), run.text);
+    assert.ok(contents.filter(Boolean).length > 1, 'the answer arrives in several chunks');
+    const finishes = chunks.flatMap((c) => c.choices.map((choice) => choice.finish_reason).filter(Boolean));
+    assert.deepEqual(finishes, ['stop']);
+    const usage = chunks.at(-1)!.usage!;
+    assert.equal(usage.prompt_tokens, grad.input_ids.length);
+    assert.equal(usage.completion_tokens, run.new_token_ids.length);
+    assert.equal(new Set(chunks.map((c) => c.id)).size, 1);
+  });
+
+  test('a multi-turn conversation (two_turn_wide) and a Chinese one (zh_plain_gray), greedy', async () => {
+    for (const name of ['two_turn_wide', 'zh_plain_gray']) {
+      const c = readFixtureJson<LlmCase>(FIXTURE, 'llm', `${name}.json`);
+      const run = c.runs.greedy!;
+      const completion = await client(server).chat.completions.create({
+        model: 'tiny', messages: wireMessages(c), temperature: 0, max_tokens: run.chat_kwargs.max_new_tokens,
+      });
+      assert.equal(completion.choices[0]!.message.content, run.text, name);
+      assert.equal(completion.usage!.prompt_tokens, c.input_ids.length, name);
+      assert.equal(completion.usage!.completion_tokens, run.new_token_ids.length, name);
+      assert.equal(completion.choices[0]!.finish_reason, 'length', name);
+    }
+  });
+
+  test('num_beams 3 (an extension field) is beam search: the fixture beam run, streamed as one chunk', async () => {
+    const run = grad.runs['beam3_rp1.2']!;
+    const body = { model: 'tiny', messages: wireMessages(grad), max_tokens: 24, num_beams: 3 };
+    const completion = await client(server).chat.completions.create(body);
+    assert.equal(completion.choices[0]!.message.content, run.text);
+    assert.equal(completion.usage!.completion_tokens, run.new_token_ids.length);
+    assert.equal(completion.choices[0]!.finish_reason, 'length');
+    const stream = await client(server).chat.completions.create({ ...body, stream: true });
+    const contents: string[] = [];
+    for await (const chunk of stream) contents.push(...chunk.choices.map((c) => c.delta.content ?? '').filter(Boolean));
+    assert.deepEqual(contents, [run.text]);
+  });
+
+  test('stop: the answer ends before the first stop string, with finish_reason "stop"', async () => {
+    const run = grad.runs.greedy!;
+    const stop = ' first';
+    const expected = run.text.slice(0, run.text.indexOf(stop));
+    const completion = await client(server).chat.completions.create({
+      model: 'tiny', messages: wireMessages(grad), temperature: 0, max_tokens: 24, stop: [stop, 'never appears'],
+    });
+    assert.equal(completion.choices[0]!.message.content, expected);
+    assert.equal(completion.choices[0]!.finish_reason, 'stop');
+    assert.ok(completion.usage!.completion_tokens < run.new_token_ids.length);
+  });
+
+  test('GET /v1/models lists the model; /health answers; the page is served', async () => {
+    const models = await client(server).models.list();
+    assert.deepEqual(models.data.map((m) => m.id), [fixturePath(FIXTURE, 'model')]);
+    const status = await (await fetch(`${server.url}/health`)).json();
+    assert.equal((status as { status: string }).status, 'ok');
+    const page = await fetch(`${server.url}/`);
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get('content-type')!, /^text\/html/);
+    assert.match(page.headers.get('content-security-policy')!, /default-src 'none'/);
+  });
+});
+
+describe('bad requests get OpenAI error objects with the right status', () => {
+  let server: ChatServer;
+  before(async () => {
+    server = await startServer();
+  });
+
+  test('malformed JSON, a non-object body and a wrong content type are 400', async () => {
+    for (const body of ['{"messages": [', '[1, 2]', '']) {
+      const res = await postRaw(server, body);
+      assert.equal(res.status, 400, body);
+      assert.deepEqual(Object.keys(res.body.error).sort(), ['code', 'message', 'param', 'type']);
+      assert.equal(res.body.error.type, 'invalid_request_error');
+    }
+    const res = await postRaw(server, '{}', { 'content-type': 'text/plain' });
+    assert.equal(res.status, 400);
+  });
+
+  test('wrong types and unsupported values are 400 and name the field', async () => {
+    const openai = client(server);
+    const messages = wireMessages(grad);
+    const cases: [Record<string, unknown>, string][] = [
+      [{ messages: 'hello' }, 'messages'],
+      [{ messages: [] }, 'messages'],
+      [{ messages, max_tokens: 'ten' }, 'max_tokens'],
+      [{ messages, max_tokens: 0 }, 'max_tokens'],
+      [{ messages, temperature: -1 }, 'temperature'],
+      [{ messages, top_p: 1.5 }, 'top_p'],
+      [{ messages, n: 2 }, 'n'],
+      [{ messages, stream: 'yes' }, 'stream'],
+      [{ messages, stop: [1] }, 'stop'],
+      [{ messages, num_beams: 0 }, 'num_beams'],
+      [{ messages: [{ role: 'user', content: 42 }] }, 'messages[0].content'],
+      [{ messages: [{ role: 'robot', content: 'hi' }] }, 'messages[0].role'],
+      [{ messages: [{ role: 'user', content: [{ type: 'audio', data: '' }] }] }, 'messages[0].content[0].type'],
+    ];
+    for (const [body, param] of cases) {
+      const err = await apiError(openai.chat.completions.create({ model: 'tiny', ...body } as never));
+      assert.equal(err.status, 400, JSON.stringify(body));
+      assert.equal(err.param, param, JSON.stringify(body));
+    }
+  });
+
+  test('a system message is refused with a message that says why', async () => {
+    const err = await apiError(client(server).chat.completions.create({
+      model: 'tiny', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }],
+    }));
+    assert.equal(err.status, 400);
+    assert.match(err.message, /no system prompt/);
+  });
+
+  test('two images, or an image after the first message, are 400', async () => {
+    const image = { type: 'image_url' as const, image_url: { url: dataUrl(grad.input.file) } };
+    const two = await apiError(client(server).chat.completions.create({
+      model: 'tiny', messages: [{ role: 'user', content: [image, image, { type: 'text', text: 'Compare' }] }],
+    }));
+    assert.equal(two.status, 400);
+    assert.match(two.message, /one image/);
+    const late = await apiError(client(server).chat.completions.create({
+      model: 'tiny',
+      messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello' }, { role: 'user', content: [image] }],
+    }));
+    assert.equal(late.status, 400);
+    assert.match(late.message, /first message/);
+  });
+
+  test('data that is not an image is 400', async () => {
+    const notAnImage = `data:image/png;base64,${Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>').toString('base64')}`;
+    const text = `data:text/plain;base64,${Buffer.from('hello').toString('base64')}`;
+    for (const [url, pattern] of [[notAnImage, /SVG/], [text, /not an image/], ['data:image/png;base64,@@@', /base64/]] as const) {
+      const err = await apiError(client(server).chat.completions.create({
+        model: 'tiny', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url } }] }],
+      }));
+      assert.equal(err.status, 400, url.slice(0, 30));
+      assert.match(err.message, pattern);
+    }
+  });
+
+  test('a 50 MB body is 413, and so is an image of too many pixels', async () => {
+    const huge = await apiError(client(server).chat.completions.create({
+      model: 'tiny', messages: [{ role: 'user', content: 'x'.repeat(50 << 20) }],
+    }));
+    assert.equal(huge.status, 413);
+    // 8000 × 6000 of one colour: a few kilobytes of PNG, 48 million pixels (the default limit is 40 million).
+    const bomb = await sharp({ create: { width: 8000, height: 6000, channels: 3, background: '#808080' } }).png().toBuffer();
+    assert.ok(bomb.length < 1 << 20);
+    const big = await apiError(client(server).chat.completions.create({
+      model: 'tiny',
+      messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: `data:image/png;base64,${bomb.toString('base64')}` } }] }],
+    }));
+    assert.equal(big.status, 413);
+    assert.match(big.message, /8000x6000/);
+  });
+
+  test('an http(s) image URL is 400 unless the server allows remote images', async () => {
+    const err = await apiError(client(server).chat.completions.create({
+      model: 'tiny', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://example.com/cat.png' } }] }],
+    }));
+    assert.equal(err.status, 400);
+    assert.match(err.message, /--allow-remote-images/);
+  });
+
+  test('unknown paths are 404 and wrong methods 405, as JSON errors', async () => {
+    const missing = await fetch(`${server.url}/v1/completions`, { method: 'POST' });
+    assert.equal(missing.status, 404);
+    assert.equal(((await missing.json()) as { error: { code: string } }).error.code, 'not_found');
+    const wrongMethod = await fetch(`${server.url}/v1/chat/completions`);
+    assert.equal(wrongMethod.status, 405);
+    assert.equal(wrongMethod.headers.get('allow'), 'POST');
+  });
+
+  test('a request addressed to another host name is refused (DNS rebinding)', async () => {
+    const status = await new Promise<number | undefined>((resolve, reject) => {
+      const req = httpRequest(`${server.url}/v1/models`, { headers: { host: 'attacker.example' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode);
+      });
+      req.on('error', reject).end();
+    });
+    assert.equal(status, 403);
+  });
+});
+
+describe('remote images', () => {
+  let server: ChatServer;
+  let imageHost: Server;
+  let hits = 0;
+  before(async () => {
+    server = await startServer({ allowRemoteImages: true });
+    const png = readFileSync(fixturePath(FIXTURE, grad.input.file));
+    imageHost = createServer((_req, res) => {
+      hits++;
+      res.writeHead(200, { 'content-type': 'image/png' }).end(png);
+    });
+    await new Promise<void>((resolve) => imageHost.listen(0, '127.0.0.1', resolve));
+  });
+  after(() => new Promise<void>((resolve) => imageHost.close(() => resolve())));
+
+  test('URLs that point at loopback addresses are refused before any connection is made', async () => {
+    const { port } = imageHost.address() as AddressInfo;
+    for (const url of [`http://127.0.0.1:${port}/grad.png`, `http://localhost:${port}/grad.png`, `http://[::1]:${port}/grad.png`]) {
+      const err = await apiError(client(server).chat.completions.create({
+        model: 'tiny', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url } }, { type: 'text', text: 'Hi' }] }],
+      }));
+      assert.equal(err.status, 400, url);
+      assert.match(err.message, /refusing to fetch/, url);
+    }
+    assert.equal(hits, 0, 'the image host was never contacted');
+  });
+
+  test('private, loopback, link-local and special addresses are not public', () => {
+    for (const address of [
+      '127.0.0.1', '10.1.2.3', '172.16.5.4', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '224.0.0.1',
+      '255.255.255.255', '::1', '::', 'fe80::1', 'fc00::1', 'fd12:3456::1', '::ffff:127.0.0.1', '::ffff:10.0.0.1',
+      '64:ff9b::a00:1', '2001:db8::1', '2002:7f00:1::1', 'ff02::1', 'not an address',
+    ]) {
+      assert.equal(isPublicAddress(address), false, address);
+    }
+    for (const address of ['8.8.8.8', '1.1.1.1', '93.184.216.34', '2606:4700:4700::1111', '2a00:1450:4001:81d::200e']) {
+      assert.equal(isPublicAddress(address), true, address);
+    }
+  });
+});
+
+describe('API key', () => {
+  let server: ChatServer;
+  before(async () => {
+    server = await startServer({ apiKey: 'sekret-key' });
+  });
+
+  test('/v1 needs the key (401 without it or with a wrong one); the page and /health do not', async () => {
+    for (const key of ['unused', 'sekret-key2']) {
+      const err = await apiError(client(server, key).models.list());
+      assert.equal(err.status, 401);
+      assert.equal(err.code, 'invalid_api_key');
+    }
+    const bare = await fetch(`${server.url}/v1/models`);
+    assert.equal(bare.status, 401);
+    assert.equal(bare.headers.get('www-authenticate'), 'Bearer');
+    assert.equal((await client(server, 'sekret-key').models.list()).data.length, 1);
+    const completion = await client(server, 'sekret-key').chat.completions.create({
+      model: 'tiny', messages: wireMessages(grad), temperature: 0, max_tokens: 24,
+    });
+    assert.equal(completion.choices[0]!.message.content, grad.runs.greedy!.text);
+    assert.equal((await fetch(`${server.url}/`)).status, 200);
+    assert.equal((await fetch(`${server.url}/app.js`)).status, 200);
+    assert.equal((await fetch(`${server.url}/health`)).status, 200);
+  });
+});
+
+describe('one generation at a time', () => {
+  const short = (): OpenAI.ChatCompletionCreateParamsNonStreaming => ({
+    model: 'tiny', messages: wireMessages(grad), temperature: 0, max_tokens: 24,
+  });
+
+  test('past --max-queue a request gets 429 with Retry-After; the queued one is answered after the running one', async () => {
+    const server = await startServer({ maxQueue: 1 });
+    const openai = client(server);
+    const running = await startLongStream(openai);
+    const queued = openai.chat.completions.create(short());
+    await waitFor(async () => (await health(server)).waiting === 1, 'the second request to wait');
+    const err = await apiError(openai.chat.completions.create(short()));
+    assert.equal(err.status, 429);
+    assert.equal(err.code, 'queue_full');
+    assert.match(err.headers!.get('retry-after') ?? '', /^\d+$/);
+    running.abort();
+    await running.finished;
+    assert.equal((await queued).choices[0]!.message.content, grad.runs.greedy!.text);
+  });
+
+  test('a client that disconnects stops its generation at once and frees the engine', async () => {
+    const server = await startServer();
+    const running = await startLongStream(client(server));
+    assert.equal((await health(server)).generating, true);
+    running.abort();
+    const ms = await waitFor(async () => !(await health(server)).generating, 'the generation to stop', 2000);
+    assert.ok(ms < 2000, `stopped after ${ms} ms`);
+    const completion = await client(server).chat.completions.create(short());
+    assert.equal(completion.choices[0]!.message.content, grad.runs.greedy!.text);
+  });
+
+  test('a waiting client that disconnects frees its place in the queue', async () => {
+    const server = await startServer({ maxQueue: 1 });
+    const openai = client(server);
+    const running = await startLongStream(openai);
+    const leaving = new AbortController();
+    const queued = openai.chat.completions.create(short(), { signal: leaving.signal }).catch((err: unknown) => err);
+    await waitFor(async () => (await health(server)).waiting === 1, 'the second request to wait');
+    leaving.abort();
+    assert.ok((await queued) instanceof OpenAI.APIUserAbortError);
+    await waitFor(async () => (await health(server)).waiting === 0, 'the place to be freed');
+    const next = openai.chat.completions.create(short());
+    await waitFor(async () => (await health(server)).waiting === 1, 'the third request to wait');
+    running.abort();
+    assert.equal((await next).choices[0]!.message.content, grad.runs.greedy!.text);
+  });
+
+  test('waiting requests are answered in the order they arrived', async () => {
+    const server = await startServer();
+    const openai = client(server);
+    const running = await startLongStream(openai);
+    const order: number[] = [];
+    const waiting: Promise<unknown>[] = [];
+    for (let i = 0; i < 3; i++) {
+      waiting.push(openai.chat.completions.create(short()).then(() => order.push(i)));
+      await waitFor(async () => (await health(server)).waiting === i + 1, `request ${i} to wait`);
+    }
+    running.abort();
+    await Promise.all(waiting);
+    assert.deepEqual(order, [0, 1, 2]);
+  });
+});
+
+test('LocalEngine.close() stops the running request and refuses the waiting ones', async () => {
+  const own = await LocalEngine.start(fixturePath(FIXTURE, 'model'), { threads: 1 });
+  const request = { messages: [{ role: 'user' as const, content: 'What is in the image?' }], image: null, decoding: 'greedy' as const, maxNewTokens: 3000 };
+  const running = own.stream(request);
+  const waiting = own.stream(request);
+  assert.equal(typeof (await running.next()).value, 'string');
+  const waitingResult = waiting.next().then(() => 'answered', (err: Error) => err.name);
+  await own.close();
+  await assert.rejects(running.next(), { name: 'AbortError' });
+  assert.equal(await waitingResult, 'AbortError');
+});

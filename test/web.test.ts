@@ -1,0 +1,246 @@
+// The chat page in headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core) against the server on
+// the tiny fixture model: an uploaded image and a streamed greedy answer equal to the fixture's, a second turn,
+// stop, drop and paste, the camera (Chromium's fake device), and the API-key prompt. Nothing but the server may be
+// contacted. A screenshot of a streamed answer next to its image is saved in test-artifacts/.
+
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { LocalEngine } from '../src/chat/local-engine.js';
+import { ChatServer } from '../src/server/server.js';
+import { fixturePath, readFixtureJson, repoRoot } from './helpers/fixtures.js';
+
+// Browser globals that the functions run inside the page use (this project compiles without the DOM library).
+declare const document: { getElementById(id: string): any; dispatchEvent(event: unknown): boolean };
+declare const window: { answerUpdates?: number };
+declare const DataTransfer: new () => { items: { add(file: unknown): void } };
+declare const DragEvent: new (type: string, init: object) => unknown;
+declare const ClipboardEvent: new (type: string, init: object) => unknown;
+declare const MutationObserver: new (callback: (records: { target: any }[]) => void) => { observe(node: unknown, options: object): void };
+
+const FIXTURE = 'minicpmv2-tiny';
+const CHROMIUM = '/usr/bin/chromium';
+const ARTIFACTS = join(repoRoot, 'test-artifacts');
+
+const grad = readFixtureJson<{ input: { file: string }; msgs: { content: string }[]; runs: Record<string, { text: string }> }>(
+  FIXTURE, 'llm', 'single_turn_grad.json',
+);
+const gradPath = fixturePath(FIXTURE, grad.input.file);
+
+let engine: LocalEngine;
+let server: ChatServer;
+let keyServer: ChatServer;
+let context: BrowserContext;
+let profile: string;
+const foreignRequests: string[] = [];
+
+before(async () => {
+  engine = await LocalEngine.start(fixturePath(FIXTURE, 'model'), { threads: 1 });
+  server = await ChatServer.start({ engine, port: 0, log: () => {} });
+  keyServer = await ChatServer.start({ engine, port: 0, apiKey: 'sekret-key', log: () => {} });
+  profile = mkdtempSync(join(tmpdir(), 'omnilmm-chromium-'));
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1280, height: 800 },
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync',
+      // A synthetic camera that needs no permission prompt.
+      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+    ],
+  });
+  // The page must work offline: anything not addressed to our servers is recorded and refused.
+  await context.route('**/*', (route) => {
+    const url = route.request().url();
+    if (url.startsWith(`${server.url}/`) || url.startsWith(`${keyServer.url}/`) || url.startsWith('data:') || url.startsWith('blob:')) {
+      return route.continue();
+    }
+    foreignRequests.push(url);
+    return route.abort();
+  });
+});
+
+after(async () => {
+  await context?.close();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+  await server?.close();
+  await keyServer?.close();
+  await engine?.close();
+});
+
+async function openPage(url: string): Promise<Page> {
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (err) => errors.push(err.message));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && !/status of 4\d\d/.test(msg.text())) errors.push(msg.text());
+  });
+  page.once('close', () => assert.deepEqual(errors, [], 'no script errors on the page'));
+  await page.goto(url);
+  return page;
+}
+
+async function connected(page: Page, modelId = fixturePath(FIXTURE, 'model')): Promise<void> {
+  await page.locator('#model-name', { hasText: modelId }).waitFor();
+}
+
+/** Counts the text updates of answers, to tell a streamed answer from one that arrived whole. */
+async function countAnswerUpdates(page: Page): Promise<void> {
+  await page.evaluate(() => {
+    window.answerUpdates = 0;
+    new MutationObserver((records) => {
+      for (const r of records) if (r.target.closest?.('.message.assistant .text')) window.answerUpdates! += 1;
+    }).observe(document.getElementById('transcript'), { subtree: true, childList: true, characterData: true });
+  });
+}
+
+async function ask(page: Page, question: string) {
+  await page.fill('#question', question);
+  const request = page.waitForRequest((r) => r.url().endsWith('/v1/chat/completions'));
+  await page.press('#question', 'Enter');
+  return (await request).postDataJSON() as {
+    messages: { role: string; content: string | { type: string; text?: string; image_url?: { url: string } }[] }[];
+    stream: boolean;
+    temperature?: number;
+    max_tokens: number;
+  };
+}
+
+const answers = (page: Page) => page.locator('.message.assistant');
+
+test('upload an image, get a streamed answer, ask again, stop a long answer', async () => {
+  const page = await openPage(`${server.url}/`);
+  await connected(page);
+  await page.getByText('Greedy', { exact: true }).click();
+  await page.setInputFiles('#file-input', gradPath);
+  await page.locator('#preview').waitFor();
+  assert.match((await page.getAttribute('#preview', 'src'))!, /^data:image\/png;base64,/);
+  await countAnswerUpdates(page);
+
+  // 1. The first question: the image goes with it, the answer streams in and equals the fixture's greedy run.
+  const first = await ask(page, grad.msgs[0]!.content);
+  assert.equal(first.stream, true);
+  assert.equal(first.temperature, 0);
+  const parts = first.messages[0]!.content as { type: string; text?: string; image_url?: { url: string } }[];
+  assert.deepEqual(parts.map((p) => p.type), ['image_url', 'text']);
+  assert.equal(parts[0]!.image_url!.url, `data:image/png;base64,${readFileSync(gradPath).toString('base64')}`);
+  await answers(page).first().and(page.locator('[data-state="done"]')).waitFor();
+  assert.equal(await answers(page).first().locator('.text').textContent(), grad.runs.greedy!.text);
+  const updates = (await page.evaluate(() => window.answerUpdates))!;
+  assert.ok(updates > 1, `the answer was shown in ${updates} updates: it should stream in`);
+  assert.match((await answers(page).first().locator('.meta').textContent())!, /^10 tokens · /);
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, 'web-chat.png') });
+
+  // 2. A second turn sends the whole conversation, the image still with the first message.
+  const second = await ask(page, '这张图片是什么颜色？');
+  assert.deepEqual(second.messages.map((m) => m.role), ['user', 'assistant', 'user']);
+  assert.equal(second.messages[1]!.content, grad.runs.greedy!.text);
+  assert.equal(second.messages[2]!.content, '这张图片是什么颜色？');
+  assert.equal(typeof second.messages[0]!.content, 'object');
+  await answers(page).nth(1).and(page.locator('[data-state="done"]')).waitFor();
+
+  // 3. A long answer (no image, thousands of tokens) is stopped: the server stops generating, the page is ready.
+  await page.click('#remove-image');
+  assert.equal(await answers(page).count(), 0, 'removing the image starts a new conversation');
+  await page.fill('#max-tokens', '3000');
+  await ask(page, grad.msgs[0]!.content);
+  await answers(page).first().and(page.locator('[data-state="streaming"]')).waitFor();
+  await page.click('#stop');
+  await answers(page).first().and(page.locator('[data-state="stopped"]')).waitFor();
+  assert.ok(await page.isVisible('#send'));
+  assert.ok(!(await page.isVisible('#stop')));
+  const stoppedText = (await answers(page).first().locator('.text').textContent())!;
+  assert.ok(stoppedText.length > 0);
+  const start = Date.now();
+  while ((await (await fetch(`${server.url}/health`)).json() as { generating: boolean }).generating) {
+    assert.ok(Date.now() - start < 2000, 'the server stops generating within 2 s of Stop');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+
+  // 4. The conversation goes on after a stop, with the stopped answer as it was shown.
+  await page.fill('#max-tokens', '8');
+  const after = await ask(page, 'Go on.');
+  assert.deepEqual(after.messages.map((m) => m.role), ['user', 'assistant', 'user']);
+  assert.equal(after.messages[1]!.content, stoppedText);
+  assert.equal(after.max_tokens, 8);
+  await answers(page).nth(1).and(page.locator('[data-state="done"]')).waitFor();
+
+  // 5. New chat clears the conversation.
+  await page.click('#new-chat');
+  assert.equal(await answers(page).count(), 0);
+  await page.close();
+  assert.deepEqual(foreignRequests, []);
+});
+
+test('an image can be dropped or pasted, and beam search answers in one piece', async () => {
+  const page = await openPage(`${server.url}/`);
+  await connected(page);
+  const base64 = readFileSync(gradPath).toString('base64');
+  for (const how of ['drop', 'paste'] as const) {
+    await page.evaluate(async ([b64, kind]) => {
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const data = new DataTransfer();
+      data.items.add(new File([bytes], 'grad.png', { type: 'image/png' }));
+      const target = document.getElementById('drop-zone');
+      if (kind === 'drop') target.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+      else target.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
+    }, [base64, how] as const);
+    await page.waitForFunction((b64) => document.getElementById('preview').src.endsWith(b64), base64);
+    await page.click('#remove-image');
+  }
+  await page.evaluate(([b64]) => {
+    const bytes = Uint8Array.from(atob(b64!), (c) => c.charCodeAt(0));
+    const data = new DataTransfer();
+    data.items.add(new File([bytes], 'grad.png', { type: 'image/png' }));
+    document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
+  }, [base64]);
+  await page.locator('#preview').waitFor();
+  await page.getByText('Beam search', { exact: true }).click();
+  await page.fill('#max-tokens', '24');
+  await countAnswerUpdates(page);
+  const body = await ask(page, grad.msgs[0]!.content) as unknown as { num_beams?: number };
+  assert.equal(body.num_beams, 3);
+  await answers(page).first().and(page.locator('[data-state="done"]')).waitFor();
+  assert.equal(await answers(page).first().locator('.text').textContent(), grad.runs['beam3_rp1.2']!.text);
+  await page.close();
+});
+
+test('the camera button takes a frame and asks about it', async () => {
+  const page = await openPage(`${server.url}/`);
+  await connected(page);
+  await page.getByText('Greedy', { exact: true }).click();
+  await page.fill('#max-tokens', '8');
+  await page.click('#open-camera');
+  await page.waitForFunction(() => document.getElementById('camera-video').videoWidth > 0);
+  const request = page.waitForRequest((r) => r.url().endsWith('/v1/chat/completions'));
+  await page.click('#camera-capture');
+  const body = (await request).postDataJSON() as { messages: { content: { type: string; text?: string; image_url?: { url: string } }[] }[] };
+  const [image, text] = body.messages[0]!.content;
+  assert.match(image!.image_url!.url, /^data:image\/jpeg;base64,/);
+  assert.equal(text!.text, 'What is in this picture?');
+  await answers(page).first().and(page.locator('[data-state="done"]')).waitFor();
+  assert.ok(!(await page.isVisible('#camera-dialog')));
+  await page.close();
+});
+
+test('with an API key the page loads, asks for the key, and keeps asking until it works', async () => {
+  const page = await openPage(`${keyServer.url}/`);
+  await page.locator('#key-dialog[open]').waitFor();
+  await page.fill('#api-key', 'wrong-key');
+  await page.click('#key-save');
+  await page.locator('#key-dialog[open]').waitFor();
+  await page.fill('#api-key', 'sekret-key');
+  await page.click('#key-save');
+  await connected(page);
+  await page.getByText('Greedy', { exact: true }).click();
+  await page.setInputFiles('#file-input', gradPath);
+  await ask(page, grad.msgs[0]!.content);
+  await answers(page).first().and(page.locator('[data-state="done"]')).waitFor();
+  assert.equal(await answers(page).first().locator('.text').textContent(), grad.runs.greedy!.text);
+  await page.close();
+});
