@@ -1,7 +1,12 @@
 // A small ONNX graph builder. Nodes are named like `/llm/layers.3/attn/q_proj/MatMul` and their outputs
-// `<node>/output_<k>`; small constants are de-duplicated; large weights are stored as external data (one
-// in-memory "file" per weight, handed to the runtime without concatenating them).
+// `<node>/output_<k>`; small constants are de-duplicated. Large weights are spilled, as they are added, to one
+// external-data file in a fresh temporary folder, so the caller's arrays can be garbage-collected and the JS heap
+// never holds a whole model; the runtime creates its session from `model.onnx` written beside that file.
 
+import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RuntimeError } from '../errors.js';
 import { ProtoWriter } from './protobuf.js';
 
 export type ElemType = 'float32' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int8' | 'uint8' | 'bool';
@@ -28,13 +33,10 @@ export interface NodeOptions {
   domain?: string;
 }
 
-interface TensorEntry {
-  name: string;
-  type: ElemType;
-  dims: number[];
-  data: TensorData;
-  external: boolean;
-}
+/** A weight kept in the protobuf, or one already written to the external-data file. */
+type TensorEntry =
+  | { name: string; type: ElemType; dims: number[]; data: TensorData }
+  | { name: string; type: ElemType; dims: number[]; offset: number; length: number };
 
 interface ValueInfo {
   name: string;
@@ -43,13 +45,168 @@ interface ValueInfo {
 }
 
 export interface SerializedModel {
+  /** The ModelProto; external initializers name `WeightFile.FILE_NAME` as their location. */
   model: Uint8Array;
-  /** In-memory external-data files, named as the initializers' `location` entries reference them. */
-  externalData: { path: string; data: Uint8Array }[];
+  /** The external-data file (null when every weight is inline). Whoever creates the session removes it. */
+  weights: WeightFile | null;
 }
 
 /** Weights at least this large go to external data; smaller ones stay inline in the protobuf. */
 const EXTERNAL_MIN_BYTES = 1024;
+
+/** Each external weight starts at a multiple of this (a page), so a memory-mapped weight is page-aligned. */
+const EXTERNAL_ALIGNMENT = 4096;
+
+/** Temporary folders not yet removed; the last ones go when the process exits. */
+const liveFolders = new Set<string>();
+let exitHookInstalled = false;
+/** Parent folders already swept for what dead processes left behind. */
+const sweptParents = new Set<string>();
+/** Weight folders are `omnilmm-graph-<pid>-<random>`. */
+const FOLDER_PREFIX = 'omnilmm-graph-';
+const FOLDER_PID = /^omnilmm-graph-(\d+)-/;
+
+/**
+ * Removes the weight folders of processes that no longer run (killed before their session existed: SIGKILL, a
+ * crash). Folder names carry the creating process id; a live or unknown owner keeps its folder.
+ */
+function sweepDeadFolders(parent: string): void {
+  if (sweptParents.has(parent)) return;
+  sweptParents.add(parent);
+  let entries: string[];
+  try {
+    entries = readdirSync(parent);
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const pid = Number(FOLDER_PID.exec(entry)?.[1]);
+    if (!pid || pid === process.pid || processRuns(pid)) continue;
+    try {
+      rmSync(join(parent, entry), { recursive: true, force: true });
+    } catch {
+      // Someone else's folder, or already gone.
+    }
+  }
+}
+
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Removes a folder now, or, if the system refuses (Windows, while mapped), at process exit. */
+function removeFolder(dir: string): void {
+  try {
+    rmSync(dir, { recursive: true, force: true });
+    liveFolders.delete(dir);
+  } catch {
+    // Left in liveFolders for the exit hook.
+  }
+}
+
+/** Removes the folder of a weight file whose owner (a Graph, then its SerializedModel) was collected unused. */
+const abandoned = new FinalizationRegistry<string>(removeFolder);
+
+function trackFolder(dir: string): void {
+  liveFolders.add(dir);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const folder of liveFolders) {
+      try {
+        rmSync(folder, { recursive: true, force: true });
+      } catch {
+        // Nothing more can be done while exiting.
+      }
+    }
+  });
+}
+
+/**
+ * The external-data file of one graph, `<temp folder>/weights.bin`, written append-only (opened per append, so an
+ * abandoned graph holds no descriptor). ONNX Runtime resolves `location` relative to the model file, so the model
+ * must be written into `dir` (`modelPath`) before the session is created from that path; `remove()` deletes the
+ * folder afterwards. The folder also goes when its owner is garbage-collected first, or at process exit.
+ */
+export class WeightFile {
+  static readonly FILE_NAME = 'weights.bin';
+  readonly dir: string;
+  private size = 0;
+  private sealed = false;
+
+  constructor(parent: string = tmpdir()) {
+    sweepDeadFolders(parent);
+    this.dir = onDiskFailure(parent, () => mkdtempSync(join(parent, `${FOLDER_PREFIX}${process.pid}-`)));
+    trackFolder(this.dir);
+    onDiskFailure(parent, () => closeSync(openSync(this.path, 'w')));
+  }
+
+  get path(): string {
+    return join(this.dir, WeightFile.FILE_NAME);
+  }
+
+  /** Where the runtime expects the model: beside the weights. */
+  get modelPath(): string {
+    return join(this.dir, 'model.onnx');
+  }
+
+  /** Bytes written so far, padding included. */
+  get byteLength(): number {
+    return this.size;
+  }
+
+  /** Makes `owner` responsible for the folder: if it is garbage-collected before `remove()`, the folder goes. */
+  adopt(owner: object): void {
+    abandoned.unregister(this);
+    abandoned.register(owner, this.dir, this);
+  }
+
+  /** Appends `bytes` at the next aligned offset and returns that offset. */
+  append(bytes: Uint8Array): number {
+    if (this.sealed) throw new Error(`the weight file ${this.path} is complete; it takes no more weights`);
+    const offset = Math.ceil(this.size / EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT;
+    onDiskFailure(this.dir, () => {
+      const fd = openSync(this.path, 'r+');
+      try {
+        for (let done = 0; done < bytes.byteLength; ) done += writeSync(fd, bytes, done, bytes.byteLength - done, offset + done);
+      } finally {
+        closeSync(fd);
+      }
+    });
+    this.size = offset + bytes.byteLength;
+    return offset;
+  }
+
+  /** Ends writing: the file is complete. */
+  seal(): void {
+    this.sealed = true;
+  }
+
+  /** Deletes the folder with the weights and the model file; a session already created keeps working. */
+  remove(): void {
+    this.sealed = true;
+    abandoned.unregister(this);
+    removeFolder(this.dir);
+  }
+}
+
+/** Runs a file-system step, turning its failure (full disk, no permission) into a RuntimeError that says what to do. */
+function onDiskFailure<T>(where: string, step: () => T): T {
+  try {
+    return step();
+  } catch (err) {
+    throw new RuntimeError(
+      `could not write graph weights under ${where}: ${(err as Error).message}; ` +
+        'free disk space there or point TMPDIR at a folder with room for the model',
+      { cause: err },
+    );
+  }
+}
 
 export class Graph {
   private readonly nodes: ProtoWriter[] = [];
@@ -58,8 +215,14 @@ export class Graph {
   private readonly outputs: ValueInfo[] = [];
   private readonly constants = new Map<string, string>();
   private readonly names = new Set<string>();
+  private weightFile: WeightFile | null = null;
+  private serialized = false;
 
-  constructor(readonly name: string) {}
+  /** `tempDir`: where the external-data folder is made (default: the OS temporary folder, `TMPDIR`). */
+  constructor(
+    readonly name: string,
+    private readonly options: { tempDir?: string } = {},
+  ) {}
 
   /** Declares a graph input and returns its value name. */
   input(name: string, type: ElemType, shape: Dim[]): string {
@@ -73,10 +236,23 @@ export class Graph {
     this.outputs.push({ name, type, shape });
   }
 
-  /** A named weight (initializer). */
+  /**
+   * A named weight (initializer). One of EXTERNAL_MIN_BYTES or more is written to the external-data file at once;
+   * the graph keeps only its offset, so the caller's array can be dropped.
+   */
   weight(name: string, data: TensorData, dims: number[], type: ElemType = 'float32'): string {
+    if (this.serialized) throw new Error(`graph ${this.name} was already serialized; add weights before serialize()`);
     this.claim(name);
-    this.tensors.push({ name, type, dims, data, external: data.byteLength >= EXTERNAL_MIN_BYTES });
+    if (data.byteLength < EXTERNAL_MIN_BYTES) {
+      this.tensors.push({ name, type, dims, data });
+    } else {
+      if (!this.weightFile) {
+        this.weightFile = new WeightFile(this.options.tempDir);
+        this.weightFile.adopt(this);
+      }
+      const offset = this.weightFile.append(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      this.tensors.push({ name, type, dims, offset, length: data.byteLength });
+    }
     return name;
   }
 
@@ -87,7 +263,7 @@ export class Graph {
     if (known) return known;
     const name = `/const/${type}_${this.constants.size}`;
     this.constants.set(key, name);
-    this.tensors.push({ name, type, dims, data: typedArray(type, values), external: false });
+    this.tensors.push({ name, type, dims, data: typedArray(type, values) });
     this.claim(name);
     return name;
   }
@@ -127,9 +303,14 @@ export class Graph {
     this.names.add(name);
   }
 
-  /** Encodes the ModelProto (opset 21 + com.microsoft 1); weights are returned as external-data buffers. */
+  /**
+   * Encodes the ModelProto (opset 21 + com.microsoft 1) and hands over the external-data file, closed: a graph
+   * serializes once, and the receiver (GraphSession.create) removes the file.
+   */
   serialize(opset = 21): SerializedModel {
-    const externalData: SerializedModel['externalData'] = [];
+    if (this.serialized) throw new Error(`graph ${this.name} was already serialized; its weight file belongs to the first result`);
+    this.serialized = true;
+    this.weightFile?.seal();
     const graph = new ProtoWriter();
     for (const n of this.nodes) graph.message(1, n);
     graph.string(2, this.name);
@@ -138,16 +319,13 @@ export class Graph {
       for (const d of t.dims) tensor.int(1, d);
       tensor.int(2, ELEM_TYPE_CODE[t.type]);
       tensor.string(8, t.name);
-      const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-      if (t.external) {
-        const path = `weights/${externalData.length}`;
-        externalData.push({ path, data: bytes });
-        for (const [k, v] of [['location', path], ['offset', '0'], ['length', String(bytes.byteLength)]]) {
+      if ('data' in t) {
+        tensor.bytes(9, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+      } else {
+        for (const [k, v] of [['location', WeightFile.FILE_NAME], ['offset', String(t.offset)], ['length', String(t.length)]]) {
           tensor.message(13, new ProtoWriter().string(1, k!).string(2, v!));
         }
         tensor.int(14, 1);
-      } else {
-        tensor.bytes(9, bytes);
       }
       graph.message(5, tensor);
     }
@@ -159,7 +337,9 @@ export class Graph {
       .message(7, graph)
       .message(8, new ProtoWriter().string(1, '').int(2, opset))
       .message(8, new ProtoWriter().string(1, 'com.microsoft').int(2, 1));
-    return { model: model.finish(), externalData };
+    const serialized = { model: model.finish(), weights: this.weightFile };
+    this.weightFile?.adopt(serialized);
+    return serialized;
   }
 }
 

@@ -1,6 +1,7 @@
 // The only module that imports onnxruntime: sessions over graphs built by src/graph, and host tensors.
 
 import ort from 'onnxruntime-node';
+import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { RuntimeError } from '../errors.js';
 import type { SerializedModel } from '../graph/builder.js';
@@ -28,19 +29,34 @@ export class GraphSession {
     readonly label: string,
   ) {}
 
+  /**
+   * Creates the session. A model with an external-data file is written beside it and loaded from that path (ONNX
+   * Runtime reads the weights itself, so they never pass through the JS heap); the folder is removed afterwards,
+   * whether or not creation succeeded. The CPU provider memory-maps the file (private, copy-on-write): weights it
+   * prepacks (MatMul's B) are copied and unmapped, the others stay mapped, and on Linux a mapping outlives the
+   * file's deletion (test/graph.test.ts runs a session whose folder is already gone).
+   */
   static async create(label: string, model: SerializedModel, options: RuntimeOptions = {}): Promise<GraphSession> {
+    const sessionOptions: ort.InferenceSession.SessionOptions = {
+      intraOpNumThreads: options.threads ?? defaultThreads(),
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+      executionProviders: [options.executionProvider ?? 'cpu'],
+    };
     try {
-      const session = await ort.InferenceSession.create(model.model, {
-        externalData: model.externalData,
-        intraOpNumThreads: options.threads ?? defaultThreads(),
-        interOpNumThreads: 1,
-        executionMode: 'sequential',
-        graphOptimizationLevel: 'all',
-        executionProviders: [options.executionProvider ?? 'cpu'],
-      });
+      let session: ort.InferenceSession;
+      if (model.weights) {
+        writeFileSync(model.weights.modelPath, model.model);
+        session = await ort.InferenceSession.create(model.weights.modelPath, sessionOptions);
+      } else {
+        session = await ort.InferenceSession.create(model.model, sessionOptions);
+      }
       return new GraphSession(session, label);
     } catch (err) {
       throw new RuntimeError(`could not create the ${label} session: ${(err as Error).message}`, { cause: err });
+    } finally {
+      model.weights?.remove();
     }
   }
 
