@@ -4,6 +4,10 @@ export { loadModel, Model, type LoadModelOptions, type ModelRequest } from './ch
 export type { ChatResult, FinishReason } from './chat/chat.js';
 export type { Decoding, DecodingSettings } from './chat/decoding.js';
 export { OmniLMMChat, img2base64 } from './chat/omnilmm-chat.js';
+export { WorkerEngine } from './chat/worker-engine.js';
+export { LocalEngine } from './chat/local-engine.js';
+export type { Engine, EngineInfo, EngineRequest } from './chat/engine-types.js';
+export { ChatServer } from './server/server.js';
 export type { ChatMessage } from './models/minicpmv/prompt.js';
 export { decodeImage, type RgbImage } from './image/index.js';
 export * from './errors.js';

@@ -15,6 +15,8 @@ import { resolveDecoding, type ChatDefaults, type DecodingSettings } from './dec
 /** What the chat layer needs from a model family. */
 export interface ChatModel<P extends { ids: number[] } = { ids: number[] }> {
   readonly chatDefaults: ChatDefaults;
+  /** What the upstream chat.py's OmniLMMChat asks this model for (sampling, with its own overrides). */
+  readonly chatPySettings: DecodingSettings;
   readonly bosTokenId: number;
   readonly eosTokenId: number;
   readonly maxBeams: number;

@@ -22,6 +22,8 @@ export interface ModelRequest extends DecodingSettings {
   question?: string;
   /** Encoded image bytes (JPEG, PNG, WebP, GIF) or decoded RGB pixels. */
   image?: Uint8Array | RgbImage | null;
+  /** Strings that end the answer (the text is cut before the first one). */
+  stop?: readonly string[];
   signal?: AbortSignal;
 }
 
@@ -55,6 +57,11 @@ export class Model {
   /** Text chunks as they are generated; the generator's return value is the whole result. */
   async *streamChat(request: ModelRequest): AsyncGenerator<string, ChatResult, undefined> {
     return yield* streamChat(this.loaded, await toChatRequest(request));
+  }
+
+  /** The settings the upstream chat.py uses for this model (see OmniLMMChat). */
+  get chatPySettings(): DecodingSettings {
+    return this.loaded.chatPySettings;
   }
 
   release(): Promise<void> {

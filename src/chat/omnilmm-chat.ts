@@ -24,7 +24,7 @@ export class OmniLMMChat {
   ) {}
 
   /**
-   * Answers with chat.py's settings (sampling, temperature 0.7). Like chat.py, an image that cannot be decoded
+   * Answers with chat.py's settings for the model (sampling; MiniCPM-V with temperature 0.7). Like chat.py, an image that cannot be decoded
    * answers "Image decode error" instead of throwing.
    */
   async chat(input: OmniLMMChatInput): Promise<string> {
@@ -37,7 +37,7 @@ export class OmniLMMChat {
     const messages = parseMessages(parsed);
     const model = await this.load();
     try {
-      return await model.chat({ messages, image: Buffer.from(input.image, 'base64'), decoding: 'sample', temperature: 0.7 });
+      return await model.chat({ messages, image: Buffer.from(input.image, 'base64'), ...model.chatPySettings });
     } catch (err) {
       if (err instanceof ImageError) return 'Image decode error';
       throw err;

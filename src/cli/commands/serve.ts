@@ -1,6 +1,6 @@
 // `omnilmm serve`: the OpenAI-compatible API and the chat page on one engine, until Ctrl-C.
 
-import { LocalEngine } from '../../chat/local-engine.js';
+import { WorkerEngine } from '../../chat/worker-engine.js';
 import { InvalidRequestError } from '../../errors.js';
 import { ChatServer, DEFAULT_MAX_QUEUE, DEFAULT_PORT } from '../../server/server.js';
 import { numberOption, parseCommandArgs, stringOption } from '../args.js';
@@ -50,7 +50,7 @@ Endpoints: GET / (chat page), GET /health, GET /v1/models, POST /v1/chat/complet
     const modelId = stringOption(values, 'model') ?? DEFAULT_MODEL;
 
     process.stderr.write(`loading ${modelId}…\n`);
-    const engine = await LocalEngine.start(modelId, { threads });
+    const engine = await WorkerEngine.start(modelId, { threads });
     let server: ChatServer;
     try {
       server = await ChatServer.start({

@@ -2,7 +2,7 @@
 // `MiniCPMV.chat` (prompt → ids → vision features scattered into the embeddings → decoder).
 
 import { createHash } from 'node:crypto';
-import { SafetensorsCheckpoint } from '../../checkpoint/safetensors.js';
+import { openCheckpoint } from '../../checkpoint/open.js';
 import type { MiniCPMVConfig } from '../../config/minicpmv.js';
 import { InvalidRequestError } from '../../errors.js';
 import type { RgbImage } from '../../image/index.js';
@@ -67,7 +67,7 @@ export class MiniCPMVModel {
 
   static async load(dir: string, config: MiniCPMVConfig, options: LoadOptions = {}): Promise<MiniCPMVModel> {
     const tokenizer = LlamaTokenizer.fromDir(dir);
-    const weights = new SafetensorsCheckpoint(dir);
+    const weights = openCheckpoint(dir);
     try {
       const runtime: RuntimeOptions = { threads: options.threads, executionProvider: options.executionProvider };
       const vision = await VisionEncoder.create(weights, { vision: visionDims(config), resampler: resamplerDims(config) }, { runtime });
@@ -81,6 +81,9 @@ export class MiniCPMVModel {
       weights.close();
     }
   }
+
+  /** chat.py's OmniLMM3B: `model.chat(..., sampling=True, temperature=0.7)`. */
+  readonly chatPySettings = { decoding: 'sample', temperature: 0.7 } as const;
 
   get chatDefaults(): typeof MINICPMV_CHAT_DEFAULTS | typeof MINICPMV1_CHAT_DEFAULTS {
     return this.config.version === 1 ? MINICPMV1_CHAT_DEFAULTS : MINICPMV_CHAT_DEFAULTS;

@@ -2,7 +2,7 @@
 // official `OmniLMM12B.chat` (chat.py): prompt → ids → image features over the `<im_patch>` rows → generate().
 
 import { createHash } from 'node:crypto';
-import { SafetensorsCheckpoint } from '../../checkpoint/safetensors.js';
+import { openCheckpoint } from '../../checkpoint/open.js';
 import type { OmniLMMConfig } from '../../config/omnilmm.js';
 import { InvalidRequestError, TokenizerError } from '../../errors.js';
 import type { RgbImage } from '../../image/index.js';
@@ -52,6 +52,8 @@ const LLM_PREFIX = '';
 
 export class OmniLMMModel implements LoadedModel {
   readonly chatDefaults = OMNILMM_CHAT_DEFAULTS;
+  /** chat.py's OmniLMM12B samples with exactly the family's defaults. */
+  readonly chatPySettings = { decoding: 'sample' } as const;
   /** The imageKey of the prompt whose positions the decoder's cache may hold. */
   private cachedImageKey: string | null = null;
 
@@ -66,7 +68,7 @@ export class OmniLMMModel implements LoadedModel {
   static async load(dir: string, config: OmniLMMConfig, options: LoadOptions = {}): Promise<OmniLMMModel> {
     const tokenizer = LlamaTokenizer.fromDir(dir);
     const imageTokens = readImageTokenIds(tokenizer, dir);
-    const weights = new SafetensorsCheckpoint(dir);
+    const weights = openCheckpoint(dir);
     try {
       const runtime: RuntimeOptions = { threads: options.threads, executionProvider: options.executionProvider };
       const vision = await OmniLMMVisionEncoder.create(weights, { vision: visionDims(config), resampler: resamplerDims(config) }, runtime);
