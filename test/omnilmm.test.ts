@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, test, type TestContext } from 'node:test';
@@ -16,12 +16,11 @@ import { beamSearch } from '../src/generation/beam-search.js';
 import { decodeImage, type RgbImage } from '../src/image/index.js';
 import { loadModel, type Model } from '../src/index.js';
 import { buildDecoder, type MiniCPMTextDims } from '../src/models/minicpmv/decoder.js';
-import { patchify } from '../src/models/minicpmv/position-embedding.js';
+import { getAbsPos, patchify } from '../src/models/minicpmv/position-embedding.js';
 import { parseMessages, type ChatMessage } from '../src/models/minicpmv/prompt.js';
 import { omnilmmFamily } from '../src/models/omnilmm/family.js';
 import { imagePixels, resizeImage } from '../src/models/omnilmm/image-input.js';
 import { OmniLMMModel } from '../src/models/omnilmm/model.js';
-import { getAbsPos } from '../src/models/minicpmv/position-embedding.js';
 import { resampleEvaPosEmbed } from '../src/models/omnilmm/position-embedding.js';
 import { buildPrompt, expandQuestionIntoMultimodal } from '../src/models/omnilmm/prompt.js';
 import { decodeResponse, imageFeatureRows } from '../src/models/omnilmm/tokens.js';
@@ -435,10 +434,10 @@ describe('Mistral decoder with the sliding window (§6)', () => {
   });
 });
 
-describe('end to end (§7)', () => {
+for (const [form, dir] of [['model/ (safetensors)', MODEL_DIR], ['model-pt/ (pytorch_model.bin)', fixturePath(FIXTURE, 'model-pt')]] as const) describe(`end to end (§7) from ${form}`, () => {
   let model: Model;
   before(async () => {
-    model = await loadModel(MODEL_DIR, { threads: 1 });
+    model = await loadModel(dir, { threads: 1 });
   });
   after(() => model.release());
 
@@ -477,6 +476,14 @@ describe('end to end (§7)', () => {
     await assert.rejects(model.run({ question: 'Hello?', decoding: 'greedy', maxNewTokens: 2 }), /answers questions about an image: give one/);
     await assert.rejects(model.run({ question: '<image> and <image>', image, decoding: 'greedy', maxNewTokens: 2 }), /2 image placeholders/);
   });
+});
+
+test('the hostile pickle is refused by loadModel, and its payload never runs', async () => {
+  const marker = '/tmp/omnilmm-pickle-ran';
+  rmSync(marker, { force: true });
+  await assert.rejects(loadModel(fixturePath(FIXTURE, 'model-pt-hostile'), { threads: 1 }), (err: Error) =>
+    err instanceof CheckpointError && /posix\.system/.test(err.message));
+  assert.equal(existsSync(marker), false);
 });
 
 describe('OmniLMMModel steps', () => {
