@@ -2,9 +2,10 @@
 // checkpoint that scripts/make-random-checkpoint.ts writes:
 //
 //   node dist/scripts/measure-chat.js --model /tmp/minicpmv2-full [--threads 2] [--new-tokens 32] [--cases text,448,1344]
+//        [--precision fp32|int8|int4] [--prompt-tokens N]
 //
 // The model is loaded as loadModel() does it; each case (a text-only question, or the question with a synthetic
-// square image of that size) is then timed step by step through the family's ChatModel interface: startPrompt (the
+// square image of that size, or `long`: the question repeated to about --prompt-tokens tokens) is then timed step by step through the family's ChatModel interface: startPrompt (the
 // vision tower and resampler for every slice, plus the token embeddings), prefill, and greedy decode steps. A final
 // model.run() of the first case checks the public path end to end. Random weights give random ids (and CONTROL
 // fillers decode to ""), so the script reports ids, not text. Memory is reported as the process's peak RSS
@@ -17,6 +18,7 @@ import { Model } from '../src/chat/engine.js';
 import { loadModelConfig } from '../src/config/load.js';
 import { argmax } from '../src/generation/processors.js';
 import type { RgbImage } from '../src/image/index.js';
+import { WEIGHT_PRECISIONS, type WeightPrecision } from '../src/graph/quantize.js';
 import { familyOf, type LoadedModel } from '../src/models/registry.js';
 
 const QUESTION = 'What is in the picture? Describe every object, its colour and where it is.';
@@ -77,8 +79,8 @@ interface CaseResult {
   ids: number[];
 }
 
-async function measureCase(model: LoadedModel, name: string, image: RgbImage | null, newTokens: number): Promise<CaseResult> {
-  const prompt = model.prepare([{ role: 'user', content: QUESTION }], image) as { ids: number[]; slices?: unknown[] };
+async function measureCase(model: LoadedModel, name: string, question: string, image: RgbImage | null, newTokens: number): Promise<CaseResult> {
+  const prompt = model.prepare([{ role: 'user', content: question }], image) as { ids: number[]; slices?: unknown[] };
   let stop = stopwatch();
   const sequence = await model.startPrompt(prompt);
   const embed = stop();
@@ -98,6 +100,15 @@ async function measureCase(model: LoadedModel, name: string, image: RgbImage | n
   return result;
 }
 
+/** The question of a case: `long` repeats QUESTION until the prompt has about `promptTokens` tokens. */
+function questionOf(c: string, model: LoadedModel, promptTokens: number): string {
+  if (c !== 'long') return QUESTION;
+  const promptOf = (q: string) => (model.prepare([{ role: 'user', content: q }], null) as { ids: number[] }).ids.length;
+  const perCopy = promptOf(`${QUESTION} ${QUESTION}`) - promptOf(QUESTION);
+  const copies = Math.max(1, Math.round((promptTokens - promptOf(QUESTION)) / perCopy) + 1);
+  return Array.from({ length: copies }, () => QUESTION).join(' ');
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -105,14 +116,22 @@ async function main(): Promise<void> {
       threads: { type: 'string', default: '2' },
       'new-tokens': { type: 'string', default: '32' },
       cases: { type: 'string', default: 'text,448,1344' },
+      precision: { type: 'string', default: 'fp32' },
+      'prompt-tokens': { type: 'string', default: '512' },
     },
   });
   const threads = Number(values.threads);
   const newTokens = Number(values['new-tokens']);
   const cases = values.cases.split(',');
+  const precision = values.precision as WeightPrecision;
+  const promptTokens = Number(values['prompt-tokens']);
   if (!values.model || !Number.isInteger(threads) || threads < 1 || !Number.isInteger(newTokens) || newTokens < 2 ||
-      cases.some((c) => c !== 'text' && !/^\d+$/.test(c))) {
-    process.stderr.write('usage: node dist/scripts/measure-chat.js --model <dir> [--threads N] [--new-tokens N≥2] [--cases text,448,1344]\n');
+      cases.some((c) => c !== 'text' && c !== 'long' && !/^\d+$/.test(c)) || !WEIGHT_PRECISIONS.includes(precision) ||
+      !Number.isInteger(promptTokens) || promptTokens < 1) {
+    process.stderr.write(
+      'usage: node dist/scripts/measure-chat.js --model <dir> [--threads N] [--new-tokens N≥2] [--cases text,long,448,1344] ' +
+        '[--precision fp32|int8|int4] [--prompt-tokens N]\n',
+    );
     process.exit(2);
   }
 
@@ -120,7 +139,7 @@ async function main(): Promise<void> {
   log('start', { loadavg: loadavg() });
   const loadStop = stopwatch();
   const config = loadModelConfig(values.model);
-  const loaded = await familyOf(config).load(values.model, config, { threads, maxBeams: 1 });
+  const loaded = await familyOf(config).load(values.model, config, { threads, maxBeams: 1, precision });
   const model = new Model(loaded, values.model);
   const load = loadStop();
   log('loaded', { load, loadavg: loadavg() });
@@ -129,15 +148,16 @@ async function main(): Promise<void> {
   // 2. Each case step by step.
   const results: CaseResult[] = [];
   for (const c of cases) {
-    const size = c === 'text' ? 0 : Number(c);
-    results.push(await measureCase(loaded, c === 'text' ? 'text' : `image ${size}×${size}`, size ? syntheticImage(size) : null, newTokens));
+    const size = c === 'text' || c === 'long' ? 0 : Number(c);
+    const name = size ? `image ${size}×${size}` : c;
+    results.push(await measureCase(loaded, name, questionOf(c, loaded, promptTokens), size ? syntheticImage(size) : null, newTokens));
   }
 
   // 3. The public path once, on the first case (the KV cache holds the last one, so nothing is reused).
   const first = cases[0]!;
   const runStop = stopwatch();
   const run = await model.run({
-    question: QUESTION, image: first === 'text' ? null : syntheticImage(Number(first)), decoding: 'greedy', maxNewTokens: newTokens,
+    question: questionOf(first, loaded, promptTokens), image: first === 'text' || first === 'long' ? null : syntheticImage(Number(first)), decoding: 'greedy', maxNewTokens: newTokens,
   });
   const runTime = runStop();
   const firstIds = results[0]!.ids;
@@ -147,7 +167,7 @@ async function main(): Promise<void> {
 
   const end = memory();
   const lines = [
-    `threads ${threads}, ${newTokens} new tokens (greedy), ${values.model}`,
+    `threads ${threads}, ${newTokens} new tokens (greedy), precision ${precision}, ${values.model}`,
     '',
     `load: ${load.wall.toFixed(1)} s (cpu ÷ wall ${ratio(load)}), peak RSS after load ${afterLoad.peakRss} GiB, ` +
       `MemAvailable ${afterLoad.available} GiB`,

@@ -139,9 +139,12 @@ export function toFloat32(raw: Buffer, dtype: DType, name = 'tensor'): Float32Ar
       return out;
     }
     case 'BF16': {
+      // bf16 is the high half of a float32: widen through typed-array views (little-endian hosts, as Node runs on).
       const n = raw.byteLength / 2;
+      const aligned = raw.byteOffset % 2 === 0 ? raw : Buffer.from(raw);
+      const halves = new Uint16Array(aligned.buffer, aligned.byteOffset, n);
       const bits = new Uint32Array(n);
-      for (let i = 0; i < n; i++) bits[i] = raw.readUInt16LE(2 * i) << 16;
+      for (let i = 0; i < n; i++) bits[i] = halves[i]! << 16;
       return new Float32Array(bits.buffer);
     }
     case 'F16': {

@@ -2,6 +2,7 @@
 
 import type { ChatModel } from '../chat/chat.js';
 import type { ModelConfig } from '../config/load.js';
+import type { WeightPrecision } from '../graph/quantize.js';
 import type { RgbImage } from '../image/index.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import { minicpmvFamily } from './minicpmv/family.js';
@@ -10,6 +11,8 @@ import { omnilmmFamily } from './omnilmm/family.js';
 export interface LoadOptions extends RuntimeOptions {
   /** Most beams a request may use (default 3). */
   maxBeams?: number;
+  /** How the language model's linear layers keep their weights: fp32 (default, the reference), int8 or int4. */
+  precision?: WeightPrecision;
 }
 
 export interface LoadedModel extends ChatModel {

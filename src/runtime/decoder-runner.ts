@@ -3,14 +3,14 @@
 // Cache layout, per layer and for keys and values alike: one Float32Array [maxRows][kv_heads][capacity][head_dim].
 // Its first `rows` rows are exactly the graph's `past_key_{i}` input [rows, kv_heads, capacity, head_dim], so every
 // run hands the buffers to ONNX Runtime as views: onnxruntime-node wraps an input typed array without copying it
-// (measured: feeding a 400 MB input costs ~1 ms), and the graph slices out the P used positions.
+// (measured: feeding a 400 MB input costs ~1 ms), and the graph reads its P used positions.
 // What one decoded token costs (rows = beams, hidden = kv_heads · head_dim when there is no GQA):
 //   * JS copies: only the new keys and values, 2 · layers · rows · kv_heads copies of head_dim floats, i.e.
 //     2 · layers · hidden · 4 bytes per row (6 KiB for the tiny model, 720 KiB for MiniCPM-V 2.0). The cached past
 //     is never copied in JS and never comes back as an output.
-//   * inside the graph: Slice and Concat each copy the used past of every layer, 2 · 2 · layers · rows · P · hidden
-//     · 4 bytes at depth P (1.4 GiB per row at P = 1024 for MiniCPM-V 2.0). A fused GroupQueryAttention with
-//     past_present_share_buffer reads this same [rows, kv_heads, capacity, head_dim] layout and removes both copies.
+//   * inside the graph: no copy of the past either. Attention reads the whole cache buffer in place (the slots
+//     past the P used ones are masked), in a part of its own beside the new positions, so nothing is sliced or
+//     concatenated (the earlier Slice + Concat + Transpose copied 5 · layers · rows · P · hidden · 4 bytes per step).
 //   * beam reordering (`parents`) copies the used positions of each row whose parent is another row; rows that keep
 //     their own history cost nothing.
 // Measured on the tiny fixture model (1 thread, depth 121–321): 1.2 ms per step for 1 row, 1.7 ms for 3 rows,
@@ -25,8 +25,10 @@
 
 import { InvalidRequestError, RuntimeError } from '../errors.js';
 import type { TensorSource } from '../checkpoint/safetensors.js';
+import type { WeightPrecision } from '../graph/quantize.js';
 import { ATTENTION_MASKED, buildDecoder, headDim, type MiniCPMTextDims } from '../models/minicpmv/decoder.js';
-import { GraphSession, type HostTensor, type RuntimeOptions } from './session.js';
+import { cachedSession } from './model-cache.js';
+import type { GraphSession, HostTensor, RuntimeOptions } from './session.js';
 
 export interface DecoderRunnerOptions extends RuntimeOptions {
   /** Checkpoint name prefix of the language model (default `llm.`). */
@@ -35,6 +37,8 @@ export interface DecoderRunnerOptions extends RuntimeOptions {
   maxSeq: number;
   /** Most rows one step may feed, e.g. the number of beams (default 1). */
   maxRows?: number;
+  /** How the decoder's linear layers keep their weights (default fp32). */
+  precision?: WeightPrecision;
 }
 
 /**
@@ -48,6 +52,18 @@ export function attentionBias(rows: number, seq: number, past: number): Float32A
     for (let i = 0; i < seq; i++) bias.fill(ATTENTION_MASKED, (r * seq + i) * total + past + i + 1, (r * seq + i + 1) * total);
   }
   return bias;
+}
+
+/**
+ * The token-embedding table as the high halves of its float32 values when every low half is zero (a bf16
+ * checkpoint): exact, and half the memory (0.56 GB instead of 1.1 GB for MiniCPM-V 2.0); otherwise as it is.
+ */
+function compactEmbeddings(table: Float32Array): Float32Array | Uint16Array {
+  const words = new Uint32Array(table.buffer, table.byteOffset, table.length);
+  for (let i = 0; i < words.length; i++) if ((words[i]! & 0xffff) !== 0) return table;
+  const halves = new Uint16Array(table.length);
+  for (let i = 0; i < halves.length; i++) halves[i] = words[i]! >>> 16;
+  return halves;
 }
 
 /** How `start` binds a prompt to what the cache already holds. */
@@ -68,7 +84,7 @@ export class DecoderRunner {
 
   private constructor(
     private readonly session: GraphSession,
-    private readonly embeddings: Float32Array,
+    private readonly embeddings: Float32Array | Uint16Array,
     readonly dims: MiniCPMTextDims,
     readonly maxSeq: number,
     readonly maxRows: number,
@@ -77,16 +93,19 @@ export class DecoderRunner {
     this.cache = new KvCache(dims.numLayers, maxRows, dims.numKvHeads, headDim(dims), maxSeq);
   }
 
-  /** Builds the graph (logits of the last position) and starts its session. */
+  /** Builds the graph (logits of the last position), or takes it from the converted-model cache, and starts its session. */
   static async create(source: TensorSource, dims: MiniCPMTextDims, options: DecoderRunnerOptions): Promise<DecoderRunner> {
     const prefix = options.prefix ?? 'llm.';
     const maxRows = options.maxRows ?? 1;
     if (!Number.isInteger(options.maxSeq) || options.maxSeq < 1 || !Number.isInteger(maxRows) || maxRows < 1) {
       throw new InvalidRequestError(`maxSeq (${options.maxSeq}) and maxRows (${maxRows}) must be positive integers`);
     }
-    const graph = buildDecoder(source, dims, { prefix, logits: 'last' });
-    const embeddings = source.float32(`${prefix}model.embed_tokens.weight`);
-    const session = await GraphSession.create('MiniCPM decoder', graph.serialize(), options);
+    const graphOptions = { prefix, logits: 'last', precision: options.precision } as const;
+    const embeddings = compactEmbeddings(source.float32(`${prefix}model.embed_tokens.weight`));
+    const session = await cachedSession({
+      part: 'decoder', label: 'MiniCPM decoder', source, key: { dims, graphOptions },
+      build: (weights) => buildDecoder(weights, dims, graphOptions).serialize(),
+    }, options);
     return new DecoderRunner(session, embeddings, dims, options.maxSeq, maxRows);
   }
 
@@ -94,11 +113,19 @@ export class DecoderRunner {
   embed(ids: readonly number[]): Float32Array {
     const d = this.dims.hiddenSize;
     const out = new Float32Array(ids.length * d);
+    const table = this.embeddings;
+    const row = new Float32Array(d);
+    const rowBits = new Uint32Array(row.buffer);
     ids.forEach((id, k) => {
       if (!Number.isInteger(id) || id < 0 || id >= this.dims.vocabSize) {
         throw new InvalidRequestError(`token id ${id} is outside the vocabulary [0, ${this.dims.vocabSize})`);
       }
-      for (let j = 0; j < d; j++) out[k * d + j] = this.embeddings[id * d + j]! * this.dims.scaleEmb;
+      if (table instanceof Uint16Array) {
+        for (let j = 0; j < d; j++) rowBits[j] = table[id * d + j]! << 16;
+      } else {
+        row.set(table.subarray(id * d, (id + 1) * d));
+      }
+      for (let j = 0; j < d; j++) out[k * d + j] = row[j]! * this.dims.scaleEmb;
     });
     return out;
   }

@@ -4,11 +4,12 @@ import { WorkerEngine } from '../../chat/worker-engine.js';
 import { InvalidRequestError } from '../../errors.js';
 import { ChatServer, DEFAULT_MAX_QUEUE, DEFAULT_PORT } from '../../server/server.js';
 import { numberOption, parseCommandArgs, stringOption } from '../args.js';
+import { precisionOption } from './chat.js';
 import { DEFAULT_MODEL, type Command } from './common.js';
 
 const USAGE =
   'omnilmm serve --model <dir|org/name> [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--max-queue N] ' +
-  '[--allow-remote-images] [--threads N]';
+  '[--allow-remote-images] [--threads N] [--precision fp32|int8|int4]';
 
 export const serveCommand: Command = {
   name: 'serve',
@@ -27,6 +28,10 @@ export const serveCommand: Command = {
   --allow-remote-images    fetch http(s) image URLs (public addresses only); otherwise images must be
                            base64 data: URLs
   --threads <n>            CPU threads (default: all cores)
+  --precision <p>          weights of the language model's linear layers (lm_head included): fp32 (default,
+                           exact), int8 or int4 (blocks of 128 with one scale each: a fraction of the memory and
+                           faster decoding, answers may differ from fp32 after some tokens); the vision tower and
+                           the embedding table stay fp32
 
 Endpoints: GET / (chat page), GET /health, GET /v1/models, POST /v1/chat/completions (OpenAI format, with
 "stream", "max_tokens", "temperature" (0 = greedy), "top_p", "seed", "stop", and the extensions "top_k",
@@ -40,6 +45,7 @@ Endpoints: GET / (chat page), GET /health, GET /v1/models, POST /v1/chat/complet
       'max-queue': { type: 'string' },
       'allow-remote-images': { type: 'boolean' },
       threads: { type: 'string' },
+      precision: { type: 'string' },
     }, USAGE);
     if (positionals.length > 0) throw new InvalidRequestError(`serve takes no arguments, got "${positionals[0]}"\nusage: ${USAGE}`);
     const apiKey = stringOption(values, 'api-key') ?? process.env.OMNILMM_API_KEY;
@@ -47,10 +53,11 @@ Endpoints: GET / (chat page), GET /health, GET /v1/models, POST /v1/chat/complet
     const port = numberOption(values, 'port', { integer: true, min: 0, max: 65535 }) ?? DEFAULT_PORT;
     const maxQueue = numberOption(values, 'max-queue', { integer: true, min: 0, max: 10_000 }) ?? DEFAULT_MAX_QUEUE;
     const threads = numberOption(values, 'threads', { integer: true, min: 1 });
+    const precision = precisionOption(values);
     const modelId = stringOption(values, 'model') ?? DEFAULT_MODEL;
 
     process.stderr.write(`loading ${modelId}…\n`);
-    const engine = await WorkerEngine.start(modelId, { threads });
+    const engine = await WorkerEngine.start(modelId, { threads, precision });
     let server: ChatServer;
     try {
       server = await ChatServer.start({

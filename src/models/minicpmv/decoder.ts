@@ -11,7 +11,7 @@
 //            attention_bias   [b, 1, s, P+s]       f32  0 = visible, ATTENTION_MASKED = hidden; P is read from its shape;
 //                                                       with a sliding window the graph also hides keys j ≤ p − window
 //            past_key_{i}     [b, kv_heads, C, hd] f32  per layer: the host cache buffer itself; the graph
-//            past_value_{i}   [b, kv_heads, C, hd] f32  uses positions [0, P) and ignores the rest of the capacity
+//            past_value_{i}   [b, kv_heads, C, hd] f32  reads it in place, positions [P, C) masked out
 //   outputs  logits           [b, vocab]           f32  last position only (`logits: 'last'`, what generation uses)
 //                             [b, s, vocab]        f32  every position (`logits: 'all'`, parity tests)
 //            key_{i}          [b, kv_heads, s, hd] f32  per layer: only the NEW keys (after RoPE) and values, which
@@ -20,7 +20,8 @@
 // full cache is never an output (onnxruntime-node copies every output back to JS on every run).
 
 import { CheckpointError } from '../../errors.js';
-import { Graph } from '../../graph/builder.js';
+import { Graph, f } from '../../graph/builder.js';
+import { matMulNBits, quantizeMatrix, quantizeOptionsFor, type WeightPrecision } from '../../graph/quantize.js';
 import type { TensorSource } from '../../checkpoint/safetensors.js';
 
 /**
@@ -56,6 +57,8 @@ export interface DecoderGraphOptions {
   prefix: string;
   /** `last`: logits [b, vocab] of the last position; `all`: logits [b, s, vocab]. */
   logits: 'last' | 'all';
+  /** How the linear layers (lm_head included) keep their weights (default fp32, the reference). */
+  precision?: WeightPrecision;
 }
 
 /** The additive bias of a hidden position (torch.finfo(float32).min, as transformers' causal mask uses). */
@@ -118,20 +121,6 @@ export function checkDecoderWeights(source: TensorSource, dims: DecoderDims, pre
   }
 }
 
-/** Transposes a row-major [rows, cols] matrix in cache-friendly tiles (torch Linear [out, in] → MatMul operand [in, out]). */
-export function transposeMatrix(m: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(m.length);
-  const tile = 64;
-  for (let r0 = 0; r0 < rows; r0 += tile) {
-    for (let c0 = 0; c0 < cols; c0 += tile) {
-      const r1 = Math.min(r0 + tile, rows);
-      const c1 = Math.min(c0 + tile, cols);
-      for (let r = r0; r < r1; r++) for (let c = c0; c < c1; c++) out[c * rows + r] = m[r * cols + c]!;
-    }
-  }
-  return out;
-}
-
 /** Builds the decoder graph; weights are read from `source` (checked first, so a bad checkpoint fails before any work). */
 export function buildDecoder(source: TensorSource, dims: DecoderDims, options: DecoderGraphOptions): Graph {
   checkDecoderWeights(source, dims, options.prefix);
@@ -153,8 +142,8 @@ class DecoderBuilder {
   /**
    *   inputs_embeds ─► layers.0 … layers.L-1 ─► Gather(last position)* ─ norm ─ Div(hidden/dim_model_base)** ─ lm_head ─► logits
    *   position_ids ── rotary cos/sin ─────────┤ (shared by every layer)
-   *   attention_bias ─ sliding window** ──────┤               * only with `logits: 'last'`
-   *                  └ past length P ─────────┘               ** only when the dims ask for it
+   *   attention_bias ─ sliding window** ─ split past/new ─┤   * only with `logits: 'last'`
+   *                                                       ┘   ** only when the dims ask for it
    */
   build(): Graph {
     const { g, dims } = this;
@@ -163,14 +152,15 @@ class DecoderBuilder {
     const positionIds = g.input('position_ids', 'int64', ['batch', 'seq']);
     const hostBias = g.input('attention_bias', 'float32', ['batch', 1, 'seq', 'total']);
     const rotary = this.rotaryTables(positionIds);
-    const pastLength = this.pastLength(embeds, hostBias);
-    const bias = dims.slidingWindow === undefined ? hostBias : this.slidingWindow(hostBias, positionIds, dims.slidingWindow);
+    const windowed = dims.slidingWindow === undefined ? hostBias : this.slidingWindow(hostBias, positionIds, dims.slidingWindow);
+    const pastKeys = Array.from({ length: dims.numLayers }, (_, i) => g.input(`past_key_${i}`, 'float32', ['batch', kvh, 'capacity', this.hd]));
+    const bias = this.splitBias(windowed, embeds, pastKeys[0]!);
 
     let h = embeds;
     for (let i = 0; i < dims.numLayers; i++) {
-      const pastKey = g.input(`past_key_${i}`, 'float32', ['batch', kvh, 'capacity', this.hd]);
+      const pastKey = pastKeys[i]!;
       const pastValue = g.input(`past_value_${i}`, 'float32', ['batch', kvh, 'capacity', this.hd]);
-      const layer = this.decoderLayer(i, h, { rotary, bias, pastLength, pastKey, pastValue });
+      const layer = this.decoderLayer(i, h, { rotary, bias, pastKey, pastValue });
       h = layer.hidden;
       g.output(layer.key, `key_${i}`, 'float32', ['batch', kvh, 'seq', this.hd]);
       g.output(layer.value, `value_${i}`, 'float32', ['batch', kvh, 'seq', this.hd]);
@@ -214,16 +204,18 @@ class DecoderBuilder {
   }
 
   /**
-   * Self-attention with the host cache (upstream `MiniCPMAttention.forward` / `MistralAttention.forward`, eager):
+   * Self-attention with the host cache (upstream `MiniCPMAttention.forward` / `MistralAttention.forward`, eager), in
+   * two parts so that the past is never copied: the past part reads the whole cache buffer [b, K, C, hd] in place,
+   * and its slots [P, C) get the bias ATTENTION_MASKED (probability exactly 0):
    *
-   *   x ─┬─ q_proj ─ Reshape [b,s,H,hd] ─ Transpose ─ RoPE ───────────────────────────► q
-   *      ├─ k_proj ─ Reshape [b,s,K,hd] ─ Transpose ─ RoPE ──┬────────────────────────► key_i
-   *      │                   past_key_i ─ Slice [:, :, :P] ─ Concat(axis 2) ─ repeat kv ─► keys [b,H,P+s,hd]
-   *      └─ v_proj ─ Reshape [b,s,K,hd] ─ Transpose ─────────┬────────────────────────► value_i
-   *                        past_value_i ─ Slice [:, :, :P] ─ Concat(axis 2) ─ repeat kv ─► values
+   *   x ─┬─ q_proj ─ Reshape [b,s,H,hd] ─ Transpose ─ RoPE ─────────────────────────► q
+   *      ├─ k_proj ─ Reshape [b,s,K,hd] ─ Transpose ─ RoPE ─┬─ repeat kv ──► keys_new    (and key_i)
+   *      └─ v_proj ─ Reshape [b,s,K,hd] ─ Transpose ────────┴─ repeat kv ──► values_new  (and value_i)
+   *   past_key_i ─ repeat kv ─► keys_past [b,H,C,hd];  past_value_i ─ repeat kv ─► values_past
    *
-   *   q, keys, values ─ MatMul(q, keysᵀ) ─ Div √hd ─ Add attention_bias ─ Softmax ─ MatMul(·, values)
-   *                   ─► [b,H,s,hd] ─ Transpose ─ Reshape [b,s,H·hd] ─ o_proj ─► output
+   *   q ─┬─ FusedMatMul(keys_pastᵀ, α = 1/√hd) ─ Add past_bias [b,1,s,C] ─┐
+   *      └─ FusedMatMul(keys_newᵀ,  α = 1/√hd) ─ Add new_bias  [b,1,s,s] ─ Concat(-1) ─ Softmax ─ Split [C, s] ─┐
+   *   probs_past · values_past + probs_new · values_new ─► [b,H,s,hd] ─ Transpose ─ Reshape [b,s,H·hd] ─ o_proj ─► output
    * Fused replacement later: GroupQueryAttention (com.microsoft) for everything from the RoPE to the last MatMul;
    * with past_present_share_buffer it reads this very [b, K, capacity, hd] cache layout plus a per-row length.
    */
@@ -240,21 +232,23 @@ class DecoderBuilder {
     const q = this.applyRotary(project('q_proj', dims.numHeads), ctx.rotary, `${node}/q_rotary`);
     const key = this.applyRotary(project('k_proj', dims.numKvHeads), ctx.rotary, `${node}/k_rotary`);
     const value = project('v_proj', dims.numKvHeads);
-
-    const withPast = (past: string, fresh: string, name: string) => {
-      const used = g.op('Slice', [past, g.ints([0]), ctx.pastLength, g.ints([2])], `${node}/${name}/past/Slice`);
-      const all = g.op('Concat', [used, fresh], `${node}/${name}/past/Concat`, { axis: 2 });
-      return this.repeatKv(all, `${node}/${name}/repeat_kv`);
+    const alpha = f(1 / Math.sqrt(hd));
+    const scores = (keys: string, bias: string, name: string) => {
+      const raw = g.op('FusedMatMul', [q, keys], `${node}/scores/${name}/FusedMatMul`, { transB: 1, alpha }, 'com.microsoft');
+      return g.op('Add', [raw, bias], `${node}/scores/${name}/Add`);
     };
-    const keys = withPast(ctx.pastKey, key, 'key');
-    const values = withPast(ctx.pastValue, value, 'value');
-
-    const keysT = g.op('Transpose', [keys], `${node}/key/Transpose`, { perm: [0, 1, 3, 2] });
-    const scores = g.op('MatMul', [q, keysT], `${node}/scores/MatMul`);
-    const scaled = g.op('Div', [scores, g.scalar(Math.sqrt(hd))], `${node}/scores/Div`);
-    const biased = g.op('Add', [scaled, ctx.bias], `${node}/scores/Add`);
-    const probs = g.op('Softmax', [biased], `${node}/Softmax`, { axis: -1 });
-    const context = g.op('MatMul', [probs, values], `${node}/context/MatMul`);
+    const pastScores = scores(this.repeatKv(ctx.pastKey, `${node}/key/past/repeat_kv`), ctx.bias.past, 'past');
+    const newScores = scores(this.repeatKv(key, `${node}/key/new/repeat_kv`), ctx.bias.fresh, 'new');
+    const all = g.op('Concat', [pastScores, newScores], `${node}/scores/Concat`, { axis: -1 });
+    const probs = g.op('Softmax', [all], `${node}/Softmax`, { axis: -1 });
+    const [pastProbs, newProbs] = g.node('Split', [probs, ctx.bias.split], { name: `${node}/probs/Split`, attrs: { axis: -1 }, outputs: 2 }) as [
+      string,
+      string,
+    ];
+    const pastValues = this.repeatKv(ctx.pastValue, `${node}/value/past/repeat_kv`);
+    const pastContext = g.op('MatMul', [pastProbs, pastValues], `${node}/context/past/MatMul`);
+    const newContext = g.op('MatMul', [newProbs, this.repeatKv(value, `${node}/value/new/repeat_kv`)], `${node}/context/new/MatMul`);
+    const context = g.op('Add', [pastContext, newContext], `${node}/context/Add`);
     const merged = g.op('Transpose', [context], `${node}/context/Transpose`, { perm: [0, 2, 1, 3] });
     const flat = g.op('Reshape', [merged, g.ints([0, 0, dims.numHeads * hd])], `${node}/context/Reshape`);
     return { output: this.linear(flat, `${weights}.o_proj.weight`, `${node}/o_proj`), key, value };
@@ -294,32 +288,32 @@ class DecoderBuilder {
   }
 
   /**
-   * RMSNorm in float32 (upstream `rms_layernorm` / `MistralRMSNorm`): x · rsqrt(mean(x²) + eps) · weight.
-   *
-   *   x ─┬─ Pow 2 ─ ReduceMean(-1) ─ Add eps ─ Sqrt ─ Reciprocal ─┐
-   *      └──────────────────────────────────────────────────────── Mul ─ Mul weight ─► y
-   * Fused replacement later: SimplifiedLayerNormalization (com.microsoft) or opset-23 RMSNormalization.
+   * RMSNorm in float32 (upstream `rms_layernorm` / `MistralRMSNorm`): x · rsqrt(mean(x²) + eps) · weight, as one
+   * SimplifiedLayerNormalization (an ONNX Runtime contrib op in the default domain; float32 throughout).
    */
   private rmsNorm(x: string, weightName: string, node: string): string {
     const { g, dims } = this;
-    const squared = g.op('Pow', [x, g.scalar(2)], `${node}/Pow`);
-    const mean = g.op('ReduceMean', [squared, g.ints([-1])], `${node}/ReduceMean`, { keepdims: 1 });
-    const shifted = g.op('Add', [mean, g.scalar(dims.rmsNormEps)], `${node}/Add`);
-    const root = g.op('Sqrt', [shifted], `${node}/Sqrt`);
-    const inverse = g.op('Reciprocal', [root], `${node}/Reciprocal`);
-    const normed = g.op('Mul', [x, inverse], `${node}/Mul`);
     const weight = g.weight(weightName, this.source.float32(weightName), [dims.hiddenSize]);
-    return g.op('Mul', [normed, weight], `${node}/Mul_1`);
+    return g.op('SimplifiedLayerNormalization', [x, weight], `${node}/SimplifiedLayerNormalization`, {
+      axis: -1,
+      epsilon: f(dims.rmsNormEps),
+      stash_type: 1,
+    });
   }
 
   /**
-   *   x [.., in] ── MatMul(Wᵀ [in, out]) ──► [.., out]     (torch nn.Linear without bias)
-   * Fused replacement later: MatMulNBits (com.microsoft) with int4 weights.
+   *   fp32:        x [.., in] ── FusedMatMul(W [out, in], transB) ──► [.., out]     (torch nn.Linear without bias;
+   *                the weight is used as stored, and ONNX Runtime prepacks it once, transposed, at session creation)
+   *   int8 / int4: x [.., in] ── MatMulNBits(W [out, in] in blocks) ──► [.., out]   (src/graph/quantize.ts)
    */
   private linear(x: string, weightName: string, node: string): string {
     const [out, inp] = this.source.info(weightName).shape as [number, number];
-    const w = transposeMatrix(this.source.float32(weightName), out, inp);
-    return this.g.op('MatMul', [x, this.g.weight(`${weightName}.T`, w, [inp, out])], `${node}/MatMul`);
+    const precision = this.options.precision ?? 'fp32';
+    const w = this.source.float32(weightName);
+    if (precision !== 'fp32') {
+      return matMulNBits(this.g, x, quantizeMatrix(w, out, inp, quantizeOptionsFor(precision)), weightName, node);
+    }
+    return this.g.op('FusedMatMul', [x, this.g.weight(weightName, w, [out, inp])], `${node}/FusedMatMul`, { transB: 1 }, 'com.microsoft');
   }
 
   /**
@@ -391,18 +385,40 @@ class DecoderBuilder {
   }
 
   /**
-   * The number of cached positions P, a 1-D int64 [1] for Slice:
+   * The attention bias in the two parts that attention() adds to its scores: the cached positions, padded with
+   * ATTENTION_MASKED up to the capacity C of the cache buffers, and the new positions; and the split [C, s]:
    *
    *   attention_bias ─ Shape[3:4] ─► P+s ─┐
-   *   inputs_embeds  ─ Shape[1:2] ─► s ── Sub ─► P
+   *   inputs_embeds  ─ Shape[1:2] ─► s ── Sub ─► P                     past_key_0 ─ Shape[2:3] ─► C
+   *   attention_bias ─ Split [P, s] (last axis) ─┬─ Pad(last axis by C − P, MASKED) ─► past [b,1,s,C]
+   *                                              └──────────────────────────────────► fresh [b,1,s,s]
    */
-  private pastLength(embeds: string, bias: string): string {
+  private splitBias(bias: string, embeds: string, pastKey: string): SplitBias {
     const { g } = this;
-    const node = '/llm/past_length';
+    const node = '/llm/attention_bias';
     const total = g.op('Shape', [bias], `${node}/total/Shape`, { start: 3, end: 4 });
     const fresh = g.op('Shape', [embeds], `${node}/seq/Shape`, { start: 1, end: 2 });
-    return g.op('Sub', [total, fresh], `${node}/Sub`);
+    const cached = g.op('Sub', [total, fresh], `${node}/past/Sub`);
+    const capacity = g.op('Shape', [pastKey], `${node}/capacity/Shape`, { start: 2, end: 3 });
+    const parts = g.op('Concat', [cached, fresh], `${node}/parts/Concat`, { axis: 0 });
+    const [past, freshBias] = g.node('Split', [bias, parts], { name: `${node}/Split`, attrs: { axis: 3 }, outputs: 2 }) as [string, string];
+    const unused = g.op('Sub', [capacity, cached], `${node}/unused/Sub`);
+    const pads = g.op('Concat', [g.ints([0, 0, 0, 0, 0, 0, 0]), unused], `${node}/pads/Concat`, { axis: 0 });
+    return {
+      past: g.op('Pad', [past, pads, g.scalar(ATTENTION_MASKED)], `${node}/past/Pad`, { mode: 'constant' }),
+      fresh: freshBias,
+      split: g.op('Concat', [capacity, fresh], `${node}/split/Concat`, { axis: 0 }),
+    };
   }
+}
+
+interface SplitBias {
+  /** [b, 1, s, C]: the host's bias over the P cached positions, then ATTENTION_MASKED. */
+  past: string;
+  /** [b, 1, s, s]: the host's bias over the new positions. */
+  fresh: string;
+  /** [C, s], 1-D int64: where the softmax's output splits between the cache buffer and the new positions. */
+  split: string;
 }
 
 interface Rotary {
@@ -412,8 +428,7 @@ interface Rotary {
 
 interface AttentionContext {
   rotary: Rotary;
-  bias: string;
-  pastLength: string;
+  bias: SplitBias;
   pastKey: string;
   pastValue: string;
 }

@@ -3,6 +3,7 @@
 
 import { createHash } from 'node:crypto';
 import { openCheckpoint } from '../../checkpoint/open.js';
+import type { WeightPrecision } from '../../graph/quantize.js';
 import type { MiniCPMVConfig } from '../../config/minicpmv.js';
 import { InvalidRequestError } from '../../errors.js';
 import type { RgbImage } from '../../image/index.js';
@@ -21,6 +22,8 @@ import type { VisionDims } from './vision.js';
 export interface LoadOptions extends RuntimeOptions {
   /** Most sequences decoded at once (beam search needs num_beams; default 3). */
   maxBeams?: number;
+  /** How the language model's linear layers keep their weights (default fp32; the vision tower stays fp32). */
+  precision?: WeightPrecision;
 }
 
 /** The prompt of one chat turn, ready for the decoder. */
@@ -75,6 +78,7 @@ export class MiniCPMVModel {
         ...runtime,
         maxSeq: config.text.maxPositionEmbeddings,
         maxRows: options.maxBeams ?? 3,
+        precision: options.precision,
       });
       return new MiniCPMVModel(config, tokenizer, vision, decoder);
     } finally {

@@ -78,6 +78,7 @@ export class OmniLMMModel implements LoadedModel {
           prefix: LLM_PREFIX,
           maxSeq: config.text.maxPositionEmbeddings,
           maxRows: options.maxBeams ?? 3,
+          precision: options.precision,
         });
         return new OmniLMMModel(config, tokenizer, imageTokens, vision, decoder);
       } catch (err) {
