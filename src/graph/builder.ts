@@ -3,7 +3,7 @@
 // external-data file in a fresh temporary folder, so the caller's arrays can be garbage-collected and the JS heap
 // never holds a whole model; the runtime creates its session from `model.onnx` written beside that file.
 
-import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, cpSync, mkdtempSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RuntimeError } from '../errors.js';
@@ -185,6 +185,25 @@ export class WeightFile {
   /** Ends writing: the file is complete. */
   seal(): void {
     this.sealed = true;
+  }
+
+  /**
+   * Moves the folder (the weights, and the model file once written) to `target`, which must not exist yet; from then
+   * on it is no longer temporary, and this object is finished. Across file systems the folder is copied.
+   */
+  moveTo(target: string): void {
+    this.sealed = true;
+    abandoned.unregister(this);
+    onDiskFailure(target, () => {
+      try {
+        renameSync(this.dir, target);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+        cpSync(this.dir, target, { recursive: true });
+        rmSync(this.dir, { recursive: true, force: true });
+      }
+    });
+    liveFolders.delete(this.dir);
   }
 
   /** Deletes the folder with the weights and the model file; a session already created keeps working. */

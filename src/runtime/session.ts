@@ -16,6 +16,11 @@ export interface RuntimeOptions {
   threads?: number;
   /** Execution provider: 'cpu' (default) or 'cuda' (needs the CUDA build of onnxruntime-node, see README). */
   executionProvider?: 'cpu' | 'cuda';
+  /**
+   * The converted-model cache (src/runtime/model-cache.ts): a folder, or false to build every graph at each load
+   * (default: $OMNILMM_CACHE, else ~/.cache/omnilmm; OMNILMM_CACHE=off turns it off).
+   */
+  cache?: string | false;
 }
 
 export function defaultThreads(): number {
@@ -37,6 +42,21 @@ export class GraphSession {
    * file's deletion (test/graph.test.ts runs a session whose folder is already gone).
    */
   static async create(label: string, model: SerializedModel, options: RuntimeOptions = {}): Promise<GraphSession> {
+    try {
+      if (!model.weights) return await GraphSession.open(label, model.model, options);
+      writeFileSync(model.weights.modelPath, model.model);
+      return await GraphSession.open(label, model.weights.modelPath, options);
+    } finally {
+      model.weights?.remove();
+    }
+  }
+
+  /** Creates the session from a model file on disk (a converted model: its external weights lie beside it, mapped). */
+  static fromFile(label: string, modelPath: string, options: RuntimeOptions = {}): Promise<GraphSession> {
+    return GraphSession.open(label, modelPath, options);
+  }
+
+  private static async open(label: string, model: string | Uint8Array, options: RuntimeOptions): Promise<GraphSession> {
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       intraOpNumThreads: options.threads ?? defaultThreads(),
       interOpNumThreads: 1,
@@ -45,18 +65,13 @@ export class GraphSession {
       executionProviders: [options.executionProvider ?? 'cpu'],
     };
     try {
-      let session: ort.InferenceSession;
-      if (model.weights) {
-        writeFileSync(model.weights.modelPath, model.model);
-        session = await ort.InferenceSession.create(model.weights.modelPath, sessionOptions);
-      } else {
-        session = await ort.InferenceSession.create(model.model, sessionOptions);
-      }
+      const session =
+        typeof model === 'string'
+          ? await ort.InferenceSession.create(model, sessionOptions)
+          : await ort.InferenceSession.create(model, sessionOptions);
       return new GraphSession(session, label);
     } catch (err) {
       throw new RuntimeError(`could not create the ${label} session: ${(err as Error).message}`, { cause: err });
-    } finally {
-      model.weights?.remove();
     }
   }
 

@@ -5,7 +5,8 @@
 
 import type { TensorSource } from '../../checkpoint/safetensors.js';
 import { ImageError } from '../../errors.js';
-import { GraphSession, type RuntimeOptions } from '../../runtime/session.js';
+import { cachedSession } from '../../runtime/model-cache.js';
+import type { GraphSession, RuntimeOptions } from '../../runtime/session.js';
 import { get2dSinCosPosEmbed, getAbsPos, patchGrid, patchify, resamplePosEmbed } from './position-embedding.js';
 import { buildResamplerGraph, type ResamplerDims } from './resampler.js';
 import { buildVisionGraph, readVisionPosEmbed, readWeight, type VisionDims } from './vision.js';
@@ -65,11 +66,18 @@ export class VisionEncoder {
     const storedKeyPosEmbed = adaptive
       ? null
       : readWeight(weights, `${options.resamplerPrefix ?? 'resampler.'}pos_embed`, [queryNum, embedDim]);
-    const visionModel = buildVisionGraph(weights, dims.vision, { prefix: visionPrefix }).serialize();
-    const resamplerModel = buildResamplerGraph(weights, dims.resampler, { prefix: options.resamplerPrefix }).serialize();
-    const vision = await GraphSession.create('vision tower', visionModel, options.runtime);
+    const resamplerPrefix = options.resamplerPrefix;
+    // Every encoder option except the session's own settings may shape a graph, so all of them are in its cache key.
+    const buildOptions = { ...options, runtime: undefined, maxBatch: undefined };
+    const vision = await cachedSession({
+      part: 'vision', label: 'vision tower', source: weights, key: { dims: dims.vision, prefix: visionPrefix, buildOptions },
+      build: (source) => buildVisionGraph(source, dims.vision, { prefix: visionPrefix }).serialize(),
+    }, options.runtime);
     try {
-      const resampler = await GraphSession.create('resampler', resamplerModel, options.runtime);
+      const resampler = await cachedSession({
+        part: 'resampler', label: 'resampler', source: weights, key: { dims: dims.resampler, prefix: resamplerPrefix, buildOptions },
+        build: (source) => buildResamplerGraph(source, dims.resampler, { prefix: resamplerPrefix }).serialize(),
+      }, options.runtime);
       const maxBatch = Math.max(1, options.maxBatch ?? 4);
       return new VisionEncoder(vision, resampler, storedPosEmbed, storedKeyPosEmbed, dims.vision, dims.resampler, maxBatch);
     } catch (err) {

@@ -4,7 +4,8 @@
 
 import type { TensorSource } from '../../checkpoint/safetensors.js';
 import { ImageError } from '../../errors.js';
-import { GraphSession, type RuntimeOptions } from '../../runtime/session.js';
+import { cachedSession } from '../../runtime/model-cache.js';
+import type { GraphSession, RuntimeOptions } from '../../runtime/session.js';
 import { patchGrid, patchify } from '../minicpmv/position-embedding.js';
 import { buildResamplerGraph, type ResamplerDims } from '../minicpmv/resampler.js';
 import { readWeight, type VisionDims } from '../minicpmv/vision.js';
@@ -49,11 +50,15 @@ export class OmniLMMVisionEncoder {
     const { queryNum, embedDim } = dims.resampler;
     const storedPosEmbed = readEvaPosEmbed(weights, dims.vision);
     const storedKeyPosEmbed = readWeight(weights, `${RESAMPLER_PREFIX}pos_embed`, [queryNum, embedDim]);
-    const visionModel = buildEvaVisionGraph(weights, dims.vision, { prefix: EVA_PREFIX }).serialize();
-    const resamplerModel = buildResamplerGraph(weights, dims.resampler, { prefix: RESAMPLER_PREFIX }).serialize();
-    const vision = await GraphSession.create('vision tower', visionModel, runtime);
+    const vision = await cachedSession({
+      part: 'eva-vision', label: 'vision tower', source: weights, key: { dims: dims.vision, prefix: EVA_PREFIX },
+      build: (source) => buildEvaVisionGraph(source, dims.vision, { prefix: EVA_PREFIX }).serialize(),
+    }, runtime);
     try {
-      const resampler = await GraphSession.create('resampler', resamplerModel, runtime);
+      const resampler = await cachedSession({
+        part: 'resampler', label: 'resampler', source: weights, key: { dims: dims.resampler, prefix: RESAMPLER_PREFIX },
+        build: (source) => buildResamplerGraph(source, dims.resampler, { prefix: RESAMPLER_PREFIX }).serialize(),
+      }, runtime);
       return new OmniLMMVisionEncoder(vision, resampler, storedPosEmbed, storedKeyPosEmbed, dims.vision, dims.resampler);
     } catch (err) {
       await vision.release();

@@ -1,0 +1,215 @@
+// Benchmarks a MiniCPM-V checkpoint against this machine's memory bandwidth:
+//
+//   npm run bench -- --model <dir> [--precision fp32|int8|int4] [--image <file>] [--threads N] [--json] [--out <file>]
+//
+// Figures (seconds, tokens per second):
+//   load_cold_s      the model loaded with an empty converted-model cache (every graph built and written)
+//   load_warm_s      the same load again, from the cache that the cold load wrote (a temporary folder, removed after)
+//   encode_448_s     vision tower + resampler for a 448×448 image (the image given, resized, or a synthetic one)
+//   encode_1344_s    the same for 1344×1344: the overview and its slices; encode_1344_per_slice_s divides by them
+//   prefill_tok_s    a 512-token text prompt through the decoder
+//   decode_tok_s     128 greedy steps after that prompt, EOS ignored (the decoder is driven directly)
+//   peak_rss_mb      the process's peak resident memory (getrusage maxrss), cold load included
+//   bandwidth_gb_s   a STREAM-style triad a[i] = b[i] + s·c[i] on two worker threads over three 64 MiB Float64Arrays
+//                    each (far beyond the caches), started together; counts 24 bytes per element (reads of b and c,
+//                    the write of a), best of five passes
+//   decode_bound_tok_s  bandwidth ÷ the decoder's weight bytes (its converted weights.bin + model.onnx): every
+//                    weight is read once per decoded token, so no decoder on this machine can beat it
+//   decode_pct_of_bound decode_tok_s as a percentage of that bound
+// The table goes to stdout (or the JSON with --json); --out also writes the JSON to a file.
+
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Worker } from 'node:worker_threads';
+import { resolveModel } from '../src/checkpoint/resolve.js';
+import { loadModelConfig } from '../src/config/load.js';
+import { argmax } from '../src/generation/processors.js';
+import type { WeightPrecision } from '../src/graph/quantize.js';
+import type { RgbImage } from '../src/image/index.js';
+import { MiniCPMVModel } from '../src/models/minicpmv/model.js';
+import { familyOf, type LoadOptions } from '../src/models/registry.js';
+import { onModelCacheEvent } from '../src/runtime/model-cache.js';
+import { defaultThreads } from '../src/runtime/session.js';
+
+const USAGE = 'npm run bench -- --model <dir> [--precision fp32|int8|int4] [--image f] [--threads N] [--json] [--out f]';
+const PREFILL_TOKENS = 512;
+const DECODE_TOKENS = 128;
+const TRIAD_ELEMENTS = 8 * 1024 * 1024;
+const TRIAD_THREADS = 2;
+const TRIAD_PASSES = 5;
+
+const since = (start: number) => (performance.now() - start) / 1000;
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string' }, precision: { type: 'string' }, image: { type: 'string' }, threads: { type: 'string' },
+      json: { type: 'boolean' }, out: { type: 'string' },
+    },
+  });
+  if (!values.model) throw new Error(`usage: ${USAGE}`);
+  const threads = values.threads ? Number(values.threads) : defaultThreads();
+  const precision = values.precision as WeightPrecision | undefined;
+
+  const bandwidth = await triadBandwidth();
+  const dir = await resolveModel(values.model);
+  const config = loadModelConfig(dir);
+  const cache = mkdtempSync(join(tmpdir(), 'omnilmm-bench-cache-'));
+  process.env.OMNILMM_CACHE = cache;
+  let decoderFolder = '';
+  const stop = onModelCacheEvent((event) => {
+    if ((event.type === 'written' || event.type === 'hit') && event.part === 'decoder') decoderFolder = event.folder;
+  });
+  const options: LoadOptions = { threads, precision, maxBeams: 1, cache };
+  try {
+    const loadCold = await timeLoad(() => familyOf(config).load(dir, config, options));
+    let start = performance.now();
+    const model = await familyOf(config).load(dir, config, options);
+    const loadWarm = since(start);
+    if (!(model instanceof MiniCPMVModel)) throw new Error(`bench drives MiniCPM-V models; ${dir} is a ${config.modelType} model`);
+    const decoderBytes = ['weights.bin', 'model.onnx'].reduce((sum, f) => sum + fileSize(join(decoderFolder, f)), 0);
+
+    const image448 = await benchImage(values.image, 448);
+    const image1344 = await benchImage(values.image, 1344);
+    const encode448 = await timeEncode(model, image448);
+    const encode1344 = await timeEncode(model, image1344);
+
+    const vocab = model.config.text.vocabSize;
+    const ids = Array.from({ length: PREFILL_TOKENS }, (_, i) => (i === 0 ? model.bosTokenId : 1 + ((i * 7919) % (vocab - 1))));
+    const embeds = await model.embed({ ids, imageBound: [], slices: [], imageKey: null });
+    const sequence = model.startDecoding(embeds, ids.length);
+    start = performance.now();
+    let logits = await sequence.prefill();
+    const prefill = since(start);
+    start = performance.now();
+    for (let k = 0; k < DECODE_TOKENS; k++) logits = (await sequence.step([argmax(logits)]))[0]!;
+    const decode = since(start);
+    await model.release();
+
+    const decodeTokS = DECODE_TOKENS / decode;
+    const boundTokS = (bandwidth * 1e9) / decoderBytes;
+    const result = {
+      model: dir,
+      precision: precision ?? 'fp32',
+      threads,
+      load_cold_s: loadCold,
+      load_warm_s: loadWarm,
+      encode_448_s: encode448.seconds,
+      encode_1344_s: encode1344.seconds,
+      encode_1344_slices: encode1344.slices,
+      encode_1344_per_slice_s: encode1344.seconds / encode1344.slices,
+      prefill_tokens: PREFILL_TOKENS,
+      prefill_tok_s: PREFILL_TOKENS / prefill,
+      decode_tokens: DECODE_TOKENS,
+      decode_tok_s: decodeTokS,
+      peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+      bandwidth_gb_s: bandwidth,
+      decoder_weight_bytes: decoderBytes,
+      decode_bound_tok_s: boundTokS,
+      decode_pct_of_bound: (100 * decodeTokS) / boundTokS,
+    };
+    const json = `${JSON.stringify(result, null, 2)}\n`;
+    if (values.out) writeFileSync(values.out, json);
+    process.stdout.write(values.json ? json : table(result));
+  } finally {
+    stop();
+    rmSync(cache, { recursive: true, force: true });
+  }
+}
+
+/** Seconds to load a model, which is released at once (and left to the garbage collector). */
+async function timeLoad(load: () => Promise<{ release(): Promise<void> }>): Promise<number> {
+  const start = performance.now();
+  const model = await load();
+  const seconds = since(start);
+  await model.release();
+  return seconds;
+}
+
+/** The vision encoder's time for one image: every slice through the tower and the resampler. */
+async function timeEncode(model: MiniCPMVModel, image: RgbImage): Promise<{ seconds: number; slices: number }> {
+  const prompt = model.prepare([{ role: 'user', content: 'Describe the picture.' }], image);
+  const start = performance.now();
+  await model.embed(prompt);
+  return { seconds: since(start), slices: prompt.slices.length };
+}
+
+/** A size×size image: the given file resized (sharp), or a colour gradient with a grid of lines. */
+async function benchImage(file: string | undefined, size: number): Promise<RgbImage> {
+  if (file) {
+    const { default: sharp } = await import('sharp');
+    const data = await sharp(readFileSync(file)).resize(size, size, { fit: 'fill' }).removeAlpha().raw().toBuffer();
+    return { width: size, height: size, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+  }
+  const data = new Uint8Array(size * size * 3);
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      const line = x % 64 === 0 || y % 64 === 0 ? 255 : 0;
+      data.set([(x * 255) / size, (y * 255) / size, line], (y * size + x) * 3);
+    }
+  }
+  return { width: size, height: size, data };
+}
+
+/** The triad's code, run in each worker: it waits on the shared gate, then times its passes. */
+const TRIAD_WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { n, passes, gate } = workerData;
+const a = new Float64Array(n), b = new Float64Array(n).fill(1), c = new Float64Array(n).fill(2);
+for (let i = 0; i < n; i++) a[i] = b[i] + 3 * c[i];
+const flag = new Int32Array(gate);
+Atomics.add(flag, 1, 1);
+Atomics.wait(flag, 0, 0);
+const times = [];
+for (let p = 0; p < passes; p++) {
+  const t = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) a[i] = b[i] + 3 * c[i];
+  times.push(Number(process.hrtime.bigint() - t) / 1e9);
+  Atomics.add(flag, 2, 1);
+  while (Atomics.load(flag, 2) < (p + 1) * workerData.threads) {}
+}
+parentPort.postMessage({ times, check: a[n - 1] });
+`;
+
+/** GB/s of the triad on TRIAD_THREADS workers: per pass, both workers' bytes over the slower worker's time. */
+async function triadBandwidth(): Promise<number> {
+  const gate = new SharedArrayBuffer(12);
+  const flag = new Int32Array(gate);
+  const workers = Array.from({ length: TRIAD_THREADS }, () =>
+    new Worker(TRIAD_WORKER, { eval: true, workerData: { n: TRIAD_ELEMENTS, passes: TRIAD_PASSES, gate, threads: TRIAD_THREADS } }));
+  const results = workers.map((w) => new Promise<{ times: number[] }>((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  }));
+  while (Atomics.load(flag, 1) < TRIAD_THREADS) await new Promise((resolve) => setTimeout(resolve, 5));
+  Atomics.store(flag, 0, 1);
+  Atomics.notify(flag, 0);
+  const times = (await Promise.all(results)).map((r) => r.times);
+  await Promise.all(workers.map((w) => w.terminate()));
+  const bytesPerPass = TRIAD_THREADS * TRIAD_ELEMENTS * 24;
+  const best = Math.min(...Array.from({ length: TRIAD_PASSES }, (_, p) => Math.max(...times.map((t) => t[p]!))));
+  return bytesPerPass / best / 1e9;
+}
+
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+function table(result: Record<string, number | string>): string {
+  const rows = Object.entries(result).map(([key, value]) => {
+    const shown = typeof value === 'number' && !Number.isInteger(value) ? value.toFixed(value < 10 ? 3 : 1) : String(value);
+    return `| ${key.padEnd(24)} | ${shown.padStart(14)} |`;
+  });
+  return `| ${'figure'.padEnd(24)} | ${'value'.padStart(14)} |\n|${'-'.repeat(26)}|${'-'.repeat(16)}|\n${rows.join('\n')}\n`;
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});

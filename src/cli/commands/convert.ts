@@ -1,0 +1,100 @@
+// `omnilmm convert`: builds the converted-model cache ahead of time, so that `chat` and `serve` start in seconds.
+
+import { readdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { loadModel } from '../../chat/engine.js';
+import { formatBytes, ProgressBar } from '../../checkpoint/progress.js';
+import { InvalidRequestError } from '../../errors.js';
+import { cacheRoot, onModelCacheEvent, type ModelCacheEvent } from '../../runtime/model-cache.js';
+import { numberOption, parseCommandArgs, stringOption } from '../args.js';
+import { precisionOption } from './chat.js';
+import { DEFAULT_MODEL, type Command } from './common.js';
+
+const USAGE = 'omnilmm convert --model <dir|org/name> [--precision fp32|int8|int4] [--cache-dir <dir>] [--threads N]';
+
+export const convertCommand: Command = {
+  name: 'convert',
+  summary: 'convert a checkpoint into the model cache ahead of time (chat and serve then start in seconds)',
+  help: `usage: ${USAGE}
+
+Builds every graph of the model (vision tower, resampler, decoder) from the checkpoint and writes each as
+model.onnx + weights.bin into the cache, keyed by the checkpoint's files, the options and this version's builders;
+chat and serve with the same options load from there. A model already converted is only checked.
+
+  --model <dir|org/name>      checkpoint folder or hub id (default ${DEFAULT_MODEL})
+  --precision fp32|int8|int4  the language model's linear layers, as for chat (default fp32)
+  --cache-dir <dir>           the cache folder (default: $OMNILMM_CACHE, else ~/.cache/omnilmm)
+  --threads N                 CPU threads for checking the converted sessions (default: all cores)`,
+  async run(argv) {
+    const { values } = parseCommandArgs('convert', argv, {
+      model: { type: 'string' },
+      precision: { type: 'string' },
+      'cache-dir': { type: 'string' },
+      threads: { type: 'string' },
+    }, USAGE);
+    const precision = precisionOption(values);
+    const threads = numberOption(values, 'threads', { integer: true, min: 1 });
+    const cacheDir = stringOption(values, 'cache-dir');
+    // The cache root reaches the graph builders through the environment, whichever options a family forwards.
+    if (cacheDir !== undefined) process.env.OMNILMM_CACHE = cacheDir;
+    if (cacheRoot() === null) {
+      throw new InvalidRequestError('the model cache is off (OMNILMM_CACHE=off): pass --cache-dir <dir> or unset OMNILMM_CACHE');
+    }
+
+    const parts = new Map<string, { folder: string; bytes: number; built: boolean }>();
+    const progress = new ConversionProgress();
+    const stop = onModelCacheEvent((event) => {
+      progress.onEvent(event);
+      if (event.type === 'hit') parts.set(event.part, { folder: event.folder, bytes: folderBytes(event.folder), built: false });
+      if (event.type === 'written') parts.set(event.part, { folder: event.folder, bytes: event.bytes, built: true });
+    });
+    const started = Date.now();
+    try {
+      const modelId = stringOption(values, 'model') ?? DEFAULT_MODEL;
+      const model = await loadModel(modelId, { threads, precision, maxBeams: 1, cache: cacheDir });
+      await model.release();
+    } finally {
+      progress.finish();
+      stop();
+    }
+    const seconds = ((Date.now() - started) / 1000).toFixed(1);
+    const total = [...parts.values()].reduce((sum, p) => sum + p.bytes, 0);
+    const built = [...parts.values()].filter((p) => p.built).length;
+    const where = parts.size > 0 ? dirname([...parts.values()][0]!.folder) : '(nothing cached)';
+    const lines = [...parts].map(
+      ([part, p]) => `  ${part.padEnd(12)} ${formatBytes(p.bytes).padStart(9)}  ${p.built ? 'built' : 'already converted'}`,
+    );
+    process.stdout.write(
+      `${built > 0 ? 'converted' : 'already converted'}: ${where}\n${lines.join('\n')}\n` +
+        `  ${'total'.padEnd(12)} ${formatBytes(total).padStart(9)}  (${built} of ${parts.size} parts built, ${seconds} s)\n`,
+    );
+  },
+};
+
+/** One progress bar per part being built, over the checkpoint's bytes read so far (on a terminal only). */
+class ConversionProgress {
+  private bar: ProgressBar | null = null;
+  private bytesRead = 0;
+
+  onEvent(event: ModelCacheEvent): void {
+    if (event.type === 'build') {
+      this.finish();
+      if (!process.stderr.isTTY) process.stderr.write(`building the ${event.label}…\n`);
+    } else if (event.type === 'progress') {
+      if (!this.bar) this.bar = new ProgressBar(event.part.padEnd(10), event.checkpointBytes, { initial: this.bytesRead });
+      this.bytesRead += event.tensorBytes;
+      this.bar.advance(event.tensorBytes);
+    } else if (event.type === 'rebuild') {
+      process.stderr.write(`the cached ${event.part} at ${event.folder} is incomplete (${event.reason}); rebuilding it\n`);
+    }
+  }
+
+  finish(): void {
+    this.bar?.finish();
+    this.bar = null;
+  }
+}
+
+function folderBytes(folder: string): number {
+  return readdirSync(folder).reduce((sum, name) => sum + statSync(join(folder, name)).size, 0);
+}

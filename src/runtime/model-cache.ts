@@ -1,0 +1,323 @@
+// The converted-model cache: each graph built from a checkpoint is kept on disk as `model.onnx` + `weights.bin`, so
+// the next start creates its sessions straight from those files (ONNX Runtime maps the weights) instead of building.
+//
+// Layout: <root>/<checkpoint key>/<part>-<options key>/{model.onnx, weights.bin, manifest.json}
+//   * root: the `cache` runtime option, else $OMNILMM_CACHE, else ~/.cache/omnilmm (OMNILMM_CACHE=off: no cache).
+//   * checkpoint key: sha256 of (a) the checkpoint's config.json and index files, byte for byte; (b) for every weight
+//     file its name, size, mtime and resolved path (a hub snapshot links to a blob named by its content hash), plus a
+//     safetensors file's whole header (names, dtypes, shapes, offsets); (c) the compiled code of our graph builders
+//     (dist/src/graph and dist/src/models), so a changed builder never meets a graph of the old one. Rewriting a weight
+//     file changes its mtime, so edited weights are never served from a stale graph.
+//   * options key: sha256 of the part's build description (dims, prefix, …) and of every load option that reaches the
+//     builder (precision and whatever comes next), taken opaquely: all options except the known run-time-only ones.
+// A part is written into `<folder>.partial-<pid>-<random>` and renamed into place after its manifest (file sizes), so
+// a killed conversion never leaves a folder that looks complete; a folder whose files do not match its manifest, or
+// whose model ONNX Runtime refuses, is removed and rebuilt. Key folders of checkpoints that were deleted, or that
+// another key replaced (the checkpoint's files or our builders changed), are removed at the next load.
+
+import { createHash } from 'node:crypto';
+import {
+  closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, realpathSync, renameSync, rmSync, statSync,
+  writeFileSync,
+} from 'node:fs';
+import { homedir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TensorSource } from '../checkpoint/safetensors.js';
+import { ShardedCheckpoint } from '../checkpoint/sharded.js';
+import { RuntimeError } from '../errors.js';
+import type { SerializedModel } from '../graph/builder.js';
+import { GraphSession, type RuntimeOptions } from './session.js';
+
+/** Bumped when the cache layout itself changes. */
+const CACHE_FORMAT = 1;
+const MANIFEST = 'manifest.json';
+const MODEL_FILE = 'model.onnx';
+/** In each key folder: `{"dir": …}`, the checkpoint folder it was converted from (for sweeping stale entries). */
+const CHECKPOINT_RECORD = 'checkpoint.json';
+
+/** Options that change how a session runs, never the graph: left out of the key. */
+const RUNTIME_ONLY_OPTIONS = new Set(['threads', 'executionProvider', 'cache', 'maxSeq', 'maxRows', 'maxBeams', 'maxBatch', 'hub']);
+
+/** One graph of a model, as the part that owns it describes it. */
+export interface CachedGraph {
+  /** Folder-name part, e.g. `decoder`. */
+  part: string;
+  /** For messages, e.g. `MiniCPM decoder`. */
+  label: string;
+  source: TensorSource;
+  /** What the graph depends on besides the checkpoint and the options (dims, prefixes, …), as plain JSON data. */
+  key: unknown;
+  /** Builds the graph from `source` (a view of the checkpoint that reports progress). */
+  build: (source: TensorSource) => SerializedModel;
+}
+
+/** What the cache reports while a model loads (for progress bars and tests). */
+export type ModelCacheEvent =
+  | { type: 'hit'; part: string; folder: string }
+  | { type: 'build'; part: string; label: string }
+  /** A build read one more checkpoint tensor of `tensorBytes` (of the checkpoint's `checkpointBytes` in all). */
+  | { type: 'progress'; part: string; tensorBytes: number; checkpointBytes: number }
+  | { type: 'written'; part: string; folder: string; bytes: number }
+  | { type: 'rebuild'; part: string; folder: string; reason: string };
+
+const listeners = new Set<(event: ModelCacheEvent) => void>();
+
+/** Calls `listener` with every cache event of this process until the returned function is called. */
+export function onModelCacheEvent(listener: (event: ModelCacheEvent) => void): () => void {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+function emit(event: ModelCacheEvent): void {
+  for (const listener of listeners) listener(event);
+}
+
+/** The cache's root folder for a `cache` option, or null when caching is off. */
+export function cacheRoot(setting?: string | false): string | null {
+  if (setting === false) return null;
+  if (typeof setting === 'string' && setting !== '') return setting;
+  const env = process.env.OMNILMM_CACHE;
+  if (env !== undefined && ['off', '0', 'false'].includes(env.toLowerCase())) return null;
+  return env || join(homedir(), '.cache', 'omnilmm');
+}
+
+/**
+ * The session of one graph: from the cache when a complete entry exists, else built, written to the cache and
+ * created from there. Without a cache root, or for a source that is not a checkpoint folder, the graph is built.
+ */
+export async function cachedSession(graph: CachedGraph, runtime: RuntimeOptions = {}): Promise<GraphSession> {
+  const root = cacheRoot(runtime.cache);
+  const checkpointDir = graph.source instanceof ShardedCheckpoint ? graph.source.dir : null;
+  if (!root || !checkpointDir) return GraphSession.create(graph.label, buildWithProgress(graph), runtime);
+  const keyFolder = join(root, checkpointKey(checkpointDir));
+  sweepStaleEntries(root, keyFolder, checkpointDir);
+  const folder = join(keyFolder, `${graph.part}-${optionsKey(graph.key, runtime)}`);
+  const problem = entryProblem(folder);
+  if (problem === null) {
+    try {
+      const session = await GraphSession.fromFile(graph.label, join(folder, MODEL_FILE), runtime);
+      emit({ type: 'hit', part: graph.part, folder });
+      return session;
+    } catch (err) {
+      removeEntry(folder, graph.part, `ONNX Runtime refused it: ${(err as Error).message}`);
+    }
+  } else if (problem !== 'missing') {
+    removeEntry(folder, graph.part, problem);
+  }
+  try {
+    mkdirSync(keyFolder, { recursive: true });
+    writeFileSync(join(keyFolder, CHECKPOINT_RECORD), `${JSON.stringify({ dir: realpathSync(checkpointDir) })}\n`);
+  } catch (err) {
+    process.emitWarning(`the model cache ${root} is not writable (${(err as Error).message}); building the ${graph.label} without it`);
+    return GraphSession.create(graph.label, buildWithProgress(graph), runtime);
+  }
+  writeEntry(folder, graph, buildWithProgress(graph));
+  return GraphSession.fromFile(graph.label, join(folder, MODEL_FILE), runtime);
+}
+
+/** The cache folder of a checkpoint (where `cachedSession` puts its parts) under `root`. */
+export function checkpointCacheFolder(root: string, checkpointDir: string): string {
+  return join(root, checkpointKey(checkpointDir));
+}
+
+function buildWithProgress(graph: CachedGraph): SerializedModel {
+  emit({ type: 'build', part: graph.part, label: graph.label });
+  if (listeners.size === 0) return graph.build(graph.source);
+  const source = graph.source;
+  const checkpointBytes = source.names().reduce((sum, name) => sum + source.info(name).byteLength, 0);
+  const read = new Set<string>();
+  const counting: TensorSource = {
+    names: () => source.names(),
+    has: (name) => source.has(name),
+    info: (name) => source.info(name),
+    float32: (name) => {
+      const data = source.float32(name);
+      if (!read.has(name)) {
+        read.add(name);
+        emit({ type: 'progress', part: graph.part, tensorBytes: source.info(name).byteLength, checkpointBytes });
+      }
+      return data;
+    },
+    close: () => source.close(),
+  };
+  return graph.build(counting);
+}
+
+/** Key folders already swept by this process. */
+const sweptKeyFolders = new Set<string>();
+
+/**
+ * Removes what no load will use again, once per key folder and process: key folders whose checkpoint folder is gone,
+ * other key folders of this same checkpoint folder (its files or our builders changed since), and staging folders of
+ * conversions whose process no longer runs.
+ */
+function sweepStaleEntries(root: string, keyFolder: string, checkpointDir: string): void {
+  if (sweptKeyFolders.has(keyFolder) || !existsSync(root)) return;
+  sweptKeyFolders.add(keyFolder);
+  const current = realpathSync(checkpointDir);
+  for (const name of readdirSync(root)) {
+    const folder = join(root, name);
+    if (folder === keyFolder) continue;
+    let dir: unknown;
+    try {
+      dir = (JSON.parse(readFileSync(join(folder, CHECKPOINT_RECORD), 'utf8')) as { dir?: unknown }).dir;
+    } catch {
+      continue;
+    }
+    if (typeof dir === 'string' && (dir === current || !existsSync(dir))) rmSync(folder, { recursive: true, force: true });
+  }
+  if (!existsSync(keyFolder)) return;
+  for (const name of readdirSync(keyFolder)) {
+    const pid = Number(/\.partial-(\d+)-/.exec(name)?.[1]);
+    if (pid && pid !== process.pid && !processRuns(pid)) rmSync(join(keyFolder, name), { recursive: true, force: true });
+  }
+}
+
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Why the entry at `folder` cannot be used ('missing' when there is none), or null when it is complete. */
+function entryProblem(folder: string): string | null {
+  if (!existsSync(folder)) return 'missing';
+  let manifest: { format?: unknown; files?: Record<string, number> };
+  try {
+    manifest = JSON.parse(readFileSync(join(folder, MANIFEST), 'utf8')) as typeof manifest;
+  } catch {
+    return 'its manifest is missing or unreadable';
+  }
+  if (manifest.format !== CACHE_FORMAT || typeof manifest.files !== 'object' || manifest.files === null) {
+    return 'its manifest has another format';
+  }
+  for (const [name, size] of Object.entries(manifest.files)) {
+    const path = join(folder, name);
+    if (!existsSync(path)) return `${name} is missing`;
+    const actual = statSync(path).size;
+    if (actual !== size) return `${name} has ${actual} bytes, its manifest says ${size}`;
+  }
+  return null;
+}
+
+function removeEntry(folder: string, part: string, reason: string): void {
+  emit({ type: 'rebuild', part, folder, reason });
+  rmSync(folder, { recursive: true, force: true });
+}
+
+/**
+ * Writes a built graph as a complete entry: weights moved (not copied) into a staging folder beside the target,
+ * the model file and the manifest written, then one rename. When another process finished the same entry first,
+ * its entry is kept.
+ */
+function writeEntry(folder: string, graph: CachedGraph, model: SerializedModel): void {
+  const staging = `${folder}.partial-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
+  try {
+    if (model.weights) model.weights.moveTo(staging);
+    else mkdirSync(staging);
+    writeFileSync(join(staging, MODEL_FILE), model.model);
+    const files: Record<string, number> = {};
+    for (const name of readdirSync(staging)) files[name] = statSync(join(staging, name)).size;
+    const manifest = { format: CACHE_FORMAT, part: graph.part, label: graph.label, files, createdAt: new Date().toISOString() };
+    writeFileSync(join(staging, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
+    try {
+      renameSync(staging, folder);
+    } catch (err) {
+      if (entryProblem(folder) !== null) throw err;
+      rmSync(staging, { recursive: true, force: true });
+    }
+    const bytes = Object.values(files).reduce((sum, size) => sum + size, 0);
+    emit({ type: 'written', part: graph.part, folder, bytes });
+  } catch (err) {
+    model.weights?.remove();
+    rmSync(staging, { recursive: true, force: true });
+    throw new RuntimeError(
+      `could not write the converted ${graph.label} to ${folder}: ${(err as Error).message}; free disk space there, ` +
+        'point OMNILMM_CACHE at a folder with room, or turn the cache off (OMNILMM_CACHE=off, or the cache: false option)',
+      { cause: err },
+    );
+  }
+}
+
+/** sha256 over what decides the graphs built from a checkpoint folder (see the top of this file). */
+function checkpointKey(dir: string): string {
+  const hash = createHash('sha256').update(`omnilmm-cache ${CACHE_FORMAT}\n`).update(builderCodeHash());
+  for (const name of readdirSync(dir).sort()) {
+    const path = join(dir, name);
+    if (name === 'config.json' || name.endsWith('.index.json')) {
+      hash.update(`file ${name}\n`).update(readFileSync(path));
+    } else if (name.endsWith('.safetensors') || name.endsWith('.bin')) {
+      const stat = statSync(path);
+      hash.update(`weights ${name} ${stat.size} ${stat.mtimeMs} ${basename(realpathSync(path))}\n`);
+      if (name.endsWith('.safetensors')) hash.update(safetensorsHeader(path));
+    }
+  }
+  return hash.digest('hex').slice(0, 32);
+}
+
+/** The 8-byte length and the JSON header of a safetensors file (empty when the file is too short to have one). */
+function safetensorsHeader(path: string): Uint8Array {
+  const fd = openSync(path, 'r');
+  try {
+    const length = Buffer.alloc(8);
+    if (readAt(fd, length, 0) < 8) return new Uint8Array();
+    const headerLength = Number(length.readBigUInt64LE(0));
+    const header = Buffer.alloc(Math.min(headerLength, 100 * 1024 * 1024) + 8);
+    const got = readAt(fd, header, 0);
+    return header.subarray(0, got);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Reads into `buffer` from `position` until it is full or the file ends; returns the bytes read. */
+function readAt(fd: number, buffer: Buffer, position: number): number {
+  let done = 0;
+  while (done < buffer.byteLength) {
+    const n = readSync(fd, buffer, done, buffer.byteLength - done, position + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
+}
+
+let codeHash: string | null = null;
+
+/** sha256 of the compiled graph builders (every .js file under dist/src/graph and dist/src/models). */
+function builderCodeHash(): string {
+  if (codeHash) return codeHash;
+  const srcRoot = dirname(dirname(fileURLToPath(import.meta.url)));
+  const hash = createHash('sha256');
+  const visit = (dir: string): void => {
+    for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) visit(path);
+      else if (entry.name.endsWith('.js')) hash.update(`${path.slice(srcRoot.length)}\n`).update(readFileSync(path));
+    }
+  };
+  for (const folder of ['graph', 'models']) visit(join(srcRoot, folder));
+  codeHash = hash.digest('hex');
+  return codeHash;
+}
+
+/** sha256 of the part's own key and of the options that reach its builder, with object keys in sorted order. */
+function optionsKey(key: unknown, runtime: RuntimeOptions): string {
+  const options = Object.fromEntries(
+    Object.entries(runtime).filter(([name, value]) => !RUNTIME_ONLY_OPTIONS.has(name) && value !== undefined),
+  );
+  return createHash('sha256').update(stableJson({ key, options })).digest('hex').slice(0, 16);
+}
+
+function stableJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
+    entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}

@@ -1,0 +1,261 @@
+// The converted-model cache (src/runtime/model-cache.ts), `omnilmm convert` and `npm run bench` on the tiny
+// MiniCPM-V 2.0 fixture: a warm load builds nothing and answers token-exact as the fixture; keys follow the options
+// and the checkpoint's files; incomplete entries are rebuilt.
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import {
+  cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, utimesSync, writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { promisify } from 'node:util';
+import { runChat } from '../src/chat/chat.js';
+import { openCheckpoint } from '../src/checkpoint/open.js';
+import { loadModelConfig } from '../src/config/load.js';
+import { Graph, type SerializedModel } from '../src/graph/builder.js';
+import { decodeImage } from '../src/image/index.js';
+import { familyOf } from '../src/models/registry.js';
+import { cachedSession, checkpointCacheFolder, onModelCacheEvent, type ModelCacheEvent } from '../src/runtime/model-cache.js';
+import type { RuntimeOptions } from '../src/runtime/session.js';
+import { fixturePath, readFixtureJson, repoRoot } from './helpers/fixtures.js';
+
+const FIXTURE = 'minicpmv2-tiny';
+const scratch = mkdtempSync(join(tmpdir(), 'omnilmm-model-cache-'));
+const CACHE = join(scratch, 'cache');
+/** A copy of the fixture checkpoint, so that a test may change its files. */
+const MODEL = join(scratch, 'model');
+cpSync(fixturePath(FIXTURE, 'model'), MODEL, { recursive: true });
+// The families forward threads, precision and the like to the graph builders; the cache root comes from here.
+process.env.OMNILMM_CACHE = CACHE;
+after(() => rmSync(scratch, { recursive: true, force: true }));
+
+interface Run {
+  chat_kwargs: { repetition_penalty?: number; max_new_tokens: number };
+  new_token_ids: number[];
+}
+interface LlmCase {
+  input: { file: string };
+  msgs: { role: 'user' | 'assistant'; content: string }[];
+  runs: Record<string, Run>;
+}
+const grad = readFixtureJson<LlmCase>(FIXTURE, 'llm', 'single_turn_grad.json');
+const greedyRun = grad.runs.greedy!;
+
+/** Loads the copied checkpoint, answers the fixture's greedy run, and returns the cache events of the load. */
+async function loadAndAnswer(): Promise<{ events: ModelCacheEvent[]; outputIds: number[] }> {
+  const events: ModelCacheEvent[] = [];
+  const stop = onModelCacheEvent((event) => events.push(event));
+  const config = loadModelConfig(MODEL);
+  let model;
+  try {
+    model = await familyOf(config).load(MODEL, config, { threads: 1 });
+  } finally {
+    stop();
+  }
+  try {
+    const image = await decodeImage(readFileSync(fixturePath(FIXTURE, grad.input.file)));
+    const result = await runChat(model, {
+      messages: grad.msgs, image, decoding: 'greedy',
+      repetitionPenalty: greedyRun.chat_kwargs.repetition_penalty, maxNewTokens: greedyRun.chat_kwargs.max_new_tokens,
+    });
+    return { events, outputIds: result.outputIds };
+  } finally {
+    await model.release();
+  }
+}
+
+const ofType = <T extends ModelCacheEvent['type']>(events: ModelCacheEvent[], type: T) =>
+  events.filter((e): e is Extract<ModelCacheEvent, { type: T }> => e.type === type);
+
+test('the first load builds and writes every part; the second builds nothing and answers token-exact', async () => {
+  const first = await loadAndAnswer();
+  assert.deepEqual(ofType(first.events, 'build').map((e) => e.part).sort(), ['decoder', 'resampler', 'vision']);
+  assert.equal(ofType(first.events, 'written').length, 3);
+  assert.deepEqual(first.outputIds, greedyRun.new_token_ids);
+
+  const second = await loadAndAnswer();
+  assert.deepEqual(ofType(second.events, 'build'), []);
+  assert.deepEqual(ofType(second.events, 'hit').map((e) => e.part).sort(), ['decoder', 'resampler', 'vision']);
+  assert.deepEqual(second.outputIds, greedyRun.new_token_ids);
+  for (const hit of ofType(second.events, 'hit')) {
+    assert.deepEqual(readdirSync(hit.folder).sort(), ['manifest.json', 'model.onnx', 'weights.bin']);
+  }
+  // Nothing but complete entries is left behind.
+  const key = checkpointCacheFolder(CACHE, MODEL);
+  assert.ok(readdirSync(key).every((name) => !name.includes('.partial-')), readdirSync(key).join(', '));
+});
+
+/** A one-weight graph y = x + w, cached under the copied checkpoint with `key` and `options`. */
+async function tinyGraphFolder(key: unknown, options: RuntimeOptions): Promise<string> {
+  const events: ModelCacheEvent[] = [];
+  const stop = onModelCacheEvent((event) => events.push(event));
+  const source = openCheckpoint(MODEL);
+  try {
+    const session = await cachedSession({
+      part: 'probe', label: 'probe', source, key,
+      build: () => {
+        const g = new Graph('probe');
+        const x = g.input('x', 'float32', [512]);
+        g.output(g.op('Add', [x, g.weight('w', new Float32Array(512).fill(1), [512])], '/probe/Add'), 'y', 'float32', [512]);
+        return g.serialize();
+      },
+    }, { threads: 1, ...options });
+    const y = await session.run({ x: { type: 'float32', data: new Float32Array(512).fill(2), dims: [512] } });
+    assert.equal((y.y!.data as Float32Array)[511], 3);
+    await session.release();
+  } finally {
+    stop();
+    source.close();
+  }
+  const folder = events.find((e) => e.type === 'hit' || e.type === 'written');
+  assert.ok(folder && 'folder' in folder);
+  return folder.folder;
+}
+
+test('options that reach the builders change the key; run-time options do not', async () => {
+  const plain = await tinyGraphFolder({ dims: 1 }, {});
+  assert.equal(await tinyGraphFolder({ dims: 1 }, { threads: 2, executionProvider: 'cpu', cache: CACHE }), plain);
+  const int8 = await tinyGraphFolder({ dims: 1 }, { precision: 'int8' } as RuntimeOptions);
+  const int4 = await tinyGraphFolder({ dims: 1 }, { precision: 'int4' } as RuntimeOptions);
+  const otherDims = await tinyGraphFolder({ dims: 2 }, {});
+  assert.equal(new Set([plain, int8, int4, otherDims]).size, 4);
+  // An option added later (here an invented one) is part of the key without any change to the cache.
+  assert.notEqual(await tinyGraphFolder({ dims: 1 }, { someFutureOption: true } as RuntimeOptions), plain);
+});
+
+/** y = x, a graph without weights. */
+function identityGraph(): SerializedModel {
+  const g = new Graph('identity');
+  g.output(g.input('x', 'float32', [1]), 'y', 'float32', [1]);
+  return g.serialize();
+}
+
+test('a changed checkpoint file gives another key; stale keys are swept; the cache option and OMNILMM_CACHE=off work', async () => {
+  const before = checkpointCacheFolder(CACHE, MODEL);
+  const removedModel = join(scratch, 'removed-model');
+  cpSync(MODEL, removedModel, { recursive: true });
+  const removedKey = checkpointCacheFolder(CACHE, removedModel);
+  const source = openCheckpoint(removedModel);
+  await (await cachedSession({ part: 'probe', label: 'probe', source, key: null, build: identityGraph })).release();
+  source.close();
+  rmSync(removedModel, { recursive: true });
+  assert.ok(existsSync(removedKey));
+  const shard = readdirSync(MODEL).find((name) => name.endsWith('.safetensors'))!;
+  const later = new Date(Date.now() + 60_000);
+  utimesSync(join(MODEL, shard), later, later);
+  assert.notEqual(checkpointCacheFolder(CACHE, MODEL), before);
+  assert.ok(existsSync(before));
+  const probe = await tinyGraphFolder({ dims: 1 }, {});
+  assert.ok(probe.startsWith(checkpointCacheFolder(CACHE, MODEL)), probe);
+  assert.ok(!existsSync(before), 'the entries of the checkpoint\'s old files are swept');
+  assert.ok(!existsSync(removedKey), 'the entries of a deleted checkpoint are swept');
+
+  const elsewhere = join(scratch, 'elsewhere');
+  assert.ok((await tinyGraphFolder({ dims: 1 }, { cache: elsewhere })).startsWith(elsewhere));
+  // A cache that cannot be written (here under a plain file) is skipped with a warning.
+  const blocker = join(scratch, 'a-file');
+  writeFileSync(blocker, '');
+  const warnings: string[] = [];
+  const onWarning = (warning: Error) => warnings.push(warning.message);
+  process.on('warning', onWarning);
+  const unwritable = openCheckpoint(MODEL);
+  try {
+    await (await cachedSession({ part: 'probe', label: 'probe', source: unwritable, key: null, build: identityGraph }, {
+      cache: join(blocker, 'cache'),
+    })).release();
+  } finally {
+    unwritable.close();
+  }
+  await new Promise((resolve) => setImmediate(resolve));
+  process.off('warning', onWarning);
+  assert.ok(warnings.some((w) => w.includes('is not writable')), warnings.join('; '));
+
+  process.env.OMNILMM_CACHE = 'off';
+  try {
+    const events: ModelCacheEvent[] = [];
+    const stop = onModelCacheEvent((event) => events.push(event));
+    const source = openCheckpoint(MODEL);
+    try {
+      const session = await cachedSession({
+        part: 'probe', label: 'probe', source, key: null, build: identityGraph,
+      });
+      await session.release();
+    } finally {
+      stop();
+      source.close();
+    }
+    assert.deepEqual(events.map((e) => e.type), ['build']);
+  } finally {
+    process.env.OMNILMM_CACHE = CACHE;
+  }
+});
+
+test('an incomplete or corrupt entry is rebuilt, and the model still answers token-exact', async () => {
+  const loaded = await loadAndAnswer();
+  const folders = new Map([...ofType(loaded.events, 'hit'), ...ofType(loaded.events, 'written')].map((e) => [e.part, e.folder]));
+  truncateSync(join(folders.get('decoder')!, 'weights.bin'), 4096);
+  rmSync(join(folders.get('vision')!, 'manifest.json'));
+  // A staging folder of a killed conversion is never taken for an entry.
+  mkdirSync(`${folders.get('resampler')!}.partial-99999-abc`);
+
+  const repaired = await loadAndAnswer();
+  assert.deepEqual(ofType(repaired.events, 'rebuild').map((e) => e.part).sort(), ['decoder', 'vision']);
+  assert.deepEqual(ofType(repaired.events, 'build').map((e) => e.part).sort(), ['decoder', 'vision']);
+  assert.deepEqual(repaired.outputIds, greedyRun.new_token_ids);
+
+  // A model file ONNX Runtime refuses (same size, garbage bytes) is rebuilt too.
+  const model = join(folders.get('resampler')!, 'model.onnx');
+  writeFileSync(model, readFileSync(model).fill(7));
+  const again = await loadAndAnswer();
+  assert.deepEqual(ofType(again.events, 'rebuild').map((e) => e.part), ['resampler']);
+  assert.deepEqual(again.outputIds, greedyRun.new_token_ids);
+});
+
+const run = promisify(execFile);
+const CLI = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+
+test('omnilmm convert fills a cache folder, says where and how big, and names a bad model clearly', async () => {
+  const cacheDir = join(scratch, 'convert-cache');
+  const first = await run(process.execPath, [CLI, 'convert', '--model', MODEL, '--cache-dir', cacheDir, '--threads', '1']);
+  const key = checkpointCacheFolder(cacheDir, MODEL);
+  assert.match(first.stdout, new RegExp(`^converted: ${key}\n`));
+  assert.match(first.stdout, /total +\d+\.\d MB +\(3 of 3 parts built/);
+  assert.deepEqual(readdirSync(key).map((name) => name.replace(/-.*/, '')).sort(), ['checkpoint.json', 'decoder', 'resampler', 'vision']);
+  const second = await run(process.execPath, [CLI, 'convert', '--model', MODEL, '--cache-dir', cacheDir, '--threads', '1']);
+  assert.match(second.stdout, /^already converted: .*\n[^]*\(0 of 3 parts built/);
+
+  const missing = join(scratch, 'no-such-model');
+  const convert = (model: string) => run(process.execPath, [CLI, 'convert', '--model', model, '--cache-dir', cacheDir]);
+  await assert.rejects(convert(missing), (err: { code: number; stderr: string }) => {
+    assert.notEqual(err.code, 0);
+    assert.match(err.stderr, /^error: .*no-such-model/);
+    return true;
+  });
+  const empty = join(scratch, 'empty-model');
+  mkdirSync(empty);
+  await assert.rejects(convert(empty), (err: { stderr: string }) => {
+    assert.match(err.stderr, /^error: /);
+    return true;
+  });
+  assert.ok(!existsSync(checkpointCacheFolder(cacheDir, empty)));
+});
+
+const BENCH_FIELDS = [
+  'load_cold_s', 'load_warm_s', 'encode_448_s', 'encode_1344_s', 'encode_1344_per_slice_s', 'prefill_tok_s', 'decode_tok_s',
+  'peak_rss_mb', 'bandwidth_gb_s', 'decode_bound_tok_s', 'decode_pct_of_bound',
+];
+
+test('npm run bench on the tiny model writes JSON with every figure', async () => {
+  const out = join(scratch, 'bench.json');
+  const bench = join(repoRoot, 'dist', 'scripts', 'bench.js');
+  const { stdout } = await run(process.execPath, [bench, '--model', fixturePath(FIXTURE, 'model'), '--threads', '1', '--out', out]);
+  assert.match(stdout, /\| load_warm_s +\| +\d/);
+  const result = JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown>;
+  for (const field of BENCH_FIELDS) {
+    assert.equal(typeof result[field], 'number', field);
+    assert.ok(Number.isFinite(result[field]) && (result[field] as number) > 0, `${field} = ${String(result[field])}`);
+  }
+  assert.equal(result.encode_1344_slices, 10);
+});
