@@ -46,9 +46,13 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       model: { type: 'string' }, precision: { type: 'string' }, image: { type: 'string' }, threads: { type: 'string' },
-      json: { type: 'boolean' }, out: { type: 'string' },
+      json: { type: 'boolean' }, out: { type: 'string' }, help: { type: 'boolean' },
     },
   });
+  if (values.help) {
+    process.stdout.write(`usage: ${USAGE}\n`);
+    return;
+  }
   if (!values.model) throw new Error(`usage: ${USAGE}`);
   const threads = values.threads ? Number(values.threads) : defaultThreads();
   const precision = values.precision as WeightPrecision | undefined;

@@ -1,4 +1,4 @@
-// `omnilmm convert`: builds the converted-model cache ahead of time, so that `chat` and `serve` start in seconds.
+// `omnilmm convert`: builds the converted-model cache ahead of time, so that `chat` and `serve` start faster.
 
 import { readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -14,7 +14,7 @@ const USAGE = 'omnilmm convert --model <dir|org/name> [--precision fp32|int8|int
 
 export const convertCommand: Command = {
   name: 'convert',
-  summary: 'convert a checkpoint into the model cache ahead of time (chat and serve then start in seconds)',
+  summary: 'build the model graphs into the cache ahead of time, so chat and serve start faster',
   help: `usage: ${USAGE}
 
 Builds every graph of the model (vision tower, resampler, decoder) from the checkpoint and writes each as

@@ -72,7 +72,7 @@ export class MiniCPMVModel {
     const tokenizer = LlamaTokenizer.fromDir(dir);
     const weights = openCheckpoint(dir);
     try {
-      const runtime: RuntimeOptions = { threads: options.threads, executionProvider: options.executionProvider };
+      const runtime: RuntimeOptions = { threads: options.threads, executionProvider: options.executionProvider, cache: options.cache };
       const vision = await VisionEncoder.create(weights, { vision: visionDims(config), resampler: resamplerDims(config) }, { runtime });
       const decoder = await DecoderRunner.create(weights, textDims(config), {
         ...runtime,

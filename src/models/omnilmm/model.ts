@@ -70,7 +70,7 @@ export class OmniLMMModel implements LoadedModel {
     const imageTokens = readImageTokenIds(tokenizer, dir);
     const weights = openCheckpoint(dir);
     try {
-      const runtime: RuntimeOptions = { threads: options.threads, executionProvider: options.executionProvider };
+      const runtime: RuntimeOptions = { threads: options.threads, executionProvider: options.executionProvider, cache: options.cache };
       const vision = await OmniLMMVisionEncoder.create(weights, { vision: visionDims(config), resampler: resamplerDims(config) }, runtime);
       try {
         const decoder = await DecoderRunner.create(weights, textDims(config), {
