@@ -11,7 +11,7 @@ import { readdirSync } from 'node:fs';
 import { SafetensorsCheckpoint } from '../src/checkpoint/safetensors.js';
 import { argmax } from '../src/generation/processors.js';
 import type { WeightPrecision } from '../src/graph/quantize.js';
-import { buildDecoder, type MiniCPMTextDims } from '../src/models/minicpmv/decoder.js';
+import { buildDecoder, type MiniCPMTextDims } from '../src/models/parts/decoder.js';
 import { attentionBias, DecoderRunner } from '../src/runtime/decoder-runner.js';
 import { GraphSession, type HostTensor } from '../src/runtime/session.js';
 import { fixturePath, maxAbsDiff, openGolden, readFixtureJson } from '../test/helpers/fixtures.js';

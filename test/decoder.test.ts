@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { SafetensorsCheckpoint, type TensorInfo, type TensorSource } from '../src/checkpoint/safetensors.js';
 import { CheckpointError, InvalidRequestError } from '../src/errors.js';
-import { buildDecoder, type MiniCPMTextDims } from '../src/models/minicpmv/decoder.js';
+import { buildDecoder, type MiniCPMTextDims } from '../src/models/parts/decoder.js';
 import { attentionBias, DecoderRunner } from '../src/runtime/decoder-runner.js';
 import { GraphSession } from '../src/runtime/session.js';
 import { fixturePath, maxAbsDiff, openGolden, readFixtureJson } from './helpers/fixtures.js';

@@ -20,11 +20,12 @@ import { createRgbImage, decodeImage, toPixelValues, type RgbImage } from '../sr
 import { loadModel, type Model } from '../src/index.js';
 import { PIXEL_MEAN, PIXEL_STD, prepareImageInput } from '../src/models/minicpmv/image-input.js';
 import { MINICPMV1_CHAT_DEFAULTS, MiniCPMVModel } from '../src/models/minicpmv/model.js';
-import { get2dSinCosPosEmbed, getAbsPos, patchify, resamplePosEmbed } from '../src/models/minicpmv/position-embedding.js';
-import type { ResamplerDims } from '../src/models/minicpmv/resampler.js';
+import { get2dSinCosPosEmbed, getAbsPos, patchify, resamplePosEmbed } from '../src/models/parts/position-embedding.js';
+import type { ResamplerDims } from '../src/models/parts/resampler.js';
 import { decodeText, EmptyAnswerError, imageBound } from '../src/models/minicpmv/tokens.js';
 import { VisionEncoder, type SliceInput } from '../src/models/minicpmv/vision-encoder.js';
-import { buildVisionGraph, readVisionPosEmbed, type VisionDims } from '../src/models/minicpmv/vision.js';
+import { buildVisionGraph, readVisionPosEmbed } from '../src/models/minicpmv/vision.js';
+import type { VisionDims } from '../src/models/parts/layers.js';
 import { GraphSession } from '../src/runtime/session.js';
 import { LlamaTokenizer } from '../src/tokenizer/llama.js';
 import { fixturePath, maxAbsDiff, openGolden, readFixtureJson, repoRoot } from './helpers/fixtures.js';

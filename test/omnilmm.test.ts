@@ -15,8 +15,8 @@ import { CheckpointError, InvalidRequestError, UnsupportedModelError } from '../
 import { beamSearch } from '../src/generation/beam-search.js';
 import { decodeImage, type RgbImage } from '../src/image/index.js';
 import { loadModel, type Model } from '../src/index.js';
-import { buildDecoder, type MiniCPMTextDims } from '../src/models/minicpmv/decoder.js';
-import { getAbsPos, patchify } from '../src/models/minicpmv/position-embedding.js';
+import { buildDecoder, type MiniCPMTextDims } from '../src/models/parts/decoder.js';
+import { getAbsPos, patchify } from '../src/models/parts/position-embedding.js';
 import { parseMessages, type ChatMessage } from '../src/models/minicpmv/prompt.js';
 import { omnilmmFamily } from '../src/models/omnilmm/family.js';
 import { imagePixels, resizeImage } from '../src/models/omnilmm/image-input.js';

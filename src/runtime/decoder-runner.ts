@@ -1,4 +1,4 @@
-// Runs the MiniCPM decoder graph (src/models/minicpmv/decoder.ts) with a KV cache that lives on the host.
+// Runs the decoder graph (src/models/parts/decoder.ts: MiniCPM and Mistral) with a KV cache that lives on the host.
 //
 // Cache layout, per layer and for keys and values alike: one Float32Array [maxRows][kv_heads][capacity][head_dim].
 // Its first `rows` rows are exactly the graph's `past_key_{i}` input [rows, kv_heads, capacity, head_dim], so every
@@ -26,7 +26,7 @@
 import { InvalidRequestError, RuntimeError } from '../errors.js';
 import type { TensorSource } from '../checkpoint/safetensors.js';
 import type { WeightPrecision } from '../graph/quantize.js';
-import { ATTENTION_MASKED, buildDecoder, headDim, type MiniCPMTextDims } from '../models/minicpmv/decoder.js';
+import { ATTENTION_MASKED, buildDecoder, headDim, type MiniCPMTextDims } from '../models/parts/decoder.js';
 import { cachedSession } from './model-cache.js';
 import type { GraphSession, HostTensor, RuntimeOptions } from './session.js';
 

@@ -11,13 +11,13 @@ import { DecoderRunner, type DecoderSequence } from '../../runtime/decoder-runne
 import type { RuntimeOptions } from '../../runtime/session.js';
 import { LlamaTokenizer } from '../../tokenizer/llama.js';
 import { StreamingDetokenizer } from '../../tokenizer/streaming.js';
-import type { MiniCPMTextDims } from './decoder.js';
+import type { MiniCPMTextDims } from '../parts/decoder.js';
 import { prepareImageInput, slicePixels, type ImageInput } from './image-input.js';
 import { buildPrompt, type ChatMessage } from './prompt.js';
-import type { ResamplerDims } from './resampler.js';
+import type { ResamplerDims } from '../parts/resampler.js';
 import { decodeText, imageBound } from './tokens.js';
 import { VisionEncoder } from './vision-encoder.js';
-import type { VisionDims } from './vision.js';
+import type { VisionDims } from '../parts/layers.js';
 
 export interface LoadOptions extends RuntimeOptions {
   /** Most sequences decoded at once (beam search needs num_beams; default 3). */

@@ -7,9 +7,10 @@ import type { TensorSource } from '../../checkpoint/safetensors.js';
 import { ImageError } from '../../errors.js';
 import { cachedSession } from '../../runtime/model-cache.js';
 import type { GraphSession, RuntimeOptions } from '../../runtime/session.js';
-import { get2dSinCosPosEmbed, getAbsPos, patchGrid, patchify, resamplePosEmbed } from './position-embedding.js';
-import { buildResamplerGraph, type ResamplerDims } from './resampler.js';
-import { buildVisionGraph, readVisionPosEmbed, readWeight, type VisionDims } from './vision.js';
+import { get2dSinCosPosEmbed, getAbsPos, patchGrid, patchify, resamplePosEmbed } from '../parts/position-embedding.js';
+import { buildResamplerGraph, type ResamplerDims } from '../parts/resampler.js';
+import { readWeight, type VisionDims } from '../parts/layers.js';
+import { buildVisionGraph, readVisionPosEmbed } from './vision.js';
 
 /** One slice: normalised CHW float32 pixels (`(u8/255 − 0.5)/0.5`) of size 3×height×width. */
 export interface SliceInput {

@@ -10,10 +10,10 @@ import { DecoderRunner, type DecoderSequence } from '../../runtime/decoder-runne
 import type { RuntimeOptions } from '../../runtime/session.js';
 import { LlamaTokenizer } from '../../tokenizer/llama.js';
 import { StreamingDetokenizer } from '../../tokenizer/streaming.js';
-import type { MiniCPMTextDims } from '../minicpmv/decoder.js';
+import type { MiniCPMTextDims } from '../parts/decoder.js';
 import type { ChatMessage } from '../minicpmv/prompt.js';
-import type { ResamplerDims } from '../minicpmv/resampler.js';
-import type { VisionDims } from '../minicpmv/vision.js';
+import type { ResamplerDims } from '../parts/resampler.js';
+import type { VisionDims } from '../parts/layers.js';
 import type { LoadedModel, LoadOptions } from '../registry.js';
 import { imagePixels, resizeImage } from './image-input.js';
 import { buildPrompt, IMAGE_TOKENS } from './prompt.js';

@@ -1,7 +1,7 @@
 // Host-side position table of OmniLMM's Eva tower: the class-token row kept, the grid resampled to the image's
 // patch grid. (The resampler's key table is `getAbsPos`, shared with MiniCPM-V 1.0.)
 
-import { resamplePosEmbed } from '../minicpmv/position-embedding.js';
+import { resamplePosEmbed } from '../parts/position-embedding.js';
 
 /**
  * Port of timm `resample_abs_pos_embed(pos_embed, (h, w), num_prefix_tokens=1)`: the class-token row is kept as

@@ -6,10 +6,10 @@ import type { TensorSource } from '../../checkpoint/safetensors.js';
 import { ImageError } from '../../errors.js';
 import { cachedSession } from '../../runtime/model-cache.js';
 import type { GraphSession, RuntimeOptions } from '../../runtime/session.js';
-import { patchGrid, patchify } from '../minicpmv/position-embedding.js';
-import { buildResamplerGraph, type ResamplerDims } from '../minicpmv/resampler.js';
-import { readWeight, type VisionDims } from '../minicpmv/vision.js';
-import { getAbsPos } from '../minicpmv/position-embedding.js';
+import { patchGrid, patchify } from '../parts/position-embedding.js';
+import { buildResamplerGraph, type ResamplerDims } from '../parts/resampler.js';
+import { readWeight, type VisionDims } from '../parts/layers.js';
+import { getAbsPos } from '../parts/position-embedding.js';
 import { resampleEvaPosEmbed } from './position-embedding.js';
 import { buildEvaVisionGraph, EVA_PREFIX, readEvaPosEmbed } from './vision.js';
 

@@ -2,7 +2,7 @@
 // position table, post-norm blocks with a fused qkv that has q and v biases, GELU MLP, no RoPE), with the last
 // block replaced by an Identity (`create_vision_module`), as an ONNX graph.
 //
-// Contract:  pixel_patches [batch, n, 3·p·p]      (minicpmv/position-embedding.ts `patchify` of the image)
+// Contract:  pixel_patches [batch, n, 3·p·p]      (parts/position-embedding.ts `patchify` of the image)
 //            pos_embed     [1 + n, d]             (`resampleEvaPosEmbed` of the stored table for the patch grid)
 //         →  features      [batch, 1 + n, d]      (= timm `forward_features`: the class-token row first)
 //            patch_embed   [batch, n, d]          (only with `withIntermediates`: the conv output)
@@ -11,7 +11,7 @@
 import type { TensorSource } from '../../checkpoint/safetensors.js';
 import { CheckpointError } from '../../errors.js';
 import { Graph } from '../../graph/builder.js';
-import { attention, layerNorm, linear, readWeight, transpose, type VisionDims } from '../minicpmv/vision.js';
+import { attention, layerNorm, linear, readWeight, transpose, type VisionDims } from '../parts/layers.js';
 
 export interface EvaGraphOptions {
   /** Checkpoint name prefix of the tower (default `model.vision_tower.`). */

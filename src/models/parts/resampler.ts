@@ -8,7 +8,7 @@
 import { Graph } from '../../graph/builder.js';
 import type { TensorSource } from '../../checkpoint/safetensors.js';
 import { CheckpointError } from '../../errors.js';
-import { attention, layerNorm, linear, readWeight, transpose } from './vision.js';
+import { attention, layerNorm, linear, readWeight, transpose } from './layers.js';
 
 export interface ResamplerDims {
   queryNum: number;

@@ -1,0 +1,98 @@
+// Graph pieces that several model families build from: checked weight reads, nn.Linear, nn.LayerNorm and
+// multi-head scaled dot-product attention.
+
+import type { TensorSource } from '../../checkpoint/safetensors.js';
+import { CheckpointError } from '../../errors.js';
+import { Graph, f } from '../../graph/builder.js';
+
+/** Sizes of a timm VisionTransformer tower. */
+export interface VisionDims {
+  patchSize: number;
+  embedDim: number;
+  /** Blocks actually run (timm depth minus one when `drop_vision_last_layer`). */
+  depthUsed: number;
+  numHeads: number;
+  mlpHidden: number;
+  normEps: number;
+  /** The stored position table's grid [rows, cols]. */
+  posGrid: [number, number];
+}
+
+
+/** Reads a float tensor and checks its shape, so a config that does not fit the checkpoint fails clearly. */
+export function readWeight(source: TensorSource, name: string, shape: readonly number[]): Float32Array {
+  if (!source.has(name)) throw new CheckpointError(`the checkpoint has no tensor ${name}; is it a MiniCPM-V checkpoint?`);
+  const actual = source.info(name).shape;
+  if (actual.length !== shape.length || actual.some((d, i) => d !== shape[i])) {
+    throw new CheckpointError(`tensor ${name} has shape [${actual}] but the config implies [${shape}]; config.json does not match the weights`);
+  }
+  return source.float32(name);
+}
+
+/** Transposes a row-major [rows, cols] matrix (a torch Linear weight [out, in] becomes a MatMul operand [in, out]). */
+export function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(m.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = m[r * cols + c]!;
+  return out;
+}
+
+/**
+ *   x [.., in] ── MatMul(Wᵀ [in, out]) ── Add(b) ──► [.., out]     (torch nn.Linear; Add only when there is a bias)
+ */
+export function linear(
+  g: Graph,
+  x: string,
+  source: TensorSource,
+  weightName: string,
+  dims: { in: number; out: number; bias: boolean },
+  node: string,
+): string {
+  const w = transpose(readWeight(source, weightName, [dims.out, dims.in]), dims.out, dims.in);
+  const y = g.op('MatMul', [x, g.weight(`${weightName}.T`, w, [dims.in, dims.out])], `${node}/MatMul`);
+  if (!dims.bias) return y;
+  const biasName = weightName.replace(/weight$/, 'bias');
+  const b = g.weight(biasName, readWeight(source, biasName, [dims.out]), [dims.out]);
+  return g.op('Add', [y, b], `${node}/Add`);
+}
+
+/** torch nn.LayerNorm over the last axis (`<name>.weight`, `<name>.bias`) as opset-17 LayerNormalization. */
+export function layerNorm(g: Graph, x: string, source: TensorSource, name: string, dim: number, eps: number, node: string): string {
+  const scale = g.weight(`${name}.weight`, readWeight(source, `${name}.weight`, [dim]), [dim]);
+  const bias = g.weight(`${name}.bias`, readWeight(source, `${name}.bias`, [dim]), [dim]);
+  return g.op('LayerNormalization', [x, scale, bias], `${node}/LayerNormalization`, { axis: -1, epsilon: f(eps) });
+}
+
+/**
+ * Scaled dot-product attention over heads; q may lack the batch axis (it then broadcasts).
+ *
+ *   q [B?, nq, E] ─ Reshape [.., nq, h, hd] ─ Transpose ─► [B?, h, nq, hd] ─ scale ─┐
+ *   k [B, nk, E]  ─ Reshape ─ Transpose ─► [B, h, hd, nk] ───────────────────── MatMul ─ Softmax ─┐
+ *   v [B, nk, E]  ─ Reshape ─ Transpose ─► [B, h, nk, hd] ──────────────────────────────────── MatMul
+ *        ─► [B, h, nq, hd] ─ Transpose ─ Reshape ─► [B, nq, E]
+ *
+ * `scale` is timm's `q · hd^-0.5` ('multiply') or torch MultiheadAttention's `q / √hd` ('divide').
+ */
+export function attention(
+  g: Graph,
+  qkv: { q: string; k: string; v: string; qRank: 2 | 3 },
+  heads: number,
+  headDim: number,
+  scale: 'multiply' | 'divide',
+  node: string,
+): string {
+  const splitQ = g.op('Reshape', [qkv.q, g.ints(qkv.qRank === 3 ? [0, 0, heads, headDim] : [0, heads, headDim])], `${node}/q/Reshape`);
+  const qHeads = g.op('Transpose', [splitQ], `${node}/q/Transpose`, { perm: qkv.qRank === 3 ? [0, 2, 1, 3] : [1, 0, 2] });
+  const scaled =
+    scale === 'multiply'
+      ? g.op('Mul', [qHeads, g.scalar(headDim ** -0.5)], `${node}/q/Mul`)
+      : g.op('Div', [qHeads, g.scalar(Math.sqrt(headDim))], `${node}/q/Div`);
+  const splitK = g.op('Reshape', [qkv.k, g.ints([0, 0, heads, headDim])], `${node}/k/Reshape`);
+  const kHeadsT = g.op('Transpose', [splitK], `${node}/k/Transpose`, { perm: [0, 2, 3, 1] });
+  const splitV = g.op('Reshape', [qkv.v, g.ints([0, 0, heads, headDim])], `${node}/v/Reshape`);
+  const vHeads = g.op('Transpose', [splitV], `${node}/v/Transpose`, { perm: [0, 2, 1, 3] });
+  const scores = g.op('MatMul', [scaled, kHeadsT], `${node}/scores/MatMul`);
+  const probs = g.op('Softmax', [scores], `${node}/Softmax`, { axis: -1 });
+  const context = g.op('MatMul', [probs, vHeads], `${node}/context/MatMul`);
+  const merged = g.op('Transpose', [context], `${node}/context/Transpose`, { perm: [0, 2, 1, 3] });
+  return g.op('Reshape', [merged, g.ints([0, 0, heads * headDim])], `${node}/context/Reshape`);
+}
