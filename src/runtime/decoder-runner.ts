@@ -20,8 +20,8 @@
 // Prefix reuse: when a prompt is started with its ids, the runner remembers which ids each cached row holds (row 0
 // after a chat turn: the prompt plus every token fed since). A later prompt that starts with the same ids keeps those
 // positions and prefills only the rest, after them (the attention bias lets new positions see the whole past).
-// Ids alone do not say what an image position held: the caller forgets the cache (`forgetCache`) when the image
-// behind its placeholders changes.
+// Ids alone do not say what an image position held: `startPrompt` takes the image's key and span, forgets the cache
+// when the image behind the placeholders changes, and never reuses part of an image.
 
 import { InvalidRequestError, RuntimeError } from '../errors.js';
 import type { TensorSource } from '../checkpoint/safetensors.js';
@@ -75,12 +75,20 @@ export interface PromptBinding {
 }
 
 /** Owns the decoder session, the token-embedding table and the KV cache; `start` binds a prompt to it. */
+/** Which image a prompt holds and the positions [first, end) its features fill. */
+export interface PromptImage {
+  key: string;
+  span: readonly [number, number];
+}
+
 export class DecoderRunner {
   readonly vocabSize: number;
   private readonly cache: KvCache;
   private active: DecoderSequence | null = null;
   /** The ids each cached row holds, or null when unknown (a prompt started without ids, a failed run). */
   private rowIds: number[][] | null = null;
+  /** The key of the image behind the cached positions (null: none). */
+  private imageKey: string | null = null;
 
   private constructor(
     private readonly session: GraphSession,
@@ -145,6 +153,29 @@ export class DecoderRunner {
   /** Makes every cached position unusable for reuse (the cache holds an image that the next prompt does not). */
   forgetCache(): void {
     this.rowIds = null;
+  }
+
+  /**
+   * Starts a prompt, reusing what the cache holds of it: the cache is forgotten when the image differs from the one
+   * behind it, and a shared prefix that ends inside the image is cut back to before the image (so its features are
+   * either all reused or all recomputed). `embed(from)` returns the embeddings of positions [from, L).
+   */
+  async startPrompt(
+    ids: readonly number[],
+    image: PromptImage | null,
+    embed: (from: number) => Promise<Float32Array>,
+  ): Promise<DecoderSequence> {
+    if (ids.length >= this.maxSeq) {
+      throw new InvalidRequestError(`the prompt has ${ids.length} tokens and leaves no room in the ${this.maxSeq}-token context`);
+    }
+    const key = image?.key ?? null;
+    if (key !== this.imageKey) {
+      this.forgetCache();
+      this.imageKey = key;
+    }
+    let reuse = this.cachedPrefixLength(ids);
+    if (image && reuse < image.span[1]) reuse = Math.min(reuse, image.span[0]);
+    return this.start(await embed(reuse), ids.length, { ids, reuse });
   }
 
   /**

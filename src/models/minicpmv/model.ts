@@ -56,8 +56,6 @@ export const MINICPMV1_CHAT_DEFAULTS = {
 export const MAX_INPUT_LENGTH = 2048;
 
 export class MiniCPMVModel {
-  /** The imageKey of the prompt whose positions the decoder's cache may hold. */
-  private cachedImageKey: string | null = null;
   /** The last image's slices, so that the next turn about the same image skips slicing and resizing. */
   private lastImage: { key: string; input: ImageInput } | null = null;
 
@@ -174,19 +172,12 @@ export class MiniCPMVModel {
    * request left in the KV cache with the same ids and the same image are reused: neither embedded nor prefilled
    * again, and the vision encoder does not run when they cover the whole image.
    */
-  async startPrompt(prompt: PreparedPrompt): Promise<DecoderSequence> {
-    const seqLen = prompt.ids.length;
-    if (seqLen >= this.decoder.maxSeq) {
-      throw new InvalidRequestError(`the prompt has ${seqLen} tokens and leaves no room in the ${this.decoder.maxSeq}-token context`);
-    }
-    if (prompt.imageKey !== this.cachedImageKey) {
-      this.decoder.forgetCache();
-      this.cachedImageKey = prompt.imageKey;
-    }
-    let reuse = this.decoder.cachedPrefixLength(prompt.ids);
+  startPrompt(prompt: PreparedPrompt): Promise<DecoderSequence> {
     const spans = prompt.imageBound;
-    if (spans.length > 0 && reuse < spans[spans.length - 1]![1]) reuse = Math.min(reuse, spans[0]![0]);
-    return this.decoder.start(await this.embed(prompt, reuse), seqLen, { ids: prompt.ids, reuse });
+    const image = prompt.imageKey !== null && spans.length > 0
+      ? { key: prompt.imageKey, span: [spans[0]![0], spans[spans.length - 1]![1]] as const }
+      : null;
+    return this.decoder.startPrompt(prompt.ids, image, (from) => this.embed(prompt, from));
   }
 
   /** Token ids of a text as the chat path encodes it (BOS first). */

@@ -54,9 +54,6 @@ export class OmniLMMModel implements LoadedModel {
   readonly chatDefaults = OMNILMM_CHAT_DEFAULTS;
   /** chat.py's OmniLMM12B samples with exactly the family's defaults. */
   readonly chatPySettings = { decoding: 'sample' } as const;
-  /** The imageKey of the prompt whose positions the decoder's cache may hold. */
-  private cachedImageKey: string | null = null;
-
   private constructor(
     readonly config: OmniLMMConfig,
     readonly tokenizer: LlamaTokenizer,
@@ -150,19 +147,9 @@ export class OmniLMMModel implements LoadedModel {
    * KV cache with the same ids and the same image are reused, neither embedded nor prefilled again; the sliding
    * window does not change them, since a position's keys and values depend only on the positions before it.
    */
-  async startPrompt(prompt: OmniLMMPrompt): Promise<DecoderSequence> {
-    const seqLen = prompt.ids.length;
-    if (seqLen >= this.decoder.maxSeq) {
-      throw new InvalidRequestError(`the prompt has ${seqLen} tokens and leaves no room in the ${this.decoder.maxSeq}-token context`);
-    }
-    if (prompt.imageKey !== this.cachedImageKey) {
-      this.decoder.forgetCache();
-      this.cachedImageKey = prompt.imageKey;
-    }
-    let reuse = this.decoder.cachedPrefixLength(prompt.ids);
-    const [first, end] = prompt.imageRows;
-    if (reuse < end) reuse = Math.min(reuse, first);
-    return this.decoder.start(await this.embed(prompt, reuse), seqLen, { ids: prompt.ids, reuse });
+  startPrompt(prompt: OmniLMMPrompt): Promise<DecoderSequence> {
+    const image = { key: prompt.imageKey, span: prompt.imageRows };
+    return this.decoder.startPrompt(prompt.ids, image, (from) => this.embed(prompt, from));
   }
 
   /** Token ids of a text as the chat path encodes it (BOS first). */
