@@ -8,6 +8,6 @@ export { WorkerEngine } from './chat/worker-engine.js';
 export { LocalEngine } from './chat/local-engine.js';
 export type { Engine, EngineInfo, EngineRequest } from './chat/engine-types.js';
 export { ChatServer } from './server/server.js';
-export type { ChatMessage } from './models/minicpmv/prompt.js';
+export type { ChatMessage } from './models/messages.js';
 export { decodeImage, type RgbImage } from './image/index.js';
 export * from './errors.js';

@@ -6,7 +6,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { loadModel, type Model } from '../src/index.js';
 import type { DecodingSettings } from '../src/chat/decoding.js';
-import { fixturePath, readFixtureJson } from './helpers/fixtures.js';
+import { fixturePath, readFixtureJson, nonSamplingSettings } from './helpers/fixtures.js';
 
 const FIXTURE = 'minicpmv2-tiny';
 
@@ -28,9 +28,7 @@ interface LlmCase {
 function settingsFor(run: Run): DecodingSettings {
   const k = run.chat_kwargs;
   assert.equal(k.sampling, false);
-  return k.num_beams === 1
-    ? { decoding: 'greedy', repetitionPenalty: k.repetition_penalty, maxNewTokens: k.max_new_tokens }
-    : { decoding: 'beam', numBeams: k.num_beams, repetitionPenalty: k.repetition_penalty, maxNewTokens: k.max_new_tokens };
+  return nonSamplingSettings(k);
 }
 
 let model: Model;

@@ -15,7 +15,7 @@ import { loadModelConfig } from '../src/config/load.js';
 import { CheckpointError, FileNotFoundError, InvalidRequestError, UnsupportedModelError } from '../src/errors.js';
 import { decodeImage } from '../src/image/index.js';
 import { familyOf } from '../src/models/registry.js';
-import { fixturePath, maxAbsDiff, openGolden, readFixtureJson } from './helpers/fixtures.js';
+import { fixturePath, maxAbsDiff, openGolden, readFixtureJson, nonSamplingSettings } from './helpers/fixtures.js';
 
 const FIXTURE = 'minicpmv2-tiny';
 const MODEL = fixturePath(FIXTURE, 'model');
@@ -39,9 +39,7 @@ interface LlmCase {
 function settingsFor(run: Run): DecodingSettings {
   const k = run.chat_kwargs;
   assert.equal(k.sampling, false);
-  return k.num_beams === 1
-    ? { decoding: 'greedy', repetitionPenalty: k.repetition_penalty, maxNewTokens: k.max_new_tokens }
-    : { decoding: 'beam', numBeams: k.num_beams, repetitionPenalty: k.repetition_penalty, maxNewTokens: k.max_new_tokens };
+  return nonSamplingSettings(k);
 }
 
 const llmCase = (name: string) => readFixtureJson<LlmCase>(FIXTURE, 'llm', `${name}.json`);

@@ -28,7 +28,7 @@ import { buildVisionGraph, readVisionPosEmbed } from '../src/models/minicpmv/vis
 import type { VisionDims } from '../src/models/parts/layers.js';
 import { GraphSession } from '../src/runtime/session.js';
 import { LlamaTokenizer } from '../src/tokenizer/llama.js';
-import { fixturePath, maxAbsDiff, openGolden, readFixtureJson, repoRoot } from './helpers/fixtures.js';
+import { fixturePath, maxAbsDiff, openGolden, readFixtureJson, repoRoot, nonSamplingSettings } from './helpers/fixtures.js';
 
 const FIXTURE = 'minicpmv1-tiny';
 const MODEL_DIR = fixturePath(FIXTURE, 'model');
@@ -348,9 +348,7 @@ const llmCases = readdirSync(fixturePath(FIXTURE, 'llm'))
 function settingsFor(run: Run): DecodingSettings {
   const k = run.chat_kwargs;
   assert.equal(k.sampling, false);
-  return k.num_beams === 1
-    ? { decoding: 'greedy', repetitionPenalty: k.repetition_penalty, maxNewTokens: k.max_new_tokens }
-    : { decoding: 'beam', numBeams: k.num_beams, repetitionPenalty: k.repetition_penalty, maxNewTokens: k.max_new_tokens };
+  return nonSamplingSettings(k);
 }
 
 describe('LLM: embeddings, logits and beam scores (README §5.4, §6)', () => {

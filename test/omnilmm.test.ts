@@ -17,7 +17,7 @@ import { decodeImage, type RgbImage } from '../src/image/index.js';
 import { loadModel, type Model } from '../src/index.js';
 import { buildDecoder, type MiniCPMTextDims } from '../src/models/parts/decoder.js';
 import { getAbsPos, patchify } from '../src/models/parts/position-embedding.js';
-import { parseMessages, type ChatMessage } from '../src/models/minicpmv/prompt.js';
+import { parseMessages, type ChatMessage } from '../src/models/messages.js';
 import { omnilmmFamily } from '../src/models/omnilmm/family.js';
 import { imagePixels, resizeImage } from '../src/models/omnilmm/image-input.js';
 import { OmniLMMModel } from '../src/models/omnilmm/model.js';
@@ -30,7 +30,7 @@ import { familyOf, type ConfigOf } from '../src/models/registry.js';
 import { attentionBias, DecoderRunner } from '../src/runtime/decoder-runner.js';
 import { GraphSession } from '../src/runtime/session.js';
 import { LlamaTokenizer } from '../src/tokenizer/llama.js';
-import { fixturePath, maxAbsDiff, openGolden, readFixtureJson } from './helpers/fixtures.js';
+import { fixturePath, maxAbsDiff, openGolden, readFixtureJson, nonSamplingSettings } from './helpers/fixtures.js';
 
 const FIXTURE = 'omnilmm12b-tiny';
 const MODEL_DIR = fixturePath(FIXTURE, 'model');
@@ -347,9 +347,7 @@ const llmCases = jsonFiles('llm').map((file) => readFixtureJson<LlmCase>(FIXTURE
 function settingsFor(run: Run) {
   const k = run.generate_kwargs;
   assert.equal(k.do_sample, false);
-  return k.num_beams === 1
-    ? { decoding: 'greedy' as const, repetitionPenalty: k.repetition_penalty, maxNewTokens: k.max_new_tokens }
-    : { decoding: 'beam' as const, numBeams: k.num_beams, repetitionPenalty: k.repetition_penalty, maxNewTokens: k.max_new_tokens };
+  return nonSamplingSettings(k);
 }
 
 function top5(row: Float32Array): number[] {

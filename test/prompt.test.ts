@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { test } from 'node:test';
-import { buildPrompt, imagePlaceholder, parseMessages } from '../src/models/minicpmv/prompt.js';
+import { buildPrompt, imagePlaceholder } from '../src/models/minicpmv/prompt.js';
+import { parseMessages } from '../src/models/messages.js';
 import { InvalidRequestError } from '../src/errors.js';
 import { fixturePath, readFixtureJson } from './helpers/fixtures.js';
 

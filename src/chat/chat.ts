@@ -8,7 +8,7 @@ import { beamSearch } from '../generation/beam-search.js';
 import { generate } from '../generation/generate.js';
 import type { LogitsModel } from '../generation/types.js';
 import type { RgbImage } from '../image/index.js';
-import type { ChatMessage } from '../models/minicpmv/prompt.js';
+import type { ChatMessage } from '../models/messages.js';
 import { isPythonWhitespace } from '../tokenizer/python-strings.js';
 import { resolveDecoding, type ChatDefaults, type DecodingSettings } from './decoding.js';
 

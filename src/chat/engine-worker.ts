@@ -5,7 +5,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadModelConfig } from '../config/load.js';
 import { decodeImage } from '../image/index.js';
-import { parseMessages } from '../models/minicpmv/prompt.js';
+import { parseMessages } from '../models/messages.js';
 import { familyOf, type LoadedModel } from '../models/registry.js';
 import { streamChat } from './chat.js';
 import type { EngineRequest } from './engine-types.js';

@@ -4,7 +4,7 @@
 
 import { readFileSync } from 'node:fs';
 import { ImageError, InvalidRequestError } from '../errors.js';
-import { parseMessages } from '../models/minicpmv/prompt.js';
+import { parseMessages } from '../models/messages.js';
 import { loadModel, Model, type LoadModelOptions } from './engine.js';
 
 export interface OmniLMMChatInput {

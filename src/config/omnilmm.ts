@@ -4,6 +4,7 @@
 // read); a `vision_config` object may spell out other sizes of the same timm code path (the tiny fixture does).
 
 import { CheckpointError, UnsupportedModelError } from '../errors.js';
+import { checkStatedGeometry, checkVitLayers, vitGeometry, vitMlpHidden } from './vision.js';
 import {
   boolean, fromDict, integer, integers, keyPath, number, optional, string, type FromSchema, type Origin,
 } from './fromDict.js';
@@ -206,26 +207,12 @@ function readSlidingWindow(config: Record<string, unknown>, origin: Origin): num
 function parseVisionConfig(raw: unknown, origin: Origin): EvaVisionConfig {
   const v = fromDict(raw, VISION_CONFIG_FIELDS, origin);
   const at = (key: string) => `${origin.file}: "${keyPath(origin, key)}"`;
-  const act = v.actLayer.toLowerCase();
-  if (!act.includes('gelu') || act.includes('tanh')) {
-    throw new UnsupportedModelError(`${at('act_layer')} is "${v.actLayer}"; only the exact (erf) GELU is supported`);
-  }
-  if (!/layer_?norm/i.test(v.normLayer)) {
-    throw new UnsupportedModelError(`${at('norm_layer')} is "${v.normLayer}"; only LayerNorm is supported`);
-  }
+  checkVitLayers(v, at);
   const epsInName = /eps\s*=\s*([0-9.eE+-]+)/.exec(v.normLayer);
   const normEps = v.normEps ?? (epsInName ? Number(epsInName[1]) : NORM_EPS);
   if (!Number.isFinite(normEps) || normEps < 0) throw new CheckpointError(`${at('norm_layer')} names an invalid eps: "${v.normLayer}"`);
 
-  let mlpHiddenDim = v.mlpHiddenDim;
-  if (v.mlpRatio !== undefined) {
-    const fromRatio = Math.trunc(v.embedDim * v.mlpRatio);
-    if (mlpHiddenDim !== undefined && mlpHiddenDim !== fromRatio) {
-      throw new CheckpointError(`${at('mlp_hidden_dim')} is ${mlpHiddenDim}, but int(embed_dim · mlp_ratio) = ${fromRatio}`);
-    }
-    mlpHiddenDim = fromRatio;
-  }
-  if (mlpHiddenDim === undefined) throw new CheckpointError(`${origin.file}: "${origin.prefix}" needs "mlp_hidden_dim" or "mlp_ratio"`);
+  const mlpHiddenDim = vitMlpHidden(v, at, origin);
 
   const config = finishVision({
     timmEntrypoint: v.timmEntrypoint, imgSize: v.imgSize, patchSize: v.patchSize, inChans: v.inChans,
@@ -234,14 +221,7 @@ function parseVisionConfig(raw: unknown, origin: Origin): EvaVisionConfig {
   if (v.depthUsed !== undefined && v.depthUsed !== config.usedDepth) {
     throw new CheckpointError(`${at('depth_used')} is ${v.depthUsed}, but the official code runs depth − 1 = ${config.usedDepth} blocks`);
   }
-  if (v.headDim !== undefined && v.headDim !== config.headDim) {
-    throw new CheckpointError(`${at('head_dim')} is ${v.headDim}, but embed_dim / num_heads = ${config.headDim}`);
-  }
-  if (v.posEmbedGrid !== undefined && v.posEmbedGrid.join('x') !== config.posEmbedGrid.join('x')) {
-    throw new CheckpointError(
-      `${at('pos_embed_grid')} is [${v.posEmbedGrid.join(', ')}], but img_size // patch_size gives [${config.posEmbedGrid.join(', ')}]`,
-    );
-  }
+  checkStatedGeometry(v, config, at);
   return config;
 }
 
@@ -250,10 +230,5 @@ type EvaSizes = Omit<EvaVisionConfig, 'headDim' | 'usedDepth' | 'posEmbedGrid'>;
 /** Derives head size, blocks run and position grid, and checks that the sizes fit together. */
 function finishVision(sizes: EvaSizes, origin: Origin): EvaVisionConfig {
   const where = origin.prefix ? `${origin.file} ("${origin.prefix}")` : `${origin.file} (timm ${sizes.timmEntrypoint})`;
-  if (sizes.embedDim % sizes.numHeads !== 0) {
-    throw new CheckpointError(`${where}: embed_dim ${sizes.embedDim} is not a multiple of num_heads ${sizes.numHeads}`);
-  }
-  const grid = Math.floor(sizes.imgSize / sizes.patchSize);
-  if (grid < 1) throw new CheckpointError(`${where}: img_size ${sizes.imgSize} is smaller than patch_size ${sizes.patchSize}`);
-  return { ...sizes, usedDepth: sizes.depth - 1, headDim: sizes.embedDim / sizes.numHeads, posEmbedGrid: [grid, grid] };
+  return { ...sizes, usedDepth: sizes.depth - 1, ...vitGeometry(sizes, where) };
 }

@@ -109,24 +109,8 @@ export function parseVisionConfig(config: Record<string, unknown>, timmModel: st
 function fromVisionConfigDict(raw: unknown, timmModel: string, dropLastLayer: boolean, origin: Origin): VisionConfig {
   const v = fromDict(raw, VISION_CONFIG_FIELDS, origin);
   const at = (key: string) => `${origin.file}: "${keyPath(origin, key)}"`;
-  const act = v.actLayer.toLowerCase();
-  if (!act.includes('gelu') || act.includes('tanh')) {
-    throw new UnsupportedModelError(`${at('act_layer')} is "${v.actLayer}"; only the exact (erf) GELU is supported`);
-  }
-  if (!/layer_?norm/i.test(v.normLayer)) {
-    throw new UnsupportedModelError(`${at('norm_layer')} is "${v.normLayer}"; only LayerNorm is supported`);
-  }
-  let mlpHiddenDim = v.mlpHiddenDim;
-  if (v.mlpRatio !== undefined) {
-    const fromRatio = Math.trunc(v.embedDim * v.mlpRatio);
-    if (mlpHiddenDim !== undefined && mlpHiddenDim !== fromRatio) {
-      throw new CheckpointError(`${at('mlp_hidden_dim')} is ${mlpHiddenDim}, but int(embed_dim · mlp_ratio) = ${fromRatio}`);
-    }
-    mlpHiddenDim = fromRatio;
-  }
-  if (mlpHiddenDim === undefined) {
-    throw new CheckpointError(`${origin.file}: "${origin.prefix}" needs "mlp_hidden_dim" or "mlp_ratio"`);
-  }
+  checkVitLayers(v, at);
+  const mlpHiddenDim = vitMlpHidden(v, at, origin);
   const usedDepth = v.depth - (dropLastLayer ? 1 : 0);
   if (v.depthUsed !== undefined && v.depthUsed !== usedDepth) {
     throw new CheckpointError(`${at('depth_used')} is ${v.depthUsed}, but depth ${v.depth} with drop_vision_last_layer=${dropLastLayer} gives ${usedDepth}`);
@@ -135,14 +119,7 @@ function fromVisionConfigDict(raw: unknown, timmModel: string, dropLastLayer: bo
     timmModel, imgSize: v.imgSize, patchSize: v.patchSize, inChans: v.inChans, embedDim: v.embedDim, depth: v.depth,
     usedDepth, numHeads: v.numHeads, mlpHiddenDim, qkvBias: v.qkvBias, normEps: v.normEps,
   }, origin);
-  if (v.headDim !== undefined && v.headDim !== config.headDim) {
-    throw new CheckpointError(`${at('head_dim')} is ${v.headDim}, but embed_dim / num_heads = ${config.headDim}`);
-  }
-  if (v.posEmbedGrid !== undefined && v.posEmbedGrid.join('x') !== config.posEmbedGrid.join('x')) {
-    throw new CheckpointError(
-      `${at('pos_embed_grid')} is [${v.posEmbedGrid.join(', ')}], but img_size // patch_size gives [${config.posEmbedGrid.join(', ')}]`,
-    );
-  }
+  checkStatedGeometry(v, config, at);
   return config;
 }
 
@@ -151,12 +128,67 @@ type VisionSizes = Omit<VisionConfig, 'headDim' | 'activation' | 'posEmbedGrid'>
 /** Derives head size and position grid, and checks that the sizes fit together. */
 function finish(sizes: VisionSizes, origin: Origin): VisionConfig {
   const where = origin.prefix ? `${origin.file} ("${origin.prefix}")` : `${origin.file} (vision_encoder "${sizes.timmModel}")`;
+  if (sizes.usedDepth < 1) throw new CheckpointError(`${where}: no vision block is left to run (depth ${sizes.depth})`);
+  return { ...sizes, ...vitGeometry(sizes, where), activation: 'gelu' };
+}
+
+// Checks and derived sizes that every timm ViT config shares (SigLIP here, EVA02 in omnilmm.ts).
+
+/** Refuses activations and norms other than the exact (erf) GELU and LayerNorm. */
+export function checkVitLayers(v: { actLayer: string; normLayer: string }, at: (key: string) => string): void {
+  const act = v.actLayer.toLowerCase();
+  if (!act.includes('gelu') || act.includes('tanh')) {
+    throw new UnsupportedModelError(`${at('act_layer')} is "${v.actLayer}"; only the exact (erf) GELU is supported`);
+  }
+  if (!/layer_?norm/i.test(v.normLayer)) {
+    throw new UnsupportedModelError(`${at('norm_layer')} is "${v.normLayer}"; only LayerNorm is supported`);
+  }
+}
+
+/** The MLP width: `mlp_hidden_dim`, or timm's int(embed_dim · mlp_ratio); both must agree when both are given. */
+export function vitMlpHidden(
+  v: { embedDim: number; mlpRatio?: number; mlpHiddenDim?: number },
+  at: (key: string) => string,
+  origin: Origin,
+): number {
+  let mlpHiddenDim = v.mlpHiddenDim;
+  if (v.mlpRatio !== undefined) {
+    const fromRatio = Math.trunc(v.embedDim * v.mlpRatio);
+    if (mlpHiddenDim !== undefined && mlpHiddenDim !== fromRatio) {
+      throw new CheckpointError(`${at('mlp_hidden_dim')} is ${mlpHiddenDim}, but int(embed_dim · mlp_ratio) = ${fromRatio}`);
+    }
+    mlpHiddenDim = fromRatio;
+  }
+  if (mlpHiddenDim === undefined) throw new CheckpointError(`${origin.file}: "${origin.prefix}" needs "mlp_hidden_dim" or "mlp_ratio"`);
+  return mlpHiddenDim;
+}
+
+/** Head size and the stored position grid (img_size // patch_size, square), checked to fit. */
+export function vitGeometry(
+  sizes: { embedDim: number; numHeads: number; imgSize: number; patchSize: number },
+  where: string,
+): { headDim: number; posEmbedGrid: [number, number] } {
   if (sizes.embedDim % sizes.numHeads !== 0) {
     throw new CheckpointError(`${where}: embed_dim ${sizes.embedDim} is not a multiple of num_heads ${sizes.numHeads}`);
   }
-  if (sizes.usedDepth < 1) throw new CheckpointError(`${where}: no vision block is left to run (depth ${sizes.depth})`);
   const grid = Math.floor(sizes.imgSize / sizes.patchSize);
   if (grid < 1) throw new CheckpointError(`${where}: img_size ${sizes.imgSize} is smaller than patch_size ${sizes.patchSize}`);
-  return { ...sizes, headDim: sizes.embedDim / sizes.numHeads, activation: 'gelu', posEmbedGrid: [grid, grid] };
+  return { headDim: sizes.embedDim / sizes.numHeads, posEmbedGrid: [grid, grid] };
+}
+
+/** A config may also state head_dim and pos_embed_grid: they must equal what the sizes give. */
+export function checkStatedGeometry(
+  v: { headDim?: number; posEmbedGrid?: number[] },
+  derived: { headDim: number; posEmbedGrid: [number, number] },
+  at: (key: string) => string,
+): void {
+  if (v.headDim !== undefined && v.headDim !== derived.headDim) {
+    throw new CheckpointError(`${at('head_dim')} is ${v.headDim}, but embed_dim / num_heads = ${derived.headDim}`);
+  }
+  if (v.posEmbedGrid !== undefined && v.posEmbedGrid.join('x') !== derived.posEmbedGrid.join('x')) {
+    throw new CheckpointError(
+      `${at('pos_embed_grid')} is [${v.posEmbedGrid.join(', ')}], but img_size // patch_size gives [${derived.posEmbedGrid.join(', ')}]`,
+    );
+  }
 }
 

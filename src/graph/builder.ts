@@ -90,7 +90,8 @@ function sweepDeadFolders(parent: string): void {
   }
 }
 
-function processRuns(pid: number): boolean {
+/** Whether a process with this id is alive (folders of dead processes can be swept). */
+export function processRuns(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

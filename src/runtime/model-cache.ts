@@ -26,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import type { TensorSource } from '../checkpoint/safetensors.js';
 import { ShardedCheckpoint } from '../checkpoint/sharded.js';
 import { RuntimeError } from '../errors.js';
-import type { SerializedModel } from '../graph/builder.js';
+import { processRuns, type SerializedModel } from '../graph/builder.js';
 import { GraphSession, type RuntimeOptions } from './session.js';
 
 /** Bumped when the cache layout itself changes. */
@@ -171,15 +171,6 @@ function sweepStaleEntries(root: string, keyFolder: string, checkpointDir: strin
   for (const name of readdirSync(keyFolder)) {
     const pid = Number(/\.partial-(\d+)-/.exec(name)?.[1]);
     if (pid && pid !== process.pid && !processRuns(pid)) rmSync(join(keyFolder, name), { recursive: true, force: true });
-  }
-}
-
-function processRuns(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

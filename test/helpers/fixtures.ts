@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SafetensorsFile } from '../../src/checkpoint/safetensors.js';
+import type { DecodingSettings } from '../../src/chat/decoding.js';
 
 /** The repository root (tests run from dist/test/..., fixtures live in test/fixtures). */
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -30,4 +31,14 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
     if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
   }
   return m;
+}
+
+/**
+ * Our decoding settings for a fixture run recorded without sampling (chat(sampling=False, **kw) or
+ * generate(do_sample=False, …)): one beam is greedy, more is beam search; the penalty and length as recorded.
+ */
+export function nonSamplingSettings(k: { num_beams?: number; repetition_penalty?: number; max_new_tokens: number }): DecodingSettings {
+  return k.num_beams === 1
+    ? { decoding: 'greedy', repetitionPenalty: k.repetition_penalty, maxNewTokens: k.max_new_tokens }
+    : { decoding: 'beam', numBeams: k.num_beams, repetitionPenalty: k.repetition_penalty, maxNewTokens: k.max_new_tokens };
 }

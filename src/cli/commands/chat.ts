@@ -7,7 +7,7 @@ import type { Engine, EngineMessage } from '../../chat/engine-types.js';
 import { WorkerEngine } from '../../chat/worker-engine.js';
 import { InvalidRequestError, OmnilmmError } from '../../errors.js';
 import { decodeImage } from '../../image/index.js';
-import { parseMessages, type ChatMessage } from '../../models/minicpmv/prompt.js';
+import { parseMessages, type ChatMessage } from '../../models/messages.js';
 import { numberOption, parseCommandArgs, stringOption, type Parsed } from '../args.js';
 import { readUserFile } from '../io.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../../graph/quantize.js';

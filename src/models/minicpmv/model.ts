@@ -11,13 +11,14 @@ import { DecoderRunner, type DecoderSequence } from '../../runtime/decoder-runne
 import type { RuntimeOptions } from '../../runtime/session.js';
 import { LlamaTokenizer } from '../../tokenizer/llama.js';
 import { StreamingDetokenizer } from '../../tokenizer/streaming.js';
-import type { MiniCPMTextDims } from '../parts/decoder.js';
+import { llamaDims, type MiniCPMTextDims } from '../parts/decoder.js';
 import { prepareImageInput, slicePixels, type ImageInput } from './image-input.js';
-import { buildPrompt, type ChatMessage } from './prompt.js';
+import { buildPrompt } from './prompt.js';
+import { type ChatMessage } from '../messages.js';
 import type { ResamplerDims } from '../parts/resampler.js';
 import { decodeText, imageBound } from './tokens.js';
 import { VisionEncoder } from './vision-encoder.js';
-import type { VisionDims } from '../parts/layers.js';
+import { vitDims } from '../parts/layers.js';
 
 export interface LoadOptions extends RuntimeOptions {
   /** Most sequences decoded at once (beam search needs num_beams; default 3). */
@@ -71,7 +72,7 @@ export class MiniCPMVModel {
     const weights = openCheckpoint(dir);
     try {
       const runtime: RuntimeOptions = { threads: options.threads, executionProvider: options.executionProvider, cache: options.cache };
-      const vision = await VisionEncoder.create(weights, { vision: visionDims(config), resampler: resamplerDims(config) }, { runtime });
+      const vision = await VisionEncoder.create(weights, { vision: vitDims(config.vision), resampler: resamplerDims(config) }, { runtime });
       const decoder = await DecoderRunner.create(weights, textDims(config), {
         ...runtime,
         maxSeq: config.text.maxPositionEmbeddings,
@@ -204,17 +205,8 @@ function imageKey(image: RgbImage): string {
 function textDims(config: MiniCPMVConfig): MiniCPMTextDims {
   const t = config.text;
   return {
-    hiddenSize: t.hiddenSize, numLayers: t.numHiddenLayers, numHeads: t.numAttentionHeads, numKvHeads: t.numKeyValueHeads,
-    intermediateSize: t.intermediateSize, rmsNormEps: t.rmsNormEps, ropeTheta: t.ropeTheta, vocabSize: t.vocabSize,
+    ...llamaDims(t),
     scaleEmb: t.scaleEmb, dimModelBase: t.dimModelBase, scaleDepth: t.scaleDepth,
-  };
-}
-
-function visionDims(config: MiniCPMVConfig): VisionDims {
-  const v = config.vision;
-  return {
-    patchSize: v.patchSize, embedDim: v.embedDim, depthUsed: v.usedDepth, numHeads: v.numHeads,
-    mlpHidden: v.mlpHiddenDim, normEps: v.normEps, posGrid: v.posEmbedGrid,
   };
 }
 

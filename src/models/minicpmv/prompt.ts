@@ -1,11 +1,7 @@
 // MiniCPM-V prompt text: the image placeholder and the `<用户>…<AI>` chat format (modeling_minicpmv.py, 651ed08).
 
 import { InvalidRequestError } from '../../errors.js';
-
-export interface ChatMessage {
-  role: 'user' | 'assistant';
-  content: string;
-}
+import type { ChatMessage } from '../messages.js';
 
 /** The strings LlamaTokenizerWrapper defines for image spans. */
 export const IMAGE_TOKENS = {
@@ -31,21 +27,6 @@ export function gridPlaceholder(grid: readonly [number, number], queryNum: numbe
 /** Port of `get_slice_image_placeholder`'s text: the overview's placeholder, then the grid's when there are patches. */
 export function imagePlaceholder(grid: readonly [number, number] | null, queryNum: number): string {
   return slicePlaceholder(queryNum) + (grid ? gridPlaceholder(grid, queryNum) : '');
-}
-
-/** Checks the seed's message format and returns typed messages. */
-export function parseMessages(value: unknown): ChatMessage[] {
-  if (!Array.isArray(value) || value.length === 0) {
-    throw new InvalidRequestError('messages must be a non-empty JSON array of {"role": "user"|"assistant", "content": string}');
-  }
-  return value.map((m, i) => {
-    const msg = m as { role?: unknown; content?: unknown };
-    if (!msg || typeof msg !== 'object' || (msg.role !== 'user' && msg.role !== 'assistant')) {
-      throw new InvalidRequestError(`message ${i} must have "role" "user" or "assistant"`);
-    }
-    if (typeof msg.content !== 'string') throw new InvalidRequestError(`message ${i} must have a string "content"`);
-    return { role: msg.role, content: msg.content };
-  });
 }
 
 /**

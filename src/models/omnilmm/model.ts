@@ -10,10 +10,10 @@ import { DecoderRunner, type DecoderSequence } from '../../runtime/decoder-runne
 import type { RuntimeOptions } from '../../runtime/session.js';
 import { LlamaTokenizer } from '../../tokenizer/llama.js';
 import { StreamingDetokenizer } from '../../tokenizer/streaming.js';
-import type { MiniCPMTextDims } from '../parts/decoder.js';
-import type { ChatMessage } from '../minicpmv/prompt.js';
+import { llamaDims, type MiniCPMTextDims } from '../parts/decoder.js';
+import type { ChatMessage } from '../messages.js';
 import type { ResamplerDims } from '../parts/resampler.js';
-import type { VisionDims } from '../parts/layers.js';
+import { vitDims } from '../parts/layers.js';
 import type { LoadedModel, LoadOptions } from '../registry.js';
 import { imagePixels, resizeImage } from './image-input.js';
 import { buildPrompt, IMAGE_TOKENS } from './prompt.js';
@@ -68,7 +68,7 @@ export class OmniLMMModel implements LoadedModel {
     const weights = openCheckpoint(dir);
     try {
       const runtime: RuntimeOptions = { threads: options.threads, executionProvider: options.executionProvider, cache: options.cache };
-      const vision = await OmniLMMVisionEncoder.create(weights, { vision: visionDims(config), resampler: resamplerDims(config) }, runtime);
+      const vision = await OmniLMMVisionEncoder.create(weights, { vision: vitDims(config.vision), resampler: resamplerDims(config) }, runtime);
       try {
         const decoder = await DecoderRunner.create(weights, textDims(config), {
           ...runtime,
@@ -188,17 +188,8 @@ function readImageTokenIds(tokenizer: LlamaTokenizer, dir: string): ImageTokenId
 function textDims(config: OmniLMMConfig): MiniCPMTextDims {
   const t = config.text;
   return {
-    hiddenSize: t.hiddenSize, numLayers: t.numHiddenLayers, numHeads: t.numAttentionHeads, numKvHeads: t.numKeyValueHeads,
-    intermediateSize: t.intermediateSize, rmsNormEps: t.rmsNormEps, ropeTheta: t.ropeTheta, vocabSize: t.vocabSize,
+    ...llamaDims(t),
     scaleEmb: 1, ...(t.slidingWindow === null ? {} : { slidingWindow: t.slidingWindow }),
-  };
-}
-
-function visionDims(config: OmniLMMConfig): VisionDims {
-  const v = config.vision;
-  return {
-    patchSize: v.patchSize, embedDim: v.embedDim, depthUsed: v.usedDepth, numHeads: v.numHeads,
-    mlpHidden: v.mlpHiddenDim, normEps: v.normEps, posGrid: v.posEmbedGrid,
   };
 }
 

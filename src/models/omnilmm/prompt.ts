@@ -2,7 +2,7 @@
 // placeholder put into the first message, then the Zephyr chat format with the official system message.
 
 import { InvalidRequestError } from '../../errors.js';
-import type { ChatMessage } from '../minicpmv/prompt.js';
+import type { ChatMessage } from '../messages.js';
 
 /** The token strings chat.py uses for the image. */
 export const IMAGE_TOKENS = {

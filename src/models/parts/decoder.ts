@@ -52,6 +52,17 @@ export interface MiniCPMTextDims extends DecoderDims {
   scaleEmb: number;
 }
 
+/** The sizes every llama-style text config has (the family adds its own scales). */
+export function llamaDims(t: {
+  hiddenSize: number; numHiddenLayers: number; numAttentionHeads: number; numKeyValueHeads: number;
+  intermediateSize: number; rmsNormEps: number; ropeTheta: number; vocabSize: number;
+}): DecoderDims {
+  return {
+    hiddenSize: t.hiddenSize, numLayers: t.numHiddenLayers, numHeads: t.numAttentionHeads, numKvHeads: t.numKeyValueHeads,
+    intermediateSize: t.intermediateSize, rmsNormEps: t.rmsNormEps, ropeTheta: t.ropeTheta, vocabSize: t.vocabSize,
+  };
+}
+
 export interface DecoderGraphOptions {
   /** Checkpoint name prefix of the language model (MiniCPM-V stores it under `llm.`, OmniLMM under nothing). */
   prefix: string;

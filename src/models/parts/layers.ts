@@ -18,6 +18,17 @@ export interface VisionDims {
   posGrid: [number, number];
 }
 
+/** The tower sizes of a typed vision config (MiniCPM-V's SigLIP, OmniLMM's EVA02). */
+export function vitDims(v: {
+  patchSize: number; embedDim: number; usedDepth: number; numHeads: number; mlpHiddenDim: number; normEps: number;
+  posEmbedGrid: [number, number];
+}): VisionDims {
+  return {
+    patchSize: v.patchSize, embedDim: v.embedDim, depthUsed: v.usedDepth, numHeads: v.numHeads,
+    mlpHidden: v.mlpHiddenDim, normEps: v.normEps, posGrid: v.posEmbedGrid,
+  };
+}
+
 
 /** Reads a float tensor and checks its shape, so a config that does not fit the checkpoint fails clearly. */
 export function readWeight(source: TensorSource, name: string, shape: readonly number[]): Float32Array {
