@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import sharp from 'sharp';
 import { LocalEngine } from '../src/chat/local-engine.js';
+import { GenerationQueue } from '../src/server/queue.js';
 import { isPublicAddress } from '../src/server/remote-image.js';
 import { ChatServer, type ServerOptions } from '../src/server/server.js';
 import { fixturePath, readFixtureJson } from './helpers/fixtures.js';
@@ -313,6 +314,27 @@ describe('bad requests get OpenAI error objects with the right status', () => {
     assert.match(big.message, /8000x6000/);
   });
 
+  test('a body declared too large is refused before it is sent: no 100 Continue, then 413', async () => {
+    const outcome = await new Promise<{ status: number | undefined; continued: boolean; body: string }>((resolve, reject) => {
+      let continued = false;
+      const req = httpRequest(`${server.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': String(50 << 20), expect: '100-continue' },
+      });
+      req.on('continue', () => (continued = true));
+      req.on('response', (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode, continued, body }));
+      });
+      req.on('error', reject);
+      req.flushHeaders();
+    });
+    assert.equal(outcome.status, 413);
+    assert.equal(outcome.continued, false);
+    assert.equal((JSON.parse(outcome.body) as { error: { code: string } }).error.code, 'payload_too_large');
+  });
+
   test('an http(s) image URL is 400 unless the server allows remote images', async () => {
     const err = await apiError(client(server).chat.completions.create({
       model: 'tiny', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://example.com/cat.png' } }] }],
@@ -469,6 +491,70 @@ describe('one generation at a time', () => {
     running.abort();
     await Promise.all(waiting);
     assert.deepEqual(order, [0, 1, 2]);
+  });
+
+  test('a client still sending its body holds no place: a later request is answered before it', async () => {
+    const server = await startServer();
+    const body = JSON.stringify(short());
+    const req = httpRequest(`${server.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) },
+    });
+    const slow = new Promise<number | undefined>((resolve, reject) => {
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode);
+      });
+      req.on('error', reject);
+    });
+    await new Promise<void>((resolve) => req.write(body.slice(0, 10), () => resolve()));
+    const completion = await client(server).chat.completions.create(short());
+    assert.equal(completion.choices[0]!.message.content, grad.runs.greedy!.text);
+    req.end(body.slice(10));
+    assert.equal(await slow, 200);
+  });
+});
+
+describe('GenerationQueue', () => {
+  const signal = new AbortController().signal;
+
+  test('the line follows the places: one whose image is still being checked goes before later ones', async () => {
+    const queue = new GenerationQueue(4);
+    const endFirst = await queue.join().turn(signal);
+    const [a, b] = [queue.join(), queue.join()];
+    const order: string[] = [];
+    const bDone = b.turn(signal).then((end) => (order.push('b'), end));
+    await new Promise((resolve) => setImmediate(resolve));
+    const aDone = a.turn(signal).then((end) => (order.push('a'), end));
+    endFirst();
+    (await aDone)();
+    (await bDone)();
+    assert.deepEqual(order, ['a', 'b']);
+  });
+
+  test('the engine waits for an earlier place under check, and goes on when that place is given up', async () => {
+    const queue = new GenerationQueue(4);
+    const [a, b] = [queue.join(), queue.join()];
+    let started = false;
+    const bDone = b.turn(signal).then((end) => ((started = true), end));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(started, false, 'b waits for a, which is still being checked');
+    a.leave();
+    (await bDone)();
+    assert.equal(queue.busy, false);
+  });
+
+  test('past the limit a request gets 429; leave() after asking for the turn changes nothing', async () => {
+    const queue = new GenerationQueue(1);
+    const endFirst = await queue.join().turn(signal);
+    const waiting = queue.join();
+    const waitingDone = waiting.turn(signal);
+    await assert.rejects(queue.join().turn(signal), (err: { status?: number }) => err.status === 429);
+    waiting.leave();
+    assert.equal(queue.waitingCount, 1);
+    endFirst();
+    (await waitingDone)();
+    assert.equal(queue.busy, false);
   });
 });
 

@@ -1,23 +1,25 @@
 // Reading a JSON request body with a size limit.
 
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { badRequest, tooLarge } from './api-error.js';
 
 /**
- * Reads and parses the body. Past `limit` bytes it rejects with a 413 at once; the rest of the body is read and
- * dropped so that the client, still sending, gets to see that answer.
+ * Reads and parses the body. Past `limit` bytes it rejects at once with a 413 and reads no further: the client gets
+ * the answer while it is still sending, and the rest of the body never reaches this process (draining it would pass
+ * every byte through freshly allocated buffers). A client that asks before it sends (`Expect: 100-continue`) is
+ * told to go on only when the declared size fits.
  */
-export async function readJsonBody(req: IncomingMessage, limit: number): Promise<unknown> {
+export async function readJsonBody(req: IncomingMessage, res: ServerResponse, limit: number): Promise<unknown> {
   const type = req.headers['content-type'] ?? '';
   if (!/^application\/json\b/i.test(type)) {
     throw badRequest(`send the body as JSON with "Content-Type: application/json" (got ${type ? `"${type}"` : 'none'})`);
   }
-  const tooBig = () => tooLarge(`the request body is larger than the limit of ${formatBytes(limit)}: send a smaller image`);
-  const declared = Number(req.headers['content-length']);
-  if (declared > limit) {
-    req.resume();
-    throw tooBig();
-  }
+  const tooBig = () => {
+    stopReading(req, res);
+    return tooLarge(`the request body is larger than the limit of ${formatBytes(limit)}: send a smaller image`);
+  };
+  if (Number(req.headers['content-length']) > limit) throw tooBig();
+  if (req.headers.expect?.toLowerCase() === '100-continue') res.writeContinue();
   const body = await new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -27,10 +29,6 @@ export async function readJsonBody(req: IncomingMessage, limit: number): Promise
         chunks.push(chunk);
         return;
       }
-      // Keep reading (into nothing) rather than destroying the request, which would cut the connection before
-      // the 413 reaches the client.
-      req.off('data', onData);
-      req.resume();
       reject(tooBig());
     };
     req.on('data', onData);
@@ -45,6 +43,21 @@ export async function readJsonBody(req: IncomingMessage, limit: number): Promise
   } catch (err) {
     throw badRequest(`the request body is not valid JSON: ${(err as Error).message}`);
   }
+}
+
+/** How long a connection whose body was refused stays open, unread, for its client to read the answer. */
+const REFUSED_BODY_LINGER_MS = 2000;
+
+/**
+ * Reads no more of the request and closes the connection a while after the answer is sent. The paused no-op reader
+ * keeps Node's HTTP server from draining a request nobody read; once the little already received fills its buffer,
+ * the socket stops reading. Closing at once could reach a client that is still writing before it has read the
+ * answer: it would see a broken connection (EPIPE) instead of the 413.
+ */
+function stopReading(req: IncomingMessage, res: ServerResponse): void {
+  req.removeAllListeners('data');
+  req.on('data', () => {}).pause();
+  res.once('finish', () => setTimeout(() => req.socket.destroy(), REFUSED_BODY_LINGER_MS).unref());
 }
 
 export function formatBytes(bytes: number): string {

@@ -13,7 +13,7 @@ import { decodeImage } from '../image/index.js';
 import { ApiError, badRequest, errorBody, isAbortError, sendError, toApiError, tooLarge } from './api-error.js';
 import { readJsonBody } from './body.js';
 import { parseChatCompletionRequest, type ChatCompletionRequest, type ImageSource } from './chat-request.js';
-import type { GenerationQueue } from './queue.js';
+import type { GenerationQueue, Place } from './queue.js';
 import { fetchRemoteImage } from './remote-image.js';
 
 export interface CompletionLimits {
@@ -38,13 +38,17 @@ export async function handleChatCompletion(req: IncomingMessage, res: ServerResp
     if (!res.writableFinished) client.abort(new DOMException('the client closed the connection', 'AbortError'));
   });
   const signal = AbortSignal.any([client.signal, ctx.closing]);
+  let place: Place | null = null;
   try {
-    const body = await readJsonBody(req, ctx.limits.maxBodyBytes);
+    const body = await readJsonBody(req, res, ctx.limits.maxBodyBytes);
     const parsed = parseChatCompletionRequest(body);
-    const image = parsed.image ? await loadImage(parsed.image, ctx.limits, signal) : null;
-    const request: EngineRequest = { messages: parsed.messages, image, ...parsed.settings };
+    const imageBytes = parsed.image ? await fetchImageBytes(parsed.image, ctx.limits, signal) : null;
+    // The request's place in the arrival order: once its body (and remote image) is in, before the image check.
+    place = ctx.queue.join();
+    if (imageBytes) await checkImage(imageBytes, ctx.limits);
+    const request: EngineRequest = { messages: parsed.messages, image: imageBytes, ...parsed.settings };
     if (parsed.stop.length > 0) request.stop = parsed.stop;
-    const release = await ctx.queue.acquire(signal);
+    const release = await place.turn(signal);
     try {
       const answer = new Answer(res, ctx.engine.info.modelId, parsed);
       const stream = ctx.engine.stream(request, signal);
@@ -64,18 +68,22 @@ export async function handleChatCompletion(req: IncomingMessage, res: ServerResp
     const error = toApiError(err, ctx.log);
     if (res.headersSent) endStreamWithError(res, error);
     else sendError(res, error);
+  } finally {
+    place?.leave();
   }
 }
 
-/** The image's bytes, checked to decode within the pixel limit before the request waits for its turn. */
-async function loadImage(source: ImageSource, limits: CompletionLimits, signal: AbortSignal): Promise<Uint8Array> {
-  let bytes: Uint8Array;
-  if (source.kind === 'data') bytes = source.bytes;
-  else if (!limits.allowRemoteImages) {
+/** The image's bytes: from its data: URL, or fetched (only when the server allows remote images). */
+async function fetchImageBytes(source: ImageSource, limits: CompletionLimits, signal: AbortSignal): Promise<Uint8Array> {
+  if (source.kind === 'data') return source.bytes;
+  if (!limits.allowRemoteImages) {
     throw badRequest('image URLs are not fetched by this server (start it with --allow-remote-images): send the image as a base64 data: URL', 'messages');
-  } else {
-    bytes = await fetchRemoteImage(source.url, { maxBytes: limits.maxBodyBytes, timeoutMs: limits.remoteImageTimeoutMs, signal });
   }
+  return fetchRemoteImage(source.url, { maxBytes: limits.maxBodyBytes, timeoutMs: limits.remoteImageTimeoutMs, signal });
+}
+
+/** Checks that the image decodes within the pixel limit, before the request waits for its turn. */
+async function checkImage(bytes: Uint8Array, limits: CompletionLimits): Promise<void> {
   try {
     await decodeImage(bytes, { maxPixels: limits.maxImagePixels });
   } catch (err) {
@@ -85,7 +93,6 @@ async function loadImage(source: ImageSource, limits: CompletionLimits, signal: 
     }
     throw err;
   }
-  return bytes;
 }
 
 type FinishReason = 'stop' | 'length';

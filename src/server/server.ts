@@ -72,9 +72,12 @@ export class ChatServer {
     const keyDigest = apiKey ? sha256(apiKey) : null;
     const checkHost = isLoopbackName(host);
 
-    const server = createServer((req, res) => {
+    const handle = (req: IncomingMessage, res: ServerResponse) => {
       route(req, res).catch((err: unknown) => sendError(res, toApiError(err, log)));
-    });
+    };
+    // Requests with `Expect: 100-continue` go to the same handler, which tells the client to go on only where it
+    // reads the body (so a body over the limit is refused before it is sent).
+    const server = createServer(handle).on('checkContinue', handle);
     const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
       const path = (req.url ?? '/').split('?')[0]!;
       if (checkHost && !isLoopbackName(hostnameOf(req.headers.host))) {
