@@ -171,6 +171,29 @@ test('step with parents fans out, reorders, duplicates and drops rows like indep
   }
 });
 
+test('the KV cache holds only the rows and positions in use, and a new prompt gives back what an answer grew', async () => {
+  // layers × (keys, values) × rows × kv_heads × capacity × head_dim float32 values.
+  const bytes = (rows: number, capacity: number) => dims.numLayers * 2 * rows * dims.numKvHeads * capacity * headDim * 4;
+  const { json, tensors } = golden('single_turn_grad');
+  const L = json.seq_len;
+  const capacityFor = (positions: number) => 2 ** Math.max(6, Math.ceil(Math.log2(positions)));
+  const greedy = runner.start(tensors.inputs_embeds!, L);
+  await greedy.prefill();
+  assert.equal(runner.kvCacheBytes, bytes(1, capacityFor(L)), 'one row after a prefill, though the runner allows 3');
+  await greedy.step([json.runs.greedy.new_token_ids[0]!]);
+  assert.equal(runner.kvCacheBytes, bytes(1, capacityFor(L + 1)));
+
+  const beams = runner.start(tensors.inputs_embeds!, L);
+  await beams.prefill();
+  await beams.step([5, 6, 7], [0, 0, 0]);
+  for (let k = 0; k < 80; k++) await beams.step([5, 6, 7]);
+  assert.equal(runner.kvCacheBytes, bytes(3, capacityFor(L + 81)), 'three beam rows, grown with the answer');
+
+  const short = runner.start(runner.embed([1, 2, 3]), 3);
+  await short.prefill();
+  assert.equal(runner.kvCacheBytes, bytes(1, 64), 'a new prompt that reuses nothing starts from the smallest cache');
+});
+
 type Replacements = Map<string, { shape: number[]; data: Float32Array }>;
 
 /** A view of a checkpoint with some tensors replaced or hidden. */

@@ -15,11 +15,12 @@ import { runChat } from '../src/chat/chat.js';
 import { openCheckpoint } from '../src/checkpoint/open.js';
 import { loadModelConfig } from '../src/config/load.js';
 import { Graph, type SerializedModel } from '../src/graph/builder.js';
+import { dequantizeMatrix, matMulNBits, quantizeMatrix, quantizeOptionsFor } from '../src/graph/quantize.js';
 import { decodeImage } from '../src/image/index.js';
 import { familyOf } from '../src/models/registry.js';
 import { cachedSession, checkpointCacheFolder, onModelCacheEvent, type ModelCacheEvent } from '../src/runtime/model-cache.js';
 import type { RuntimeOptions } from '../src/runtime/session.js';
-import { fixturePath, readFixtureJson, repoRoot } from './helpers/fixtures.js';
+import { fixturePath, maxAbsDiff, readFixtureJson, repoRoot } from './helpers/fixtures.js';
 
 const FIXTURE = 'minicpmv2-tiny';
 const scratch = mkdtempSync(join(tmpdir(), 'omnilmm-model-cache-'));
@@ -79,8 +80,10 @@ test('the first load builds and writes every part; the second builds nothing and
   assert.deepEqual(ofType(second.events, 'build'), []);
   assert.deepEqual(ofType(second.events, 'hit').map((e) => e.part).sort(), ['decoder', 'resampler', 'vision']);
   assert.deepEqual(second.outputIds, greedyRun.new_token_ids);
+  // An entry is ONNX Runtime's optimised model, with a weights.bin beside it when it has tensors over 1 MiB.
   for (const hit of ofType(second.events, 'hit')) {
-    assert.deepEqual(readdirSync(hit.folder).sort(), ['manifest.json', 'model.onnx', 'weights.bin']);
+    const files = readdirSync(hit.folder).sort();
+    assert.deepEqual(files.filter((name) => name !== 'weights.bin'), ['manifest.json', 'model.onnx'], files.join(', '));
   }
   // Nothing but complete entries is left behind.
   const key = checkpointCacheFolder(CACHE, MODEL);
@@ -123,6 +126,44 @@ test('options that reach the builders change the key; run-time options do not', 
   assert.equal(new Set([plain, int8, int4, otherDims]).size, 4);
   // An option added later (here an invented one) is part of the key without any change to the cache.
   assert.notEqual(await tinyGraphFolder({ dims: 1 }, { someFutureOption: true } as RuntimeOptions), plain);
+});
+
+test('weights over 1 MiB are kept packed in weights.bin; a session from the entry computes the linear layers', async () => {
+  // y = x·W (MatMul, packed by ONNX Runtime) and z = x·dequant(Q)ᵀ (MatMulNBits, repacked), checked against sums
+  // computed here in float64 from the same values.
+  const [k, n] = [1024, 512];
+  const w = Float32Array.from({ length: k * n }, (_, i) => Math.sin(i * 0.37) * 0.05);
+  const q = quantizeMatrix(Float32Array.from({ length: n * k }, (_, i) => Math.cos(i * 0.11) * 0.05), n, k, quantizeOptionsFor('int4'));
+  const x = Float32Array.from({ length: k }, (_, i) => ((i % 17) - 8) / 8);
+  const build = (): SerializedModel => {
+    const g = new Graph('packed');
+    const input = g.input('x', 'float32', [1, k]);
+    g.output(g.op('MatMul', [input, g.weight('w', w, [k, n])], '/packed/MatMul'), 'y', 'float32', [1, n]);
+    g.output(matMulNBits(g, input, q, 'q', '/packed/q'), 'z', 'float32', [1, n]);
+    return g.serialize();
+  };
+  const dequantized = dequantizeMatrix(q);
+  const expectY = Array.from({ length: n }, (_, j) => x.reduce((sum, v, i) => sum + v * w[i * n + j]!, 0));
+  const expectZ = Array.from({ length: n }, (_, j) => x.reduce((sum, v, i) => sum + v * dequantized[j * k + i]!, 0));
+  const source = openCheckpoint(MODEL);
+  try {
+    for (const expected of ['written', 'hit'] as const) {
+      const events: ModelCacheEvent[] = [];
+      const stop = onModelCacheEvent((event) => events.push(event));
+      const session = await cachedSession({ part: 'packed', label: 'packed', source, key: null, build }, { threads: 1 });
+      stop();
+      const entry = events.find((e) => e.type === expected);
+      assert.ok(entry && 'folder' in entry, events.map((e) => e.type).join(', '));
+      assert.deepEqual(readdirSync(entry.folder).sort(), ['manifest.json', 'model.onnx', 'weights.bin']);
+      const out = await session.run({ x: { type: 'float32', data: x, dims: [1, k] } });
+      await session.release();
+      // MatMul in float32: ~1e-6 of the sums' scale; MatMulNBits quantises x to int8 (accuracy level 4): ~1 %.
+      assert.ok(maxAbsDiff(out.y!.data as Float32Array, expectY) < 1e-4, `MatMul after ${expected}`);
+      assert.ok(maxAbsDiff(out.z!.data as Float32Array, expectZ) < 0.02 * Math.max(...expectZ.map(Math.abs)), `MatMulNBits after ${expected}`);
+    }
+  } finally {
+    source.close();
+  }
 });
 
 /** y = x, a graph without weights. */
@@ -195,7 +236,7 @@ test('a changed checkpoint file gives another key; stale keys are swept; the cac
 test('an incomplete or corrupt entry is rebuilt, and the model still answers token-exact', async () => {
   const loaded = await loadAndAnswer();
   const folders = new Map([...ofType(loaded.events, 'hit'), ...ofType(loaded.events, 'written')].map((e) => [e.part, e.folder]));
-  truncateSync(join(folders.get('decoder')!, 'weights.bin'), 4096);
+  truncateSync(join(folders.get('decoder')!, 'model.onnx'), 4096);
   rmSync(join(folders.get('vision')!, 'manifest.json'));
   // A staging folder of a killed conversion is never taken for an entry.
   mkdirSync(`${folders.get('resampler')!}.partial-99999-abc`);

@@ -1,6 +1,6 @@
 // Runs the decoder graph (src/models/parts/decoder.ts: MiniCPM and Mistral) with a KV cache that lives on the host.
 //
-// Cache layout, per layer and for keys and values alike: one Float32Array [maxRows][kv_heads][capacity][head_dim].
+// Cache layout, per layer and for keys and values alike: one Float32Array [rows][kv_heads][capacity][head_dim].
 // Its first `rows` rows are exactly the graph's `past_key_{i}` input [rows, kv_heads, capacity, head_dim], so every
 // run hands the buffers to ONNX Runtime as views: onnxruntime-node wraps an input typed array without copying it
 // (measured: feeding a 400 MB input costs ~1 ms), and the graph reads its P used positions.
@@ -15,7 +15,8 @@
 //     their own history cost nothing.
 // Measured on the tiny fixture model (1 thread, depth 121–321): 1.2 ms per step for 1 row, 1.7 ms for 3 rows,
 // 2.5 ms for 3 rows permuted at every step; nearly all of it inside session.run.
-// The capacity grows by doubling (64, 128, … up to maxSeq), so memory follows the length actually reached.
+// Rows are allocated as steps feed them (beams) and the capacity grows by doubling (64, 128, … up to maxSeq), so
+// memory follows what is used; a new prompt gives back what the previous answer grew beyond it.
 //
 // Prefix reuse: when a prompt is started with its ids, the runner remembers which ids each cached row holds (row 0
 // after a chat turn: the prompt plus every token fed since). A later prompt that starts with the same ids keeps those
@@ -24,7 +25,9 @@
 // when the image behind the placeholders changes, and never reuses part of an image.
 
 import { InvalidRequestError, RuntimeError } from '../errors.js';
+import { TensorRows } from '../checkpoint/rows.js';
 import type { TensorSource } from '../checkpoint/safetensors.js';
+import { ShardedCheckpoint } from '../checkpoint/sharded.js';
 import type { WeightPrecision } from '../graph/quantize.js';
 import { ATTENTION_MASKED, buildDecoder, headDim, type MiniCPMTextDims } from '../models/parts/decoder.js';
 import { cachedSession } from './model-cache.js';
@@ -55,15 +58,13 @@ export function attentionBias(rows: number, seq: number, past: number): Float32A
 }
 
 /**
- * The token-embedding table as the high halves of its float32 values when every low half is zero (a bf16
- * checkpoint): exact, and half the memory (0.56 GB instead of 1.1 GB for MiniCPM-V 2.0); otherwise as it is.
+ * The token-embedding table: read row by row from the checkpoint file when the source is a checkpoint folder (nothing
+ * held in memory), else (a source built in memory, as tests make) kept as float32.
  */
-function compactEmbeddings(table: Float32Array): Float32Array | Uint16Array {
-  const words = new Uint32Array(table.buffer, table.byteOffset, table.length);
-  for (let i = 0; i < words.length; i++) if ((words[i]! & 0xffff) !== 0) return table;
-  const halves = new Uint16Array(table.length);
-  for (let i = 0; i < halves.length; i++) halves[i] = words[i]! >>> 16;
-  return halves;
+type EmbeddingTable = TensorRows | Float32Array;
+
+function openEmbeddings(source: TensorSource, name: string): EmbeddingTable {
+  return source instanceof ShardedCheckpoint ? new TensorRows(source.info(name)) : source.float32(name);
 }
 
 /** How `start` binds a prompt to what the cache already holds. */
@@ -74,13 +75,13 @@ export interface PromptBinding {
   reuse?: number;
 }
 
-/** Owns the decoder session, the token-embedding table and the KV cache; `start` binds a prompt to it. */
 /** Which image a prompt holds and the positions [first, end) its features fill. */
 export interface PromptImage {
   key: string;
   span: readonly [number, number];
 }
 
+/** Owns the decoder session, the token-embedding table and the KV cache; `start` binds a prompt to it. */
 export class DecoderRunner {
   readonly vocabSize: number;
   private readonly cache: KvCache;
@@ -92,13 +93,13 @@ export class DecoderRunner {
 
   private constructor(
     private readonly session: GraphSession,
-    private readonly embeddings: Float32Array | Uint16Array,
+    private readonly embeddings: EmbeddingTable,
     readonly dims: MiniCPMTextDims,
     readonly maxSeq: number,
     readonly maxRows: number,
   ) {
     this.vocabSize = dims.vocabSize;
-    this.cache = new KvCache(dims.numLayers, maxRows, dims.numKvHeads, headDim(dims), maxSeq);
+    this.cache = new KvCache(dims.numLayers, dims.numKvHeads, headDim(dims), maxSeq);
   }
 
   /** Builds the graph (logits of the last position), or takes it from the converted-model cache, and starts its session. */
@@ -109,12 +110,16 @@ export class DecoderRunner {
       throw new InvalidRequestError(`maxSeq (${options.maxSeq}) and maxRows (${maxRows}) must be positive integers`);
     }
     const graphOptions = { prefix, logits: 'last', precision: options.precision } as const;
-    const embeddings = compactEmbeddings(source.float32(`${prefix}model.embed_tokens.weight`));
     const session = await cachedSession({
       part: 'decoder', label: 'MiniCPM decoder', source, key: { dims, graphOptions },
       build: (weights) => buildDecoder(weights, dims, graphOptions).serialize(),
     }, options);
-    return new DecoderRunner(session, embeddings, dims, options.maxSeq, maxRows);
+    try {
+      return new DecoderRunner(session, openEmbeddings(source, `${prefix}model.embed_tokens.weight`), dims, options.maxSeq, maxRows);
+    } catch (err) {
+      await session.release();
+      throw err;
+    }
   }
 
   /** Token embeddings × scale_emb (upstream `embed_tokens(ids) * scale_emb`), row after row. */
@@ -122,17 +127,11 @@ export class DecoderRunner {
     const d = this.dims.hiddenSize;
     const out = new Float32Array(ids.length * d);
     const table = this.embeddings;
-    const row = new Float32Array(d);
-    const rowBits = new Uint32Array(row.buffer);
     ids.forEach((id, k) => {
       if (!Number.isInteger(id) || id < 0 || id >= this.dims.vocabSize) {
         throw new InvalidRequestError(`token id ${id} is outside the vocabulary [0, ${this.dims.vocabSize})`);
       }
-      if (table instanceof Uint16Array) {
-        for (let j = 0; j < d; j++) rowBits[j] = table[id * d + j]! << 16;
-      } else {
-        row.set(table.subarray(id * d, (id + 1) * d));
-      }
+      const row = table instanceof TensorRows ? table.read(id) : table.subarray(id * d, (id + 1) * d);
       for (let j = 0; j < d; j++) out[k * d + j] = row[j]! * this.dims.scaleEmb;
     });
     return out;
@@ -228,8 +227,8 @@ export class DecoderRunner {
     // Unknown until the run succeeds: a failed run may leave rows reordered or half written.
     const history = this.rowIds;
     this.rowIds = null;
+    this.cache.reserve(past + seq, rows);
     if (parents) this.cache.reorder(parents);
-    this.cache.reserve(past + seq);
     const positions = new BigInt64Array(rows * seq);
     for (let r = 0; r < rows; r++) for (let i = 0; i < seq; i++) positions[r * seq + i] = BigInt(past + i);
     const feeds: Record<string, HostTensor> = {
@@ -264,12 +263,18 @@ export class DecoderRunner {
     if (this.cachedPrefixLength(ids ?? []) < reuse) {
       throw new InvalidRequestError('the cache no longer holds the reused part of this prompt: start it again');
     }
-    this.cache.length = reuse;
+    this.cache.restart(reuse);
     this.rowIds = ids ? [ids.slice(0, reuse)] : null;
+  }
+
+  /** Bytes the KV cache holds now (keys and values of every layer). */
+  get kvCacheBytes(): number {
+    return [...this.cache.keys, ...this.cache.values].reduce((sum, buffer) => sum + buffer.byteLength, 0);
   }
 
   async release(): Promise<void> {
     this.active = null;
+    if (this.embeddings instanceof TensorRows) this.embeddings.close();
     await this.session.release();
   }
 }
@@ -368,17 +373,21 @@ function extendRows(
   return next;
 }
 
-/** Per-layer key and value buffers [maxRows][kvHeads][capacity][headDim]; every row holds `length` positions. */
+/**
+ * Per-layer key and value buffers [rows][kvHeads][capacity][headDim]; every row holds `length` positions. Memory
+ * follows what is used: rows are added when a step feeds more of them (beams), the capacity doubles (64, 128, … up
+ * to maxSeq) as positions are added, and a new prompt gives back what the previous answer needed beyond it.
+ */
 class KvCache {
   keys: Float32Array[] = [];
   values: Float32Array[] = [];
   capacity = 0;
+  rows = 0;
   length = 0;
   private scratch = new Float32Array(0);
 
   constructor(
     readonly layers: number,
-    readonly maxRows: number,
     readonly kvHeads: number,
     readonly headDim: number,
     readonly maxSeq: number,
@@ -389,25 +398,49 @@ class KvCache {
     return buffer.subarray(0, rows * this.kvHeads * this.capacity * this.headDim);
   }
 
-  /** Makes room for `needed` positions: doubles the capacity (at least 64, at most maxSeq) and moves the used part. */
-  reserve(needed: number): void {
-    if (needed <= this.capacity) return;
+  /** Makes room for `needed` positions in `rows` rows (the used positions of the rows there are kept). */
+  reserve(needed: number, rows: number): void {
+    if (needed <= this.capacity && rows <= this.rows) return;
     let capacity = Math.max(64, this.capacity);
     while (capacity < needed) capacity *= 2;
-    capacity = Math.min(capacity, this.maxSeq);
-    const grow = (old: Float32Array): Float32Array => {
-      const next = new Float32Array(this.maxRows * this.kvHeads * capacity * this.headDim);
-      const used = this.length * this.headDim;
-      for (let block = 0; block < this.maxRows * this.kvHeads; block++) {
+    this.resize(Math.min(capacity, this.maxSeq), Math.max(rows, this.rows));
+  }
+
+  /**
+   * Starts a new prompt after the first `keep` positions of row 0. What the previous answer grew beyond that (beam
+   * rows, a capacity over twice what is kept) is given back; the prompt's own prefill grows it again as needed.
+   */
+  restart(keep: number): void {
+    this.length = Math.min(this.length, keep);
+    if (keep === 0) {
+      this.keys = [];
+      this.values = [];
+      this.capacity = 0;
+      this.rows = 0;
+    } else if (this.rows > 1 || this.capacity > 2 * Math.max(64, keep)) {
+      let capacity = 64;
+      while (capacity < keep) capacity *= 2;
+      this.resize(Math.min(capacity, this.maxSeq), 1);
+    }
+  }
+
+  /** Moves the buffers to `capacity` positions × `rows` rows, keeping the used positions of the rows both have. */
+  private resize(capacity: number, rows: number): void {
+    const used = this.length * this.headDim;
+    const kept = Math.min(rows, this.rows) * this.kvHeads;
+    const move = (old: Float32Array): Float32Array => {
+      const next = new Float32Array(rows * this.kvHeads * capacity * this.headDim);
+      for (let block = 0; block < kept; block++) {
         const from = block * this.capacity * this.headDim;
         next.set(old.subarray(from, from + used), block * capacity * this.headDim);
       }
       return next;
     };
     const fresh = () => Array.from({ length: this.layers }, () => new Float32Array(0));
-    this.keys = (this.keys.length ? this.keys : fresh()).map(grow);
-    this.values = (this.values.length ? this.values : fresh()).map(grow);
+    this.keys = (this.keys.length ? this.keys : fresh()).map(move);
+    this.values = (this.values.length ? this.values : fresh()).map(move);
     this.capacity = capacity;
+    this.rows = rows;
   }
 
   /** Writes new entries [rows, kvHeads, seq, headDim] at positions [length, length+seq) of each row. */

@@ -3,6 +3,7 @@
 import ort from 'onnxruntime-node';
 import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import { RuntimeError } from '../errors.js';
 import type { SerializedModel } from '../graph/builder.js';
 
@@ -25,6 +26,11 @@ export interface RuntimeOptions {
 
 export function defaultThreads(): number {
   return Math.max(1, availableParallelism());
+}
+
+/** The ONNX Runtime version that runs the graphs (converted models that it optimised are kept per version). */
+export function runtimeVersion(): string {
+  return ort.env.versions.node ?? ort.env.versions.common ?? 'unknown';
 }
 
 /** One ONNX Runtime session. `run` is synchronous inside ONNX Runtime: call it from a worker thread. */
@@ -56,13 +62,44 @@ export class GraphSession {
     return GraphSession.open(label, modelPath, options);
   }
 
-  private static async open(label: string, model: string | Uint8Array, options: RuntimeOptions): Promise<GraphSession> {
+  /**
+   * Writes the model at `modelPath` as ONNX Runtime optimises it for this machine's CPU, with the weights it prepacks
+   * (MatMul's packed B, MatMulNBits' repacked blocks) saved in their packed form: `<targetDir>/model.onnx` and its
+   * `weights.bin`. A session created from that model maps the packed weights instead of packing them again, which
+   * is most of the time a session takes to start. The result depends on the CPU and the runtime's version.
+   */
+  static async saveOptimized(label: string, modelPath: string, targetDir: string, options: RuntimeOptions = {}): Promise<void> {
+    const session = await GraphSession.open(label, modelPath, options, {
+      // Up to the layout transforms of level 'all', which are cheap and are applied again at each start.
+      graphOptimizationLevel: 'extended',
+      optimizedModelFilePath: join(targetDir, 'model.onnx'),
+      extra: {
+        session: {
+          save_external_prepacked_constant_initializers: '1',
+          optimized_model_external_initializers_file_name: 'weights.bin',
+          // ONNX Runtime aligns a tensor in the external file (to 4 KiB) only when it is over 1 MiB, and packed
+          // weights are read with aligned loads (a misaligned small one crashed the process): smaller tensors stay
+          // in the model file, and their packing is redone at each start.
+          optimized_model_external_initializers_min_size_in_bytes: String(1024 * 1024 + 1),
+        },
+      },
+    });
+    await session.release();
+  }
+
+  private static async open(
+    label: string,
+    model: string | Uint8Array,
+    options: RuntimeOptions,
+    more: ort.InferenceSession.SessionOptions = {},
+  ): Promise<GraphSession> {
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       intraOpNumThreads: options.threads ?? defaultThreads(),
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
       executionProviders: [options.executionProvider ?? 'cpu'],
+      ...more,
     };
     try {
       const session =
