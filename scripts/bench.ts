@@ -1,15 +1,21 @@
-// Benchmarks a MiniCPM-V checkpoint against this machine's memory bandwidth:
+// Benchmarks a chat model (MiniCPM-V, OmniLMM-12B) against this machine's memory bandwidth:
 //
-//   npm run bench -- --model <dir> [--precision fp32|int8|int4] [--image <file>] [--threads N] [--json] [--out <file>]
+//   npm run bench -- --model <dir> [--precision fp32|int8|int4] [--vision-precision fp32|int8|int4] [--image <file>]
+//                    [--threads N] [--cache-dir <dir>] [--json] [--out <file>]
 //
 // Figures (seconds, tokens per second):
-//   load_cold_s      the model loaded with an empty converted-model cache (every graph built and written)
-//   load_warm_s      the same load again, from the cache that the cold load wrote (a temporary folder, removed after)
-//   encode_448_s     vision tower + resampler for a 448×448 image (the image given, resized, or a synthetic one)
-//   encode_1344_s    the same for 1344×1344: the overview and its slices; encode_1344_per_slice_s divides by them
-//   prefill_tok_s    a 512-token text prompt through the decoder
-//   decode_tok_s     128 greedy steps after that prompt, EOS ignored (the decoder is driven directly)
-//   peak_rss_mb      the process's peak resident memory (getrusage maxrss), cold load included
+//   load_cold_s      the first load: with an empty converted-model cache (a temporary folder, removed after) every
+//                    graph is built and written; with --cache-dir, whatever that folder lacks (cold_built_parts says
+//                    how many graphs were built: 0 means the first load was warm too)
+//   load_warm_s      the same load again, from the cache that the first load left
+//   encode_448_s     the image path of a chat turn about a 448×448 image (the image given, resized, or a synthetic
+//                    one) and a question long enough for the prompt to reach 512 tokens: vision tower and
+//                    resampler for every slice, plus the prompt's token embeddings
+//   prefill_tok_s    that prompt through the decoder
+//   decode_tok_s     128 greedy steps after it, EOS ignored (the decoder is driven directly)
+//   encode_1344_s    the image path for 1344×1344, for families that slice images (MiniCPM-V): the overview and its
+//                    slices; encode_1344_per_slice_s divides by them
+//   peak_rss_mb      the process's peak resident memory (getrusage maxrss), both loads included
 //   bandwidth_gb_s   STREAM's copy kernel (memcpy of a 256 MiB buffer into another, far beyond the caches) on two
 //                    worker threads started together; counts the bytes read and written, best of five passes
 //   decode_bound_tok_s  bandwidth ÷ the decoder's weight bytes (its converted weights.bin + model.onnx): every
@@ -25,15 +31,17 @@ import { Worker } from 'node:worker_threads';
 import { resolveModel } from '../src/checkpoint/resolve.js';
 import { loadModelConfig } from '../src/config/load.js';
 import { argmax } from '../src/generation/processors.js';
-import type { WeightPrecision } from '../src/graph/quantize.js';
+import { WEIGHT_PRECISIONS, type WeightPrecision } from '../src/graph/quantize.js';
 import type { RgbImage } from '../src/image/index.js';
-import { MiniCPMVModel } from '../src/models/minicpmv/model.js';
-import { familyOf, type LoadOptions } from '../src/models/registry.js';
+import { familyOf, type LoadedModel, type LoadOptions } from '../src/models/registry.js';
 import { onModelCacheEvent } from '../src/runtime/model-cache.js';
 import { defaultThreads } from '../src/runtime/session.js';
 
-const USAGE = 'npm run bench -- --model <dir> [--precision fp32|int8|int4] [--image f] [--threads N] [--json] [--out f]';
+const USAGE =
+  'npm run bench -- --model <dir> [--precision fp32|int8|int4] [--vision-precision fp32|int8|int4] [--image f] ' +
+  '[--threads N] [--cache-dir <dir>] [--json] [--out f]';
 const PREFILL_TOKENS = 512;
+const QUESTION = 'What is in the picture? Describe every object, its colour and where it is.';
 const DECODE_TOKENS = 128;
 const COPY_ELEMENTS = 32 * 1024 * 1024;
 const COPY_THREADS = 2;
@@ -41,54 +49,61 @@ const COPY_PASSES = 5;
 
 const since = (start: number) => (performance.now() - start) / 1000;
 
+/** A prompt as the families prepare it; only MiniCPM-V's has slices. */
+type BenchPrompt = { ids: number[]; slices?: unknown[] };
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      model: { type: 'string' }, precision: { type: 'string' }, image: { type: 'string' }, threads: { type: 'string' },
-      json: { type: 'boolean' }, out: { type: 'string' }, help: { type: 'boolean' },
+      model: { type: 'string' }, precision: { type: 'string' }, 'vision-precision': { type: 'string' }, image: { type: 'string' },
+      threads: { type: 'string' }, 'cache-dir': { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string' },
+      help: { type: 'boolean' },
     },
   });
   if (values.help) {
     process.stdout.write(`usage: ${USAGE}\n`);
     return;
   }
-  if (!values.model) throw new Error(`usage: ${USAGE}`);
-  const threads = values.threads ? Number(values.threads) : defaultThreads();
   const precision = values.precision as WeightPrecision | undefined;
+  const visionPrecision = values['vision-precision'] as WeightPrecision | undefined;
+  if (!values.model || [precision, visionPrecision].some((p) => p !== undefined && !WEIGHT_PRECISIONS.includes(p))) {
+    throw new Error(`usage: ${USAGE}`);
+  }
+  const threads = values.threads ? Number(values.threads) : defaultThreads();
 
   const bandwidth = await copyBandwidth();
   const dir = await resolveModel(values.model);
   const config = loadModelConfig(dir);
-  const cache = mkdtempSync(join(tmpdir(), 'omnilmm-bench-cache-'));
+  const cache = values['cache-dir'] ?? mkdtempSync(join(tmpdir(), 'omnilmm-bench-cache-'));
   process.env.OMNILMM_CACHE = cache;
   let decoderFolder = '';
+  let built = 0;
   const stop = onModelCacheEvent((event) => {
     if ((event.type === 'written' || event.type === 'hit') && event.part === 'decoder') decoderFolder = event.folder;
+    if (event.type === 'written') built++;
   });
-  const options: LoadOptions = { threads, precision, maxBeams: 1, cache };
+  const options: LoadOptions = { threads, precision, visionPrecision, maxBeams: 1, cache };
   try {
     const loadCold = await timeLoad(() => familyOf(config).load(dir, config, options));
     let start = performance.now();
     const model = await familyOf(config).load(dir, config, options);
     const loadWarm = since(start);
-    if (!(model instanceof MiniCPMVModel)) throw new Error(`bench drives MiniCPM-V models; ${dir} is a ${config.modelType} model`);
     const decoderBytes = ['weights.bin', 'model.onnx'].reduce((sum, f) => sum + fileSize(join(decoderFolder, f)), 0);
 
+    // One chat turn about the 448×448 image with a long question: encode, prefill, decode.
     const image448 = await benchImage(values.image, 448);
-    const image1344 = await benchImage(values.image, 1344);
-    const encode448 = await timeEncode(model, image448);
-    const encode1344 = await timeEncode(model, image1344);
-
-    const vocab = model.config.text.vocabSize;
-    const ids = Array.from({ length: PREFILL_TOKENS }, (_, i) => (i === 0 ? model.bosTokenId : 1 + ((i * 7919) % (vocab - 1))));
-    const embeds = await model.embed({ ids, imageBound: [], slices: [], imageKey: null });
-    const sequence = model.startDecoding(embeds, ids.length);
+    const prompt = model.prepare([{ role: 'user', content: longQuestion(model, image448, PREFILL_TOKENS) }], image448) as BenchPrompt;
+    start = performance.now();
+    const sequence = await model.startPrompt(prompt);
+    const encode448 = since(start);
+    const prefillTokens = prompt.ids.length - sequence.reusedLength;
     start = performance.now();
     let logits = await sequence.prefill();
     const prefill = since(start);
     start = performance.now();
     for (let k = 0; k < DECODE_TOKENS; k++) logits = (await sequence.step([argmax(logits)]))[0]!;
     const decode = since(start);
+    const encode1344 = prompt.slices ? await timeEncode(model, await benchImage(values.image, 1344)) : null;
     await model.release();
 
     const decodeTokS = DECODE_TOKENS / decode;
@@ -96,15 +111,19 @@ async function main(): Promise<void> {
     const result = {
       model: dir,
       precision: precision ?? 'fp32',
+      vision_precision: visionPrecision ?? 'fp32',
       threads,
       load_cold_s: loadCold,
+      cold_built_parts: built,
       load_warm_s: loadWarm,
-      encode_448_s: encode448.seconds,
-      encode_1344_s: encode1344.seconds,
-      encode_1344_slices: encode1344.slices,
-      encode_1344_per_slice_s: encode1344.seconds / encode1344.slices,
-      prefill_tokens: PREFILL_TOKENS,
-      prefill_tok_s: PREFILL_TOKENS / prefill,
+      encode_448_s: encode448,
+      ...(encode1344 && {
+        encode_1344_s: encode1344.seconds,
+        encode_1344_slices: encode1344.slices,
+        encode_1344_per_slice_s: encode1344.seconds / encode1344.slices,
+      }),
+      prefill_tokens: prefillTokens,
+      prefill_tok_s: prefillTokens / prefill,
       decode_tokens: DECODE_TOKENS,
       decode_tok_s: decodeTokS,
       peak_rss_mb: process.resourceUsage().maxRSS / 1024,
@@ -118,7 +137,7 @@ async function main(): Promise<void> {
     process.stdout.write(values.json ? json : table(result));
   } finally {
     stop();
-    rmSync(cache, { recursive: true, force: true });
+    if (!values['cache-dir']) rmSync(cache, { recursive: true, force: true });
   }
 }
 
@@ -131,12 +150,20 @@ async function timeLoad(load: () => Promise<{ release(): Promise<void> }>): Prom
   return seconds;
 }
 
-/** The vision encoder's time for one image: every slice through the tower and the resampler. */
-async function timeEncode(model: MiniCPMVModel, image: RgbImage): Promise<{ seconds: number; slices: number }> {
-  const prompt = model.prepare([{ role: 'user', content: 'Describe the picture.' }], image);
+/** The image path's time for one image, as a chat turn starts: every slice through the tower and the resampler. */
+async function timeEncode(model: LoadedModel, image: RgbImage): Promise<{ seconds: number; slices: number }> {
+  const prompt = model.prepare([{ role: 'user', content: 'Describe the picture.' }], image) as BenchPrompt;
   const start = performance.now();
-  await model.embed(prompt);
-  return { seconds: since(start), slices: prompt.slices.length };
+  await model.startPrompt(prompt);
+  return { seconds: since(start), slices: prompt.slices?.length ?? 1 };
+}
+
+/** QUESTION repeated until the prompt with the image has at least `tokens` tokens. */
+function longQuestion(model: LoadedModel, image: RgbImage, tokens: number): string {
+  const question = (copies: number) => Array.from({ length: copies }, () => QUESTION).join(' ');
+  let copies = 1;
+  while (model.prepare([{ role: 'user', content: question(copies) }], image).ids.length < tokens) copies++;
+  return question(copies);
 }
 
 /** A size×size image: the given file resized (sharp), or a colour gradient with a grid of lines. */

@@ -189,6 +189,35 @@ test('bad chat requests get a one-line error and a non-zero exit', async () => {
   assertCleanError(await cli(['chat', '--model', MODEL, '--decoding', 'nucleus', 'hi']), /--decoding/);
   assertCleanError(await cli(['chat', '--model', MODEL, '--top-p', 'x', 'hi']), /--top-p/);
   assertCleanError(await cli(['chat', '--model', MODEL, '--bogus', 'hi']), /bogus/);
+  assertCleanError(await cli(['chat', '--model', MODEL, '--vision-precision', 'int2', 'hi']), /--vision-precision must be one of fp32, int8, int4/);
+  assertCleanError(await cli(['convert', '--model', MODEL, '--vision-precision', 'fp16']), /--vision-precision/);
+});
+
+test('--vision-precision: convert caches the quantised tower as its own entry, and chat answers from it', async () => {
+  const model = fixturePath('omnilmm12b-tiny', 'model');
+  const cacheDir = join(scratch, 'vision-precision-cache');
+  // convert prints one line per graph: "  <part> <size>  built|already converted".
+  const parts = (out: Outcome) =>
+    Object.fromEntries([...out.stdout.matchAll(/^ {2}(\S+) +\S+ \S+ {2}(built|already converted)$/gm)].map((m) => [m[1], m[2]]));
+  const convert = async (...args: string[]) => {
+    const out = await cli(['convert', '--model', model, '--cache-dir', cacheDir, '--threads', '1', ...args]);
+    assert.equal(out.code, 0, out.stderr);
+    return parts(out);
+  };
+  const built = { 'eva-vision': 'built', resampler: 'built', decoder: 'built' };
+  assert.deepEqual(await convert('--vision-precision', 'int8'), built);
+  assert.deepEqual(await convert('--vision-precision', 'int8'), { 'eva-vision': 'already converted', resampler: 'already converted', decoder: 'already converted' });
+  // Another tower precision is another tower graph; the resampler and the decoder do not depend on it.
+  assert.deepEqual(await convert('--vision-precision', 'int4'), { ...built, resampler: 'already converted', decoder: 'already converted' });
+  assert.deepEqual(await convert(), { ...built, resampler: 'already converted', decoder: 'already converted' });
+  assert.deepEqual(await convert('--vision-precision', 'fp32'), { 'eva-vision': 'already converted', resampler: 'already converted', decoder: 'already converted' });
+
+  const out = await cli(['chat', '--model', model, '--image', fixturePath('omnilmm12b-tiny', 'images', 'grad_100x80.png'), '--vision-precision', 'int8',
+    '--decoding', 'greedy', '--max-new-tokens', '4', '--threads', '1', '--json', 'What is in the image?'], { OMNILMM_CACHE: cacheDir });
+  assert.equal(out.code, 0, out.stderr);
+  assert.equal(JSON.parse(out.stdout).output_ids.length, 4);
+  assert.equal(readdirSync(readdirSync(cacheDir).map((key) => join(cacheDir, key))[0]!).filter((f) => f.startsWith('eva-vision-')).length, 3,
+    'chat used the converted int8 tower instead of building another');
 });
 
 test('with no network the default hub model fails with a clear message', async () => {

@@ -1,8 +1,18 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { readFileSync } from 'node:fs';
+import { test, type TestContext } from 'node:test';
+import { SafetensorsCheckpoint } from '../src/checkpoint/safetensors.js';
+import { loadModelConfig } from '../src/config/load.js';
 import { Graph } from '../src/graph/builder.js';
 import { dequantizeMatrix, matMulNBits, quantizeMatrix } from '../src/graph/quantize.js';
+import { decodeImage } from '../src/image/index.js';
+import { prepareImageInput, slicePixels } from '../src/models/minicpmv/image-input.js';
+import { VisionEncoder } from '../src/models/minicpmv/vision-encoder.js';
+import { imagePixels, resizeImage } from '../src/models/omnilmm/image-input.js';
+import { OmniLMMVisionEncoder } from '../src/models/omnilmm/vision-encoder.js';
+import { vitDims } from '../src/models/parts/layers.js';
 import { GraphSession } from '../src/runtime/session.js';
+import { fixturePath, maxAbsDiff, openGolden, readFixtureJson } from './helpers/fixtures.js';
 
 /** A deterministic pseudo-random stream in [-1, 1) (xorshift32). */
 function randomValues(n: number, seed: number): Float32Array {
@@ -120,5 +130,113 @@ test('MatMulNBits reproduces the dequantised float32 matmul', async () => {
         for (let i = 0; i < expected.length; i++) assert.ok(Math.abs(fast[i]! - expected[i]!) < 0.1, `${label} level 4 at ${i}`);
       }
     }
+  }
+});
+
+/** ‖got − want‖ / ‖want‖ over all values. */
+function relativeRms(got: Float32Array, want: Float32Array): number {
+  assert.equal(got.length, want.length);
+  let error = 0;
+  let norm = 0;
+  for (let i = 0; i < want.length; i++) {
+    error += (got[i]! - want[i]!) ** 2;
+    norm += want[i]! ** 2;
+  }
+  return Math.sqrt(error / norm);
+}
+
+/**
+ * The most relative RMS error that quantising a tower's linear layers should add to its output, from the codes alone:
+ * symmetric codes with one scale per block of 128 weights step by max|w| / 2^(bits−1), so each weight is rounded by at
+ * most half a step, uniformly: an RMS error of step/√12. Over a block of Gaussian-like weights max|w| stays below
+ * 3.5σ, so a layer's weights, and hence its outputs, are off by at most 3.5 / (2^(bits−1)·√12) of their RMS;
+ * accuracy_level 4 rounds the activations the same way (×√2), and the `linears` layers add independent errors
+ * (×√linears). int8 over the 12 linears of a 3-block tower: 3.9 %; int4: 62 %.
+ */
+function quantisedTowerBound(bits: 4 | 8, linears: number): number {
+  return (Math.sqrt(2 * linears) * 3.5) / (2 ** (bits - 1) * Math.sqrt(12));
+}
+
+/** Checks a quantised tower's outputs against the fixture's goldens and returns the figures for the diagnostics. */
+function assertQuantisedClose(label: string, bits: 4 | 8, linears: number, outputs: [string, Float32Array, Float32Array][]): string {
+  const bound = quantisedTowerBound(bits, linears);
+  return outputs.map(([name, got, want]) => {
+    const relative = relativeRms(got, want);
+    assert.ok(relative <= bound, `${label} ${name}: relative RMS error ${relative} exceeds ${bound}`);
+    // fp32 reproduces these goldens within 1e-6 relative: a larger error shows the tower really runs quantised.
+    assert.ok(relative > 1e-4, `${label} ${name}: relative RMS error ${relative}, so the tower did not run quantised`);
+    const scale = want.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    return `${label} ${name}: relative RMS ${relative.toExponential(2)} (bound ${bound.toExponential(2)}), ` +
+      `max |Δ| ${maxAbsDiff(got, want).toExponential(2)} of max |x| ${scale.toFixed(2)}`;
+  }).join('; ');
+}
+
+test('OmniLMM: the int8 and int4 Eva towers stay within the quantisation bound of the official features', async (t: TestContext) => {
+  const fixture = 'omnilmm12b-tiny';
+  const dir = fixturePath(fixture, 'model');
+  const config = loadModelConfig(dir);
+  assert.equal(config.modelType, 'omnilmm');
+  if (config.modelType !== 'omnilmm') return;
+  const checkpoint = new SafetensorsCheckpoint(dir);
+  const resampler = { queryNum: 64, embedDim: 256, numHeads: 2, kvDim: 96, normEps: 1e-6 };
+  try {
+    for (const [precision, bits] of [['int8', 8], ['int4', 4]] as const) {
+      const encoder = await OmniLMMVisionEncoder.create(checkpoint, { vision: vitDims(config.vision), resampler }, { threads: 1 }, precision);
+      try {
+        for (const stem of ['grad_100x80', 'worldmap_ck']) {
+          const resized = await decodeImage(readFileSync(fixturePath(fixture, 'preprocess', `${stem}.resized.png`)));
+          const encoded = await encoder.encode(imagePixels(resizeImage(resized, 448)), 448, 448, { keepFeatures: true });
+          const golden = openGolden(fixture, 'vision', `${stem}.safetensors`);
+          try {
+            t.diagnostic(assertQuantisedClose(`${precision} ${stem}`, bits, 4 * config.vision.usedDepth, [
+              ['vision_features', encoded.features!, golden.float32('vision_features')],
+              ['resampler_out', encoded.embeds, golden.float32('resampler_out')],
+            ]));
+          } finally {
+            golden.close();
+          }
+        }
+      } finally {
+        await encoder.release();
+      }
+    }
+  } finally {
+    checkpoint.close();
+  }
+});
+
+test('MiniCPM-V 2.0: the int8 and int4 SigLIP towers stay within the quantisation bound of the official features', async (t: TestContext) => {
+  const fixture = 'minicpmv2-tiny';
+  const dir = fixturePath(fixture, 'model');
+  const config = loadModelConfig(dir);
+  assert.equal(config.modelType, 'minicpmv');
+  if (config.modelType !== 'minicpmv') return;
+  const checkpoint = new SafetensorsCheckpoint(dir);
+  const resampler = { queryNum: 16, embedDim: 256, numHeads: 2, kvDim: 96, normEps: 1e-6 };
+  const stem = 'grad_100x80';
+  const image = await decodeImage(readFileSync(fixturePath(fixture, 'images', `${stem}.png`)));
+  const slices = prepareImageInput(image, config).slices.map((s) => ({ pixels: slicePixels(s), height: s.height, width: s.width }));
+  assert.equal(slices.length, readFixtureJson<{ n_slices: number }>(fixture, 'vision', `${stem}.json`).n_slices);
+  try {
+    for (const [precision, bits] of [['int8', 8], ['int4', 4]] as const) {
+      const encoder = await VisionEncoder.create(checkpoint, { vision: vitDims(config.vision), resampler }, { runtime: { threads: 1 }, precision });
+      const golden = openGolden(fixture, 'vision', `${stem}.safetensors`);
+      try {
+        const encoded = await encoder.encode(slices, { keepFeatures: true });
+        const outputs = encoded.flatMap((s, i): [string, Float32Array, Float32Array][] => {
+          const key = `slice_${String(i).padStart(2, '0')}`;
+          return [
+            [`${key}.vision_features`, s.features!, golden.float32(`${key}.vision_features`)],
+            [`${key}.resampler_out`, s.embeds, golden.float32(`${key}.resampler_out`)],
+          ];
+        });
+        t.diagnostic(assertQuantisedClose(precision, bits, 4 * config.vision.usedDepth, outputs));
+      } finally {
+        golden.close();
+        await encoder.release();
+      }
+    }
+  } finally {
+    checkpoint.close();
   }
 });

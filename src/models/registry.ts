@@ -13,6 +13,11 @@ export interface LoadOptions extends RuntimeOptions {
   maxBeams?: number;
   /** How the language model's linear layers keep their weights: fp32 (default, the reference), int8 or int4. */
   precision?: WeightPrecision;
+  /**
+   * How the vision tower's linear layers (attention and MLP of every block) keep their weights: fp32 (default, the
+   * reference), int8 or int4. The patch embedding, the norms and the resampler stay fp32.
+   */
+  visionPrecision?: WeightPrecision;
 }
 
 export interface LoadedModel extends ChatModel {

@@ -10,7 +10,9 @@ import { numberOption, parseCommandArgs, stringOption } from '../args.js';
 import { precisionOption } from './chat.js';
 import { DEFAULT_MODEL, type Command } from './common.js';
 
-const USAGE = 'omnilmm convert --model <dir|org/name> [--precision fp32|int8|int4] [--cache-dir <dir>] [--threads N]';
+const USAGE =
+  'omnilmm convert --model <dir|org/name> [--precision fp32|int8|int4] [--vision-precision fp32|int8|int4] [--cache-dir <dir>] ' +
+  '[--threads N]';
 
 export const convertCommand: Command = {
   name: 'convert',
@@ -23,16 +25,20 @@ chat and serve with the same options load from there. A model already converted 
 
   --model <dir|org/name>      checkpoint folder or hub id (default ${DEFAULT_MODEL})
   --precision fp32|int8|int4  the language model's linear layers, as for chat (default fp32)
+  --vision-precision fp32|int8|int4
+                              the vision tower's linear layers, as for chat (default fp32)
   --cache-dir <dir>           the cache folder (default: $OMNILMM_CACHE, else ~/.cache/omnilmm)
   --threads N                 CPU threads for checking the converted sessions (default: all cores)`,
   async run(argv) {
     const { values } = parseCommandArgs('convert', argv, {
       model: { type: 'string' },
       precision: { type: 'string' },
+      'vision-precision': { type: 'string' },
       'cache-dir': { type: 'string' },
       threads: { type: 'string' },
     }, USAGE);
     const precision = precisionOption(values);
+    const visionPrecision = precisionOption(values, 'vision-precision');
     const threads = numberOption(values, 'threads', { integer: true, min: 1 });
     const cacheDir = stringOption(values, 'cache-dir');
     // The cache root reaches the graph builders through the environment, whichever options a family forwards.
@@ -51,7 +57,7 @@ chat and serve with the same options load from there. A model already converted 
     const started = Date.now();
     try {
       const modelId = stringOption(values, 'model') ?? DEFAULT_MODEL;
-      const model = await loadModel(modelId, { threads, precision, maxBeams: 1, cache: cacheDir });
+      const model = await loadModel(modelId, { threads, precision, visionPrecision, maxBeams: 1, cache: cacheDir });
       await model.release();
     } finally {
       progress.finish();

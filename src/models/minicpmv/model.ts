@@ -3,7 +3,6 @@
 
 import { createHash } from 'node:crypto';
 import { openCheckpoint } from '../../checkpoint/open.js';
-import type { WeightPrecision } from '../../graph/quantize.js';
 import type { MiniCPMVConfig } from '../../config/minicpmv.js';
 import { InvalidRequestError } from '../../errors.js';
 import type { RgbImage } from '../../image/index.js';
@@ -15,17 +14,11 @@ import { llamaDims, type MiniCPMTextDims } from '../parts/decoder.js';
 import { prepareImageInput, slicePixels, type ImageInput } from './image-input.js';
 import { buildPrompt } from './prompt.js';
 import { type ChatMessage } from '../messages.js';
+import type { LoadOptions } from '../registry.js';
 import type { ResamplerDims } from '../parts/resampler.js';
 import { decodeText, imageBound } from './tokens.js';
 import { VisionEncoder } from './vision-encoder.js';
 import { vitDims } from '../parts/layers.js';
-
-export interface LoadOptions extends RuntimeOptions {
-  /** Most sequences decoded at once (beam search needs num_beams; default 3). */
-  maxBeams?: number;
-  /** How the language model's linear layers keep their weights (default fp32; the vision tower stays fp32). */
-  precision?: WeightPrecision;
-}
 
 /** The prompt of one chat turn, ready for the decoder. */
 export interface PreparedPrompt {
@@ -72,7 +65,8 @@ export class MiniCPMVModel {
     const weights = openCheckpoint(dir);
     try {
       const runtime: RuntimeOptions = { threads: options.threads, executionProvider: options.executionProvider, cache: options.cache };
-      const vision = await VisionEncoder.create(weights, { vision: vitDims(config.vision), resampler: resamplerDims(config) }, { runtime });
+      const dims = { vision: vitDims(config.vision), resampler: resamplerDims(config) };
+      const vision = await VisionEncoder.create(weights, dims, { runtime, precision: options.visionPrecision });
       const decoder = await DecoderRunner.create(weights, textDims(config), {
         ...runtime,
         maxSeq: config.text.maxPositionEmbeddings,

@@ -5,6 +5,7 @@
 
 import type { TensorSource } from '../../checkpoint/safetensors.js';
 import { ImageError } from '../../errors.js';
+import type { WeightPrecision } from '../../graph/quantize.js';
 import { cachedSession } from '../../runtime/model-cache.js';
 import type { GraphSession, RuntimeOptions } from '../../runtime/session.js';
 import { get2dSinCosPosEmbed, getAbsPos, patchGrid, patchify, resamplePosEmbed } from '../parts/position-embedding.js';
@@ -32,6 +33,8 @@ export interface VisionEncoderOptions {
   runtime?: RuntimeOptions;
   /** Most slices per run (default 4): attention scores take batch·heads·n² floats. */
   maxBatch?: number;
+  /** How the tower's linear layers (qkv, proj, fc1, fc2) keep their weights (default fp32; the resampler stays fp32). */
+  precision?: WeightPrecision;
 }
 
 interface GridTables {
@@ -68,11 +71,13 @@ export class VisionEncoder {
       ? null
       : readWeight(weights, `${options.resamplerPrefix ?? 'resampler.'}pos_embed`, [queryNum, embedDim]);
     const resamplerPrefix = options.resamplerPrefix;
-    // Every encoder option except the session's own settings may shape a graph, so all of them are in its cache key.
-    const buildOptions = { ...options, runtime: undefined, maxBatch: undefined };
+    // Every encoder option except the session's own settings may shape a graph, so all of them are in its cache key;
+    // the precision shapes only the tower (fp32, the default, by either spelling).
+    const buildOptions = { ...options, runtime: undefined, maxBatch: undefined, precision: undefined };
+    const precision = options.precision === 'fp32' ? undefined : options.precision;
     const vision = await cachedSession({
-      part: 'vision', label: 'vision tower', source: weights, key: { dims: dims.vision, prefix: visionPrefix, buildOptions },
-      build: (source) => buildVisionGraph(source, dims.vision, { prefix: visionPrefix }).serialize(),
+      part: 'vision', label: 'vision tower', source: weights, key: { dims: dims.vision, prefix: visionPrefix, buildOptions, precision },
+      build: (source) => buildVisionGraph(source, dims.vision, { prefix: visionPrefix, precision }).serialize(),
     }, options.runtime);
     try {
       const resampler = await cachedSession({

@@ -7,6 +7,7 @@
 
 import { CheckpointError } from '../../errors.js';
 import { Graph } from '../../graph/builder.js';
+import type { WeightPrecision } from '../../graph/quantize.js';
 import type { TensorSource } from '../../checkpoint/safetensors.js';
 import { attention, layerNorm, linear, readWeight, transpose, type VisionDims } from '../parts/layers.js';
 
@@ -15,6 +16,8 @@ export interface VisionGraphOptions {
   prefix?: string;
   /** Also output `patch_embed` (for parity tests). */
   withPatchEmbed?: boolean;
+  /** How the blocks' linear layers (qkv, proj, fc1, fc2) keep their weights (default fp32, the reference). */
+  precision?: WeightPrecision;
 }
 
 /**
@@ -28,6 +31,7 @@ export interface VisionGraphOptions {
 export function buildVisionGraph(source: TensorSource, dims: VisionDims, options: VisionGraphOptions = {}): Graph {
   const prefix = options.prefix ?? 'vpm.';
   const { patchSize: p, embedDim: d, numHeads, mlpHidden, normEps } = dims;
+  const precision = options.precision;
   if (d % numHeads !== 0) throw new CheckpointError(`vision embed dim ${d} is not divisible by ${numHeads} heads`);
   const patchLength = 3 * p * p;
   const g = new Graph('minicpmv_vision');
@@ -48,16 +52,16 @@ export function buildVisionGraph(source: TensorSource, dims: VisionDims, options
     const name = `${prefix}blocks.${i}`;
     const node = `/vision/blocks.${i}`;
     const normed1 = layerNorm(g, x, source, `${name}.norm1`, d, normEps, `${node}/norm1`);
-    const qkv = linear(g, normed1, source, `${name}.attn.qkv.weight`, { in: d, out: 3 * d, bias: true }, `${node}/attn/qkv`);
+    const qkv = linear(g, normed1, source, `${name}.attn.qkv.weight`, { in: d, out: 3 * d, bias: true, precision }, `${node}/attn/qkv`);
     const [q, k, v] = g.node('Split', [qkv, g.ints([d, d, d])], { name: `${node}/attn/qkv/Split`, attrs: { axis: -1 }, outputs: 3 });
     const context = attention(g, { q: q!, k: k!, v: v!, qRank: 3 }, numHeads, headDim, 'multiply', `${node}/attn`);
-    const attnOut = linear(g, context, source, `${name}.attn.proj.weight`, { in: d, out: d, bias: true }, `${node}/attn/proj`);
+    const attnOut = linear(g, context, source, `${name}.attn.proj.weight`, { in: d, out: d, bias: true, precision }, `${node}/attn/proj`);
     x = g.op('Add', [x, attnOut], `${node}/attn/residual/Add`);
 
     const normed2 = layerNorm(g, x, source, `${name}.norm2`, d, normEps, `${node}/norm2`);
-    const hidden = linear(g, normed2, source, `${name}.mlp.fc1.weight`, { in: d, out: mlpHidden, bias: true }, `${node}/mlp/fc1`);
+    const hidden = linear(g, normed2, source, `${name}.mlp.fc1.weight`, { in: d, out: mlpHidden, bias: true, precision }, `${node}/mlp/fc1`);
     const activated = g.op('Gelu', [hidden], `${node}/mlp/act/Gelu`, { approximate: 'none' });
-    const mlpOut = linear(g, activated, source, `${name}.mlp.fc2.weight`, { in: mlpHidden, out: d, bias: true }, `${node}/mlp/fc2`);
+    const mlpOut = linear(g, activated, source, `${name}.mlp.fc2.weight`, { in: mlpHidden, out: d, bias: true, precision }, `${node}/mlp/fc2`);
     x = g.op('Add', [x, mlpOut], `${node}/mlp/residual/Add`);
   }
 

@@ -68,7 +68,8 @@ export class OmniLMMModel implements LoadedModel {
     const weights = openCheckpoint(dir);
     try {
       const runtime: RuntimeOptions = { threads: options.threads, executionProvider: options.executionProvider, cache: options.cache };
-      const vision = await OmniLMMVisionEncoder.create(weights, { vision: vitDims(config.vision), resampler: resamplerDims(config) }, runtime);
+      const dims = { vision: vitDims(config.vision), resampler: resamplerDims(config) };
+      const vision = await OmniLMMVisionEncoder.create(weights, dims, runtime, options.visionPrecision);
       try {
         const decoder = await DecoderRunner.create(weights, textDims(config), {
           ...runtime,

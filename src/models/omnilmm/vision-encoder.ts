@@ -4,6 +4,7 @@
 
 import type { TensorSource } from '../../checkpoint/safetensors.js';
 import { ImageError } from '../../errors.js';
+import type { WeightPrecision } from '../../graph/quantize.js';
 import { cachedSession } from '../../runtime/model-cache.js';
 import type { GraphSession, RuntimeOptions } from '../../runtime/session.js';
 import { patchGrid, patchify } from '../parts/position-embedding.js';
@@ -42,17 +43,21 @@ export class OmniLMMVisionEncoder {
     readonly resamplerDims: ResamplerDims,
   ) {}
 
+  /** `precision`: how the tower's linear layers keep their weights (default fp32; the resampler stays fp32). */
   static async create(
     weights: TensorSource,
     dims: { vision: VisionDims; resampler: ResamplerDims },
     runtime: RuntimeOptions = {},
+    precision?: WeightPrecision,
   ): Promise<OmniLMMVisionEncoder> {
     const { queryNum, embedDim } = dims.resampler;
     const storedPosEmbed = readEvaPosEmbed(weights, dims.vision);
     const storedKeyPosEmbed = readWeight(weights, `${RESAMPLER_PREFIX}pos_embed`, [queryNum, embedDim]);
+    // fp32 is the default: both spellings name the same graph (and the same cache entry).
+    const towerPrecision = precision === 'fp32' ? undefined : precision;
     const vision = await cachedSession({
-      part: 'eva-vision', label: 'vision tower', source: weights, key: { dims: dims.vision, prefix: EVA_PREFIX },
-      build: (source) => buildEvaVisionGraph(source, dims.vision, { prefix: EVA_PREFIX }).serialize(),
+      part: 'eva-vision', label: 'vision tower', source: weights, key: { dims: dims.vision, prefix: EVA_PREFIX, precision: towerPrecision },
+      build: (source) => buildEvaVisionGraph(source, dims.vision, { prefix: EVA_PREFIX, precision: towerPrecision }).serialize(),
     }, runtime);
     try {
       const resampler = await cachedSession({

@@ -11,13 +11,18 @@
 import type { TensorSource } from '../../checkpoint/safetensors.js';
 import { CheckpointError } from '../../errors.js';
 import { Graph } from '../../graph/builder.js';
-import { attention, layerNorm, linear, readWeight, transpose, type VisionDims } from '../parts/layers.js';
+import type { WeightPrecision } from '../../graph/quantize.js';
+import {
+  attention, layerNorm, linear, linearFromWeights, readWeight, transpose, type LinearSpec, type VisionDims,
+} from '../parts/layers.js';
 
 export interface EvaGraphOptions {
   /** Checkpoint name prefix of the tower (default `model.vision_tower.`). */
   prefix?: string;
   /** Also output `patch_embed` and `block_00_out` (parity tests). */
   withIntermediates?: boolean;
+  /** How the blocks' linear layers (qkv, proj, fc1, fc2) keep their weights (default fp32, the reference). */
+  precision?: WeightPrecision;
 }
 
 export const EVA_PREFIX = 'model.vision_tower.';
@@ -35,6 +40,7 @@ export const EVA_PREFIX = 'model.vision_tower.';
 export function buildEvaVisionGraph(source: TensorSource, dims: VisionDims, options: EvaGraphOptions = {}): Graph {
   const prefix = options.prefix ?? EVA_PREFIX;
   const { patchSize: p, embedDim: d, numHeads, mlpHidden, normEps } = dims;
+  const precision = options.precision;
   if (d % numHeads !== 0) throw new CheckpointError(`vision embed dim ${d} is not divisible by ${numHeads} heads`);
   if (source.has(`${prefix}blocks.${dims.depthUsed}.attn.qkv.weight`)) {
     throw new CheckpointError(
@@ -67,16 +73,16 @@ export function buildEvaVisionGraph(source: TensorSource, dims: VisionDims, opti
   for (let i = 0; i < dims.depthUsed; i++) {
     const name = `${prefix}blocks.${i}`;
     const node = `/vision/blocks.${i}`;
-    const qkv = fusedQkv(g, x, source, `${name}.attn`, d, `${node}/attn/qkv`);
+    const qkv = fusedQkv(g, x, source, `${name}.attn`, { in: d, out: 3 * d, bias: true, precision }, `${node}/attn/qkv`);
     const [q, k, v] = g.node('Split', [qkv, g.ints([d, d, d])], { name: `${node}/attn/qkv/Split`, attrs: { axis: -1 }, outputs: 3 });
     const context = attention(g, { q: q!, k: k!, v: v!, qRank: 3 }, numHeads, headDim, 'multiply', `${node}/attn`);
-    const attnOut = linear(g, context, source, `${name}.attn.proj.weight`, { in: d, out: d, bias: true }, `${node}/attn/proj`);
+    const attnOut = linear(g, context, source, `${name}.attn.proj.weight`, { in: d, out: d, bias: true, precision }, `${node}/attn/proj`);
     const attnNormed = layerNorm(g, attnOut, source, `${name}.norm1`, d, normEps, `${node}/norm1`);
     x = g.op('Add', [x, attnNormed], `${node}/attn/residual/Add`);
 
-    const hidden = linear(g, x, source, `${name}.mlp.fc1.weight`, { in: d, out: mlpHidden, bias: true }, `${node}/mlp/fc1`);
+    const hidden = linear(g, x, source, `${name}.mlp.fc1.weight`, { in: d, out: mlpHidden, bias: true, precision }, `${node}/mlp/fc1`);
     const activated = g.op('Gelu', [hidden], `${node}/mlp/act/Gelu`, { approximate: 'none' });
-    const mlpOut = linear(g, activated, source, `${name}.mlp.fc2.weight`, { in: mlpHidden, out: d, bias: true }, `${node}/mlp/fc2`);
+    const mlpOut = linear(g, activated, source, `${name}.mlp.fc2.weight`, { in: mlpHidden, out: d, bias: true, precision }, `${node}/mlp/fc2`);
     const mlpNormed = layerNorm(g, mlpOut, source, `${name}.norm2`, d, normEps, `${node}/norm2`);
     x = g.op('Add', [x, mlpNormed], `${node}/mlp/residual/Add`);
     if (i === 0 && options.withIntermediates) g.output(x, 'block_00_out', 'float32', ['batch', 'n_tokens', d]);
@@ -90,17 +96,18 @@ export function buildEvaVisionGraph(source: TensorSource, dims: VisionDims, opti
 }
 
 /**
- * Eva's fused projection (`EvaAttention` with qkv_bias): `x @ W_qkvᵀ + [q_bias, 0, v_bias]` (k has no bias).
+ * Eva's fused projection (`EvaAttention` with qkv_bias): `x @ W_qkvᵀ + [q_bias, 0, v_bias]` (k has no bias), a
+ * linear layer whose bias is assembled from the two stored ones.
  *
- *   x [.., d] ── MatMul(W_qkvᵀ [d, 3d]) ── Add([q_bias; 0; v_bias]) ──► [.., 3d]
+ *   x [.., d] ── MatMul(W_qkvᵀ [d, 3d]) ── Add([q_bias; 0; v_bias]) ──► [.., 3d]     (MatMulNBits when quantised)
  */
-function fusedQkv(g: Graph, x: string, source: TensorSource, attn: string, d: number, node: string): string {
-  const w = transpose(readWeight(source, `${attn}.qkv.weight`, [3 * d, d]), 3 * d, d);
-  const y = g.op('MatMul', [x, g.weight(`${attn}.qkv.weight.T`, w, [d, 3 * d])], `${node}/MatMul`);
+function fusedQkv(g: Graph, x: string, source: TensorSource, attn: string, spec: LinearSpec, node: string): string {
+  const d = spec.in;
+  const weight = { name: `${attn}.qkv.weight`, data: readWeight(source, `${attn}.qkv.weight`, [3 * d, d]) };
   const bias = new Float32Array(3 * d);
   bias.set(readWeight(source, `${attn}.q_bias`, [d]), 0);
   bias.set(readWeight(source, `${attn}.v_bias`, [d]), 2 * d);
-  return g.op('Add', [y, g.weight(`${attn}.qkv.bias`, bias, [3 * d])], `${node}/Add`);
+  return linearFromWeights(g, x, weight, { name: `${attn}.qkv.bias`, data: bias }, spec, node);
 }
 
 /** The stored position table `[1 + gh·gw, d]`, class-token row first (`pos_embed` is [1, 1 + gh·gw, d]). */

@@ -4,6 +4,7 @@
 import type { TensorSource } from '../../checkpoint/safetensors.js';
 import { CheckpointError } from '../../errors.js';
 import { Graph, f } from '../../graph/builder.js';
+import { matMulNBits, quantizeMatrix, quantizeOptionsFor, type WeightPrecision } from '../../graph/quantize.js';
 
 /** Sizes of a timm VisionTransformer tower. */
 export interface VisionDims {
@@ -47,23 +48,47 @@ export function transpose(m: Float32Array, rows: number, cols: number): Float32A
   return out;
 }
 
+/** How one torch nn.Linear is built: its sizes, whether it has a bias, and how its weight is kept (default fp32). */
+export interface LinearSpec {
+  in: number;
+  out: number;
+  bias: boolean;
+  precision?: WeightPrecision;
+}
+
+/** torch nn.Linear `<weightName>` (its bias beside it as `….bias`), read from the checkpoint; see `linearFromWeights`. */
+export function linear(g: Graph, x: string, source: TensorSource, weightName: string, spec: LinearSpec, node: string): string {
+  const weight = readWeight(source, weightName, [spec.out, spec.in]);
+  const biasName = weightName.replace(/weight$/, 'bias');
+  const bias = spec.bias ? { name: biasName, data: readWeight(source, biasName, [spec.out]) } : null;
+  return linearFromWeights(g, x, { name: weightName, data: weight }, bias, spec, node);
+}
+
 /**
- *   x [.., in] ── MatMul(Wᵀ [in, out]) ── Add(b) ──► [.., out]     (torch nn.Linear; Add only when there is a bias)
+ * torch nn.Linear from a weight [out, in] already in memory (the caller may have assembled it, e.g. a fused bias):
+ *
+ *   fp32:        x [.., in] ── MatMul(Wᵀ [in, out]) ───────────── Add(b) ──► [.., out]   (Add only with a bias)
+ *   int8 / int4: x [.., in] ── MatMulNBits(W [out, in] in blocks) ── Add(b) ──► [.., out]   (src/graph/quantize.ts)
+ * The quantised weight is made here, tensor by tensor, so a model never holds more than one layer's float32 copy.
  */
-export function linear(
+export function linearFromWeights(
   g: Graph,
   x: string,
-  source: TensorSource,
-  weightName: string,
-  dims: { in: number; out: number; bias: boolean },
+  weight: { name: string; data: Float32Array },
+  bias: { name: string; data: Float32Array } | null,
+  spec: LinearSpec,
   node: string,
 ): string {
-  const w = transpose(readWeight(source, weightName, [dims.out, dims.in]), dims.out, dims.in);
-  const y = g.op('MatMul', [x, g.weight(`${weightName}.T`, w, [dims.in, dims.out])], `${node}/MatMul`);
-  if (!dims.bias) return y;
-  const biasName = weightName.replace(/weight$/, 'bias');
-  const b = g.weight(biasName, readWeight(source, biasName, [dims.out]), [dims.out]);
-  return g.op('Add', [y, b], `${node}/Add`);
+  const precision = spec.precision ?? 'fp32';
+  let y: string;
+  if (precision === 'fp32') {
+    const w = transpose(weight.data, spec.out, spec.in);
+    y = g.op('MatMul', [x, g.weight(`${weight.name}.T`, w, [spec.in, spec.out])], `${node}/MatMul`);
+  } else {
+    y = matMulNBits(g, x, quantizeMatrix(weight.data, spec.out, spec.in, quantizeOptionsFor(precision)), weight.name, node);
+  }
+  if (!bias) return y;
+  return g.op('Add', [y, g.weight(bias.name, bias.data, [spec.out])], `${node}/Add`);
 }
 
 /** torch nn.LayerNorm over the last axis (`<name>.weight`, `<name>.bias`) as opset-17 LayerNormalization. */
