@@ -4,9 +4,10 @@
 //                    [--threads N] [--cache-dir <dir>] [--json] [--out <file>]
 //
 // Figures (seconds, tokens per second):
-//   load_cold_s      the first load: with an empty converted-model cache (a temporary folder, removed after) every
-//                    graph is built and written; with --cache-dir, whatever that folder lacks (cold_built_parts says
-//                    how many graphs were built: 0 means the first load was warm too)
+//   load_cold_s      the first load, in a process of its own: with an empty converted-model cache (a temporary
+//                    folder, removed after) every graph is built and written; with --cache-dir, whatever that folder
+//                    lacks (cold_built_parts says how many graphs were built: 0 means the first load was warm too);
+//                    load_cold_peak_rss_mb is that process's peak resident memory
 //   load_warm_s      the same load again, from the cache that the first load left
 //   encode_448_s     the image path of a chat turn about a 448×448 image (the image given, resized, or a synthetic
 //                    one) and a question long enough for the prompt to reach 512 tokens: vision tower and
@@ -15,17 +16,21 @@
 //   decode_tok_s     128 greedy steps after it, EOS ignored (the decoder is driven directly)
 //   encode_1344_s    the image path for 1344×1344, for families that slice images (MiniCPM-V): the overview and its
 //                    slices; encode_1344_per_slice_s divides by them
-//   peak_rss_mb      the process's peak resident memory (getrusage maxrss), both loads included
+//   peak_rss_mb      the peak resident memory (getrusage maxrss) of the process that loads the model warm and runs
+//                    everything above: what answering needs
 //   bandwidth_gb_s   STREAM's copy kernel (memcpy of a 256 MiB buffer into another, far beyond the caches) on two
 //                    worker threads started together; counts the bytes read and written, best of five passes
-//   decode_bound_tok_s  bandwidth ÷ the decoder's weight bytes (its converted weights.bin + model.onnx): every
-//                    weight is read once per decoded token, so no decoder on this machine can beat it
+//   decode_bound_tok_s  bandwidth ÷ the decoder's weight bytes (its graph and weights as built, before ONNX Runtime's
+//                    packed copies are added to the cache entry): every weight is read once per decoded token, so no
+//                    decoder on this machine can beat it
 //   decode_pct_of_bound decode_tok_s as a percentage of that bound
 // The table goes to stdout (or the JSON with --json); --out also writes the JSON to a file.
 
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { resolveModel } from '../src/checkpoint/resolve.js';
@@ -57,7 +62,7 @@ async function main(): Promise<void> {
     options: {
       model: { type: 'string' }, precision: { type: 'string' }, 'vision-precision': { type: 'string' }, image: { type: 'string' },
       threads: { type: 'string' }, 'cache-dir': { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string' },
-      help: { type: 'boolean' },
+      help: { type: 'boolean' }, 'cold-load': { type: 'boolean' },
     },
   });
   if (values.help) {
@@ -70,25 +75,31 @@ async function main(): Promise<void> {
     throw new Error(`usage: ${USAGE}`);
   }
   const threads = values.threads ? Number(values.threads) : defaultThreads();
-
-  const bandwidth = await copyBandwidth();
   const dir = await resolveModel(values.model);
   const config = loadModelConfig(dir);
+  if (values['cold-load']) {
+    // The child process of coldLoad(): one load into the cache that OMNILMM_CACHE names.
+    let built = 0;
+    onModelCacheEvent((event) => void (event.type === 'written' && built++));
+    const seconds = await timeLoad(() => familyOf(config).load(dir, config, { threads, precision, visionPrecision, maxBeams: 1 }));
+    process.stdout.write(`${JSON.stringify({ seconds, built, peakRssMb: process.resourceUsage().maxRSS / 1024 })}\n`);
+    return;
+  }
+
+  const bandwidth = await copyBandwidth();
   const cache = values['cache-dir'] ?? mkdtempSync(join(tmpdir(), 'omnilmm-bench-cache-'));
   process.env.OMNILMM_CACHE = cache;
   let decoderFolder = '';
-  let built = 0;
   const stop = onModelCacheEvent((event) => {
     if ((event.type === 'written' || event.type === 'hit') && event.part === 'decoder') decoderFolder = event.folder;
-    if (event.type === 'written') built++;
   });
   const options: LoadOptions = { threads, precision, visionPrecision, maxBeams: 1, cache };
   try {
-    const loadCold = await timeLoad(() => familyOf(config).load(dir, config, options));
+    const cold = coldLoad(process.argv.slice(2), cache);
     let start = performance.now();
     const model = await familyOf(config).load(dir, config, options);
     const loadWarm = since(start);
-    const decoderBytes = ['weights.bin', 'model.onnx'].reduce((sum, f) => sum + fileSize(join(decoderFolder, f)), 0);
+    const decoderBytes = builtBytes(decoderFolder);
 
     // One chat turn about the 448×448 image with a long question: encode, prefill, decode.
     const image448 = await benchImage(values.image, 448);
@@ -113,8 +124,9 @@ async function main(): Promise<void> {
       precision: precision ?? 'fp32',
       vision_precision: visionPrecision ?? 'fp32',
       threads,
-      load_cold_s: loadCold,
-      cold_built_parts: built,
+      load_cold_s: cold.seconds,
+      cold_built_parts: cold.built,
+      load_cold_peak_rss_mb: cold.peakRssMb,
       load_warm_s: loadWarm,
       encode_448_s: encode448,
       ...(encode1344 && {
@@ -139,6 +151,20 @@ async function main(): Promise<void> {
     stop();
     if (!values['cache-dir']) rmSync(cache, { recursive: true, force: true });
   }
+}
+
+/** Runs this script with --cold-load in a process of its own (so its memory is not counted in the answering figures). */
+function coldLoad(args: string[], cache: string): { seconds: number; built: number; peakRssMb: number } {
+  const output = execFileSync(process.execPath, [fileURLToPath(import.meta.url), ...args, '--cold-load'], {
+    env: { ...process.env, OMNILMM_CACHE: cache }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20,
+  });
+  return JSON.parse(output.trim().split('\n').pop()!) as { seconds: number; built: number; peakRssMb: number };
+}
+
+/** Bytes of a cache entry's graph as built (its manifest's builtBytes; the files' sizes for older entries). */
+function builtBytes(folder: string): number {
+  const manifest = JSON.parse(readFileSync(join(folder, 'manifest.json'), 'utf8')) as { builtBytes?: number; files: Record<string, number> };
+  return manifest.builtBytes ?? Object.values(manifest.files).reduce((sum, size) => sum + size, 0);
 }
 
 /** Seconds to load a model, which is released at once (and left to the garbage collector). */
@@ -225,14 +251,6 @@ async function copyBandwidth(): Promise<number> {
   const bytesPerPass = COPY_THREADS * COPY_ELEMENTS * 8 * 2;
   const best = Math.min(...Array.from({ length: COPY_PASSES }, (_, p) => Math.max(...times.map((t) => t[p]!))));
   return bytesPerPass / best / 1e9;
-}
-
-function fileSize(path: string): number {
-  try {
-    return statSync(path).size;
-  } catch {
-    return 0;
-  }
 }
 
 function table(result: Record<string, number | string>): string {

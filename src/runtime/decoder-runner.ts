@@ -236,10 +236,14 @@ export class DecoderRunner {
       position_ids: { type: 'int64', data: positions, dims: [rows, seq] },
       attention_bias: { type: 'float32', data: attentionBias(rows, seq, past), dims: [rows, 1, seq, past + seq] },
     };
-    const pastDims = [rows, this.cache.kvHeads, this.cache.capacity, this.cache.headDim];
+    // Without cached positions the past is fed empty: the graph then neither scores nor normalises capacity slots
+    // that are all masked (for a 528-token prompt that was a third of the prefill's time).
+    const capacity = past === 0 ? 0 : this.cache.capacity;
+    const pastDims = [rows, this.cache.kvHeads, capacity, this.cache.headDim];
+    const pastOf = (buffer: Float32Array) => (past === 0 ? new Float32Array(0) : this.cache.view(buffer, rows));
     for (let i = 0; i < this.dims.numLayers; i++) {
-      feeds[`past_key_${i}`] = { type: 'float32', data: this.cache.view(this.cache.keys[i]!, rows), dims: pastDims };
-      feeds[`past_value_${i}`] = { type: 'float32', data: this.cache.view(this.cache.values[i]!, rows), dims: pastDims };
+      feeds[`past_key_${i}`] = { type: 'float32', data: pastOf(this.cache.keys[i]!), dims: pastDims };
+      feeds[`past_value_${i}`] = { type: 'float32', data: pastOf(this.cache.values[i]!), dims: pastDims };
     }
     const out = await this.session.run(feeds);
     if (owner !== this.active) throw new InvalidRequestError('this sequence was replaced by a later start() while it ran');
