@@ -111,7 +111,7 @@ export class DecoderRunner {
     }
     const graphOptions = { prefix, logits: 'last', precision: options.precision } as const;
     const session = await cachedSession({
-      part: 'decoder', label: 'MiniCPM decoder', source, key: { dims, graphOptions },
+      part: 'decoder', label: 'language-model decoder', source, key: { dims, graphOptions },
       build: (weights) => buildDecoder(weights, dims, graphOptions).serialize(),
     }, options);
     try {

@@ -49,7 +49,7 @@ const RUNTIME_ONLY_OPTIONS = new Set(['threads', 'executionProvider', 'cache', '
 export interface CachedGraph {
   /** Folder-name part, e.g. `decoder`. */
   part: string;
-  /** For messages, e.g. `MiniCPM decoder`. */
+  /** For messages, e.g. `language-model decoder`. */
   label: string;
   source: TensorSource;
   /** What the graph depends on besides the checkpoint and the options (dims, prefixes, …), as plain JSON data. */
