@@ -220,9 +220,9 @@ class DecoderBuilder {
    * and its slots [P, C) get the bias ATTENTION_MASKED (probability exactly 0):
    *
    *   x ─┬─ q_proj ─ Reshape [b,s,H,hd] ─ Transpose ─ RoPE ─────────────────────────► q
-   *      ├─ k_proj ─ Reshape [b,s,K,hd] ─ Transpose ─ RoPE ─┬─ repeat kv ──► keys_new    (and key_i)
-   *      └─ v_proj ─ Reshape [b,s,K,hd] ─ Transpose ────────┴─ repeat kv ──► values_new  (and value_i)
-   *   past_key_i ─ repeat kv ─► keys_past [b,H,C,hd];  past_value_i ─ repeat kv ─► values_past
+   *      ├─ k_proj ─ Reshape [b,s,K,hd] ─ Transpose ─ RoPE ─┬─ per group ──► keys_new    (and key_i)
+   *      └─ v_proj ─ Reshape [b,s,K,hd] ─ Transpose ────────┴─ per group ──► values_new  (and value_i)
+   *   past_key_i ─ per group ─► keys_past;  past_value_i ─ per group ─► values_past   (groupHeads: GQA without copies)
    *
    *   q ─┬─ FusedMatMul(keys_pastᵀ, α = 1/√hd) ─ Add past_bias [b,1,s,C] ─┐
    *      └─ FusedMatMul(keys_newᵀ,  α = 1/√hd) ─ Add new_bias  [b,1,s,s] ─ Concat(-1) ─ Softmax ─ Split [C, s] ─┐
@@ -244,39 +244,58 @@ class DecoderBuilder {
     const key = this.applyRotary(project('k_proj', dims.numKvHeads), ctx.rotary, `${node}/k_rotary`);
     const value = project('v_proj', dims.numKvHeads);
     const alpha = f(1 / Math.sqrt(hd));
+    const group = this.groupHeads(q, ctx.bias, node);
     const scores = (keys: string, bias: string, name: string) => {
-      const raw = g.op('FusedMatMul', [q, keys], `${node}/scores/${name}/FusedMatMul`, { transB: 1, alpha }, 'com.microsoft');
+      const raw = g.op('FusedMatMul', [group.q, keys], `${node}/scores/${name}/FusedMatMul`, { transB: 1, alpha }, 'com.microsoft');
       return g.op('Add', [raw, bias], `${node}/scores/${name}/Add`);
     };
-    const pastScores = scores(this.repeatKv(ctx.pastKey, `${node}/key/past/repeat_kv`), ctx.bias.past, 'past');
-    const newScores = scores(this.repeatKv(key, `${node}/key/new/repeat_kv`), ctx.bias.fresh, 'new');
+    const pastScores = scores(this.kvPerGroup(ctx.pastKey, `${node}/key/past`), group.pastBias, 'past');
+    const newScores = scores(this.kvPerGroup(key, `${node}/key/new`), group.freshBias, 'new');
     const all = g.op('Concat', [pastScores, newScores], `${node}/scores/Concat`, { axis: -1 });
     const probs = g.op('Softmax', [all], `${node}/Softmax`, { axis: -1 });
     const [pastProbs, newProbs] = g.node('Split', [probs, ctx.bias.split], { name: `${node}/probs/Split`, attrs: { axis: -1 }, outputs: 2 }) as [
       string,
       string,
     ];
-    const pastValues = this.repeatKv(ctx.pastValue, `${node}/value/past/repeat_kv`);
+    const pastValues = this.kvPerGroup(ctx.pastValue, `${node}/value/past`);
     const pastContext = g.op('MatMul', [pastProbs, pastValues], `${node}/context/past/MatMul`);
-    const newContext = g.op('MatMul', [newProbs, this.repeatKv(value, `${node}/value/new/repeat_kv`)], `${node}/context/new/MatMul`);
-    const context = g.op('Add', [pastContext, newContext], `${node}/context/Add`);
+    const newContext = g.op('MatMul', [newProbs, this.kvPerGroup(value, `${node}/value/new`)], `${node}/context/new/MatMul`);
+    const context = group.ungroup(g.op('Add', [pastContext, newContext], `${node}/context/Add`));
     const merged = g.op('Transpose', [context], `${node}/context/Transpose`, { perm: [0, 2, 1, 3] });
     const flat = g.op('Reshape', [merged, g.ints([0, 0, dims.numHeads * hd])], `${node}/context/Reshape`);
     return { output: this.linear(flat, `${weights}.o_proj.weight`, `${node}/o_proj`), key, value };
   }
 
   /**
-   * Grouped-query attention: each key/value head serves numHeads/numKvHeads query heads (upstream `repeat_kv`).
+   * Grouped-query attention: each key/value head serves r = numHeads/numKvHeads query heads, query head h using
+   * key/value head ⌊h/r⌋ (upstream `repeat_kv`). Instead of repeating the keys and values r times (for the cache,
+   * a copy of all of it at every step), the query heads are grouped by the key/value head they use, and the batched
+   * MatMuls broadcast each key/value head over its group:
    *
-   *   kv [b,K,T,hd] ─ Unsqueeze(2) ─ Expand [1,1,r,1,1] ─ Reshape [b, K·r, T, hd]      (nothing when r = 1)
+   *   q [b,H,s,hd] ─ Reshape ─► [b,K,r,s,hd]      past/new bias [b,1,s,·] ─ Unsqueeze(1) ─► [b,1,1,s,·]
+   *   keys, values [b,K,T,hd] ─ Unsqueeze(2) ─► [b,K,1,T,hd]
+   *   context [b,K,r,s,hd] ─ Reshape ─► [b,H,s,hd]
+   * With r = 1 (MiniCPM) nothing changes.
    */
-  private repeatKv(kv: string, node: string): string {
+  private groupHeads(q: string, bias: SplitBias, node: string): { q: string; pastBias: string; freshBias: string; ungroup: (c: string) => string } {
     const { g, dims, hd } = this;
     const repeats = dims.numHeads / dims.numKvHeads;
-    if (repeats === 1) return kv;
-    const unsqueezed = g.op('Unsqueeze', [kv, g.ints([2])], `${node}/Unsqueeze`);
-    const expanded = g.op('Expand', [unsqueezed, g.ints([1, 1, repeats, 1, 1])], `${node}/Expand`);
-    return g.op('Reshape', [expanded, g.ints([0, dims.numHeads, -1, hd])], `${node}/Reshape`);
+    if (repeats === 1) return { q, pastBias: bias.past, freshBias: bias.fresh, ungroup: (c) => c };
+    const grouped = g.op('Reshape', [q, g.ints([0, dims.numKvHeads, repeats, -1, hd])], `${node}/q/group/Reshape`);
+    const one = g.ints([1]);
+    return {
+      q: grouped,
+      pastBias: g.op('Unsqueeze', [bias.past, one], `${node}/bias/past/Unsqueeze`),
+      freshBias: g.op('Unsqueeze', [bias.fresh, one], `${node}/bias/new/Unsqueeze`),
+      ungroup: (c) => g.op('Reshape', [c, g.ints([0, dims.numHeads, -1, hd])], `${node}/context/ungroup/Reshape`),
+    };
+  }
+
+  /** Keys or values [b,K,T,hd] for grouped queries: [b,K,1,T,hd] (nothing when every query head has its own). */
+  private kvPerGroup(kv: string, node: string): string {
+    const { g, dims } = this;
+    if (dims.numHeads === dims.numKvHeads) return kv;
+    return g.op('Unsqueeze', [kv, g.ints([2])], `${node}/group/Unsqueeze`);
   }
 
   /**
