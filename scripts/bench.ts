@@ -77,11 +77,13 @@ async function main(): Promise<void> {
   const threads = values.threads ? Number(values.threads) : defaultThreads();
   const dir = await resolveModel(values.model);
   const config = loadModelConfig(dir);
+  // Both loads take the cache from OMNILMM_CACHE (the child's is set by coldLoad()).
+  const options: LoadOptions = { threads, precision, visionPrecision, maxBeams: 1 };
   if (values['cold-load']) {
     // The child process of coldLoad(): one load into the cache that OMNILMM_CACHE names.
     let built = 0;
     onModelCacheEvent((event) => void (event.type === 'written' && built++));
-    const seconds = await timeLoad(() => familyOf(config).load(dir, config, { threads, precision, visionPrecision, maxBeams: 1 }));
+    const seconds = await timeLoad(() => familyOf(config).load(dir, config, options));
     process.stdout.write(`${JSON.stringify({ seconds, built, peakRssMb: process.resourceUsage().maxRSS / 1024 })}\n`);
     return;
   }
@@ -93,7 +95,6 @@ async function main(): Promise<void> {
   const stop = onModelCacheEvent((event) => {
     if ((event.type === 'written' || event.type === 'hit') && event.part === 'decoder') decoderFolder = event.folder;
   });
-  const options: LoadOptions = { threads, precision, visionPrecision, maxBeams: 1, cache };
   try {
     const cold = coldLoad(process.argv.slice(2), cache);
     let start = performance.now();
