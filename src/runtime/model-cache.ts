@@ -43,7 +43,9 @@ const MODEL_FILE = 'model.onnx';
 const CHECKPOINT_RECORD = 'checkpoint.json';
 
 /** Options that change how a session runs, never the graph: left out of the key. */
-const RUNTIME_ONLY_OPTIONS = new Set(['threads', 'executionProvider', 'cache', 'maxSeq', 'maxRows', 'maxBeams', 'maxBatch', 'hub']);
+const RUNTIME_ONLY_OPTIONS = new Set([
+  'threads', 'executionProvider', 'cache', 'memoryArena', 'maxSeq', 'maxRows', 'prefillChunk', 'maxBeams', 'maxBatch', 'hub',
+]);
 
 /** One graph of a model, as the part that owns it describes it. */
 export interface CachedGraph {

@@ -22,6 +22,11 @@ export interface RuntimeOptions {
    * (default: $OMNILMM_CACHE, else ~/.cache/omnilmm; OMNILMM_CACHE=off turns it off).
    */
   cache?: string | false;
+  /**
+   * Keep the memory a run frees in ONNX Runtime's arena for the next run (default true). Off for graphs that run
+   * now and then with large activations (the vision towers): that memory goes back when the run ends.
+   */
+  memoryArena?: boolean;
 }
 
 export function defaultThreads(): number {
@@ -99,6 +104,7 @@ export class GraphSession {
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
       executionProviders: [options.executionProvider ?? 'cpu'],
+      enableCpuMemArena: options.memoryArena ?? true,
       ...more,
     };
     try {

@@ -47,9 +47,11 @@ export class OmniLMMVisionEncoder {
   static async create(
     weights: TensorSource,
     dims: { vision: VisionDims; resampler: ResamplerDims },
-    runtime: RuntimeOptions = {},
+    options: RuntimeOptions = {},
     precision?: WeightPrecision,
   ): Promise<OmniLMMVisionEncoder> {
+    // An image's activations are large and runs are rare: they go back when a run ends instead of staying in an arena.
+    const runtime: RuntimeOptions = { ...options, memoryArena: false };
     const { queryNum, embedDim } = dims.resampler;
     const storedPosEmbed = readEvaPosEmbed(weights, dims.vision);
     const storedKeyPosEmbed = readWeight(weights, `${RESAMPLER_PREFIX}pos_embed`, [queryNum, embedDim]);
