@@ -124,6 +124,30 @@ test('prompt logits match the fixture for every chat: last position with the cac
   }
 });
 
+test('a prompt prefilled in parts (prefillChunk) gives the fixture logits, and the cache after it the greedy steps', async () => {
+  const chunked = await DecoderRunner.create(checkpoint, dims, { maxSeq: 320, threads: 1, prefillChunk: 13 });
+  let checkedSteps = 0;
+  try {
+    for (const name of caseNames) {
+      const { json, tensors } = golden(name);
+      assert.ok(json.seq_len > 13, `${name}: the prompt must need more than one part`);
+      const sequence = chunked.start(tensors.inputs_embeds!, json.seq_len);
+      const last = await sequence.prefill();
+      const diff = maxAbsDiff(last, tensors.logits_last!);
+      assert.ok(diff <= LOGITS_TOLERANCE, `${name}: logits_last differs by ${diff}`);
+      const expected = tensors.greedy_teacher_forced_logits;
+      if (!expected) continue;
+      const [first] = await sequence.step([json.runs.greedy.new_token_ids[0]!]);
+      const stepDiff = maxAbsDiff(first!, row(expected, 1));
+      assert.ok(stepDiff <= LOGITS_TOLERANCE, `${name}: the first step after the parts differs by ${stepDiff}`);
+      checkedSteps++;
+    }
+    assert.ok(checkedSteps >= 2, 'the fixture has teacher-forced logits for at least two chats');
+  } finally {
+    await chunked.release();
+  }
+});
+
 for (const name of ['single_turn_grad', 'two_turn_wide']) {
   test(`${name}: the greedy tokens fed one by one through the cache give the teacher-forced logits`, async () => {
     const { json, tensors } = golden(name);

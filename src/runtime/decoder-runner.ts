@@ -42,7 +42,14 @@ export interface DecoderRunnerOptions extends RuntimeOptions {
   maxRows?: number;
   /** How the decoder's linear layers keep their weights (default fp32). */
   precision?: WeightPrecision;
+  /**
+   * Most prompt positions one prefill run takes (default 256): a longer prompt runs in parts, each after the cached
+   * ones, so its keys, values and activations are held for one part at a time.
+   */
+  prefillChunk?: number;
 }
+
+const DEFAULT_PREFILL_CHUNK = 256;
 
 /**
  * The additive attention bias [rows, 1, seq, past+seq]: every cached position is visible, the new positions are
@@ -97,17 +104,21 @@ export class DecoderRunner {
     readonly dims: MiniCPMTextDims,
     readonly maxSeq: number,
     readonly maxRows: number,
+    readonly prefillChunk: number,
   ) {
     this.vocabSize = dims.vocabSize;
-    this.cache = new KvCache(dims.numLayers, dims.numKvHeads, headDim(dims), maxSeq);
+    this.cache = new KvCache(dims.numLayers, dims.numKvHeads, headDim(dims), maxSeq, maxRows);
   }
 
   /** Builds the graph (logits of the last position), or takes it from the converted-model cache, and starts its session. */
   static async create(source: TensorSource, dims: MiniCPMTextDims, options: DecoderRunnerOptions): Promise<DecoderRunner> {
     const prefix = options.prefix ?? 'llm.';
     const maxRows = options.maxRows ?? 1;
-    if (!Number.isInteger(options.maxSeq) || options.maxSeq < 1 || !Number.isInteger(maxRows) || maxRows < 1) {
-      throw new InvalidRequestError(`maxSeq (${options.maxSeq}) and maxRows (${maxRows}) must be positive integers`);
+    const prefillChunk = options.prefillChunk ?? DEFAULT_PREFILL_CHUNK;
+    if ([options.maxSeq, maxRows, prefillChunk].some((n) => !Number.isInteger(n) || n < 1)) {
+      throw new InvalidRequestError(
+        `maxSeq (${options.maxSeq}), maxRows (${maxRows}) and prefillChunk (${prefillChunk}) must be positive integers`,
+      );
     }
     const graphOptions = { prefix, logits: 'last', precision: options.precision } as const;
     const session = await cachedSession({
@@ -115,7 +126,7 @@ export class DecoderRunner {
       build: (weights) => buildDecoder(weights, dims, graphOptions).serialize(),
     }, options);
     try {
-      return new DecoderRunner(session, openEmbeddings(source, `${prefix}model.embed_tokens.weight`), dims, options.maxSeq, maxRows);
+      return new DecoderRunner(session, openEmbeddings(source, `${prefix}model.embed_tokens.weight`), dims, options.maxSeq, maxRows, prefillChunk);
     } catch (err) {
       await session.release();
       throw err;
@@ -174,6 +185,12 @@ export class DecoderRunner {
     }
     let reuse = this.cachedPrefixLength(ids);
     if (image && reuse < image.span[1]) reuse = Math.min(reuse, image.span[0]);
+    if (reuse === 0) {
+      // Nothing cached is kept: the keys and values go before the image is encoded, not after.
+      this.active = null;
+      this.rowIds = null;
+      this.cache.restart(0);
+    }
     return this.start(await embed(reuse), ids.length, { ids, reuse });
   }
 
@@ -260,14 +277,15 @@ export class DecoderRunner {
 
   /**
    * @internal Used by DecoderSequence before a prefill: keeps the first `reuse` positions of row 0, which must
-   * still hold `ids[0..reuse)`, and forgets the rest.
+   * still hold `ids[0..reuse)`, forgets the rest and makes room for the `length` positions of the prompt.
    */
-  truncate(owner: DecoderSequence, ids: readonly number[] | null, reuse: number): void {
+  truncate(owner: DecoderSequence, ids: readonly number[] | null, reuse: number, length: number): void {
     if (owner !== this.active) throw new InvalidRequestError('this sequence was replaced by a later start(); start it again');
     if (this.cachedPrefixLength(ids ?? []) < reuse) {
       throw new InvalidRequestError('the cache no longer holds the reused part of this prompt: start it again');
     }
     this.cache.restart(reuse);
+    this.cache.reserve(length, 1);
     this.rowIds = ids ? [ids.slice(0, reuse)] : null;
   }
 
@@ -303,14 +321,22 @@ export class DecoderSequence {
     this.vocabSize = runner.vocabSize;
   }
 
-  /** Runs the bound prompt (positions reusedLength..L-1 after the reused ones) and returns its last position's logits. */
+  /**
+   * Runs the bound prompt (positions reusedLength..L-1 after the reused ones), in runs of at most the runner's
+   * `prefillChunk` positions, and returns its last position's logits.
+   */
   async prefill(): Promise<Float32Array> {
     return this.exclusive(async () => {
-      this.runner.truncate(this, this.promptIds, this.reusedLength);
+      const reuse = this.reusedLength;
+      this.runner.truncate(this, this.promptIds, reuse, this.promptLength);
       this.rows = 0;
-      const newLength = this.promptLength - this.reusedLength;
-      const newIds = this.promptIds?.slice(this.reusedLength) ?? null;
-      const logits = await this.runner.forward(this, this.promptEmbeds, 1, newLength, undefined, newIds);
+      const d = this.runner.dims.hiddenSize;
+      let logits: Float32Array = new Float32Array(0);
+      for (let from = reuse; from < this.promptLength; from += this.runner.prefillChunk) {
+        const to = Math.min(this.promptLength, from + this.runner.prefillChunk);
+        const embeds = this.promptEmbeds.subarray((from - reuse) * d, (to - reuse) * d);
+        logits = await this.runner.forward(this, embeds, 1, to - from, undefined, this.promptIds?.slice(from, to) ?? null);
+      }
       this.rows = 1;
       return logits;
     });
@@ -380,7 +406,9 @@ function extendRows(
 /**
  * Per-layer key and value buffers [rows][kvHeads][capacity][headDim]; every row holds `length` positions. Memory
  * follows what is used: rows are added when a step feeds more of them (beams), the capacity doubles (64, 128, … up
- * to maxSeq) as positions are added, and a new prompt gives back what the previous answer needed beyond it.
+ * to maxSeq) as positions are added, and a new prompt gives back what the previous answer needed beyond it. Each
+ * buffer is a resizable ArrayBuffer: it grows and shrinks in place (its blocks moved within it), and what it gives
+ * back returns to the system at once instead of waiting for the garbage collector.
  */
 class KvCache {
   keys: Float32Array[] = [];
@@ -388,6 +416,8 @@ class KvCache {
   capacity = 0;
   rows = 0;
   length = 0;
+  /** The layers' key buffers, then their value buffers. */
+  private readonly buffers: ArrayBuffer[];
   private scratch = new Float32Array(0);
 
   constructor(
@@ -395,7 +425,11 @@ class KvCache {
     readonly kvHeads: number,
     readonly headDim: number,
     readonly maxSeq: number,
-  ) {}
+    maxRows: number,
+  ) {
+    const mostBytes = maxRows * kvHeads * maxSeq * headDim * Float32Array.BYTES_PER_ELEMENT;
+    this.buffers = Array.from({ length: 2 * layers }, () => new ArrayBuffer(0, { maxByteLength: mostBytes }));
+  }
 
   /** The first `rows` rows of a layer buffer: exactly the graph's past input, no copy. */
   view(buffer: Float32Array, rows: number): Float32Array {
@@ -417,10 +451,7 @@ class KvCache {
   restart(keep: number): void {
     this.length = Math.min(this.length, keep);
     if (keep === 0) {
-      this.keys = [];
-      this.values = [];
-      this.capacity = 0;
-      this.rows = 0;
+      this.resize(0, 0);
     } else if (this.rows > 1 || this.capacity > 2 * Math.max(64, keep)) {
       let capacity = 64;
       while (capacity < keep) capacity *= 2;
@@ -428,21 +459,29 @@ class KvCache {
     }
   }
 
-  /** Moves the buffers to `capacity` positions × `rows` rows, keeping the used positions of the rows both have. */
+  /**
+   * Brings the buffers to `capacity` positions × `rows` rows in place, keeping the used positions of the rows both
+   * have: a buffer grows first and its blocks move towards the end, last block first; it shrinks after its blocks
+   * moved towards the start, first block first. Slots past the used positions may hold stale entries: attention
+   * masks them.
+   */
   private resize(capacity: number, rows: number): void {
     const used = this.length * this.headDim;
+    const from = this.capacity * this.headDim;
+    const to = capacity * this.headDim;
     const kept = Math.min(rows, this.rows) * this.kvHeads;
-    const move = (old: Float32Array): Float32Array => {
-      const next = new Float32Array(rows * this.kvHeads * capacity * this.headDim);
-      for (let block = 0; block < kept; block++) {
-        const from = block * this.capacity * this.headDim;
-        next.set(old.subarray(from, from + used), block * capacity * this.headDim);
-      }
-      return next;
-    };
-    const fresh = () => Array.from({ length: this.layers }, () => new Float32Array(0));
-    this.keys = (this.keys.length ? this.keys : fresh()).map(move);
-    this.values = (this.values.length ? this.values : fresh()).map(move);
+    const bytes = rows * this.kvHeads * to * Float32Array.BYTES_PER_ELEMENT;
+    for (const buffer of this.buffers) {
+      if (bytes > buffer.byteLength) buffer.resize(bytes);
+      const all = new Float32Array(buffer);
+      if (to > from) for (let block = kept - 1; block > 0; block--) all.copyWithin(block * to, block * from, block * from + used);
+      if (to < from) for (let block = 1; block < kept; block++) all.copyWithin(block * to, block * from, block * from + used);
+      if (bytes < buffer.byteLength) buffer.resize(bytes);
+    }
+    const floats = bytes / Float32Array.BYTES_PER_ELEMENT;
+    const views = this.buffers.map((buffer) => new Float32Array(buffer, 0, floats));
+    this.keys = views.slice(0, this.layers);
+    this.values = views.slice(this.layers);
     this.capacity = capacity;
     this.rows = rows;
   }
