@@ -131,8 +131,11 @@ test('a prompt prefilled in parts (prefillChunk) gives the fixture logits, and t
     for (const name of caseNames) {
       const { json, tensors } = golden(name);
       assert.ok(json.seq_len > 13, `${name}: the prompt must need more than one part`);
-      const sequence = chunked.start(tensors.inputs_embeds!, json.seq_len);
+      let pauses = 0;
+      const ids = Array.from({ length: json.seq_len }, (_, i) => i);
+      const sequence = chunked.start(tensors.inputs_embeds!, json.seq_len, { ids, pause: async () => void pauses++ });
       const last = await sequence.prefill();
+      assert.equal(pauses, Math.ceil(json.seq_len / 13) - 1, `${name}: one pause between each two parts`);
       const diff = maxAbsDiff(last, tensors.logits_last!);
       assert.ok(diff <= LOGITS_TOLERANCE, `${name}: logits_last differs by ${diff}`);
       const expected = tensors.greedy_teacher_forced_logits;

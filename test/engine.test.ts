@@ -192,6 +192,33 @@ test('reused positions give a fresh prefill\'s logits; a changed image with the 
   }
 });
 
+test('startPrompt pauses before each vision run; a pause that throws stops the encoding, and the next prompt runs normally', async () => {
+  const config = loadModelConfig(MODEL);
+  const model = await familyOf(config).load(MODEL, config, { threads: 1 });
+  const golden = openGolden(FIXTURE, 'llm', 'two_turn_wide.safetensors');
+  const logitsLast = golden.float32('logits_last');
+  golden.close();
+  try {
+    const prompt = model.prepare(twoTurn.msgs, await decodeImage(imageOf(twoTurn)));
+    const slices = (prompt as { slices?: unknown[] }).slices?.length ?? 0;
+    assert.ok(slices >= 2, `the two-turn image has ${slices} slices`);
+    let pauses = 0;
+    const stopped = new Error('stopped at the second pause');
+    await assert.rejects(model.startPrompt(prompt, async () => {
+      if (++pauses === 2) throw stopped;
+    }), (err) => err === stopped);
+    assert.equal(pauses, 2, 'no vision run after the pause that threw');
+
+    pauses = 0;
+    const sequence = await model.startPrompt(prompt, async () => void pauses++);
+    assert.equal(pauses, slices, 'one pause before each slice (one slice per run on the CPU)');
+    const diff = maxAbsDiff(await sequence.prefill(), logitsLast);
+    assert.ok(diff <= LOGITS_TOLERANCE, `logits after the stopped start differ from the fixture by ${diff}`);
+  } finally {
+    await model.release();
+  }
+});
+
 test('stop strings end the answer before them, and no part of them is streamed', async () => {
   const greedyText = twoTurn.runs.greedy!.text; // '说受uctENTALariant Additionalting Modifiedtr but阶 …'
   const ask = (stop: string[], settings: DecodingSettings = greedy24) =>

@@ -22,8 +22,11 @@ export interface ChatModel<P extends { ids: number[] } = { ids: number[] }> {
   readonly maxBeams: number;
   readonly contextLength: number;
   prepare(messages: readonly ChatMessage[], image: RgbImage | null): P;
-  /** Embeds the prompt and binds it to the decoder, reusing what the previous request left in the KV cache. */
-  startPrompt(prompt: P): Promise<PromptSequence>;
+  /**
+   * Embeds the prompt and binds it to the decoder, reusing what the previous request left in the KV cache. `pause`
+   * is awaited between the model runs this takes (image slices, prefill parts).
+   */
+  startPrompt(prompt: P, pause?: () => Promise<void>): Promise<PromptSequence>;
   decodeAnswer(newIds: readonly number[]): string;
   /** A streaming detokenizer for generated ids. */
   detokenizer(): { push(id: number): string; flush(): string };
@@ -74,7 +77,8 @@ export async function* streamChat(model: ChatModel, request: ChatRequest): Async
     throw new InvalidRequestError(`the prompt has ${prompt.ids.length} tokens and fills the ${model.contextLength}-token context`);
   }
   request.signal?.throwIfAborted();
-  const sequence = await model.startPrompt(prompt);
+  const pause = pauseFor(request.signal);
+  const sequence = await model.startPrompt(prompt, pause);
   const options = {
     ...decoding,
     maxNewTokens,
@@ -82,7 +86,7 @@ export async function* streamChat(model: ChatModel, request: ChatRequest): Async
     eosTokenId: model.eosTokenId,
     signal: request.signal,
   };
-  const steps = pausingBeforeCalls(sequence, request.signal);
+  const steps = pausingBeforeCalls(sequence, pause);
   const outputIds: number[] = [];
   const result = (text: string, stopped: boolean): ChatResult => ({
     text,
@@ -149,14 +153,18 @@ class StripStream {
 }
 
 /**
- * The sequence with a turn of the event loop before each model call (ONNX Runtime's run blocks the thread until it
- * returns), after which an aborted signal stops generation before the call.
+ * A turn of the event loop (ONNX Runtime's run blocks the thread until it returns), after which an aborted signal
+ * stops the work before the next model run.
  */
-function pausingBeforeCalls(sequence: LogitsModel, signal: AbortSignal | undefined): LogitsModel {
-  const pause = async () => {
+function pauseFor(signal: AbortSignal | undefined): () => Promise<void> {
+  return async () => {
     await nextMacrotask();
     signal?.throwIfAborted();
   };
+}
+
+/** The sequence with `pause` before each model call. */
+function pausingBeforeCalls(sequence: LogitsModel, pause: () => Promise<void>): LogitsModel {
   return {
     vocabSize: sequence.vocabSize,
     prefill: async () => {

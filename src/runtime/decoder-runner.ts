@@ -80,6 +80,8 @@ export interface PromptBinding {
   ids: readonly number[];
   /** Leading positions taken from the cache, at most `cachedPrefixLength(ids)` (default 0). */
   reuse?: number;
+  /** Awaited before each prefill part after the first (e.g. a turn of the event loop that throws on an abort). */
+  pause?: () => Promise<void>;
 }
 
 /** Which image a prompt holds and the positions [first, end) its features fill. */
@@ -174,6 +176,7 @@ export class DecoderRunner {
     ids: readonly number[],
     image: PromptImage | null,
     embed: (from: number) => Promise<Float32Array>,
+    pause?: () => Promise<void>,
   ): Promise<DecoderSequence> {
     if (ids.length >= this.maxSeq) {
       throw new InvalidRequestError(`the prompt has ${ids.length} tokens and leaves no room in the ${this.maxSeq}-token context`);
@@ -191,7 +194,7 @@ export class DecoderRunner {
       this.rowIds = null;
       this.cache.restart(0);
     }
-    return this.start(await embed(reuse), ids.length, { ids, reuse });
+    return this.start(await embed(reuse), ids.length, { ids, reuse, pause });
   }
 
   /**
@@ -219,7 +222,7 @@ export class DecoderRunner {
         `the prompt has ${seqLen} positions but the decoder was set up for at most ${this.maxSeq} (raise maxSeq)`,
       );
     }
-    this.active = new DecoderSequence(this, inputsEmbeds, seqLen, binding ? [...binding.ids] : null, reuse);
+    this.active = new DecoderSequence(this, inputsEmbeds, seqLen, binding ? [...binding.ids] : null, reuse, binding?.pause);
     return this.active;
   }
 
@@ -317,13 +320,14 @@ export class DecoderSequence {
     private readonly promptIds: readonly number[] | null,
     /** Prompt positions taken from the cache instead of being prefilled. */
     readonly reusedLength: number,
+    private readonly pause?: () => Promise<void>,
   ) {
     this.vocabSize = runner.vocabSize;
   }
 
   /**
    * Runs the bound prompt (positions reusedLength..L-1 after the reused ones), in runs of at most the runner's
-   * `prefillChunk` positions, and returns its last position's logits.
+   * `prefillChunk` positions (awaiting the binding's `pause` between them), and returns its last position's logits.
    */
   async prefill(): Promise<Float32Array> {
     return this.exclusive(async () => {
@@ -333,6 +337,7 @@ export class DecoderSequence {
       const d = this.runner.dims.hiddenSize;
       let logits: Float32Array = new Float32Array(0);
       for (let from = reuse; from < this.promptLength; from += this.runner.prefillChunk) {
+        if (from > reuse) await this.pause?.();
         const to = Math.min(this.promptLength, from + this.runner.prefillChunk);
         const embeds = this.promptEmbeds.subarray((from - reuse) * d, (to - reuse) * d);
         logits = await this.runner.forward(this, embeds, 1, to - from, undefined, this.promptIds?.slice(from, to) ?? null);

@@ -138,7 +138,7 @@ export class MiniCPMVModel {
    * Step 3 (`get_vllm_embedding`) for positions [from, L): text embeddings × scale_emb with each slice's features
    * written over its span. The image spans must lie either all before `from` (no vision work) or all after it.
    */
-  async embed(prompt: PreparedPrompt, from = 0): Promise<Float32Array> {
+  async embed(prompt: PreparedPrompt, from = 0, pause?: () => Promise<void>): Promise<Float32Array> {
     const embeds = this.decoder.embed(prompt.ids.slice(from));
     const spans = prompt.imageBound;
     if (spans.length === 0 || from >= spans[spans.length - 1]![1]) return embeds;
@@ -148,6 +148,7 @@ export class MiniCPMVModel {
     }
     const encoded = await this.vision.encode(
       prompt.slices.map((s) => ({ pixels: slicePixels(s), height: s.height, width: s.width })),
+      { pause },
     );
     const hidden = this.config.text.hiddenSize;
     spans.forEach(([start], j) => embeds.set(encoded[j]!.embeds, (start - from) * hidden));
@@ -165,14 +166,15 @@ export class MiniCPMVModel {
   /**
    * Steps 3–4: the prompt's embeddings bound to the decoder (generation drives it). Positions that the previous
    * request left in the KV cache with the same ids and the same image are reused: neither embedded nor prefilled
-   * again, and the vision encoder does not run when they cover the whole image.
+   * again, and the vision encoder does not run when they cover the whole image. `pause` is awaited before each
+   * vision run and each prefill part after the first.
    */
-  startPrompt(prompt: PreparedPrompt): Promise<DecoderSequence> {
+  startPrompt(prompt: PreparedPrompt, pause?: () => Promise<void>): Promise<DecoderSequence> {
     const spans = prompt.imageBound;
     const image = prompt.imageKey !== null && spans.length > 0
       ? { key: prompt.imageKey, span: [spans[0]![0], spans[spans.length - 1]![1]] as const }
       : null;
-    return this.decoder.startPrompt(prompt.ids, image, (from) => this.embed(prompt, from));
+    return this.decoder.startPrompt(prompt.ids, image, (from) => this.embed(prompt, from, pause), pause);
   }
 
   /** Token ids of a text as the chat path encodes it (BOS first). */

@@ -98,8 +98,14 @@ export class VisionEncoder {
     }
   }
 
-  /** Encodes slices, results in input order; slices of equal size share batched runs (up to `maxBatch` each). */
-  async encode(slices: readonly SliceInput[], options: { keepFeatures?: boolean } = {}): Promise<EncodedSlice[]> {
+  /**
+   * Encodes slices, results in input order; slices of equal size share batched runs (up to `maxBatch` each).
+   * `pause` is awaited before each run (e.g. a turn of the event loop that throws on an abort).
+   */
+  async encode(
+    slices: readonly SliceInput[],
+    options: { keepFeatures?: boolean; pause?: () => Promise<void> } = {},
+  ): Promise<EncodedSlice[]> {
     const groups = new Map<string, number[]>();
     slices.forEach((s, i) => {
       const key = `${s.height}x${s.width}`;
@@ -111,6 +117,7 @@ export class VisionEncoder {
     for (const group of groups.values()) {
       for (let first = 0; first < group.length; first += this.maxBatch) {
         const indices = group.slice(first, first + this.maxBatch);
+        await options.pause?.();
         const encoded = await this.encodeBatch(indices.map((i) => slices[i]!), options);
         indices.forEach((sliceIndex, k) => (results[sliceIndex] = encoded[k]!));
       }

@@ -147,10 +147,11 @@ export class OmniLMMModel implements LoadedModel {
    * The prompt bound to the decoder (generation drives it). Leading positions that the previous request left in the
    * KV cache with the same ids and the same image are reused, neither embedded nor prefilled again; the sliding
    * window does not change them, since a position's keys and values depend only on the positions before it.
+   * `pause` is awaited before each prefill part after the first.
    */
-  startPrompt(prompt: OmniLMMPrompt): Promise<DecoderSequence> {
+  startPrompt(prompt: OmniLMMPrompt, pause?: () => Promise<void>): Promise<DecoderSequence> {
     const image = { key: prompt.imageKey, span: prompt.imageRows };
-    return this.decoder.startPrompt(prompt.ids, image, (from) => this.embed(prompt, from));
+    return this.decoder.startPrompt(prompt.ids, image, (from) => this.embed(prompt, from), pause);
   }
 
   /** Token ids of a text as the chat path encodes it (BOS first). */
