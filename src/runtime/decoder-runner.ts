@@ -43,13 +43,15 @@ export interface DecoderRunnerOptions extends RuntimeOptions {
   /** How the decoder's linear layers keep their weights (default fp32). */
   precision?: WeightPrecision;
   /**
-   * Most prompt positions one prefill run takes (default 256): a longer prompt runs in parts, each after the cached
-   * ones, so its keys, values and activations are held for one part at a time.
+   * Most prompt positions one prefill run takes (default 128): a longer prompt runs in parts, each after the cached
+   * ones, so its keys, values and activations are held for one part at a time. Measured on MiniCPM-V 2.0 (int4,
+   * 2 threads, 528-token prompt): parts of 128 held 0.3 GB less than parts of 256 at the same prefill speed within
+   * the noise (37.9–38.2 against 34.9–40.9 tok/s).
    */
   prefillChunk?: number;
 }
 
-const DEFAULT_PREFILL_CHUNK = 256;
+const DEFAULT_PREFILL_CHUNK = 128;
 
 /**
  * The additive attention bias [rows, 1, seq, past+seq]: every cached position is visible, the new positions are
