@@ -24,7 +24,7 @@ export interface RuntimeOptions {
   cache?: string | false;
   /**
    * Keep the memory a run frees in ONNX Runtime's arena for the next run (default true). Off for graphs that run
-   * now and then with large activations (the vision towers): that memory goes back when the run ends.
+   * now and then with large activations (MiniCPM-V's vision tower): that memory goes back when the run ends.
    */
   memoryArena?: boolean;
 }
