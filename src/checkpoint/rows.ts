@@ -2,8 +2,9 @@
 // the use: a prompt needs a few hundred of its rows, and holding all of it costs 0.57 GB (MiniCPM-V 2.0, bf16) to
 // 1 GB of memory for as long as the model is loaded.
 
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { CheckpointError } from '../errors.js';
+import { readAt } from './read-at.js';
 import { DTYPE_BYTES, toFloat32, type TensorInfo } from './safetensors.js';
 
 export class TensorRows {
@@ -30,15 +31,10 @@ export class TensorRows {
     if (!Number.isInteger(index) || index < 0 || index >= this.rows) {
       throw new RangeError(`row ${index} is outside [0, ${this.rows}) of ${this.info.name}`);
     }
-    const start = this.info.offset + index * this.rowBytes;
-    for (let done = 0; done < this.rowBytes; ) {
-      const n = readSync(this.fd, this.buffer, done, this.rowBytes - done, start + done);
-      if (n === 0) {
-        throw new CheckpointError(
-          `${this.info.file} ended while reading row ${index} of ${this.info.name}: the checkpoint changed on disk after it was loaded; load the model again`,
-        );
-      }
-      done += n;
+    if (readAt(this.fd, this.buffer, this.info.offset + index * this.rowBytes) < this.rowBytes) {
+      throw new CheckpointError(
+        `${this.info.file} ended while reading row ${index} of ${this.info.name}: the checkpoint changed on disk after it was loaded; load the model again`,
+      );
     }
     return toFloat32(this.buffer, this.info.dtype, this.info.name);
   }

@@ -2,8 +2,9 @@
 // Format: u64 little-endian header length N, N bytes of JSON {name: {dtype, shape, data_offsets}}, then data.
 // Tensors are read one at a time with positioned reads, so a checkpoint is never held in memory twice.
 
-import { closeSync, existsSync, fstatSync, openSync, readSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, renameSync, writeFileSync } from 'node:fs';
 import { CheckpointError, FileNotFoundError } from '../errors.js';
+import { readAt } from './read-at.js';
 import { ShardedCheckpoint } from './sharded.js';
 
 export type DType = 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'U8' | 'I8' | 'F64' | 'BOOL' | 'I16' | 'U16';
@@ -48,13 +49,13 @@ export class SafetensorsFile {
       const what = `${path} is not a valid safetensors file`;
       if (size < 8) throw new CheckpointError(`${what}: it has only ${size} bytes (truncated download?)`);
       const lenBuf = Buffer.alloc(8);
-      readSync(this.fd, lenBuf, 0, 8, 0);
+      readAt(this.fd, lenBuf, 0);
       const headerLen = Number(lenBuf.readBigUInt64LE(0));
       if (headerLen < 2 || headerLen > MAX_HEADER_BYTES || 8 + headerLen > size) {
         throw new CheckpointError(`${what}: header length ${headerLen} does not fit a ${size}-byte file (truncated or corrupt)`);
       }
       const headerBuf = Buffer.alloc(headerLen);
-      readSync(this.fd, headerBuf, 0, headerLen, 8);
+      readAt(this.fd, headerBuf, 8);
       let header: Record<string, unknown>;
       try {
         header = JSON.parse(headerBuf.toString('utf8')) as Record<string, unknown>;
@@ -90,11 +91,8 @@ export class SafetensorsFile {
     const info = this.info(name);
     if (this.fd === null) throw new CheckpointError(`${this.path} was already closed`);
     const buf = Buffer.allocUnsafe(info.byteLength);
-    let done = 0;
-    while (done < info.byteLength) {
-      const n = readSync(this.fd, buf, done, info.byteLength - done, info.offset + done);
-      if (n === 0) throw new CheckpointError(`${this.path} ended while reading ${name} (truncated file?)`);
-      done += n;
+    if (readAt(this.fd, buf, info.offset) < buf.byteLength) {
+      throw new CheckpointError(`${this.path} ended while reading ${name} (truncated file?)`);
     }
     return buf;
   }

@@ -4,8 +4,9 @@
 //
 //   [local header][name][extra][data] ... [central directory entries] [ZIP64 EOCD][ZIP64 locator] [EOCD][comment]
 
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync } from 'node:fs';
 import { CheckpointError } from '../errors.js';
+import { readAt } from './read-at.js';
 
 export interface ZipEntry {
   name: string;
@@ -50,12 +51,8 @@ export class ZipReader {
   read(position: number, length: number): Buffer {
     if (this.fd === null) throw new CheckpointError(`${this.path} was already closed`);
     const buf = Buffer.allocUnsafe(length);
-    let done = 0;
-    while (done < length) {
-      const n = readSync(this.fd, buf, done, length - done, position + done);
-      if (n === 0) throw new CheckpointError(`${this.path} ended at byte ${position + done} while reading (truncated file?)`);
-      done += n;
-    }
+    const got = readAt(this.fd, buf, position);
+    if (got < length) throw new CheckpointError(`${this.path} ended at byte ${position + got} while reading (truncated file?)`);
     return buf;
   }
 

@@ -23,12 +23,13 @@
 
 import { createHash } from 'node:crypto';
 import {
-  closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, realpathSync, renameSync, rmSync, statSync,
+  closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync,
   writeFileSync,
 } from 'node:fs';
 import { cpus, homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readAt } from '../checkpoint/read-at.js';
 import type { TensorSource } from '../checkpoint/safetensors.js';
 import { ShardedCheckpoint } from '../checkpoint/sharded.js';
 import { RuntimeError } from '../errors.js';
@@ -311,16 +312,6 @@ function safetensorsHeader(path: string): Uint8Array {
 }
 
 /** Reads into `buffer` from `position` until it is full or the file ends; returns the bytes read. */
-function readAt(fd: number, buffer: Buffer, position: number): number {
-  let done = 0;
-  while (done < buffer.byteLength) {
-    const n = readSync(fd, buffer, done, buffer.byteLength - done, position + done);
-    if (n === 0) break;
-    done += n;
-  }
-  return done;
-}
-
 let codeHash: string | null = null;
 
 /** sha256 of the compiled graph builders (every .js file under dist/src/graph and dist/src/models). */
