@@ -193,7 +193,7 @@ export class DecoderRunner {
     if (reuse === 0) {
       // Nothing cached is kept: the keys and values go before the image is encoded, not after.
       this.active = null;
-      this.rowIds = null;
+      this.forgetCache();
       this.cache.restart(0);
     }
     return this.start(await embed(reuse), ids.length, { ids, reuse, pause });

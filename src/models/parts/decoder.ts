@@ -138,6 +138,17 @@ export function buildDecoder(source: TensorSource, dims: DecoderDims, options: D
   return new DecoderBuilder(source, dims, options).build();
 }
 
+/** Query heads grouped by the key/value head they use (DecoderBuilder.groupHeads). */
+interface GroupedHeads {
+  q: string;
+  pastBias: string;
+  freshBias: string;
+  /** Keys or values [b,K,T,hd] as the grouped queries take them: [b,K,1,T,hd]. */
+  kv: (t: string, node: string) => string;
+  /** Context [b,K,r,s,hd] back to [b,H,s,hd]. */
+  ungroup: (c: string) => string;
+}
+
 class DecoderBuilder {
   private readonly g = new Graph('llm_decoder');
   private readonly hd: number;
@@ -249,17 +260,17 @@ class DecoderBuilder {
       const raw = g.op('FusedMatMul', [group.q, keys], `${node}/scores/${name}/FusedMatMul`, { transB: 1, alpha }, 'com.microsoft');
       return g.op('Add', [raw, bias], `${node}/scores/${name}/Add`);
     };
-    const pastScores = scores(this.kvPerGroup(ctx.pastKey, `${node}/key/past`), group.pastBias, 'past');
-    const newScores = scores(this.kvPerGroup(key, `${node}/key/new`), group.freshBias, 'new');
+    const pastScores = scores(group.kv(ctx.pastKey, `${node}/key/past`), group.pastBias, 'past');
+    const newScores = scores(group.kv(key, `${node}/key/new`), group.freshBias, 'new');
     const all = g.op('Concat', [pastScores, newScores], `${node}/scores/Concat`, { axis: -1 });
     const probs = g.op('Softmax', [all], `${node}/Softmax`, { axis: -1 });
     const [pastProbs, newProbs] = g.node('Split', [probs, ctx.bias.split], { name: `${node}/probs/Split`, attrs: { axis: -1 }, outputs: 2 }) as [
       string,
       string,
     ];
-    const pastValues = this.kvPerGroup(ctx.pastValue, `${node}/value/past`);
+    const pastValues = group.kv(ctx.pastValue, `${node}/value/past`);
     const pastContext = g.op('MatMul', [pastProbs, pastValues], `${node}/context/past/MatMul`);
-    const newContext = g.op('MatMul', [newProbs, this.kvPerGroup(value, `${node}/value/new`)], `${node}/context/new/MatMul`);
+    const newContext = g.op('MatMul', [newProbs, group.kv(value, `${node}/value/new`)], `${node}/context/new/MatMul`);
     const context = group.ungroup(g.op('Add', [pastContext, newContext], `${node}/context/Add`));
     const merged = g.op('Transpose', [context], `${node}/context/Transpose`, { perm: [0, 2, 1, 3] });
     const flat = g.op('Reshape', [merged, g.ints([0, 0, dims.numHeads * hd])], `${node}/context/Reshape`);
@@ -277,25 +288,19 @@ class DecoderBuilder {
    *   context [b,K,r,s,hd] ─ Reshape ─► [b,H,s,hd]
    * With r = 1 (MiniCPM) nothing changes.
    */
-  private groupHeads(q: string, bias: SplitBias, node: string): { q: string; pastBias: string; freshBias: string; ungroup: (c: string) => string } {
+  private groupHeads(q: string, bias: SplitBias, node: string): GroupedHeads {
     const { g, dims, hd } = this;
     const repeats = dims.numHeads / dims.numKvHeads;
-    if (repeats === 1) return { q, pastBias: bias.past, freshBias: bias.fresh, ungroup: (c) => c };
+    if (repeats === 1) return { q, pastBias: bias.past, freshBias: bias.fresh, kv: (t) => t, ungroup: (c) => c };
     const grouped = g.op('Reshape', [q, g.ints([0, dims.numKvHeads, repeats, -1, hd])], `${node}/q/group/Reshape`);
     const one = g.ints([1]);
     return {
       q: grouped,
       pastBias: g.op('Unsqueeze', [bias.past, one], `${node}/bias/past/Unsqueeze`),
       freshBias: g.op('Unsqueeze', [bias.fresh, one], `${node}/bias/new/Unsqueeze`),
+      kv: (t, name) => g.op('Unsqueeze', [t, g.ints([2])], `${name}/group/Unsqueeze`),
       ungroup: (c) => g.op('Reshape', [c, g.ints([0, dims.numHeads, -1, hd])], `${node}/context/ungroup/Reshape`),
     };
-  }
-
-  /** Keys or values [b,K,T,hd] for grouped queries: [b,K,1,T,hd] (nothing when every query head has its own). */
-  private kvPerGroup(kv: string, node: string): string {
-    const { g, dims } = this;
-    if (dims.numHeads === dims.numKvHeads) return kv;
-    return g.op('Unsqueeze', [kv, g.ints([2])], `${node}/group/Unsqueeze`);
   }
 
   /**
