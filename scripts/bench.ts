@@ -24,6 +24,11 @@
 //                    packed copies are added to the cache entry): every weight is read once per decoded token, so no
 //                    decoder on this machine can beat it
 //   decode_pct_of_bound decode_tok_s as a percentage of that bound
+//   ttft_turn1_s     time to the first token of a chat turn about another 448×448 image (image encoding and prefill)
+//   ttft_turn2_s     the same for a follow-up question about that image, after a 16-token answer: the prompt's
+//                    shared prefix comes from the KV cache, so neither the image nor the first turn runs again
+//   others_avg_cores the CPU that other processes took while a phase ran, in cores (scripts/cpu-load.ts), per phase
+//                    in load_by_phase and the highest of them here; past 0.1 the figure is marked disturbed
 // The table goes to stdout (or the JSON with --json); --out also writes the JSON to a file.
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,12 +40,14 @@ import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { resolveModel } from '../src/checkpoint/resolve.js';
 import { loadModelConfig } from '../src/config/load.js';
+import { runChat } from '../src/chat/chat.js';
 import { argmax } from '../src/generation/processors.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../src/graph/quantize.js';
 import type { RgbImage } from '../src/image/index.js';
 import { familyOf, type LoadedModel, type LoadOptions } from '../src/models/registry.js';
 import { onModelCacheEvent } from '../src/runtime/model-cache.js';
 import { defaultThreads } from '../src/runtime/session.js';
+import { QUIET_LIMIT_CORES, showLoad, startPhase, type PhaseLoad } from './cpu-load.js';
 
 const USAGE =
   'npm run bench -- --model <dir> [--precision fp32|int8|int4] [--vision-precision fp32|int8|int4] [--image f] ' +
@@ -48,6 +55,7 @@ const USAGE =
 const PREFILL_TOKENS = 512;
 const QUESTION = 'What is in the picture? Describe every object, its colour and where it is.';
 const DECODE_TOKENS = 128;
+const TURN1_ANSWER_TOKENS = 16;
 const COPY_ELEMENTS = 32 * 1024 * 1024;
 const COPY_THREADS = 2;
 const COPY_PASSES = 5;
@@ -84,11 +92,21 @@ async function main(): Promise<void> {
     let built = 0;
     onModelCacheEvent((event) => void (event.type === 'written' && built++));
     const seconds = await timeLoad(() => familyOf(config).load(dir, config, options));
-    process.stdout.write(`${JSON.stringify({ seconds, built, peakRssMb: process.resourceUsage().maxRSS / 1024 })}\n`);
+    const cpu = process.cpuUsage();
+    const cpuS = (cpu.user + cpu.system) / 1e6;
+    process.stdout.write(`${JSON.stringify({ seconds, built, peakRssMb: process.resourceUsage().maxRSS / 1024, cpuS })}\n`);
     return;
   }
 
-  const bandwidth = await copyBandwidth();
+  const loads: Record<string, PhaseLoad> = {};
+  /** Runs one phase and records how much CPU other processes took meanwhile. */
+  const phase = async <T>(name: string, work: () => Promise<T>, childCpuS?: (result: T) => number): Promise<T> => {
+    const end = startPhase();
+    const result = await work();
+    loads[name] = end(childCpuS?.(result));
+    return result;
+  };
+  const bandwidth = await phase('bandwidth', copyBandwidth);
   const cache = values['cache-dir'] ?? mkdtempSync(join(tmpdir(), 'omnilmm-bench-cache-'));
   process.env.OMNILMM_CACHE = cache;
   let decoderFolder = '';
@@ -96,9 +114,9 @@ async function main(): Promise<void> {
     if ((event.type === 'written' || event.type === 'hit') && event.part === 'decoder') decoderFolder = event.folder;
   });
   try {
-    const cold = coldLoad(process.argv.slice(2), cache);
+    const cold = await phase('load_cold', async () => coldLoad(process.argv.slice(2), cache), (c) => c.cpuS);
     let start = performance.now();
-    const model = await familyOf(config).load(dir, config, options);
+    const model = await phase('load_warm', () => familyOf(config).load(dir, config, options));
     const loadWarm = since(start);
     const decoderBytes = builtBytes(decoderFolder);
 
@@ -106,20 +124,25 @@ async function main(): Promise<void> {
     const image448 = await benchImage(values.image, 448);
     const prompt = model.prepare([{ role: 'user', content: longQuestion(model, image448, PREFILL_TOKENS) }], image448) as BenchPrompt;
     start = performance.now();
-    const sequence = await model.startPrompt(prompt);
+    const sequence = await phase('encode_448', () => model.startPrompt(prompt));
     const encode448 = since(start);
     const prefillTokens = prompt.ids.length - sequence.reusedLength;
     start = performance.now();
-    let logits = await sequence.prefill();
+    let logits = await phase('prefill', () => sequence.prefill());
     const prefill = since(start);
     start = performance.now();
-    for (let k = 0; k < DECODE_TOKENS; k++) logits = (await sequence.step([argmax(logits)]))[0]!;
+    await phase('decode', async () => {
+      for (let k = 0; k < DECODE_TOKENS; k++) logits = (await sequence.step([argmax(logits)]))[0]!;
+    });
     const decode = since(start);
-    const encode1344 = prompt.slices ? await timeEncode(model, await benchImage(values.image, 1344)) : null;
+    const encode1344 = prompt.slices ? await phase('encode_1344', async () => timeEncode(model, await benchImage(values.image, 1344))) : null;
+    const turns = await phase('turns', () => timeTurns(model, inverted(image448)));
     await model.release();
 
     const decodeTokS = DECODE_TOKENS / decode;
     const boundTokS = (bandwidth * 1e9) / decoderBytes;
+    const loadByPhase = Object.fromEntries(Object.entries(loads).map(([name, load]) => [name, load.othersAvgCores]));
+    const measured = Object.values(loadByPhase).filter((v): v is number => v !== null);
     const result = {
       model: dir,
       precision: precision ?? 'fp32',
@@ -139,15 +162,27 @@ async function main(): Promise<void> {
       prefill_tok_s: prefillTokens / prefill,
       decode_tokens: DECODE_TOKENS,
       decode_tok_s: decodeTokS,
+      ttft_turn1_s: turns.turn1,
+      ttft_turn2_s: turns.turn2,
+      ttft_turn2_speedup: turns.turn1 / turns.turn2,
       peak_rss_mb: process.resourceUsage().maxRSS / 1024,
       bandwidth_gb_s: bandwidth,
       decoder_weight_bytes: decoderBytes,
       decode_bound_tok_s: boundTokS,
       decode_pct_of_bound: (100 * decodeTokS) / boundTokS,
+      others_avg_cores: measured.length > 0 ? Math.max(...measured) : null,
+      load_by_phase: loadByPhase,
     };
+    const disturbed = Object.entries(loads).filter(([, load]) => (load.othersAvgCores ?? 0) > QUIET_LIMIT_CORES);
+    if (disturbed.length > 0) {
+      process.stderr.write(
+        `warning: other processes took more than ${QUIET_LIMIT_CORES} of a core during ${disturbed.map(([name]) => name).join(', ')}: ` +
+        'those figures are disturbed; measure again on a quiet machine (../shared/tools/quiet-run)\n',
+      );
+    }
     const json = `${JSON.stringify(result, null, 2)}\n`;
     if (values.out) writeFileSync(values.out, json);
-    process.stdout.write(values.json ? json : table(result));
+    process.stdout.write(values.json ? json : table(result, loads));
   } finally {
     stop();
     if (!values['cache-dir']) rmSync(cache, { recursive: true, force: true });
@@ -155,11 +190,41 @@ async function main(): Promise<void> {
 }
 
 /** Runs this script with --cold-load in a process of its own (so its memory is not counted in the answering figures). */
-function coldLoad(args: string[], cache: string): { seconds: number; built: number; peakRssMb: number } {
+function coldLoad(args: string[], cache: string): ColdLoad {
   const output = execFileSync(process.execPath, [fileURLToPath(import.meta.url), ...args, '--cold-load'], {
     env: { ...process.env, OMNILMM_CACHE: cache }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20,
   });
-  return JSON.parse(output.trim().split('\n').pop()!) as { seconds: number; built: number; peakRssMb: number };
+  return JSON.parse(output.trim().split('\n').pop()!) as ColdLoad;
+}
+
+interface ColdLoad {
+  seconds: number;
+  built: number;
+  peakRssMb: number;
+  /** CPU seconds the child process took: the phase's own work, not other processes'. */
+  cpuS: number;
+}
+
+/**
+ * Time to the first token of two chat turns about one image, greedy: the first turn (image encoding and the whole
+ * prompt; the image must not be in the KV cache yet), then, after its answer, a follow-up question whose prompt
+ * starts with the first turn's.
+ */
+async function timeTurns(model: LoadedModel, image: RgbImage): Promise<{ turn1: number; turn2: number }> {
+  const first = { role: 'user', content: 'What is in the picture?' } as const;
+  let start = performance.now();
+  await runChat(model, { messages: [first], image, decoding: 'greedy', maxNewTokens: 1 });
+  const turn1 = since(start);
+  const answer = await runChat(model, { messages: [first], image, decoding: 'greedy', maxNewTokens: TURN1_ANSWER_TOKENS });
+  const messages = [first, { role: 'assistant', content: answer.text } as const, { role: 'user', content: 'And what colour is it?' } as const];
+  start = performance.now();
+  await runChat(model, { messages, image, decoding: 'greedy', maxNewTokens: 1 });
+  return { turn1, turn2: since(start) };
+}
+
+/** The image with every value inverted: the same size, other pixels (so nothing of it is in the KV cache yet). */
+function inverted(image: RgbImage): RgbImage {
+  return { ...image, data: image.data.map((v) => 255 - v) };
 }
 
 /** Bytes of a cache entry's graph as built (its manifest's builtBytes; the files' sizes for older entries). */
@@ -254,12 +319,20 @@ async function copyBandwidth(): Promise<number> {
   return bytesPerPass / best / 1e9;
 }
 
-function table(result: Record<string, number | string>): string {
-  const rows = Object.entries(result).map(([key, value]) => {
+/** Figure → the phase whose load it is shown with. */
+const PHASE_OF: Record<string, string> = {
+  load_cold_s: 'load_cold', load_warm_s: 'load_warm', encode_448_s: 'encode_448', prefill_tok_s: 'prefill',
+  decode_tok_s: 'decode', encode_1344_s: 'encode_1344', ttft_turn1_s: 'turns', ttft_turn2_s: 'turns', bandwidth_gb_s: 'bandwidth',
+};
+
+function table(result: Record<string, unknown>, loads: Record<string, PhaseLoad>): string {
+  const rows = Object.entries(result).filter(([, value]) => typeof value !== 'object' || value === null).map(([key, value]) => {
     const shown = typeof value === 'number' && !Number.isInteger(value) ? value.toFixed(value < 10 ? 3 : 1) : String(value);
-    return `| ${key.padEnd(24)} | ${shown.padStart(14)} |`;
+    const load = PHASE_OF[key] && loads[PHASE_OF[key]] ? showLoad(loads[PHASE_OF[key]]) : '';
+    return `| ${key.padEnd(24)} | ${shown.padStart(14)} | ${load.padEnd(16)} |`;
   });
-  return `| ${'figure'.padEnd(24)} | ${'value'.padStart(14)} |\n|${'-'.repeat(26)}|${'-'.repeat(16)}|\n${rows.join('\n')}\n`;
+  const header = `| ${'figure'.padEnd(24)} | ${'value'.padStart(14)} | ${'others (cores)'.padEnd(16)} |`;
+  return `${header}\n|${'-'.repeat(26)}|${'-'.repeat(16)}|${'-'.repeat(18)}|\n${rows.join('\n')}\n`;
 }
 
 main().catch((err: unknown) => {
