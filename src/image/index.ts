@@ -1,6 +1,7 @@
-// The image layer: decode, plan and cut slices, Pillow-exact resize, normalise.
+// The image layer: decode, plan and cut slices, Pillow-exact and torch-exact resize, normalise.
 
 export { decodeImage, DEFAULT_MAX_PIXELS, type DecodeOptions } from './decode.js';
 export { resizeBicubic } from './resize.js';
+export { resizeBicubicTorch } from './torch-resize.js';
 export { createRgbImage, cropImage, toPixelValues, type RgbImage } from './rgb.js';
 export { planSlices, sliceImage, type Size, type SliceOptions, type SlicePlan } from './slice.js';

@@ -1,0 +1,111 @@
+// MiniCPM-V 4.6 video preprocessing (transformers 5.18 video_processing_minicpmv4_6.py + processing_minicpmv4_6.py):
+// which decoded frames are kept, each kept frame processed like an image (source, then its tiles), and the text that
+// replaces the video's `<|video_pad|>`. Decoding the video file is not done here: the input is RGB frames + fps.
+
+import { ImageError, InvalidRequestError } from '../../errors.js';
+import type { RgbImage } from '../../image/rgb.js';
+import {
+  IMAGE_MARKUP,
+  MINICPMV46_IMAGE_DEFAULTS,
+  imageIdPrefix,
+  preprocessImage,
+  slicesPlaceholder,
+  type MiniCPMV46ImageOptions,
+  type PreprocessedImage,
+  type VisionSlice,
+} from './image-processor.js';
+
+/** processor_config.json → video_processor, as options. */
+export interface MiniCPMV46VideoOptions extends MiniCPMV46ImageOptions {
+  /** Pick frames by time (`do_sample_frames`, true); false keeps every frame given. */
+  doSampleFrames: boolean;
+  /** Most main frames kept (`max_num_frames`, 128). */
+  maxNumFrames: number;
+  /** Sub-frames per second stacked into a grid image (`stack_frames`, 1); only 1 is supported. */
+  stackFrames: number;
+}
+
+/** The class defaults of MiniCPMV4_6VideoProcessor (equal to the released processor_config.json). */
+export const MINICPMV46_VIDEO_DEFAULTS: Readonly<MiniCPMV46VideoOptions> = {
+  ...MINICPMV46_IMAGE_DEFAULTS,
+  doSampleFrames: true,
+  maxNumFrames: 128,
+  stackFrames: 1,
+};
+
+/** The video's `VideoMetadata` fields that frame sampling reads. */
+export interface VideoTiming {
+  /** Frames per second of the decoded frames. */
+  fps: number;
+  /** Length in seconds; defaults to frames / fps, what transformers' video decoders record. */
+  duration?: number;
+}
+
+/** Port of numpy `linspace(0, n − 1, count, dtype=int)`: i·step floored, the last one exactly n − 1. */
+function linspaceIndices(n: number, count: number): number[] {
+  if (count === 1) return [0];
+  const step = (n - 1) / (count - 1);
+  return Array.from({ length: count }, (_, i) => (i === count - 1 ? n - 1 : Math.floor(i * step)));
+}
+
+/**
+ * Port of `sample_frames` for `stack_frames` 1: a video of at most `maxNumFrames` seconds keeps one frame per started
+ * second (`int(i·fps)`); a longer one takes a frame every 0.1 s (`min(int(t·fps), T − 1)`) and keeps `maxNumFrames` of
+ * those, evenly spread (`np.linspace(…, dtype=int)`).
+ */
+export function sampleFrames(timing: Required<VideoTiming> & { totalNumFrames: number }, maxNumFrames: number, stackFrames = 1): number[] {
+  const { fps, duration, totalNumFrames } = timing;
+  if (!(fps > 0) || !(duration > 0) || !Number.isFinite(fps) || !Number.isFinite(duration)) {
+    throw new InvalidRequestError(`cannot sample video frames: fps (${fps}) and duration (${duration}) must be positive numbers`);
+  }
+  if (!Number.isSafeInteger(maxNumFrames) || maxNumFrames < 1) {
+    throw new InvalidRequestError(`max_num_frames must be a positive whole number, got ${maxNumFrames}`);
+  }
+  if (stackFrames !== 1) {
+    // transformers 5.18 processes the stacked sub-frames as plain frames while counting composites in the prompt.
+    throw new InvalidRequestError(`stack_frames ${stackFrames} is not supported (the official 5.18 processor mishandles it); use stack_frames 1`);
+  }
+  if (duration > maxNumFrames) {
+    const timestamps = Array.from({ length: Math.trunc(duration / 0.1) }, (_, i) => i / 10); // round(i·0.1, 1)
+    const main = timestamps.map((t) => Math.min(Math.trunc(t * fps), totalNumFrames - 1));
+    return main.length > maxNumFrames ? linspaceIndices(main.length, maxNumFrames).map((i) => main[i]!) : main;
+  }
+  return Array.from({ length: Math.ceil(duration) }, (_, i) => Math.trunc(i * fps));
+}
+
+export interface PreprocessedVideo {
+  /** Indices of the frames kept, in order. */
+  frameIndices: number[];
+  /** Each kept frame processed like an image. */
+  frames: PreprocessedImage[];
+  /** Every unit the vision tower sees, frame by frame (source, then its tiles): `target_sizes_videos` order. */
+  units: VisionSlice[];
+}
+
+/** Frame sampling, then every kept frame through the image pipeline with the video options (`_preprocess`). */
+export function preprocessVideo(frames: readonly RgbImage[], timing: VideoTiming, options: MiniCPMV46VideoOptions): PreprocessedVideo {
+  if (frames.length === 0) throw new InvalidRequestError('the video has no frames');
+  let frameIndices = frames.map((_, i) => i);
+  if (options.doSampleFrames) {
+    const duration = timing.duration ?? frames.length / timing.fps;
+    frameIndices = sampleFrames({ fps: timing.fps, duration, totalNumFrames: frames.length }, options.maxNumFrames, options.stackFrames);
+  }
+  const kept = frameIndices.map((i) => {
+    const frame = frames[i];
+    if (!frame) {
+      throw new ImageError(`video frame ${i} was asked for but only ${frames.length} frames were given: check that fps (${timing.fps}) and duration (${timing.duration}) match the frames`);
+    }
+    return preprocessImage(frame, options);
+  });
+  return { frameIndices, frames: kept, units: kept.flatMap((f) => f.slices) };
+}
+
+/**
+ * What the processor puts in place of one video's `<|video_pad|>` (`replace_video_token` + `_prepend_local_ids`): the
+ * frames' texts concatenated without separator, `<|video_pad|>` as the pad. With `use_image_id` the whole video gets one
+ * `<image_id>k</image_id>` in front, k being the video's index among the videos of its sample; else pass null.
+ */
+export function videoPlaceholder(video: PreprocessedVideo, videoId: number | null): string {
+  const frames = video.frames.map((f) => slicesPlaceholder(f.plan.grid, f.slices.map((s) => s.tokens), IMAGE_MARKUP.videoPad));
+  return imageIdPrefix(videoId) + frames.join('');
+}
