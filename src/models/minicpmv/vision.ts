@@ -9,7 +9,7 @@ import { CheckpointError } from '../../errors.js';
 import { Graph } from '../../graph/builder.js';
 import type { WeightPrecision } from '../../graph/quantize.js';
 import type { TensorSource } from '../../checkpoint/safetensors.js';
-import { attention, layerNorm, linear, readWeight, transpose, type VisionDims } from '../parts/layers.js';
+import { attention, layerNorm, linear, patchEmbedding, readWeight, type VisionDims } from '../parts/layers.js';
 
 export interface VisionGraphOptions {
   /** Checkpoint name prefix of the tower (default `vpm.`). */
@@ -39,11 +39,7 @@ export function buildVisionGraph(source: TensorSource, dims: VisionDims, options
   const posEmbed = g.input('pos_embed', 'float32', ['n_patches', d]);
 
   // 1. Patch embedding: the conv with kernel = stride = p is a MatMul over patchified pixels.
-  const convWeight = readWeight(source, `${prefix}patch_embed.proj.weight`, [d, 3, p, p]);
-  const convT = g.weight(`${prefix}patch_embed.proj.weight.T`, transpose(convWeight, d, patchLength), [patchLength, d]);
-  const convBias = g.weight(`${prefix}patch_embed.proj.bias`, readWeight(source, `${prefix}patch_embed.proj.bias`, [d]), [d]);
-  const projected = g.op('MatMul', [pixels, convT], '/vision/patch_embed/proj/MatMul');
-  const patchEmbed = g.op('Add', [projected, convBias], '/vision/patch_embed/proj/Add');
+  const patchEmbed = patchEmbedding(g, pixels, source, `${prefix}patch_embed.proj`, d, p, '/vision/patch_embed/proj');
   let x = g.op('Add', [patchEmbed, posEmbed], '/vision/pos_embed/Add');
 
   // 2. Pre-norm transformer blocks.

@@ -13,7 +13,7 @@ import { CheckpointError } from '../../errors.js';
 import { Graph } from '../../graph/builder.js';
 import type { WeightPrecision } from '../../graph/quantize.js';
 import {
-  attention, layerNorm, linear, linearFromWeights, readWeight, transpose, type LinearSpec, type VisionDims,
+  attention, layerNorm, linear, linearFromWeights, patchEmbedding, readWeight, type LinearSpec, type VisionDims,
 } from '../parts/layers.js';
 
 export interface EvaGraphOptions {
@@ -54,11 +54,7 @@ export function buildEvaVisionGraph(source: TensorSource, dims: VisionDims, opti
   const posEmbed = g.input('pos_embed', 'float32', ['n_tokens', d]);
 
   // 1. Patch embedding: the conv with kernel = stride = p is a MatMul over patchified pixels.
-  const convWeight = readWeight(source, `${prefix}patch_embed.proj.weight`, [d, 3, p, p]);
-  const convT = g.weight(`${prefix}patch_embed.proj.weight.T`, transpose(convWeight, d, patchLength), [patchLength, d]);
-  const convBias = g.weight(`${prefix}patch_embed.proj.bias`, readWeight(source, `${prefix}patch_embed.proj.bias`, [d]), [d]);
-  const projected = g.op('MatMul', [pixels, convT], '/vision/patch_embed/proj/MatMul');
-  const patchEmbed = g.op('Add', [projected, convBias], '/vision/patch_embed/proj/Add');
+  const patchEmbed = patchEmbedding(g, pixels, source, `${prefix}patch_embed.proj`, d, p, '/vision/patch_embed/proj');
 
   // 2. The class token goes in front of the patches, then the position table is added (timm `_pos_embed`).
   const cls = g.weight(`${prefix}cls_token`, readWeight(source, `${prefix}cls_token`, [1, 1, d]), [1, 1, d]);

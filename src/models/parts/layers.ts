@@ -91,6 +91,52 @@ export function linearFromWeights(
   return g.op('Add', [y, g.weight(bias.name, bias.data, [spec.out])], `${node}/Add`);
 }
 
+/**
+ * Several torch nn.Linear layers on the same input as one (e.g. separate q/k/v projections): the weights [out_i, in]
+ * (and biases) are stacked in the given order, so fp32 and quantised rows are those of the separate layers.
+ *
+ *   x [.., in] ── linearFromWeights(W [Σ out_i, in], b) ── Split(-1, out_i) ──► [.., out_0], [.., out_1], …
+ */
+export function fusedLinears(
+  g: Graph,
+  x: string,
+  source: TensorSource,
+  weightNames: readonly string[],
+  spec: { in: number; outs: readonly number[]; bias: boolean; precision?: WeightPrecision },
+  fusedName: string,
+  node: string,
+): string[] {
+  const total = spec.outs.reduce((sum, out) => sum + out, 0);
+  const weight = new Float32Array(total * spec.in);
+  const bias = spec.bias ? new Float32Array(total) : null;
+  let row = 0;
+  weightNames.forEach((name, i) => {
+    const out = spec.outs[i]!;
+    weight.set(readWeight(source, name, [out, spec.in]), row * spec.in);
+    bias?.set(readWeight(source, name.replace(/weight$/, 'bias'), [out]), row);
+    row += out;
+  });
+  const y = linearFromWeights(
+    g, x, { name: `${fusedName}.weight`, data: weight }, bias && { name: `${fusedName}.bias`, data: bias },
+    { in: spec.in, out: total, bias: spec.bias, precision: spec.precision }, node,
+  );
+  return g.node('Split', [y, g.ints([...spec.outs])], { name: `${node}/Split`, attrs: { axis: -1 }, outputs: spec.outs.length });
+}
+
+/**
+ * A torch Conv2d(3 → d, kernel = stride = p) `<name>.weight` [d, 3, p, p] (+ `<name>.bias`) over patchified pixels
+ * (parts/position-embedding.ts `patchify`: each row in the weight's (channel, ky, kx) order):
+ *
+ *   pixel_patches [.., 3·p·p] ── MatMul(Wᵀ [3·p·p, d]) ── Add(b) ──► [.., d]
+ */
+export function patchEmbedding(g: Graph, patches: string, source: TensorSource, name: string, d: number, p: number, node: string): string {
+  const patchLength = 3 * p * p;
+  const weight = readWeight(source, `${name}.weight`, [d, 3, p, p]);
+  const weightT = g.weight(`${name}.weight.T`, transpose(weight, d, patchLength), [patchLength, d]);
+  const bias = g.weight(`${name}.bias`, readWeight(source, `${name}.bias`, [d]), [d]);
+  return g.op('Add', [g.op('MatMul', [patches, weightT], `${node}/MatMul`), bias], `${node}/Add`);
+}
+
 /** torch nn.LayerNorm over the last axis (`<name>.weight`, `<name>.bias`) as opset-17 LayerNormalization. */
 export function layerNorm(g: Graph, x: string, source: TensorSource, name: string, dim: number, eps: number, node: string): string {
   const scale = g.weight(`${name}.weight`, readWeight(source, `${name}.weight`, [dim]), [dim]);
