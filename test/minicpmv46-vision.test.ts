@@ -8,8 +8,9 @@ import { SafetensorsCheckpoint } from '../src/checkpoint/safetensors.js';
 import { ImageError, UnsupportedModelError } from '../src/errors.js';
 import { decodeImage } from '../src/image/index.js';
 import {
-  mergeOrder, minicpmv46VisionDims, nearestPositionIds, patchOrder, type DownsampleMode, type MiniCPMV46VisionDims,
+  mergeOrder, minicpmv46VisionDims, nearestPositionIds, patchOrder, type MiniCPMV46VisionDims,
 } from '../src/models/minicpmv46/vision.js';
+import type { DownsampleMode } from '../src/models/minicpmv46/image-processor.js';
 import {
   MiniCPMV46VisionEncoder, type MiniCPMV46Slice, type MiniCPMV46VisionStages,
 } from '../src/models/minicpmv46/vision-encoder.js';

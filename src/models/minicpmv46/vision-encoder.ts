@@ -11,8 +11,9 @@ import type { GraphSession, RuntimeOptions } from '../../runtime/session.js';
 import { patchify } from '../parts/position-embedding.js';
 import {
   buildVisionHeadGraph, buildVisionTailGraph, buildWindowMergerGraph, gatherRows, mergeOrder,
-  nearestPositionIds, patchOrder, scatterRows, type DownsampleMode, type MiniCPMV46VisionDims,
+  nearestPositionIds, patchOrder, scatterRows, type MiniCPMV46VisionDims,
 } from './vision.js';
+import type { DownsampleMode } from './image-processor.js';
 
 /** One slice: normalised CHW float32 pixels (`(u8 − 127.5) / 127.5`) of 3×height×width, sides multiples of the patch. */
 export interface MiniCPMV46Slice {

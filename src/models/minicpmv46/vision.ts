@@ -21,6 +21,7 @@ import { CheckpointError, ImageError, UnsupportedModelError } from '../../errors
 import { Graph } from '../../graph/builder.js';
 import type { WeightPrecision } from '../../graph/quantize.js';
 import { attention, fusedLinears, layerNorm, linear, patchEmbedding, readWeight } from '../parts/layers.js';
+import type { DownsampleMode } from './image-processor.js';
 
 /** Sizes of the 4.6 vision tower, its window merger and the merger into the language model. */
 export interface MiniCPMV46VisionDims {
@@ -41,8 +42,6 @@ export interface MiniCPMV46VisionDims {
   /** The language model's width: the merger's output rows. */
   textHiddenSize: number;
 }
-
-export type DownsampleMode = '16x' | '4x';
 
 /** Checkpoint name prefixes of the two modules (`MiniCPMV4_6Model.vision_tower` and `.merger`). */
 export const VISION_TOWER_PREFIX = 'model.vision_tower.';
@@ -102,11 +101,6 @@ export function minicpmv46VisionDims(config: unknown, file = 'config.json'): Min
 
 // ---------------------------------------------------------------------------------------------------------------
 // Host-side inputs for a slice's patch grid (h, w).
-
-/** Rows per slice that the merger produces: h·w/16 (16x) or h·w/4 (4x), the placeholder count. */
-export function mergedRows(h: number, w: number, mode: DownsampleMode): number {
-  return (h * w) / (mode === '16x' ? 16 : 4);
-}
 
 /** Throws unless the grid can be merged in `mode`: both sides even (4x) or multiples of 4 (16x). */
 export function checkMergeGrid(h: number, w: number, mode: DownsampleMode): void {
