@@ -34,11 +34,10 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { resolveModel } from '../src/checkpoint/resolve.js';
-import { loadModelConfig } from '../src/config/load.js';
 import { argmax } from '../src/generation/processors.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../src/graph/quantize.js';
 import type { RgbImage } from '../src/image/index.js';
-import { familyOf, type LoadedModel, type LoadOptions } from '../src/models/registry.js';
+import { familyOf, loadModelConfig, type LoadedModel, type LoadOptions } from '../src/models/registry.js';
 import { onModelCacheEvent } from '../src/runtime/model-cache.js';
 import { defaultThreads } from '../src/runtime/session.js';
 
