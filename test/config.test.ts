@@ -7,8 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { boolean, fromDict, integer, integers, optional, string } from '../src/config/fromDict.js';
-import { loadModelConfig, SUPPORTED_MODEL_TYPES, type ModelConfig } from '../src/config/load.js';
-import type { ConfigOf } from '../src/models/registry.js';
+import { loadModelConfig, SUPPORTED_MODEL_TYPES, type ConfigOf, type ModelConfig } from '../src/models/registry.js';
 import { CheckpointError, FileNotFoundError, UnsupportedModelError } from '../src/errors.js';
 import { fixturePath, readFixtureJson } from './helpers/fixtures.js';
 
@@ -166,6 +165,97 @@ describe('MiniCPM-V configs', () => {
     const dir = modelDir({ 'config.json': tinyConfig(), 'generation_config.json': { eos_token_id: [2, 'x'] } });
     assert.throws(() => loadModelConfig(dir), (err: Error) => err instanceof CheckpointError &&
       err.message === `${join(dir, 'generation_config.json')}: "eos_token_id" must be an integer or a list of integers ≥ 0, got [2,"x"]`);
+  });
+});
+
+/**
+ * config.json of later checkpoints of the MiniCPM-V line, with the keys the published files carry (model_type,
+ * architectures, version, the LLM and SigLIP sizes, query_num, slice keys). The Hugging Face repos could not be read
+ * here: keys and values follow the readers of these files in vLLM / SGLang (`get_version_by_config`), llama.cpp's
+ * converters, and transformers 5.18's `MiniCPMV4_7Config` for 4.7.
+ */
+const SIGLIP_VISION = { hidden_size: 1152, image_size: 980, intermediate_size: 4304, model_type: 'siglip', num_attention_heads: 16, num_hidden_layers: 27, patch_size: 14 };
+const REMOTE_CODE_MAP = { AutoConfig: 'configuration_minicpm.MiniCPMVConfig', AutoModel: 'modeling_minicpmv.MiniCPMV', AutoModelForCausalLM: 'modeling_minicpmv.MiniCPMV' };
+const LLAMA3_V_2_5 = {
+  _name_or_path: 'openbmb/MiniCPM-Llama3-V-2_5', architectures: ['MiniCPMV'], auto_map: REMOTE_CODE_MAP, model_type: 'minicpmv',
+  version: 2.5, batch_vision_input: true, drop_vision_last_layer: false, hidden_act: 'silu', hidden_size: 4096, image_size: 448,
+  intermediate_size: 14336, max_position_embeddings: 8192, mm_use_im_start_end: true, num_attention_heads: 32,
+  num_hidden_layers: 32, num_key_value_heads: 8, patch_size: 14, query_num: 96, rms_norm_eps: 1e-5, rope_theta: 500000,
+  slice_config: { max_slice_nums: 9, model_type: 'minicpmv', patch_size: 14, scale_resolution: 448 }, slice_mode: true,
+  bos_token_id: 128000, eos_token_id: 128001, vision_config: { ...SIGLIP_VISION, model_type: 'idefics2' }, vocab_size: 128256,
+};
+const QWEN2_V_2_6 = {
+  _name_or_path: 'openbmb/MiniCPM-V-2_6', architectures: ['MiniCPMV'], auto_map: REMOTE_CODE_MAP, model_type: 'minicpmv',
+  version: 2.6, batch_vision_input: true, drop_vision_last_layer: false, hidden_act: 'silu', hidden_size: 3584, image_size: 448,
+  intermediate_size: 18944, max_position_embeddings: 32768, num_attention_heads: 28, num_hidden_layers: 28,
+  num_key_value_heads: 4, patch_size: 14, query_num: 64, rms_norm_eps: 1e-6, rope_theta: 1000000, use_image_id: true,
+  slice_config: { max_slice_nums: 9, model_type: 'minicpmv', patch_size: 14, scale_resolution: 448 }, slice_mode: true,
+  bos_token_id: 151643, eos_token_id: 151645, vision_config: SIGLIP_VISION, vocab_size: 151666,
+};
+/** MiniCPM-V 4.0's LLM is MiniCPM4 (scale_emb / dim_model_base / scale_depth, like 2.0's): only `version` tells it apart. */
+const MINICPM4_V_4_0 = {
+  ...QWEN2_V_2_6, _name_or_path: 'openbmb/MiniCPM-V-4', version: 4.0, hidden_size: 2560, intermediate_size: 10240,
+  num_attention_heads: 32, num_hidden_layers: 32, num_key_value_heads: 2, scale_emb: 12, dim_model_base: 256,
+  scale_depth: 1.4, vocab_size: 73448, bos_token_id: 1, eos_token_id: 2, vision_config: { ...SIGLIP_VISION, model_type: 'siglip_vision_model' },
+};
+const QWEN3_V_4_5 = {
+  ...QWEN2_V_2_6, _name_or_path: 'openbmb/MiniCPM-V-4_5', version: 4.5, hidden_size: 4096, intermediate_size: 12288, head_dim: 128,
+  num_attention_heads: 32, num_hidden_layers: 36, num_key_value_heads: 8, max_position_embeddings: 40960, vocab_size: 151748,
+};
+const MINICPM_O_2_6 = {
+  ...QWEN2_V_2_6, _name_or_path: 'openbmb/MiniCPM-o-2_6', architectures: ['MiniCPMO'], model_type: 'minicpmo',
+  auto_map: { AutoConfig: 'configuration_minicpm.MiniCPMOConfig', AutoModel: 'modeling_minicpmo.MiniCPMO' },
+  init_vision: true, init_audio: true, init_tts: true, audio_pool_step: 2, audio_config: { model_type: 'whisper', d_model: 1024 },
+  tts_config: { model_type: 'conditional_chattts', llm_dim: 3584 },
+};
+const MINICPMV_4_7 = {
+  architectures: ['MiniCPMV4_7ForConditionalGeneration'], model_type: 'minicpmv4_7', insert_layer_id: 6, image_size: 448,
+  image_token_id: 248056, video_token_id: 248057, downsample_mode: '16x', merge_kernel_size: [2, 2], merger_times: 1,
+  tie_word_embeddings: true, image_start_id: 248070, image_end_id: 248071, slice_start_id: 248072, slice_end_id: 248073, newline_id: 198,
+  text_config: { model_type: 'qwen3_5_text', hidden_size: 1024, num_hidden_layers: 24, vocab_size: 248320 },
+  vision_config: { model_type: 'minicpmv4_7_vision', hidden_size: 1152, num_hidden_layers: 27, patch_size: 14, window_kernel_size: [2, 2] },
+};
+
+/** Asserts that loading `config` is refused by the name of the model it is, listing what is supported. */
+function assertRecognised(config: Record<string, unknown>, name: string): void {
+  const dir = modelDir({ 'config.json': config });
+  assert.throws(() => loadModelConfig(dir), (err: Error) => {
+    assert.ok(err instanceof UnsupportedModelError, `${err.name}: ${err.message}`);
+    assert.ok(err.message.startsWith(`${join(dir, 'config.json')}: this checkpoint is ${name} (model_type "${String(config['model_type'])}")`), err.message);
+    assert.ok(err.message.endsWith('supported: "minicpmv" (MiniCPM-V 1.0 and 2.0), "omnilmm" (OmniLMM-12B)'), err.message);
+    assert.doesNotMatch(err.message, /missing|download/i);
+    return true;
+  });
+}
+
+describe('known checkpoints this engine does not run', () => {
+  it('refuses later model_type "minicpmv" versions by name', () => {
+    assertRecognised(LLAMA3_V_2_5, 'MiniCPM-Llama3-V 2.5');
+    assertRecognised(QWEN2_V_2_6, 'MiniCPM-V 2.6');
+    assertRecognised(MINICPM4_V_4_0, 'MiniCPM-V 4.0');
+    assertRecognised(QWEN3_V_4_5, 'MiniCPM-V 4.5');
+    assertRecognised({ ...QWEN3_V_4_5, version: '4.5' }, 'MiniCPM-V 4.5');
+    assertRecognised({ ...QWEN3_V_4_5, version: 4.7 }, 'MiniCPM-V 4.7');
+  });
+
+  it('recognises MiniCPM-Llama3-V 2.5 as first published, without "version"', () => {
+    assertRecognised(variant({ version: undefined }, LLAMA3_V_2_5), 'MiniCPM-Llama3-V 2.5 (or a later MiniCPM-V: config.json has no "version")');
+  });
+
+  it('refuses MiniCPM-o, by model_type and by architectures', () => {
+    assertRecognised(MINICPM_O_2_6, 'MiniCPM-o 2.6');
+    assertRecognised({ ...MINICPM_O_2_6, version: 4.5 }, 'MiniCPM-o 4.5');
+    assertRecognised({ ...MINICPM_O_2_6, model_type: 'minicpmv' }, 'MiniCPM-o 2.6');
+  });
+
+  it('refuses MiniCPM-V versions with a model_type of their own (4.7 and newer) by name', () => {
+    assertRecognised(MINICPMV_4_7, 'MiniCPM-V 4.7');
+    assertRecognised({ ...MINICPMV_4_7, model_type: 'minicpmv5_0', architectures: ['MiniCPMV5_0ForConditionalGeneration'] }, 'MiniCPM-V 5.0');
+  });
+
+  it('still reads MiniCPM-V 1.0 and 2.0 configs that state their version', () => {
+    assert.equal(minicpmv(loadModelConfig(modelDir({ 'config.json': variant({ version: 2.0 }) }))).version, 2);
+    assert.equal(minicpmv(loadModelConfig(modelDir({ 'config.json': variant({ version: '2.0' }) }))).version, 2);
   });
 });
 
