@@ -29,7 +29,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { openCheckpoint } from '../src/checkpoint/open.js';
-import { parseOmniLMMConfig, type OmniLMMConfig } from '../src/config/omnilmm.js';
+import { parseOmniLMMConfig, type OmniLMMConfig } from '../src/models/omnilmm/config.js';
 import {
   bytesOf, countPieces, MAX_SHARD_BYTES, paddedTokenizer, writePytorchCheckpoint, writeSafetensorsCheckpoint, type TensorSpec,
 } from './random-checkpoint.js';

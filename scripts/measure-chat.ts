@@ -15,11 +15,10 @@ import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Model } from '../src/chat/engine.js';
-import { loadModelConfig } from '../src/config/load.js';
 import { argmax } from '../src/generation/processors.js';
 import type { RgbImage } from '../src/image/index.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../src/graph/quantize.js';
-import { familyOf, type LoadedModel } from '../src/models/registry.js';
+import { familyOf, loadModelConfig, type LoadedModel } from '../src/models/registry.js';
 
 const QUESTION = 'What is in the picture? Describe every object, its colour and where it is.';
 

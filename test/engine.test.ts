@@ -11,10 +11,9 @@ import { runChat, type ChatResult } from '../src/chat/chat.js';
 import type { DecodingSettings } from '../src/chat/decoding.js';
 import type { EngineRequest } from '../src/chat/engine-types.js';
 import { WorkerEngine } from '../src/chat/worker-engine.js';
-import { loadModelConfig } from '../src/config/load.js';
 import { CheckpointError, FileNotFoundError, InvalidRequestError, UnsupportedModelError } from '../src/errors.js';
 import { decodeImage } from '../src/image/index.js';
-import { familyOf } from '../src/models/registry.js';
+import { familyOf, loadModelConfig } from '../src/models/registry.js';
 import { fixturePath, maxAbsDiff, openGolden, readFixtureJson, nonSamplingSettings } from './helpers/fixtures.js';
 
 const FIXTURE = 'minicpmv2-tiny';

@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { SafetensorsCheckpoint, SafetensorsFile } from '../src/checkpoint/safetensors.js';
-import { loadModelConfig } from '../src/config/load.js';
+import { loadModelConfig } from '../src/models/registry.js';
 import type { DecodingSettings } from '../src/chat/decoding.js';
 import { InvalidRequestError } from '../src/errors.js';
 import { beamSearch } from '../src/generation/beam-search.js';

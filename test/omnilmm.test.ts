@@ -9,8 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, test, type TestContext } from 'node:test';
 import { SafetensorsCheckpoint } from '../src/checkpoint/safetensors.js';
-import { loadModelConfig, type ModelConfig } from '../src/config/load.js';
-import type { OmniLMMConfig } from '../src/config/omnilmm.js';
+import type { OmniLMMConfig } from '../src/models/omnilmm/config.js';
 import { CheckpointError, InvalidRequestError, UnsupportedModelError } from '../src/errors.js';
 import { beamSearch } from '../src/generation/beam-search.js';
 import { decodeImage, type RgbImage } from '../src/image/index.js';
@@ -26,7 +25,7 @@ import { buildPrompt, expandQuestionIntoMultimodal } from '../src/models/omnilmm
 import { decodeResponse, imageFeatureRows } from '../src/models/omnilmm/tokens.js';
 import { OmniLMMVisionEncoder } from '../src/models/omnilmm/vision-encoder.js';
 import { buildEvaVisionGraph, readEvaPosEmbed } from '../src/models/omnilmm/vision.js';
-import { familyOf, type ConfigOf } from '../src/models/registry.js';
+import { familyOf, loadModelConfig, type ConfigOf, type ModelConfig } from '../src/models/registry.js';
 import { attentionBias, DecoderRunner } from '../src/runtime/decoder-runner.js';
 import { GraphSession } from '../src/runtime/session.js';
 import { LlamaTokenizer } from '../src/tokenizer/llama.js';

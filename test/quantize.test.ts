@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test, type TestContext } from 'node:test';
 import { SafetensorsCheckpoint } from '../src/checkpoint/safetensors.js';
-import { loadModelConfig } from '../src/config/load.js';
+import { loadModelConfig } from '../src/models/registry.js';
 import { Graph } from '../src/graph/builder.js';
 import { dequantizeMatrix, matMulNBits, quantizeMatrix } from '../src/graph/quantize.js';
 import { decodeImage } from '../src/image/index.js';

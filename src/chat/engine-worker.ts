@@ -3,10 +3,9 @@
 // loop a turn, so an abort message stops the running answer before its next model call.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { loadModelConfig } from '../config/load.js';
 import { decodeImage } from '../image/index.js';
 import { parseMessages } from '../models/messages.js';
-import { familyOf, type LoadedModel } from '../models/registry.js';
+import { familyOf, loadModelConfig, type LoadedModel } from '../models/registry.js';
 import { streamChat } from './chat.js';
 import type { EngineRequest } from './engine-types.js';
 import { errorToWire, type FromWorker, type ToWorker, type WorkerData } from './worker-engine.js';

@@ -2,11 +2,10 @@
 
 import { resolveModel } from '../checkpoint/resolve.js';
 import type { HubOptions } from '../checkpoint/hub.js';
-import { loadModelConfig } from '../config/load.js';
 import { InvalidRequestError } from '../errors.js';
 import { decodeImage, type RgbImage } from '../image/index.js';
 import type { ChatMessage } from '../models/messages.js';
-import { familyOf, type LoadedModel, type LoadOptions } from '../models/registry.js';
+import { familyOf, loadModelConfig, type LoadedModel, type LoadOptions } from '../models/registry.js';
 import { runChat, streamChat, type ChatResult } from './chat.js';
 import type { DecodingSettings } from './decoding.js';
 

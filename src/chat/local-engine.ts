@@ -4,8 +4,7 @@
 //   const engine = await LocalEngine.start('openbmb/MiniCPM-V-2');
 //   for await (const chunk of engine.stream({ messages: [{ role: 'user', content: 'Hi' }], image: null })) …
 
-import { loadModelConfig } from '../config/load.js';
-import { familyOf } from '../models/registry.js';
+import { familyOf, loadModelConfig } from '../models/registry.js';
 import type { ChatResult } from './chat.js';
 import { loadModel, type LoadModelOptions, type Model } from './engine.js';
 import type { Engine, EngineInfo, EngineRequest } from './engine-types.js';

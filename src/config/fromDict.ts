@@ -5,7 +5,7 @@
 
 import { CheckpointError, UnsupportedModelError } from '../errors.js';
 
-type Kind = 'integer' | 'number' | 'string' | 'boolean' | 'null' | 'integers';
+type Kind = 'integer' | 'number' | 'string' | 'boolean' | 'null' | 'integers' | 'numbers' | 'strings';
 
 export interface Field<T> {
   readonly kind: Kind;
@@ -42,6 +42,10 @@ export const string = (o?: FieldOptions<string>): Field<string> => field('string
 export const boolean = (o?: FieldOptions<boolean>): Field<boolean> => field('boolean', o);
 /** An integer or a list of integers, always returned as a list (e.g. `eos_token_id`). */
 export const integers = (o?: FieldOptions<number[]>): Field<number[]> => field('integers', o);
+/** A number or a list of numbers, always returned as a list (e.g. `image_mean`). */
+export const numbers = (o?: FieldOptions<number[]>): Field<number[]> => field('numbers', o);
+/** A list of strings (e.g. `layer_types`). */
+export const strings = (o?: FieldOptions<string[]>): Field<string[]> => field('strings', o);
 /** A key that must be absent or null (a feature the engine does not implement yet). */
 export const mustBeNull = (why: string, key?: string): Field<null> =>
   ({ kind: 'null', key, fallback: null, required: false, why });
@@ -120,6 +124,16 @@ function readField(value: unknown, f: Field<unknown>, path: string, file: string
       parsed = list as number[];
       break;
     }
+    case 'numbers': {
+      const list = Array.isArray(value) ? value : [value];
+      if (list.length === 0 || !list.every((v) => typeof v === 'number' && Number.isFinite(v))) throw bad();
+      parsed = list as number[];
+      break;
+    }
+    case 'strings':
+      if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) throw bad();
+      parsed = value as string[];
+      break;
   }
   if (f.min !== undefined) {
     const values = Array.isArray(parsed) ? (parsed as number[]) : [parsed as number];
@@ -145,6 +159,8 @@ function expected(f: Field<unknown>): string {
     case 'string': return 'a string';
     case 'boolean': return 'true or false';
     case 'integers': return `an integer or a list of integers${min}`;
+    case 'numbers': return `a number or a list of numbers${min}`;
+    case 'strings': return 'a list of strings';
     case 'null': return 'null';
   }
 }

@@ -132,7 +132,7 @@ function finish(sizes: VisionSizes, origin: Origin): VisionConfig {
   return { ...sizes, ...vitGeometry(sizes, where), activation: 'gelu' };
 }
 
-// Checks and derived sizes that every timm ViT config shares (SigLIP here, EVA02 in omnilmm.ts).
+// Checks and derived sizes that every timm ViT config shares (SigLIP here, EVA02 in models/omnilmm/config.ts).
 
 /** Refuses activations and norms other than the exact (erf) GELU and LayerNorm. */
 export function checkVitLayers(v: { actLayer: string; normLayer: string }, at: (key: string) => string): void {

@@ -12,21 +12,13 @@ import { TokenizerError } from '../errors.js';
 import { readLlamaTokenizerConfig, SPECIAL_TOKEN_KEYS, type AddedTokenSpec, type LlamaTokenizerConfig } from './llama-config.js';
 import { pythonLstrip, pythonRstrip } from './python-strings.js';
 import { SentencePieceProcessor, SPACE_SYMBOL } from './sentencepiece.js';
+import { StreamingDetokenizer } from './streaming.js';
+import type { DecodeOptions, EncodeOptions, StreamDecoder, Tokenizer } from './tokenizer.js';
 import { StringTrie } from './trie.js';
-
-export interface EncodeOptions {
-  /** Add BOS/EOS as tokenizer_config.json's add_bos_token/add_eos_token say (transformers' default: true). */
-  addSpecialTokens?: boolean;
-}
-
-export interface DecodeOptions {
-  /** Leave out the special tokens' ids (bos, eos, unk, pad, additional special tokens). Default false. */
-  skipSpecialTokens?: boolean;
-}
 
 type Chunk = { text: string } | { token: AddedTokenSpec };
 
-export class LlamaTokenizer {
+export class LlamaTokenizer implements Tokenizer {
   /** transformers' bos_token_id, eos_token_id, unk_token_id, pad_token_id. */
   readonly bosId: number;
   readonly eosId: number;
@@ -152,7 +144,10 @@ export class LlamaTokenizer {
     return [...(this.addBosToken ? [this.bosId] : []), ...ids, ...(this.addEosToken ? [this.eosId] : [])];
   }
 
-  /** Text of token ids (`tokenizer.decode(ids)`, spaces_between_special_tokens and no clean-up of spaces). */
+  /**
+   * Text of token ids (`tokenizer.decode(ids)`, spaces_between_special_tokens and no clean-up of spaces);
+   * skipSpecialTokens leaves out bos, eos, unk, pad and the additional special tokens.
+   */
   decode(ids: readonly number[], options: DecodeOptions = {}): string {
     const subTexts: string[] = [];
     let run: string[] = [];
@@ -172,6 +167,11 @@ export class LlamaTokenizer {
     }
     if (run.length > 0) subTexts.push(this.convertTokensToString(run));
     return subTexts.join(' ');
+  }
+
+  /** Generated ids to text as they arrive (see StreamingDetokenizer). */
+  streamDecoder(options: DecodeOptions = {}): StreamDecoder {
+    return new StreamingDetokenizer(this, options);
   }
 
   /**

@@ -14,12 +14,13 @@
 // Generated text without special tokens is therefore streamed exactly and at once.
 
 import { SPACE_SYMBOL, type PieceRunDecoder } from './sentencepiece.js';
-import type { DecodeOptions, LlamaTokenizer } from './llama.js';
+import type { LlamaTokenizer } from './llama.js';
+import type { DecodeOptions, StreamDecoder } from './tokenizer.js';
 
 /** Most tokens of a run that are held back while it is unknown whether a special token follows. */
 export const HOLD_BACK_TOKENS = 32;
 
-export class StreamingDetokenizer {
+export class StreamingDetokenizer implements StreamDecoder {
   private shownAnything = false;
   /** Number of `_decode` sub-texts produced so far (they are joined with single spaces). */
   private subTexts = 0;

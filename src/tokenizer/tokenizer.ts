@@ -20,6 +20,10 @@ export interface StreamDecoder {
 export interface Tokenizer {
   /** One more than the largest id the tokenizer knows (learned vocabulary plus added tokens). */
   readonly size: number;
+  /** transformers' `bos_token_id`: the id of the configured beginning-of-sequence token; null when there is none. */
+  readonly bosId: number | null;
+  /** transformers' `eos_token_id`: the id of the configured end-of-sequence token; null when there is none. */
+  readonly eosId: number | null;
   /** Token ids of a text (`tokenizer(text).input_ids`, or `encode(text)`), special tokens added as configured. */
   encode(text: string, options?: EncodeOptions): number[];
   /** Text of token ids (`tokenizer.decode(ids)`). */

@@ -1,9 +1,8 @@
 // `omnilmm inspect-image`: how the model would see an image (slice plan, placeholder, optional pixel tensors).
 
 import { writeSafetensors } from '../../checkpoint/safetensors.js';
-import { loadModelConfig } from '../../config/load.js';
 import { readImageFile } from '../io.js';
-import { familyOf } from '../../models/registry.js';
+import { familyOf, loadModelConfig } from '../../models/registry.js';
 import { parseCommandArgs, requireOne, stringOption } from '../args.js';
 import { resolveModelOption, type Command } from './common.js';
 

@@ -1,7 +1,6 @@
 // `omnilmm tokenize`: the token ids the model's chat path feeds it for a text given as the prompt.
 
-import { loadModelConfig } from '../../config/load.js';
-import { familyOf } from '../../models/registry.js';
+import { familyOf, loadModelConfig } from '../../models/registry.js';
 import { parseCommandArgs, requireOne } from '../args.js';
 import { resolveModelOption, type Command } from './common.js';
 

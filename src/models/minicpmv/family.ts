@@ -1,13 +1,19 @@
-// MiniCPM-V as seen by the model registry.
+// MiniCPM-V 1.0 and 2.0 (model_type "minicpmv") as the registry sees them: config parsing, the tokenizer and image
+// processing they use, and the model.
 
-import type { ConfigOf, ModelFamily } from '../registry.js';
-import { LlamaTokenizer } from '../../tokenizer/llama.js';
+import { loadTokenizer } from '../../tokenizer/load.js';
+import type { ModelFamily } from '../family.js';
+import { parseMiniCPMVConfig, unsupportedMiniCPMV, type MiniCPMVConfig } from './config.js';
 import { prepareImageInput, slicePixels } from './image-input.js';
-import { MAX_INPUT_LENGTH, MiniCPMVModel } from './model.js';
+import { MAX_INPUT_LENGTH, MiniCPMVModel, TOKENIZER_FORMAT } from './model.js';
 
-export const minicpmvFamily: ModelFamily<ConfigOf<'minicpmv'>> = {
+export const minicpmvFamily: ModelFamily<MiniCPMVConfig> = {
+  modelType: 'minicpmv',
+  description: 'MiniCPM-V 1.0 and 2.0',
+  unsupportedMember: unsupportedMiniCPMV,
+  parseConfig: ({ config, file }) => parseMiniCPMVConfig(config, file),
   // _convert_to_tensors: BOS + encode(text), cut to max_inp_length.
-  tokenize: (dir, text) => LlamaTokenizer.fromDir(dir).encode(text).slice(0, MAX_INPUT_LENGTH),
+  tokenize: (dir, text) => loadTokenizer(dir, TOKENIZER_FORMAT).encode(text).slice(0, MAX_INPUT_LENGTH),
   inspectImage: (image, config) => ({ ...prepareImageInput(image, config), pixels: slicePixels }),
   load: (dir, config, options) => MiniCPMVModel.load(dir, config, options),
 };

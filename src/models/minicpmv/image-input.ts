@@ -2,8 +2,8 @@
 // normalised pixels and the placeholder text. 2.0 slices (get_slice_image_placeholder); 1.0 squashes every image to
 // image_size × image_size (init_transform's Resize) and uses a single placeholder.
 
-import type { MiniCPMVConfig } from '../../config/minicpmv.js';
 import { resizeBicubic, sliceImage, toPixelValues, type RgbImage } from '../../image/index.js';
+import type { MiniCPMVConfig } from './config.js';
 import { imagePlaceholder } from './prompt.js';
 
 /** IMAGENET_INCEPTION_MEAN / STD, the normalisation of MiniCPMV.transform. */

@@ -3,19 +3,19 @@
 
 import { createHash } from 'node:crypto';
 import { openCheckpoint } from '../../checkpoint/open.js';
-import type { MiniCPMVConfig } from '../../config/minicpmv.js';
 import { InvalidRequestError } from '../../errors.js';
 import type { RgbImage } from '../../image/index.js';
 import { DecoderRunner, type DecoderSequence } from '../../runtime/decoder-runner.js';
 import type { RuntimeOptions } from '../../runtime/session.js';
-import { LlamaTokenizer } from '../../tokenizer/llama.js';
-import { StreamingDetokenizer } from '../../tokenizer/streaming.js';
+import { loadTokenizer, requiredTokenId } from '../../tokenizer/load.js';
+import type { StreamDecoder, Tokenizer } from '../../tokenizer/tokenizer.js';
 import { llamaDims, type MiniCPMTextDims } from '../parts/decoder.js';
 import { prepareImageInput, slicePixels, type ImageInput } from './image-input.js';
 import { buildPrompt } from './prompt.js';
 import { type ChatMessage } from '../messages.js';
-import type { LoadOptions } from '../registry.js';
+import type { LoadOptions } from '../family.js';
 import type { ResamplerDims } from '../parts/resampler.js';
+import type { MiniCPMVConfig } from './config.js';
 import { decodeText, imageBound } from './tokens.js';
 import { VisionEncoder } from './vision-encoder.js';
 import { vitDims } from '../parts/layers.js';
@@ -46,6 +46,9 @@ export const MINICPMV1_CHAT_DEFAULTS = {
   maxNewTokens: 2048,
 } as const;
 
+/** LlamaTokenizerWrapper: transformers' slow LlamaTokenizer over tokenizer.model. */
+export const TOKENIZER_FORMAT = 'sentencepiece';
+
 /** `chat()`'s max_inp_length: longer prompts are refused (the official code would silently cut them). */
 export const MAX_INPUT_LENGTH = 2048;
 
@@ -55,13 +58,16 @@ export class MiniCPMVModel {
 
   private constructor(
     readonly config: MiniCPMVConfig,
-    readonly tokenizer: LlamaTokenizer,
+    readonly tokenizer: Tokenizer,
+    /** The tokenizer's eos_token_id, which chat() passes to generate(). */
+    readonly eosTokenId: number,
     private readonly vision: VisionEncoder,
     private readonly decoder: DecoderRunner,
   ) {}
 
   static async load(dir: string, config: MiniCPMVConfig, options: LoadOptions = {}): Promise<MiniCPMVModel> {
-    const tokenizer = LlamaTokenizer.fromDir(dir);
+    const tokenizer = loadTokenizer(dir, TOKENIZER_FORMAT);
+    const eosTokenId = requiredTokenId(tokenizer, 'eosId', dir);
     const weights = openCheckpoint(dir);
     try {
       const runtime: RuntimeOptions = { threads: options.threads, executionProvider: options.executionProvider, cache: options.cache };
@@ -73,7 +79,7 @@ export class MiniCPMVModel {
         maxRows: options.maxBeams ?? 3,
         precision: options.precision,
       });
-      return new MiniCPMVModel(config, tokenizer, vision, decoder);
+      return new MiniCPMVModel(config, tokenizer, eosTokenId, vision, decoder);
     } finally {
       weights.close();
     }
@@ -91,13 +97,8 @@ export class MiniCPMVModel {
     return this.config.text.bosTokenId;
   }
 
-  /** chat() passes the tokenizer's eos_token_id to generate(). */
-  get eosTokenId(): number {
-    return this.tokenizer.eosId;
-  }
-
-  detokenizer(): StreamingDetokenizer {
-    return new StreamingDetokenizer(this.tokenizer);
+  detokenizer(): StreamDecoder {
+    return this.tokenizer.streamDecoder();
   }
 
   get maxBeams(): number {

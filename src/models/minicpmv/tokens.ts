@@ -2,8 +2,8 @@
 // and the answer text of generated ids.
 
 import { InvalidRequestError, OmnilmmError } from '../../errors.js';
-import type { LlamaTokenizer } from '../../tokenizer/llama.js';
 import { pythonStrip } from '../../tokenizer/python-strings.js';
+import type { Tokenizer } from '../../tokenizer/tokenizer.js';
 
 /**
  * `_decode_text` found no ids left: the official code fails here with IndexError (`result[0]` or `result[-1]` on an
@@ -34,14 +34,15 @@ export function imageBound(ids: readonly number[], imStartId: number, imEndId: n
 
 /**
  * Port of `MiniCPMV._decode_text` for one sequence: remove every id 0 (pad, which is also `<unk>`), drop a leading
- * BOS and one trailing EOS (SentencePiece's bos_id/eos_id, as LlamaTokenizerWrapper defines them), decode, and
- * apply Python's `str.strip()`. Throws EmptyAnswerError where the official code raises IndexError.
+ * BOS and one trailing EOS, decode, and apply Python's `str.strip()`. Throws EmptyAnswerError where the official
+ * code raises IndexError. LlamaTokenizerWrapper's bos_id/eos_id are SentencePiece's; in MiniCPM-V's tokenizer files
+ * they are the tokenizer's bos/eos tokens `<s>` and `</s>` (ids 1 and 2, the fixtures' `special_ids`).
  */
-export function decodeText(tokenizer: LlamaTokenizer, ids: readonly number[]): string {
+export function decodeText(tokenizer: Tokenizer, ids: readonly number[]): string {
   let result = ids.filter((id) => id !== 0);
   if (result.length === 0) throw new EmptyAnswerError('no answer to decode: the generated ids are all padding (id 0)');
-  if (result[0] === tokenizer.sentencePiece.bosId) result = result.slice(1);
+  if (result[0] === tokenizer.bosId) result = result.slice(1);
   if (result.length === 0) throw new EmptyAnswerError('no answer to decode: the generated ids hold only the BOS token');
-  if (result[result.length - 1] === tokenizer.sentencePiece.eosId) result = result.slice(0, -1);
+  if (result[result.length - 1] === tokenizer.eosId) result = result.slice(0, -1);
   return pythonStrip(tokenizer.decode(result));
 }

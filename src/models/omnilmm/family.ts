@@ -1,12 +1,18 @@
-// OmniLMM-12B as seen by the model registry.
+// OmniLMM-12B (model_type "omnilmm") as the registry sees it: config parsing, the tokenizer and image processing it
+// uses, and the model.
 
-import { LlamaTokenizer } from '../../tokenizer/llama.js';
-import type { ConfigOf, ModelFamily } from '../registry.js';
+import { loadTokenizer } from '../../tokenizer/load.js';
+import type { ModelFamily } from '../family.js';
+import { parseOmniLMMConfig, type OmniLMMConfig } from './config.js';
 import { inspectImage } from './image-input.js';
-import { OmniLMMModel } from './model.js';
+import { OmniLMMModel, TOKENIZER_FORMAT } from './model.js';
 
-export const omnilmmFamily: ModelFamily<ConfigOf<'omnilmm'>> = {
-  tokenize: (dir, text) => LlamaTokenizer.fromDir(dir).encode(text),
+export const omnilmmFamily: ModelFamily<OmniLMMConfig> = {
+  modelType: 'omnilmm',
+  description: 'OmniLMM-12B',
+  unsupportedMember: () => null,
+  parseConfig: ({ config, file }) => parseOmniLMMConfig(config, file),
+  tokenize: (dir, text) => loadTokenizer(dir, TOKENIZER_FORMAT).encode(text),
   inspectImage,
   load: (dir, config, options) => OmniLMMModel.load(dir, config, options),
 };

@@ -1,9 +1,9 @@
 // How OmniLMM-12B sees an image: `build_transform(is_train=False, input_size=image_size, std_mode='OPENAI_CLIP')`,
 // i.e. a squash to image_size × image_size with PIL's bicubic (no crop, no slices), ToTensor, CLIP normalisation.
 
-import type { OmniLMMConfig } from '../../config/omnilmm.js';
 import { resizeBicubic, toPixelValues, type RgbImage } from '../../image/index.js';
-import type { ImageInspection } from '../registry.js';
+import type { ImageInspection } from '../family.js';
+import type { OmniLMMConfig } from './config.js';
 import { imagePlaceholder } from './prompt.js';
 
 /** timm.data.constants OPENAI_CLIP_MEAN / OPENAI_CLIP_STD. */

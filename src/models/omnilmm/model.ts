@@ -3,18 +3,18 @@
 
 import { createHash } from 'node:crypto';
 import { openCheckpoint } from '../../checkpoint/open.js';
-import type { OmniLMMConfig } from '../../config/omnilmm.js';
 import { InvalidRequestError, TokenizerError } from '../../errors.js';
 import type { RgbImage } from '../../image/index.js';
 import { DecoderRunner, type DecoderSequence } from '../../runtime/decoder-runner.js';
 import type { RuntimeOptions } from '../../runtime/session.js';
-import { LlamaTokenizer } from '../../tokenizer/llama.js';
-import { StreamingDetokenizer } from '../../tokenizer/streaming.js';
+import { loadTokenizer, requiredTokenId } from '../../tokenizer/load.js';
+import type { StreamDecoder, Tokenizer } from '../../tokenizer/tokenizer.js';
 import { llamaDims, type MiniCPMTextDims } from '../parts/decoder.js';
 import type { ChatMessage } from '../messages.js';
 import type { ResamplerDims } from '../parts/resampler.js';
 import { vitDims } from '../parts/layers.js';
-import type { LoadedModel, LoadOptions } from '../registry.js';
+import type { LoadedModel, LoadOptions } from '../family.js';
+import type { OmniLMMConfig } from './config.js';
 import { imagePixels, resizeImage } from './image-input.js';
 import { buildPrompt, IMAGE_TOKENS } from './prompt.js';
 import { decodeResponse, imageFeatureRows, type ImageTokenIds } from './tokens.js';
@@ -47,6 +47,9 @@ export const OMNILMM_CHAT_DEFAULTS = {
  */
 export const MAX_INPUT_LENGTH = 2048;
 
+/** `init_omni_lmm` loads transformers' slow LlamaTokenizer (tokenizer.model; the repo has no tokenizer.json). */
+export const TOKENIZER_FORMAT = 'sentencepiece';
+
 /** The decoder's checkpoint prefix: OmniLMMForCausalLM's own `model.*` and `lm_head.*` are the Mistral weights. */
 const LLM_PREFIX = '';
 
@@ -56,14 +59,17 @@ export class OmniLMMModel implements LoadedModel {
   readonly chatPySettings = { decoding: 'sample' } as const;
   private constructor(
     readonly config: OmniLMMConfig,
-    readonly tokenizer: LlamaTokenizer,
+    readonly tokenizer: Tokenizer,
+    /** The text of the tokenizer's eos token, which ends every turn of the Zephyr prompt. */
+    private readonly eosToken: string,
     private readonly imageTokens: ImageTokenIds,
     private readonly vision: OmniLMMVisionEncoder,
     private readonly decoder: DecoderRunner,
   ) {}
 
   static async load(dir: string, config: OmniLMMConfig, options: LoadOptions = {}): Promise<OmniLMMModel> {
-    const tokenizer = LlamaTokenizer.fromDir(dir);
+    const tokenizer = loadTokenizer(dir, TOKENIZER_FORMAT);
+    const eosToken = tokenizer.idToPiece(requiredTokenId(tokenizer, 'eosId', dir));
     const imageTokens = readImageTokenIds(tokenizer, dir);
     const weights = openCheckpoint(dir);
     try {
@@ -78,7 +84,7 @@ export class OmniLMMModel implements LoadedModel {
           maxRows: options.maxBeams ?? 3,
           precision: options.precision,
         });
-        return new OmniLMMModel(config, tokenizer, imageTokens, vision, decoder);
+        return new OmniLMMModel(config, tokenizer, eosToken, imageTokens, vision, decoder);
       } catch (err) {
         await vision.release();
         throw err;
@@ -106,8 +112,8 @@ export class OmniLMMModel implements LoadedModel {
     return this.decoder.maxSeq;
   }
 
-  detokenizer(): StreamingDetokenizer {
-    return new StreamingDetokenizer(this.tokenizer, { skipSpecialTokens: true });
+  detokenizer(): StreamDecoder {
+    return this.tokenizer.streamDecoder({ skipSpecialTokens: true });
   }
 
   /** `wrap_question_for_omni_lmm`: the placeholder in the first message, the Zephyr prompt, its ids (BOS first). */
@@ -115,8 +121,7 @@ export class OmniLMMModel implements LoadedModel {
     if (!image) {
       throw new InvalidRequestError('OmniLMM-12B answers questions about an image: give one (the official chat has no text-only path)');
     }
-    const eos = this.tokenizer.idToPiece(this.tokenizer.eosId);
-    const ids = this.tokenizer.encode(buildPrompt(messages, this.config.resampler.queryNum, eos));
+    const ids = this.tokenizer.encode(buildPrompt(messages, this.config.resampler.queryNum, this.eosToken));
     if (ids.length > MAX_INPUT_LENGTH) {
       throw new InvalidRequestError(
         `the prompt has ${ids.length} tokens, more than the model's input limit of ${MAX_INPUT_LENGTH}: shorten the conversation`,
@@ -176,7 +181,7 @@ function imageKey(image: RgbImage): string {
 }
 
 /** `init_omni_lmm` reads the ids of `<im_patch>`, `<im_start>`, `<im_end>`: they must be tokens of the tokenizer. */
-function readImageTokenIds(tokenizer: LlamaTokenizer, dir: string): ImageTokenIds {
+function readImageTokenIds(tokenizer: Tokenizer, dir: string): ImageTokenIds {
   const id = (token: string) => {
     const found = tokenizer.pieceToId(token);
     if (tokenizer.idToPiece(found) !== token) {

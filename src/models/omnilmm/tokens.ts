@@ -2,8 +2,8 @@
 // answer text of generate()'s output (`OmniLMM12B.decode`).
 
 import { InvalidRequestError } from '../../errors.js';
-import type { LlamaTokenizer } from '../../tokenizer/llama.js';
 import { pythonStrip } from '../../tokenizer/python-strings.js';
+import type { Tokenizer } from '../../tokenizer/tokenizer.js';
 
 /** Ids of the image tokens (`init_omni_lmm` reads them into vision_config). */
 export interface ImageTokenIds {
@@ -42,6 +42,6 @@ export function imageFeatureRows(ids: readonly number[], tokens: ImageTokenIds, 
 }
 
 /** The answer of `OmniLMM12B.decode`: `tokenizer.decode(sequence, skip_special_tokens=True).strip()`. */
-export function decodeResponse(tokenizer: LlamaTokenizer, ids: readonly number[]): string {
+export function decodeResponse(tokenizer: Tokenizer, ids: readonly number[]): string {
   return pythonStrip(tokenizer.decode(ids, { skipSpecialTokens: true }));
 }

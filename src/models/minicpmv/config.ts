@@ -1,11 +1,12 @@
-// MiniCPM-V (model_type "minicpmv", versions 1.0 and 2.0): config.json → typed configs per part.
-// 1.0 (openbmb/MiniCPM-V) has no slice_mode key: every image is squashed to image_size and the resampler
-// interpolates its stored sin-cos table; 2.0 (openbmb/MiniCPM-V-2) slices images and recomputes the table per slice.
+// MiniCPM-V (model_type "minicpmv", versions 1.0 and 2.0): config.json → typed configs per part, and which later
+// checkpoint of the same model_type a config.json is. 1.0 (openbmb/MiniCPM-V) has no slice_mode key: every image is
+// squashed to image_size and the resampler interpolates its stored sin-cos table; 2.0 (openbmb/MiniCPM-V-2) slices
+// images and recomputes the table per slice.
 
-import { CheckpointError, UnsupportedModelError } from '../errors.js';
-import { boolean, fromDict, integer, optional, string } from './fromDict.js';
-import { parseTextConfig, type TextConfig } from './text.js';
-import { parseVisionConfig, type VisionConfig } from './vision.js';
+import { CheckpointError, UnsupportedModelError } from '../../errors.js';
+import { boolean, fromDict, integer, optional, string } from '../../config/fromDict.js';
+import { parseTextConfig, type TextConfig } from '../../config/text.js';
+import { parseVisionConfig, type VisionConfig } from '../../config/vision.js';
 
 /** The perceiver resampler (resampler.py `Resampler`) that turns one slice's features into query_num tokens. */
 export interface ResamplerConfig {
@@ -63,6 +64,44 @@ const MINICPMV_FIELDS = {
 const RESAMPLER_NORM_EPS = 1e-6;
 /** MiniCPMV.init_resampler: num_heads = embed_dim // 128. */
 const RESAMPLER_HEAD_WIDTH = 128;
+
+/**
+ * Later checkpoints that share model_type "minicpmv", by config.json's `version` (read as vLLM's
+ * `get_version_by_config` reads it: 2.5, 2.6, 4.0, 4.5). 1.0 and 2.0 carry no version.
+ */
+const LATER_VERSIONS: Record<string, string> = {
+  '2.5': 'MiniCPM-Llama3-V 2.5',
+  '2.6': 'MiniCPM-V 2.6',
+  '4.0': 'MiniCPM-V 4.0',
+  '4.5': 'MiniCPM-V 4.5',
+};
+const SUPPORTED_VERSIONS = ['1.0', '2.0'];
+
+/** config.json's `version` as text ("2.6", "4.0"; JSON 4.0 reads as the number 4), or null when absent. */
+export function versionText(value: unknown): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value === 'number') return Number.isInteger(value) ? value.toFixed(1) : String(value);
+  if (typeof value === 'string' && /^\d+$/.test(value.trim())) return `${value.trim()}.0`;
+  return typeof value === 'string' ? value.trim() : JSON.stringify(value);
+}
+
+/**
+ * The name of a model_type "minicpmv" checkpoint that is not MiniCPM-V 1.0 or 2.0, or null for those two:
+ * MiniCPM-o (architectures ["MiniCPMO"]), a later `version`, or MiniCPM-Llama3-V 2.5 as first published, without
+ * a version: its config names no timm `vision_encoder` and has no MiniCPM `scale_emb` (its LLM is Llama 3), both of
+ * which every 1.0/2.0 config has.
+ */
+export function unsupportedMiniCPMV(config: Record<string, unknown>): string | null {
+  const version = versionText(config['version']);
+  const architectures = config['architectures'];
+  if (Array.isArray(architectures) && architectures.includes('MiniCPMO')) return version ? `MiniCPM-o ${version}` : 'MiniCPM-o';
+  if (version === null) {
+    const minicpmvKeys = Object.hasOwn(config, 'vision_encoder') || Object.hasOwn(config, 'scale_emb');
+    return minicpmvKeys ? null : 'MiniCPM-Llama3-V 2.5 (or a later MiniCPM-V: config.json has no "version")';
+  }
+  if (SUPPORTED_VERSIONS.includes(version)) return null;
+  return LATER_VERSIONS[version] ?? `MiniCPM-V ${version}`;
+}
 
 export function parseMiniCPMVConfig(config: Record<string, unknown>, file: string): MiniCPMVConfig {
   const origin = { file };

@@ -3,11 +3,11 @@
 // the official code builds by that hard-coded name (config.json names it in mm_vision_tower but its value is never
 // read); a `vision_config` object may spell out other sizes of the same timm code path (the tiny fixture does).
 
-import { CheckpointError, UnsupportedModelError } from '../errors.js';
-import { checkStatedGeometry, checkVitLayers, vitGeometry, vitMlpHidden } from './vision.js';
+import { CheckpointError, UnsupportedModelError } from '../../errors.js';
+import { checkStatedGeometry, checkVitLayers, vitGeometry, vitMlpHidden } from '../../config/vision.js';
 import {
   boolean, fromDict, integer, integers, keyPath, number, optional, string, type FromSchema, type Origin,
-} from './fromDict.js';
+} from '../../config/fromDict.js';
 
 /** Mistral's hyper-parameters (transformers 4.36 `MistralConfig`; defaults are its defaults). */
 export interface MistralTextConfig {

@@ -1,0 +1,32 @@
+// The one place that turns a model folder's tokenizer files into a Tokenizer: a family names the format its upstream
+// code reads, and gets the interface back (no code outside tokenizer/ constructs a concrete tokenizer class).
+
+import { TokenizerError } from '../errors.js';
+import { LlamaTokenizer } from './llama.js';
+import type { Tokenizer } from './tokenizer.js';
+
+/**
+ * Which tokenizer files a family's official code reads. 'sentencepiece': tokenizer.model + tokenizer_config.json
+ * through transformers' slow LlamaTokenizer (MiniCPM-V 1.0/2.0, OmniLMM-12B), even where a folder also holds a
+ * tokenizer.json. The tokenizer.json format joins this union together with its line in TOKENIZER_LOADERS.
+ */
+export type TokenizerFormat = 'sentencepiece';
+
+const TOKENIZER_LOADERS: Record<TokenizerFormat, (dir: string) => Tokenizer> = {
+  sentencepiece: (dir) => LlamaTokenizer.fromDir(dir),
+};
+
+/** The tokenizer of the model folder `dir`, read from the files of `format`. */
+export function loadTokenizer(dir: string, format: TokenizerFormat): Tokenizer {
+  return TOKENIZER_LOADERS[format](dir);
+}
+
+/** The tokenizer's bos or eos id where a family's code needs one; a TokenizerError names the folder when it has none. */
+export function requiredTokenId(tokenizer: Tokenizer, which: 'bosId' | 'eosId', dir: string): number {
+  const id = tokenizer[which];
+  if (id === null) {
+    const token = which === 'bosId' ? 'bos_token' : 'eos_token';
+    throw new TokenizerError(`the tokenizer in ${dir} defines no ${token}, which this model needs (check tokenizer_config.json)`);
+  }
+  return id;
+}
