@@ -21,9 +21,45 @@ export interface BpeModelOptions {
   ignoreMerges: boolean;
 }
 
-/** Key of the pair (left id, right id); ids stay below 2^26, so the key is an exact integer. */
-function pairKey(left: number, right: number): number {
-  return left * 67_108_864 + right;
+/**
+ * Merge rank of each pair of ids, in an open-addressing hash table of typed arrays: building and querying it for
+ * 248k merges took a third of the time of a Map keyed by `left·2^26 + right` (numbers above 2^31 are boxed), and
+ * this lookup is the inner loop of encoding.
+ */
+class PairTable {
+  private readonly lefts: Int32Array;
+  private readonly rights: Int32Array;
+  private readonly ranks: Int32Array;
+  private readonly mask: number;
+
+  constructor(pairs: number) {
+    let capacity = 16;
+    while (capacity < pairs * 2) capacity *= 2;
+    this.lefts = new Int32Array(capacity).fill(-1);
+    this.rights = new Int32Array(capacity);
+    this.ranks = new Int32Array(capacity);
+    this.mask = capacity - 1;
+  }
+
+  private slot(left: number, right: number): number {
+    let i = (Math.imul(left, 0x9e3779b1) ^ Math.imul(right, 0x85ebca77)) & this.mask;
+    while (this.lefts[i] !== -1 && (this.lefts[i] !== left || this.rights[i] !== right)) i = (i + 1) & this.mask;
+    return i;
+  }
+
+  /** Sets the rank of a pair (a later rule for the same pair replaces the earlier one). */
+  set(left: number, right: number, rank: number): void {
+    const i = this.slot(left, right);
+    this.lefts[i] = left;
+    this.rights[i] = right;
+    this.ranks[i] = rank;
+  }
+
+  /** The rank of a pair, or -1 when no rule merges it. */
+  get(left: number, right: number): number {
+    const i = this.slot(left, right);
+    return this.lefts[i] === -1 ? -1 : this.ranks[i]!;
+  }
 }
 
 /** A queued merge: the pair starting at symbol `pos`, with its rank and the id it merges into. */
@@ -40,8 +76,8 @@ function before(a: Merge, b: Merge): boolean {
 export class ByteLevelBpe {
   /** Id of the byte-level character of each byte, or -1 when the vocabulary lacks it (that byte is dropped). */
   private readonly byteIds = new Int32Array(256);
-  /** pairKey → index of the merge (its rank); the merged id at that index in mergedIds. */
-  private readonly mergeRanks = new Map<number, number>();
+  /** (left id, right id) → index of the merge (its rank); the merged id at that index in mergedIds. */
+  private readonly mergeRanks: PairTable;
   private readonly mergedIds: Int32Array;
   private readonly cache = new Map<string, readonly number[]>();
 
@@ -56,6 +92,7 @@ export class ByteLevelBpe {
   ) {
     for (let b = 0; b < 256; b++) this.byteIds[b] = vocab.get(BYTE_TO_CHAR[b]!) ?? -1;
     this.mergedIds = new Int32Array(merges.length);
+    this.mergeRanks = new PairTable(merges.length);
     merges.forEach(([left, right], rank) => {
       const leftId = vocab.get(left);
       const rightId = vocab.get(right);
@@ -65,7 +102,7 @@ export class ByteLevelBpe {
         throw new TokenizerError(`merge ${rank} ("${left} ${right}") uses the token ${JSON.stringify(missing)}, which is not in the vocabulary`);
       }
       // Like tokenizers (which collects the rules into a hash map), a later rule for the same pair wins.
-      this.mergeRanks.set(pairKey(leftId, rightId), rank);
+      this.mergeRanks.set(leftId, rightId, rank);
       this.mergedIds[rank] = mergedId;
     });
   }
@@ -107,8 +144,8 @@ export class ByteLevelBpe {
     }
     const heap: Merge[] = [];
     const queue = (pos: number, left: number, right: number): void => {
-      const rank = this.mergeRanks.get(pairKey(left, right));
-      if (rank !== undefined) heapPush(heap, { pos, rank, newId: this.mergedIds[rank]! });
+      const rank = this.mergeRanks.get(left, right);
+      if (rank !== -1) heapPush(heap, { pos, rank, newId: this.mergedIds[rank]! });
     };
     for (let i = 0; i + 1 < n; i++) queue(i, ids[i]!, ids[i + 1]!);
 
@@ -116,8 +153,8 @@ export class ByteLevelBpe {
       const top = heapPop(heap);
       const right = next[top.pos]!;
       if (!alive[top.pos] || right === -1) continue;
-      const rank = this.mergeRanks.get(pairKey(ids[top.pos]!, ids[right]!));
-      if (rank === undefined || this.mergedIds[rank] !== top.newId) continue;
+      const rank = this.mergeRanks.get(ids[top.pos]!, ids[right]!);
+      if (rank === -1 || this.mergedIds[rank] !== top.newId) continue;
       // Merge the right symbol into this one, then queue the new pairs with both neighbours.
       ids[top.pos] = top.newId;
       alive[right] = 0;

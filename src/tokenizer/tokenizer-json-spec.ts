@@ -123,7 +123,9 @@ function componentType(value: unknown, where: string, bad: (why: string) => Toke
 function readVocab(value: unknown, bad: (why: string) => TokenizerError): Map<string, number> {
   if (!isObject(value)) throw bad('model.vocab is not an object');
   const vocab = new Map<string, number>();
-  for (const [token, id] of Object.entries(value)) {
+  // for…in: Object.entries of a 250k-key object costs twice as much.
+  for (const token in value) {
+    const id = value[token];
     if (!Number.isSafeInteger(id) || (id as number) < 0) throw bad(`the vocabulary id of ${JSON.stringify(token)} is not a token id`);
     vocab.set(token, id as number);
   }
