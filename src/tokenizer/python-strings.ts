@@ -27,3 +27,14 @@ export function pythonRstrip(text: string): string {
 export function pythonStrip(text: string): string {
   return pythonRstrip(pythonLstrip(text));
 }
+
+/** Python's str.strip/lstrip/rstrip(chars): removes any of the characters (code points) in `chars` from the ends. */
+export function pythonStripChars(text: string, chars: string, side: 'both' | 'left' | 'right'): string {
+  const set = new Set(chars);
+  const units = [...text];
+  let start = 0;
+  let end = units.length;
+  if (side !== 'right') while (start < end && set.has(units[start]!)) start++;
+  if (side !== 'left') while (end > start && set.has(units[end - 1]!)) end--;
+  return units.slice(start, end).join('');
+}
