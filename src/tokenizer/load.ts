@@ -4,16 +4,18 @@
 import { TokenizerError } from '../errors.js';
 import { LlamaTokenizer } from './llama.js';
 import type { Tokenizer } from './tokenizer.js';
+import { TokenizerJson } from './tokenizer-json.js';
 
 /**
  * Which tokenizer files a family's official code reads. 'sentencepiece': tokenizer.model + tokenizer_config.json
  * through transformers' slow LlamaTokenizer (MiniCPM-V 1.0/2.0, OmniLMM-12B), even where a folder also holds a
- * tokenizer.json. The tokenizer.json format joins this union together with its line in TOKENIZER_LOADERS.
+ * tokenizer.json; 'tokenizer.json': the Hugging Face tokenizers pipeline (MiniCPM-V 4.6's byte-level BPE).
  */
-export type TokenizerFormat = 'sentencepiece';
+export type TokenizerFormat = 'sentencepiece' | 'tokenizer.json';
 
 const TOKENIZER_LOADERS: Record<TokenizerFormat, (dir: string) => Tokenizer> = {
   sentencepiece: (dir) => LlamaTokenizer.fromDir(dir),
+  'tokenizer.json': (dir) => TokenizerJson.fromDir(dir),
 };
 
 /** The tokenizer of the model folder `dir`, read from the files of `format`. */

@@ -28,8 +28,12 @@ export class TokenizerJson implements Tokenizer {
   private readonly normalizedSplitter: AddedTokenSplitter;
   private readonly splitRegexes: RegExp[];
   private readonly nfc: boolean;
-  private readonly bosId: number | null;
-  private readonly eosId: number | null;
+  /** transformers' bos_token_id / eos_token_id (tokenizer_config.json's bos_token / eos_token), null when unset. */
+  readonly bosId: number | null;
+  readonly eosId: number | null;
+  /** The ids encode() puts first and last (add_bos_token / add_eos_token), null when it adds none. */
+  private readonly prependId: number | null;
+  private readonly appendId: number | null;
   private readonly unkId: number | null;
   /** The bytes of each id, computed when first needed. */
   private readonly bytesCache = new Map<number, Uint8Array>();
@@ -93,15 +97,17 @@ export class TokenizerJson implements Tokenizer {
       const content = spec.specialTokens[key];
       return content === undefined ? null : (this.tokenToIdMap.get(content) ?? null);
     };
-    this.bosId = spec.addBos ? idOf('bos_token') : null;
-    this.eosId = spec.addEos ? idOf('eos_token') : null;
+    this.bosId = idOf('bos_token');
+    this.eosId = idOf('eos_token');
+    this.prependId = spec.addBos ? this.bosId : null;
+    this.appendId = spec.addEos ? this.eosId : null;
     this.unkId = idOf('unk_token');
   }
 
   encode(text: string, options: EncodeOptions = {}): number[] {
     const addSpecial = options.addSpecialTokens ?? true;
     const ids: number[] = [];
-    if (addSpecial && this.bosId !== null) ids.push(this.bosId);
+    if (addSpecial && this.prependId !== null) ids.push(this.prependId);
     for (const segment of this.rawSplitter.split(text)) {
       if ('id' in segment) {
         ids.push(segment.id);
@@ -119,7 +125,7 @@ export class TokenizerJson implements Tokenizer {
         }
       }
     }
-    if (addSpecial && this.eosId !== null) ids.push(this.eosId);
+    if (addSpecial && this.appendId !== null) ids.push(this.appendId);
     return ids;
   }
 
