@@ -1,13 +1,22 @@
 // `omnilmm inspect-image`: how the model would see an image (slice plan, placeholder, optional pixel tensors).
 
 import { writeSafetensors } from '../../checkpoint/safetensors.js';
-import { loadModelConfig } from '../../config/load.js';
+import { loadModelConfig, type ModelConfig } from '../../config/load.js';
+import type { RgbImage } from '../../image/index.js';
 import { readImageFile } from '../io.js';
-import { familyOf } from '../../models/registry.js';
+import type { InspectOptions } from '../../models/messages.js';
+import { familyOf, type ImageInspection } from '../../models/registry.js';
 import { parseCommandArgs, requireOne, stringOption } from '../args.js';
+import { downsampleModeOption } from './chat.js';
 import { resolveModelOption, type Command } from './common.js';
 
-const USAGE = 'omnilmm inspect-image --model <dir|org/name> [--json] [--pixels <out.safetensors>] <image>';
+const USAGE = 'omnilmm inspect-image --model <dir|org/name> [--json] [--downsample-mode 16x|4x] [--pixels <out.safetensors>] <image>';
+
+/**
+ * A family's inspectImage with the request's options. Families take them as an optional third argument (the
+ * families before MiniCPM-V 4.6 refuse the 4x mode), which ModelFamily.inspectImage's type does not show yet.
+ */
+type InspectImage = (image: RgbImage, config: ModelConfig, options: InspectOptions) => ImageInspection;
 
 export const inspectImageCommand: Command = {
   name: 'inspect-image',
@@ -22,6 +31,8 @@ slices as the model's official code does.
                            "placeholder": string, "image_tokens": number}; "source" is the overview's size,
                            "slices" the sizes of the patches after it, "image_tokens" the prompt positions
                            that receive image features (number of slices × query_num)
+  --downsample-mode 16x|4x MiniCPM-V 4.6's image tokens per slice: 16x (default) or 4x (four times as many);
+                           the other models have one mode
   --pixels <file>          also write the normalised float32 CHW tensors of every slice as safetensors,
                            named slice_00 (the overview), slice_01, ... in the model's order`,
   async run(argv) {
@@ -29,10 +40,14 @@ slices as the model's official code does.
       model: { type: 'string' },
       json: { type: 'boolean' },
       pixels: { type: 'string' },
+      'downsample-mode': { type: 'string' },
     }, USAGE);
     const imagePath = requireOne(positionals, 'image path', USAGE);
+    const downsampleMode = downsampleModeOption(values);
+    const options: InspectOptions = downsampleMode ? { downsampleMode } : {};
     const config = loadModelConfig(await resolveModelOption(values));
-    const input = familyOf(config).inspectImage(await readImageFile(imagePath), config);
+    const family = familyOf(config);
+    const input = (family.inspectImage.bind(family) as InspectImage)(await readImageFile(imagePath), config, options);
     const [source, ...patches] = input.slices.map((s) => [s.width, s.height] as const);
     const pixelsPath = stringOption(values, 'pixels');
     if (pixelsPath) {
