@@ -13,7 +13,7 @@ import type { DecodingSettings } from '../src/chat/decoding.js';
 import { decodeWithFfmpeg, PpmStream, readVideoPath } from '../src/chat/media-source.js';
 import { ReasoningStream, splitReasoning } from '../src/chat/reasoning.js';
 import { decodeImage } from '../src/image/index.js';
-import { parseConversation, placeMedia } from '../src/models/messages.js';
+import { chatInputOf, parseConversation, placeMedia } from '../src/models/messages.js';
 import { fixturePath, readFixtureJson, nonSamplingSettings } from './helpers/fixtures.js';
 
 const FIXTURE = 'minicpmv2-tiny';
@@ -137,6 +137,17 @@ test('placeMedia: without parts the images, then the video, go before the first 
   assert.throws(() => parseConversation([{ role: 'assistant', content: [{ type: 'image' }] }]), /belong in user messages/);
   assert.throws(() => parseConversation([{ role: 'user', content: [{ type: 'video' }, { type: 'video' }] }]), /more than one video/);
   assert.throws(() => parseConversation([{ role: 'user', content: [{ type: 'text', text: 3 }] }]), /"text" must be a string/);
+  // The upstream form (text messages, the image before the first one) as a ChatInput.
+  const image = { width: 1, height: 1, data: new Uint8Array(3) };
+  assert.deepEqual(chatInputOf([{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello' }], image), {
+    messages: [
+      { role: 'user', content: [{ type: 'image' }, { type: 'text', text: 'Hi' }] },
+      { role: 'assistant', content: [{ type: 'text', text: 'Hello' }] },
+    ],
+    images: [image],
+    video: null,
+    thinking: false,
+  });
 });
 
 test('a folder of frames is read in name order at the given fps (default 1)', async () => {

@@ -33,15 +33,17 @@ export interface MediaSource {
   video?: VideoRequest | null;
 }
 
+/** Image bytes decoded; pixels as they are. */
+const toRgb = (image: Uint8Array | RgbImage): RgbImage | Promise<RgbImage> => (image instanceof Uint8Array ? decodeImage(image) : image);
+
 /** The media decoded: images as pixels, the video as frames. */
 export async function loadMedia(source: MediaSource): Promise<{ image: RgbImage | null; images: RgbImage[] | undefined; video: VideoFrames | null }> {
-  const decode = (image: Uint8Array | RgbImage) => (image instanceof Uint8Array ? decodeImage(image) : image);
   if (source.images !== undefined && source.images !== null && !Array.isArray(source.images)) {
     throw new InvalidRequestError('images must be a list of images');
   }
   return {
-    image: source.image ? await decode(source.image) : null,
-    images: source.images ? await Promise.all(source.images.map(decode)) : undefined,
+    image: source.image ? await toRgb(source.image) : null,
+    images: source.images ? await Promise.all(source.images.map(toRgb)) : undefined,
     video: source.video ? await loadVideo(source.video) : null,
   };
 }
@@ -50,14 +52,13 @@ export async function loadMedia(source: MediaSource): Promise<{ image: RgbImage 
 export async function loadVideo(request: VideoRequest): Promise<VideoFrames> {
   const { frames, file, fps, ...options } = request;
   checkVideoOptions(options);
-  if ((frames === undefined) === (file === undefined)) throw new InvalidRequestError('a video needs either "frames" or "file" (not both)');
+  if ((frames == null) === (file == null)) throw new InvalidRequestError('a video needs either "frames" or "file" (not both)');
   if (fps !== undefined && (typeof fps !== 'number' || !Number.isFinite(fps) || fps <= 0)) {
     throw new InvalidRequestError(`the video's fps must be a positive number, got ${String(fps)}`);
   }
-  if (frames !== undefined) {
+  if (frames != null) {
     if (!Array.isArray(frames)) throw new InvalidRequestError('video frames must be a list of images');
-    const decoded = await Promise.all(frames.map((f: RgbImage | Uint8Array) => (f instanceof Uint8Array ? decodeImage(f) : f)));
-    return { ...options, frames: decoded, fps: fps ?? 1 };
+    return { ...options, frames: await Promise.all(frames.map(toRgb)), fps: fps ?? 1 };
   }
   if (typeof file !== 'string') throw new InvalidRequestError('the video "file" must be a path');
   const read = await readVideoPath(file, fps, Math.max(1, options.stackFrames ?? 1));
