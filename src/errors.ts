@@ -31,6 +31,9 @@ export class ImageError extends OmnilmmError {}
 /** An image has more pixels than the decoder accepts (decompression-bomb guard). */
 export class ImageTooLargeError extends ImageError {}
 
+/** A video cannot be read: no frames in a folder, a file ffmpeg cannot decode, or no ffmpeg to decode it with. */
+export class VideoError extends OmnilmmError {}
+
 /** The user's request (CLI flags, messages, API body) is invalid. */
 export class InvalidRequestError extends OmnilmmError {
   override readonly exitCode = 2;

@@ -1,11 +1,19 @@
 // End to end through the public API: every llm case of the fixture, greedy, beam search and greedy with a
-// repetition penalty, token-exact with the official chat().
+// repetition penalty, token-exact with the official chat(). The richer inputs: content parts mapped to images,
+// MiniCPM-V 2.0's refusals of what only 4.6 takes, reading a video (a folder of frames, ffmpeg's PPM stream), and
+// the split of an answer's reasoning from its content.
 
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { loadModel, type Model } from '../src/index.js';
+import { InvalidRequestError, loadModel, VideoError, type Model } from '../src/index.js';
 import type { DecodingSettings } from '../src/chat/decoding.js';
+import { decodeWithFfmpeg, PpmStream, readVideoPath } from '../src/chat/media-source.js';
+import { ReasoningStream, splitReasoning } from '../src/chat/reasoning.js';
+import { decodeImage } from '../src/image/index.js';
+import { chatInputOf, parseConversation, placeMedia } from '../src/models/messages.js';
 import { fixturePath, readFixtureJson, nonSamplingSettings } from './helpers/fixtures.js';
 
 const FIXTURE = 'minicpmv2-tiny';
@@ -67,5 +75,175 @@ test('streamed chunks add up to the final answer', async () => {
       break;
     }
     text += next.value;
+  }
+});
+
+// ---- richer inputs ------------------------------------------------------------------------------------------------
+
+const grad = readFixtureJson<LlmCase>(FIXTURE, 'llm', 'single_turn_grad.json');
+const gradImage = () => readFileSync(fixturePath(FIXTURE, grad.input.file));
+const greedy = { decoding: 'greedy', maxNewTokens: 24 } as const;
+
+test('content parts: an image part takes the image, and the answer is the official one', async () => {
+  const question = grad.msgs[0]!.content;
+  const parts = [{ role: 'user' as const, content: [{ type: 'image' as const }, { type: 'text' as const, text: question }] }];
+  for (const request of [{ messages: parts, images: [gradImage()] }, { messages: parts, image: gradImage() }, { question, images: [gradImage()] }]) {
+    const result = await model.run({ ...request, ...greedy, downsampleMode: '16x', thinking: false });
+    assert.deepEqual(result.promptIds, grad.input_ids);
+    assert.deepEqual(result.outputIds, grad.runs.greedy!.new_token_ids);
+  }
+});
+
+test('MiniCPM-V 2.0 refuses what only MiniCPM-V 4.6 takes, naming itself', async () => {
+  const image = gradImage();
+  const ask = (request: Parameters<Model['run']>[0]) => model.run({ question: 'What is in the image?', ...greedy, ...request });
+  const video = { file: fixturePath('minicpmv46-tiny', 'images', 'video_bars_96x72'), fps: 8 };
+  const refusals: [Parameters<Model['run']>[0], RegExp][] = [
+    [{ images: [image, image] }, /^MiniCPM-V 2\.0 takes one image per conversation, got 2/],
+    [{ video }, /^MiniCPM-V 2\.0 takes no video/],
+    [{ thinking: true }, /^MiniCPM-V 2\.0 has no thinking mode/],
+    [{ downsampleMode: '4x' }, /^MiniCPM-V 2\.0 has no 4x downsample mode/],
+    [{ messages: [{ role: 'system', content: 'Be brief.' }] }, /^MiniCPM-V 2\.0 has no system prompt/],
+    [{ messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello' }, { role: 'user', content: [{ type: 'image' }] }], image },
+      /^MiniCPM-V 2\.0 takes its image in the first message/],
+  ];
+  for (const [request, pattern] of refusals) await assert.rejects(ask(request), (err: Error) => err instanceof InvalidRequestError && pattern.test(err.message));
+  // Requests the chat layer itself refuses, whatever the model.
+  const bad: [Parameters<Model['run']>[0], RegExp][] = [
+    [{ image, images: [image] }, /either image or images/],
+    [{ messages: [{ role: 'user', content: [{ type: 'image' }, { type: 'image' }, { type: 'text', text: 'Compare' }] }], images: [image] }, /2 image parts but 1 image was given/],
+    [{ downsampleMode: '8x' as never }, /downsample mode must be "16x" or "4x"/],
+    [{ messages: [{ role: 'user', content: [{ type: 'audio' } as never] }] }, /"type" must be "text", "image" or "video"/],
+    [{ video: { frames: [], fps: 1 } }, /no frames/],
+  ];
+  for (const [request, pattern] of bad) await assert.rejects(ask(request), (err: Error) => err instanceof InvalidRequestError && pattern.test(err.message));
+});
+
+test('placeMedia: without parts the images, then the video, go before the first user text; with parts the counts must match', () => {
+  const conversation = parseConversation([
+    { role: 'system', content: 'Be brief.' },
+    { role: 'user', content: 'Compare them.' },
+    { role: 'assistant', content: 'They differ.' },
+  ]);
+  assert.deepEqual(placeMedia(conversation, 2, 1)[1], {
+    role: 'user', content: [{ type: 'image' }, { type: 'image' }, { type: 'video' }, { type: 'text', text: 'Compare them.' }],
+  });
+  assert.deepEqual(placeMedia(conversation, 0, 0), conversation);
+  const withParts = parseConversation([{ role: 'user', content: [{ type: 'text', text: 'A' }, { type: 'image' }, { type: 'video' }] }]);
+  assert.deepEqual(placeMedia(withParts, 1, 1), withParts);
+  assert.throws(() => placeMedia(withParts, 1, 0), /1 video part but 0 videos were given/);
+  assert.throws(() => placeMedia(withParts, 2, 1), /1 image part but 2 images were given/);
+  assert.throws(() => parseConversation([{ role: 'user', content: 'hi' }, { role: 'system', content: 'late' }]), /system message must be the first/);
+  assert.throws(() => parseConversation([{ role: 'assistant', content: [{ type: 'image' }] }]), /belong in user messages/);
+  assert.throws(() => parseConversation([{ role: 'user', content: [{ type: 'video' }, { type: 'video' }] }]), /more than one video/);
+  assert.throws(() => parseConversation([{ role: 'user', content: [{ type: 'text', text: 3 }] }]), /"text" must be a string/);
+  // The upstream form (text messages, the image before the first one) as a ChatInput.
+  const image = { width: 1, height: 1, data: new Uint8Array(3) };
+  assert.deepEqual(chatInputOf([{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello' }], image), {
+    messages: [
+      { role: 'user', content: [{ type: 'image' }, { type: 'text', text: 'Hi' }] },
+      { role: 'assistant', content: [{ type: 'text', text: 'Hello' }] },
+    ],
+    images: [image],
+    video: null,
+    thinking: false,
+  });
+});
+
+test('a folder of frames is read in name order at the given fps (default 1)', async () => {
+  const folder = fixturePath('minicpmv46-tiny', 'images', 'video_bars_96x72');
+  const names = readdirSync(folder).sort();
+  const video = await readVideoPath(folder, 8);
+  assert.equal(video.fps, 8);
+  assert.equal(video.frames.length, 20);
+  for (const i of [0, 7, 19]) {
+    const expected = await decodeImage(readFileSync(join(folder, names[i]!)));
+    assert.deepEqual([video.frames[i]!.width, video.frames[i]!.height], [96, 72]);
+    assert.deepEqual(video.frames[i]!.data, expected.data, names[i]);
+  }
+  assert.equal((await readVideoPath(folder)).fps, 1);
+  await assert.rejects(readVideoPath(join(folder, 'absent')), /video not found/);
+});
+
+test('PpmStream cuts a PPM stream into RGB frames, however it is chunked', () => {
+  const bytes = Buffer.concat([
+    Buffer.from('P6\n2 1\n255\n'), Buffer.from([1, 2, 3, 4, 5, 6]),
+    Buffer.from('P6 1 2 255 '), Buffer.from([10, 20, 30, 40, 50, 60]),
+  ]);
+  for (const size of [1, 3, 7, bytes.length]) {
+    const stream = new PpmStream();
+    for (let at = 0; at < bytes.length; at += size) stream.push(bytes.subarray(at, at + size));
+    assert.ok(stream.complete);
+    assert.deepEqual(stream.frames.map((f) => [f.width, f.height, [...f.data]]), [[2, 1, [1, 2, 3, 4, 5, 6]], [1, 2, [10, 20, 30, 40, 50, 60]]]);
+  }
+  assert.throws(() => new PpmStream().push(Buffer.from('GIF89a')), VideoError);
+  assert.throws(() => new PpmStream().push(Buffer.from('P6 2 2 65535 ')), /8-bit RGB/);
+});
+
+test('a video file is decoded by ffmpeg at the fps asked for; without ffmpeg the error names it', async () => {
+  const scratch = mkdtempSync(join(tmpdir(), 'omnilmm-ffmpeg-'));
+  const saved = process.env.OMNILMM_FFMPEG;
+  try {
+    // A stand-in for ffmpeg: records its arguments and prints two 1×1 frames.
+    const fake = join(scratch, 'ffmpeg');
+    writeFileSync(fake, `#!/bin/sh\necho "$@" > "${join(scratch, 'args')}"\nprintf 'P6\\n1 1\\n255\\n\\001\\002\\003P6\\n1 1\\n255\\n\\004\\005\\006'\n`);
+    chmodSync(fake, 0o755);
+    const clip = join(scratch, 'clip.mp4');
+    writeFileSync(clip, 'not really a video');
+    process.env.OMNILMM_FFMPEG = fake;
+    const frames = await decodeWithFfmpeg(clip, 2);
+    assert.deepEqual(frames.map((f) => [...f.data]), [[1, 2, 3], [4, 5, 6]]);
+    const args = readFileSync(join(scratch, 'args'), 'utf8');
+    assert.match(args, /-i \S+clip\.mp4 /);
+    assert.match(args, /-vf fps=2 /);
+    assert.match(args, /-pix_fmt rgb24/);
+    assert.deepEqual((await readVideoPath(clip)).fps, 1);
+    process.env.OMNILMM_FFMPEG = join(scratch, 'no-such-ffmpeg');
+    await assert.rejects(decodeWithFfmpeg(clip, 1), (err: Error) => err instanceof VideoError && /needs ffmpeg, which is not installed/.test(err.message));
+  } finally {
+    if (saved === undefined) delete process.env.OMNILMM_FFMPEG;
+    else process.env.OMNILMM_FFMPEG = saved;
+    rmSync(scratch, { recursive: true, force: true });
+  }
+});
+
+/** Answers written by hand, with the split the official chat template makes of such an assistant message. */
+const REASONING_CASES: { answer: string; thinking: boolean; reasoning: string | null; content: string }[] = [
+  { answer: '<think>\nI look at the colours.\n</think>\n\nIt is red.', thinking: false, reasoning: 'I look at the colours.', content: 'It is red.' },
+  { answer: 'The sky is clear.\n</think>\n\nBlue.', thinking: true, reasoning: 'The sky is clear.', content: 'Blue.' },
+  { answer: '先看颜色。</think>\n红色。', thinking: true, reasoning: '先看颜色。', content: '红色。' },
+  { answer: 'Blue.', thinking: false, reasoning: null, content: 'Blue.' },
+  { answer: 'A </think> B', thinking: false, reasoning: null, content: 'A </think> B' },
+  { answer: 'Still weighing the', thinking: true, reasoning: 'Still weighing the', content: '' },
+  { answer: '\n</think>\n\nShort.', thinking: true, reasoning: '', content: 'Short.' },
+  { answer: '<think>a  \n</think>b </think> c', thinking: false, reasoning: 'a', content: 'b </think> c' },
+  { answer: '<thi', thinking: false, reasoning: null, content: '<thi' },
+  { answer: 'x </thi', thinking: true, reasoning: 'x </thi', content: '' },
+];
+
+test('splitReasoning: the think part apart from the content', () => {
+  for (const c of REASONING_CASES) {
+    assert.deepEqual(splitReasoning(c.answer, c.thinking), { reasoning: c.reasoning, content: c.content }, JSON.stringify(c.answer));
+  }
+});
+
+test('ReasoningStream: the deltas add up to the same split, wherever the chunks break', () => {
+  for (const c of REASONING_CASES) {
+    const cuts = [[...c.answer].map((_, i) => i), [], [1, 5], [3, 9, 14], [c.answer.length - 2]];
+    for (const at of cuts) {
+      const stream = new ReasoningStream(c.thinking);
+      let reasoning = '';
+      let content = '';
+      const bounds = [0, ...at.filter((i) => i > 0 && i < c.answer.length), c.answer.length];
+      for (let k = 0; k + 1 < bounds.length; k++) {
+        const delta = stream.push(c.answer.slice(bounds[k], bounds[k + 1]));
+        reasoning += delta.reasoning;
+        content += delta.content;
+      }
+      const rest = stream.flush();
+      reasoning += rest.reasoning;
+      content += rest.content;
+      assert.deepEqual({ reasoning, content }, { reasoning: c.reasoning ?? '', content: c.content }, `${JSON.stringify(c.answer)} cut at ${at}`);
+    }
   }
 });

@@ -220,6 +220,70 @@ test('--vision-precision: convert caches the quantised tower as its own entry, a
     'chat used the converted int8 tower instead of building another');
 });
 
+test('chat --help tells about several images, video, the downsample mode, thinking and content parts', async () => {
+  const out = await cli(['chat', '--help']);
+  assert.equal(out.code, 0, out.stderr);
+  for (const text of ['[--image <path>]...', '--video <folder|file>', '--video-fps F', '--downsample-mode 16x|4x', '--thinking', '"system"', '[{"type":"image"},{"type":"video"},{"type":"text","text":"…"}]']) {
+    assert.ok(out.stdout.includes(text), text);
+  }
+  const inspect = await cli(['inspect-image', '--help']);
+  assert.ok(inspect.stdout.includes('--downsample-mode 16x|4x'));
+});
+
+test('chat --messages with content parts: the --image file fills the image part, token-exact', async () => {
+  const c = readFixtureJson<{ msgs: { content: string }[]; input: { file: string }; input_ids: number[]; runs: Record<string, { new_token_ids: number[]; text: string }> }>(
+    FIXTURE, 'llm', 'single_turn_grad.json');
+  const messages = join(scratch, 'parts.json');
+  writeFileSync(messages, JSON.stringify([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: c.msgs[0]!.content }] }]));
+  const out = await cli(['chat', '--model', MODEL, '--image', fixturePath(FIXTURE, c.input.file), '--messages', messages, '--decoding', 'greedy',
+    '--max-new-tokens', '24', '--downsample-mode', '16x', '--json']);
+  assert.equal(out.code, 0, out.stderr);
+  assert.deepEqual(JSON.parse(out.stdout), { text: c.runs.greedy!.text, prompt_ids: c.input_ids, output_ids: c.runs.greedy!.new_token_ids });
+});
+
+test('bad media flags get a one-line error before the model loads', async () => {
+  const messages = join(scratch, 'two-image-parts.json');
+  writeFileSync(messages, JSON.stringify([{ role: 'user', content: [{ type: 'image' }, { type: 'image' }, { type: 'text', text: 'Compare.' }] }]));
+  const cases: [string[], RegExp, number][] = [
+    [['--image', IMAGE, '--messages', messages], /the messages have 2 image parts but 1 image was given/, 2],
+    [['--downsample-mode', '8x', 'hi'], /--downsample-mode must be one of 16x, 4x, got "8x"/, 2],
+    [['--video-fps', '2', 'hi'], /--video-fps goes with --video/, 2],
+    [['--video', join(scratch, 'no-such-video'), 'hi'], /video not found/, 1],
+    [['--video', IMAGE, 'hi'], /needs ffmpeg, which is not installed/, 1],
+  ];
+  for (const [args, pattern, code] of cases) {
+    // A model that does not exist: these requests fail before it would be loaded.
+    const out = await cli(['chat', '--model', join(scratch, 'never-loaded'), ...args, '--json'], { OMNILMM_FFMPEG: join(scratch, 'no-ffmpeg') });
+    assertCleanError(out, pattern);
+    assert.equal(out.code, code, args.join(' '));
+  }
+  const inspect = await cli(['inspect-image', '--model', MODEL, '--json', '--downsample-mode', '4x', IMAGE]);
+  assertCleanError(inspect, /MiniCPM-V 2\.0 has no 4x downsample mode/);
+  assert.equal(inspect.code, 2);
+  const plain = await cli(['inspect-image', '--model', MODEL, '--json', IMAGE]);
+  const sixteen = await cli(['inspect-image', '--model', MODEL, '--json', '--downsample-mode', '16x', IMAGE]);
+  assert.equal(sixteen.code, 0, sixteen.stderr);
+  assert.equal(sixteen.stdout, plain.stdout);
+});
+
+test('MiniCPM-V 2.0 refuses several images, video, thinking, 4x and a system message: one line, exit code 2', async () => {
+  const system = join(scratch, 'system.json');
+  writeFileSync(system, JSON.stringify([{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }]));
+  const cases: [string[], RegExp][] = [
+    [['--image', IMAGE, '--image', IMAGE, 'Compare.'], /MiniCPM-V 2\.0 takes one image per conversation, got 2/],
+    [['--video', fixturePath('minicpmv46-tiny', 'images', 'video_bars_96x72'), '--video-fps', '8', 'Describe.'], /MiniCPM-V 2\.0 takes no video/],
+    [['--thinking', 'Why?'], /MiniCPM-V 2\.0 has no thinking mode/],
+    [['--image', IMAGE, '--downsample-mode', '4x', 'What?'], /MiniCPM-V 2\.0 has no 4x downsample mode/],
+    [['--messages', system], /MiniCPM-V 2\.0 has no system prompt/],
+  ];
+  for (const [args, pattern] of cases) {
+    const out = await cli(['chat', '--model', MODEL, '--max-new-tokens', '2', '--json', ...args]);
+    assertCleanError(out, pattern);
+    assert.equal(out.code, 2, args.join(' '));
+    assert.equal(out.stderr.trim().split('\n').length, 1, 'one line');
+  }
+});
+
 test('with no network the default hub model fails with a clear message', async () => {
   const out = await cli(['chat', '--image', IMAGE, 'hi'], { HF_HUB_OFFLINE: '', HF_ENDPOINT: 'http://127.0.0.1:9' });
   assertCleanError(out, /cannot reach|--model/);

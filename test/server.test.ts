@@ -1,6 +1,8 @@
 // The OpenAI-compatible server on the tiny fixture model, driven by the official `openai` client (and by raw
 // fetch where a client would refuse to send the request): answers token-exact with the fixture's greedy and beam
-// runs, streaming, the error shapes, the API key, the queue (429, order, disconnects).
+// runs, streaming, the error shapes, the API key, the queue (429, order, disconnects). Several images, system
+// messages and the extension fields reach the engine as they were sent; an answer's think part comes back as
+// reasoning_content (a scripted engine supplies such answers).
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -9,6 +11,8 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import sharp from 'sharp';
+import type { ChatResult } from '../src/chat/chat.js';
+import type { Engine, EngineRequest } from '../src/chat/engine-types.js';
 import { LocalEngine } from '../src/chat/local-engine.js';
 import { GenerationQueue } from '../src/server/queue.js';
 import { isPublicAddress } from '../src/server/remote-image.js';
@@ -568,4 +572,131 @@ test('LocalEngine.close() stops the running request and refuses the waiting ones
   await own.close();
   await assert.rejects(running.next(), { name: 'AbortError' });
   assert.equal(await waitingResult, 'AbortError');
+});
+
+/** An engine that answers every request with the same chunks and keeps the requests it was given. */
+class ScriptedEngine implements Engine {
+  readonly info = { modelId: 'scripted', dir: '', modelType: 'minicpmv', contextLength: 4096 };
+  readonly requests: EngineRequest[] = [];
+  constructor(private readonly chunks: string[]) {}
+  async *stream(request: EngineRequest): AsyncGenerator<string, ChatResult, undefined> {
+    this.requests.push(request);
+    for (const chunk of this.chunks) yield chunk;
+    return { text: this.chunks.join(''), promptIds: [1, 2, 3], outputIds: [4, 5, 6, 7], finishReason: 'stop', cachedTokens: 0 };
+  }
+  async tokenize(): Promise<number[]> {
+    return [];
+  }
+  async close(): Promise<void> {}
+}
+
+describe('several images, system messages, downsample_mode and thinking', () => {
+  const png = (file: string) => readFileSync(fixturePath(FIXTURE, 'images', file));
+  const urlOf = (bytes: Buffer) => `data:image/png;base64,${bytes.toString('base64')}`;
+
+  test('image_url parts reach the engine in order, each as an image part where it was sent', async () => {
+    const engine = new ScriptedEngine(['Two pictures.']);
+    const server = await ChatServer.start({ engine, port: 0, log: () => {} });
+    try {
+      const [a, b, c] = [png('grad_100x80.png'), png('shapes_448x448.png'), png('gray_500x375.png')];
+      const completion = await client(server).chat.completions.create({
+        model: 'scripted',
+        messages: [
+          { role: 'developer', content: 'Be brief.' },
+          { role: 'user', content: [{ type: 'image_url', image_url: { url: urlOf(a) } }, { type: 'text', text: 'and' }, { type: 'image_url', image_url: { url: urlOf(b) } }] },
+          { role: 'assistant', content: 'Two.' },
+          { role: 'user', content: [{ type: 'text', text: 'And this?' }, { type: 'image_url', image_url: { url: urlOf(c) } }] },
+        ],
+        downsample_mode: '4x',
+        thinking: true,
+      } as never) as OpenAI.ChatCompletion;
+      // Thinking was asked for and the answer never closed its think part: all of it is reasoning.
+      assert.deepEqual(completion.choices[0]!.message, { role: 'assistant', content: '', reasoning_content: 'Two pictures.' });
+      const request = engine.requests[0]!;
+      assert.deepEqual(request.messages, [
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: [{ type: 'image' }, { type: 'text', text: 'and' }, { type: 'image' }] },
+        { role: 'assistant', content: 'Two.' },
+        { role: 'user', content: [{ type: 'text', text: 'And this?' }, { type: 'image' }] },
+      ]);
+      assert.deepEqual(request.images!.map((bytes) => Buffer.from(bytes)), [a, b, c]);
+      assert.equal(request.downsampleMode, '4x');
+      assert.equal(request.thinking, true);
+      // vLLM's form of the switch.
+      await client(server).chat.completions.create({ model: 'scripted', messages: [{ role: 'user', content: 'Hi' }], chat_template_kwargs: { enable_thinking: true } } as never);
+      assert.equal(engine.requests[1]!.thinking, true);
+      assert.equal(engine.requests[1]!.downsampleMode, undefined);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('bad extension fields and misplaced system messages are 400 and name the field', async () => {
+    const server = await startServer();
+    const image = { type: 'image_url', image_url: { url: dataUrl(grad.input.file) } };
+    const cases: [Record<string, unknown>, string][] = [
+      [{ messages: wireMessages(grad), downsample_mode: '8x' }, 'downsample_mode'],
+      [{ messages: wireMessages(grad), thinking: 'yes' }, 'thinking'],
+      [{ messages: wireMessages(grad), chat_template_kwargs: { enable_thinking: 1 } }, 'chat_template_kwargs.enable_thinking'],
+      [{ messages: [{ role: 'user', content: 'Hi' }, { role: 'system', content: 'Late.' }] }, 'messages[1].role'],
+      [{ messages: [{ role: 'system', content: [image] }, { role: 'user', content: 'Hi' }] }, 'messages[0].content[0].type'],
+    ];
+    for (const [body, param] of cases) {
+      const err = await apiError(client(server).chat.completions.create({ model: 'tiny', ...body } as never));
+      assert.equal(err.status, 400, JSON.stringify(body).slice(0, 80));
+      assert.equal(err.param, param);
+    }
+  });
+
+  test('MiniCPM-V 2.0 answers with 16x as without it, and refuses 4x, thinking and a system message by name', async () => {
+    const server = await startServer();
+    const completion = await client(server).chat.completions.create({
+      model: 'tiny', messages: wireMessages(grad), temperature: 0, max_tokens: 24, downsample_mode: '16x', thinking: false,
+    } as never) as OpenAI.ChatCompletion;
+    assert.equal(completion.choices[0]!.message.content, grad.runs.greedy!.text);
+    assert.equal('reasoning_content' in completion.choices[0]!.message, false);
+    const refusals: [Record<string, unknown>, RegExp][] = [
+      [{ downsample_mode: '4x' }, /MiniCPM-V 2\.0 has no 4x downsample mode/],
+      [{ thinking: true }, /MiniCPM-V 2\.0 has no thinking mode/],
+      [{ messages: [{ role: 'developer', content: 'Be brief.' }, ...wireMessages(grad)] }, /MiniCPM-V 2\.0 has no system prompt/],
+      [{ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: dataUrl(grad.input.file) } }, { type: 'image_url', image_url: { url: dataUrl('images/gray_500x375.png') } }, { type: 'text', text: 'Compare' }] }] },
+        /MiniCPM-V 2\.0 takes one image per conversation, got 2/],
+    ];
+    for (const [body, pattern] of refusals) {
+      const err = await apiError(client(server).chat.completions.create({ model: 'tiny', messages: wireMessages(grad), max_tokens: 4, ...body } as never));
+      assert.equal(err.status, 400);
+      assert.match(err.message, pattern);
+    }
+  });
+
+  test('an answer\'s think part comes back as reasoning_content, whole and streamed', async () => {
+    const cases = [
+      { chunks: ['<think>\nThe picture', ' is dark.\n</th', 'ink>\n\nIt is ', 'night.'], thinking: false, reasoning: 'The picture is dark.', content: 'It is night.' },
+      { chunks: ['Dark', ' sky', '.</think>', '\n\nNight.'], thinking: true, reasoning: 'Dark sky.', content: 'Night.' },
+      { chunks: ['It is ', 'night.'], thinking: false, reasoning: undefined, content: 'It is night.' },
+    ];
+    for (const c of cases) {
+      const engine = new ScriptedEngine(c.chunks);
+      const server = await ChatServer.start({ engine, port: 0, log: () => {} });
+      try {
+        const body = { model: 'scripted', messages: [{ role: 'user', content: 'What time is it?' }], thinking: c.thinking };
+        const completion = await client(server).chat.completions.create(body as never) as OpenAI.ChatCompletion;
+        const message = completion.choices[0]!.message as { content: string; reasoning_content?: string };
+        assert.equal(message.content, c.content);
+        assert.equal(message.reasoning_content, c.reasoning);
+        const stream = await client(server).chat.completions.create({ ...body, stream: true } as never) as unknown as AsyncIterable<OpenAI.ChatCompletionChunk>;
+        let reasoning = '';
+        let content = '';
+        for await (const chunk of stream) {
+          const delta = chunk.choices[0]?.delta as { content?: string; reasoning_content?: string } | undefined;
+          reasoning += delta?.reasoning_content ?? '';
+          content += delta?.content ?? '';
+        }
+        assert.equal(reasoning, c.reasoning ?? '');
+        assert.equal(content, c.content);
+      } finally {
+        await server.close();
+      }
+    }
+  });
 });

@@ -1,7 +1,8 @@
 // The chat page in headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core) against the server on
 // the tiny fixture model: an uploaded image and a streamed greedy answer equal to the fixture's, a second turn,
 // stop, drop and paste, the camera (Chromium's fake device), and the API-key prompt. Nothing but the server may be
-// contacted. A screenshot of a streamed answer next to its image is saved in test-artifacts/.
+// contacted. A screenshot of a streamed answer next to its image is saved in test-artifacts/. Several images go
+// with the first question as image_url parts in order; an answer's reasoning is shown apart, collapsed.
 
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -242,5 +243,71 @@ test('with an API key the page loads, asks for the key, and keeps asking until i
   await ask(page, grad.msgs[0]!.content);
   await answers(page).first().and(page.locator('[data-state="done"]')).waitFor();
   assert.equal(await answers(page).first().locator('.text').textContent(), grad.runs.greedy!.text);
+  await page.close();
+});
+
+test('two images go with the first question as two image_url parts, in order; one can be removed', async () => {
+  const page = await openPage(`${server.url}/`);
+  await connected(page);
+  await page.getByText('Greedy', { exact: true }).click();
+  const grayPath = fixturePath(FIXTURE, 'images', 'gray_500x375.png');
+  await page.setInputFiles('#file-input', [gradPath, grayPath]);
+  await page.locator('#thumbnails li').nth(1).waitFor();
+  assert.equal(await page.locator('#thumbnails li').count(), 2);
+  assert.equal(await page.textContent('#remove-image'), 'Remove all');
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, 'web-two-images.png') });
+  const urlOf = (path: string) => `data:image/png;base64,${readFileSync(path).toString('base64')}`;
+
+  // 1. Both images are sent; MiniCPM-V 2.0 takes one, and its refusal is shown with the question kept.
+  const body = await ask(page, grad.msgs[0]!.content);
+  const parts = body.messages[0]!.content as { type: string; text?: string; image_url?: { url: string } }[];
+  assert.deepEqual(parts.map((p) => p.type), ['image_url', 'image_url', 'text']);
+  assert.deepEqual(parts.slice(0, 2).map((p) => p.image_url!.url), [urlOf(gradPath), urlOf(grayPath)]);
+  await page.locator('.message.error', { hasText: 'MiniCPM-V 2.0 takes one image per conversation' }).waitFor();
+  assert.equal(await page.inputValue('#question'), grad.msgs[0]!.content);
+
+  // 2. Without the second image the answer is the fixture's.
+  await page.click('#thumbnails li:nth-child(2) .remove-thumbnail');
+  assert.ok(!(await page.isVisible('#thumbnails')), 'one image needs no thumbnails');
+  assert.equal(await page.getAttribute('#preview', 'src'), urlOf(gradPath));
+  const again = await ask(page, grad.msgs[0]!.content);
+  assert.deepEqual((again.messages[0]!.content as { type: string }[]).map((p) => p.type), ['image_url', 'text']);
+  await answers(page).first().and(page.locator('[data-state="done"]')).waitFor();
+  assert.equal(await answers(page).first().locator('.text').textContent(), grad.runs.greedy!.text);
+  await page.close();
+});
+
+test('with thinking on, the answer\'s reasoning_content is shown apart from its text, collapsed', async () => {
+  const page = await openPage(`${server.url}/`);
+  await connected(page);
+  await page.check('#thinking');
+  const deltas = [{ role: 'assistant', content: '' }, { reasoning_content: 'The bars are ' }, { reasoning_content: 'red.' }, { content: 'Red ' }, { content: 'bars.' }];
+  const events = [
+    ...deltas.map((delta) => ({ choices: [{ index: 0, delta, finish_reason: null }] })),
+    { choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] },
+  ];
+  // A scripted answer in the server's wire format (the tiny model's answers have no think part).
+  await page.route('**/v1/chat/completions', (route) => route.fulfill({
+    status: 200,
+    headers: { 'content-type': 'text/event-stream' },
+    body: `${events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join('')}data: [DONE]\n\n`,
+  }));
+  const body = await ask(page, 'What colour are the bars?') as unknown as { thinking?: boolean };
+  assert.equal(body.thinking, true);
+  const answer = answers(page).first();
+  await answer.and(page.locator('[data-state="done"]')).waitFor();
+  assert.equal(await answer.locator('.text').textContent(), 'Red bars.');
+  const reasoning = answer.locator('details.reasoning');
+  assert.equal(await reasoning.getAttribute('open'), null, 'collapsed');
+  assert.equal(await reasoning.locator('.reasoning-text').textContent(), 'The bars are red.');
+  assert.ok(!(await reasoning.locator('.reasoning-text').isVisible()));
+  await reasoning.locator('summary').click();
+  assert.ok(await reasoning.locator('.reasoning-text').isVisible());
+  await page.screenshot({ path: join(ARTIFACTS, 'web-reasoning.png') });
+  // The next turn sends the answer without its reasoning.
+  const next = await ask(page, 'Sure?');
+  assert.equal(next.messages[1]!.content, 'Red bars.');
+  await answers(page).nth(1).and(page.locator('[data-state="done"]')).waitFor();
   await page.close();
 });

@@ -8,8 +8,9 @@ import { beamSearch } from '../generation/beam-search.js';
 import { generate } from '../generation/generate.js';
 import type { LogitsModel } from '../generation/types.js';
 import type { RgbImage } from '../image/index.js';
-import type { ChatMessage } from '../models/messages.js';
+import type { ChatInput, ChatMessage, Message } from '../models/messages.js';
 import { isPythonWhitespace } from '../tokenizer/python-strings.js';
+import { toChatInput, type MediaRequest } from './chat-input.js';
 import { resolveDecoding, type ChatDefaults, type DecodingSettings } from './decoding.js';
 
 /** What the chat layer needs from a model family. */
@@ -21,6 +22,12 @@ export interface ChatModel<P extends { ids: number[] } = { ids: number[] }> {
   readonly eosTokenId: number;
   readonly maxBeams: number;
   readonly contextLength: number;
+  /**
+   * The prompt of one turn. The family checks what it supports and refuses the rest with an InvalidRequestError
+   * that names the model (several images, video, thinking, a downsample mode, a system message).
+   */
+  prepare(input: ChatInput): P;
+  /** The upstream form: text messages of the user and the assistant, and the image before the first one. */
   prepare(messages: readonly ChatMessage[], image: RgbImage | null): P;
   /**
    * Embeds the prompt and binds it to the decoder, reusing what the previous request left in the KV cache. `pause`
@@ -40,9 +47,9 @@ export interface PromptSequence extends LogitsModel {
   readonly reusedLength: number;
 }
 
-export interface ChatRequest extends DecodingSettings {
-  messages: readonly ChatMessage[];
-  image?: RgbImage | null;
+export interface ChatRequest extends DecodingSettings, MediaRequest {
+  /** The conversation; content a string or parts (`{type: "text", text}`, `{type: "image"}`, `{type: "video"}`). */
+  messages: readonly Message[];
   /** Strings that end the answer: it stops before the first one generated, and no part of it is streamed. */
   stop?: readonly string[];
   signal?: AbortSignal;
@@ -71,7 +78,7 @@ export async function* streamChat(model: ChatModel, request: ChatRequest): Async
   if (decoding.numBeams > model.maxBeams) {
     throw new InvalidRequestError(`${decoding.numBeams} beams asked for, but the model was loaded for at most ${model.maxBeams}`);
   }
-  const prompt = model.prepare(request.messages, request.image ?? null);
+  const prompt = model.prepare(toChatInput(request.messages, request));
   const maxNewTokens = Math.min(decoding.maxNewTokens, model.contextLength - prompt.ids.length);
   if (maxNewTokens < 1) {
     throw new InvalidRequestError(`the prompt has ${prompt.ids.length} tokens and fills the ${model.contextLength}-token context`);

@@ -1,19 +1,27 @@
 // The one engine interface behind the CLI, the server and the web page. Requests carry encoded image bytes so
 // they can cross a worker-thread boundary; results carry the ids that the CLI's --json and the server's usage need.
 
+import type { DownsampleMode, Message } from '../models/messages.js';
 import type { ChatResult } from './chat.js';
 import type { DecodingSettings } from './decoding.js';
+import type { VideoRequest } from './media-source.js';
 
-export interface EngineMessage {
-  role: 'user' | 'assistant';
-  content: string;
-}
+/** A message of the conversation: content a string or parts (`{type: "text", text}`, `{type: "image"}`, `{type: "video"}`). */
+export type EngineMessage = Message;
 
 export interface EngineRequest extends DecodingSettings {
-  /** The conversation; the image belongs to its first (user) message. */
+  /** The conversation; without image or video parts, the images (then the video) go before the first user text. */
   messages: EngineMessage[];
-  /** Encoded image bytes (JPEG, PNG, WebP, GIF), or null for a text-only chat. */
-  image: Uint8Array | null;
+  /** One image's encoded bytes (JPEG, PNG, WebP, GIF), or null for a text-only chat; give this or `images`. */
+  image?: Uint8Array | null;
+  /** Several images' encoded bytes, one per image part of the messages, in order. */
+  images?: Uint8Array[];
+  /** The video: its frames, or a folder of frames or a video file, read where the model runs. */
+  video?: VideoRequest | null;
+  /** MiniCPM-V 4.6's visual token downsampling (left out: the model's default, 16x). */
+  downsampleMode?: DownsampleMode;
+  /** Think before answering (MiniCPM-V 4.6): the answer starts with the reasoning, up to `</think>`. */
+  thinking?: boolean;
   /** Strings that end the answer (the server's `stop`): it stops before the first one, which is never streamed. */
   stop?: string[];
 }

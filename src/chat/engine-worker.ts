@@ -3,11 +3,10 @@
 // loop a turn, so an abort message stops the running answer before its next model call.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { decodeImage } from '../image/index.js';
-import { parseMessages } from '../models/messages.js';
 import { familyOf, loadModelConfig, type LoadedModel } from '../models/registry.js';
 import { streamChat } from './chat.js';
 import type { EngineRequest } from './engine-types.js';
+import { loadMedia } from './media-source.js';
 import { errorToWire, type FromWorker, type ToWorker, type WorkerData } from './worker-engine.js';
 
 const port = parentPort!;
@@ -28,8 +27,8 @@ async function load({ dir, options }: WorkerData): Promise<LoadedModel | null> {
 /** Runs one chat request to its end, its abort or its error, and reports each chunk and the outcome. */
 async function answer(model: LoadedModel, id: number, request: EngineRequest, signal: AbortSignal): Promise<void> {
   try {
-    const image = request.image ? await decodeImage(request.image) : null;
-    const stream = streamChat(model, { ...request, messages: parseMessages(request.messages), image, signal });
+    // The messages are checked by streamChat; images, a video folder or file are read here, in the worker.
+    const stream = streamChat(model, { ...request, ...(await loadMedia(request)), signal });
     for (;;) {
       const next = await stream.next();
       if (next.done) {

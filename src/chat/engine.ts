@@ -3,11 +3,12 @@
 import { resolveModel } from '../checkpoint/resolve.js';
 import type { HubOptions } from '../checkpoint/hub.js';
 import { InvalidRequestError } from '../errors.js';
-import { decodeImage, type RgbImage } from '../image/index.js';
-import type { ChatMessage } from '../models/messages.js';
+import type { RgbImage } from '../image/index.js';
+import type { DownsampleMode, Message } from '../models/messages.js';
 import { familyOf, loadModelConfig, type LoadedModel, type LoadOptions } from '../models/registry.js';
-import { runChat, streamChat, type ChatResult } from './chat.js';
+import { runChat, streamChat, type ChatRequest, type ChatResult } from './chat.js';
 import type { DecodingSettings } from './decoding.js';
+import { loadMedia, type VideoRequest } from './media-source.js';
 
 export interface LoadModelOptions extends LoadOptions {
   /** Where and how to download a hub id (defaults from HF_ENDPOINT, HF_HOME, HF_TOKEN, HF_HUB_OFFLINE). */
@@ -15,12 +16,24 @@ export interface LoadModelOptions extends LoadOptions {
 }
 
 export interface ModelRequest extends DecodingSettings {
-  /** The conversation so far; the image belongs to its first (user) message. */
-  messages?: readonly ChatMessage[];
+  /**
+   * The conversation so far: content a string or parts (`{type: "text", text}`, `{type: "image"}`, `{type:
+   * "video"}`, the official chat-template form); a system message first where the model has one. Without image
+   * or video parts, the images (then the video) go before the first user text.
+   */
+  messages?: readonly Message[];
   /** Appended as the last user message. */
   question?: string;
-  /** Encoded image bytes (JPEG, PNG, WebP, GIF) or decoded RGB pixels. */
+  /** One image: encoded bytes (JPEG, PNG, WebP, GIF) or decoded RGB pixels; give this or `images`. */
   image?: Uint8Array | RgbImage | null;
+  /** Several images, one per image part of the messages, in order. */
+  images?: readonly (Uint8Array | RgbImage)[];
+  /** A video: `{frames}` (pixels or image bytes) or `{file}` (a folder of frames or a video file), `fps` and options. */
+  video?: VideoRequest | null;
+  /** MiniCPM-V 4.6's visual token downsampling: '16x' (default) or '4x'. */
+  downsampleMode?: DownsampleMode;
+  /** Think before answering (MiniCPM-V 4.6): the answer starts with the reasoning, up to `</think>`. */
+  thinking?: boolean;
   /** Strings that end the answer (the text is cut before the first one). */
   stop?: readonly string[];
   signal?: AbortSignal;
@@ -75,10 +88,9 @@ export async function loadModel(idOrPath: string, options: LoadModelOptions = {}
   return new Model(await familyOf(config).load(dir, config, options), dir);
 }
 
-async function toChatRequest(request: ModelRequest) {
-  const messages = [...(request.messages ?? [])];
+async function toChatRequest(request: ModelRequest): Promise<ChatRequest> {
+  const messages: Message[] = [...(request.messages ?? [])];
   if (request.question !== undefined) messages.push({ role: 'user', content: request.question });
   if (messages.length === 0) throw new InvalidRequestError('nothing to answer: give a question or messages');
-  const image = request.image instanceof Uint8Array ? await decodeImage(request.image) : (request.image ?? null);
-  return { ...request, messages, image };
+  return { ...request, messages, ...(await loadMedia(request)) };
 }

@@ -6,7 +6,7 @@ import { InvalidRequestError } from '../errors.js';
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 
 export interface Parsed {
-  values: Record<string, string | boolean | undefined>;
+  values: Record<string, string | boolean | string[] | undefined>;
   positionals: string[];
 }
 
@@ -23,6 +23,12 @@ export function parseCommandArgs(command: string, argv: string[], options: Optio
 export function stringOption(values: Parsed['values'], name: string): string | undefined {
   const v = values[name];
   return typeof v === 'string' ? v : undefined;
+}
+
+/** A flag that may be given several times (`multiple: true`), in the order given. */
+export function stringsOption(values: Parsed['values'], name: string): string[] {
+  const v = values[name];
+  return Array.isArray(v) ? v : typeof v === 'string' ? [v] : [];
 }
 
 /** A numeric flag; `integer` also rejects fractions. Range errors name the flag. */

@@ -4,6 +4,7 @@
 import type { ChatModel } from '../chat/chat.js';
 import type { WeightPrecision } from '../graph/quantize.js';
 import type { RgbImage } from '../image/index.js';
+import type { InspectOptions } from './messages.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 
 export interface LoadOptions extends RuntimeOptions {
@@ -64,6 +65,7 @@ export interface ModelFamily<C extends FamilyConfigBase = FamilyConfigBase> {
   parseConfig(checkpoint: CheckpointConfig): C;
   /** Token ids of a text as the family's chat path feeds it to the model (BOS first where it adds one). */
   tokenize(dir: string, text: string): number[];
-  inspectImage(image: RgbImage, config: C): ImageInspection;
+  /** How the model sees an image; options a family cannot honour (MiniCPM-V 2.0 has one downsample mode) are refused. */
+  inspectImage(image: RgbImage, config: C, options?: InspectOptions): ImageInspection;
   load(dir: string, config: C, options: LoadOptions): Promise<LoadedModel>;
 }

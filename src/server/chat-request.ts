@@ -4,18 +4,28 @@
 // Decoding: `num_beams` > 1 → beam search; else `temperature: 0` → greedy; else sampling. Fields a client leaves
 // out take the model's chat() defaults (sampling: temperature 0.7, top_p 0.8, top_k 100, repetition_penalty 1.05;
 // beam search: repetition_penalty 1.2), not OpenAI's.
+//
+// Images: any number of `image_url` parts in user messages, in order; each becomes an image part of the message, so
+// the model sees it where it was. A system (or developer) message is passed on; whether the model takes several
+// images, an image after the first message or a system message is the model's to say (a 400 naming the model).
+// Extensions: `downsample_mode` ("16x" | "4x"), `thinking` (or `chat_template_kwargs.enable_thinking`).
 
 import type { DecodingSettings } from '../chat/decoding.js';
 import type { EngineMessage } from '../chat/engine-types.js';
+import { DOWNSAMPLE_MODES, type ContentPart, type DownsampleMode } from '../models/messages.js';
 import { badRequest } from './api-error.js';
 
-/** Where the conversation's image comes from. */
+/** Where an image comes from. */
 export type ImageSource = { kind: 'data'; bytes: Uint8Array } | { kind: 'remote'; url: string };
 
 export interface ChatCompletionRequest {
   messages: EngineMessage[];
-  image: ImageSource | null;
+  /** One per image part of the messages, in order. */
+  images: ImageSource[];
   settings: DecodingSettings;
+  downsampleMode?: DownsampleMode;
+  /** Whether the model thinks first; its think part then comes back as `reasoning_content`. */
+  thinking: boolean;
   /** Strings that end the answer (left out of it). */
   stop: string[];
   stream: boolean;
@@ -41,8 +51,34 @@ export function parseChatCompletionRequest(body: unknown): ChatCompletionRequest
     if (!isObject(body.stream_options)) throw badRequest('"stream_options" must be an object', 'stream_options');
     includeUsage = optionalBoolean(body.stream_options, 'include_usage', 'stream_options.include_usage') ?? false;
   }
-  const { messages, image } = parseMessages(body.messages);
-  return { messages, image, settings: parseDecoding(body), stop: parseStop(body.stop), stream, includeUsage };
+  const { messages, images } = parseMessages(body.messages);
+  const downsampleMode = parseDownsampleMode(body.downsample_mode);
+  return {
+    messages, images, settings: parseDecoding(body), ...(downsampleMode ? { downsampleMode } : {}), thinking: parseThinking(body),
+    stop: parseStop(body.stop), stream, includeUsage,
+  };
+}
+
+function parseDownsampleMode(value: unknown): DownsampleMode | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!DOWNSAMPLE_MODES.includes(value as DownsampleMode)) {
+    throw badRequest(`"downsample_mode" must be ${DOWNSAMPLE_MODES.map((m) => `"${m}"`).join(' or ')}, got ${show(value)}`, 'downsample_mode');
+  }
+  return value as DownsampleMode;
+}
+
+/** `thinking`, or vLLM's `chat_template_kwargs.enable_thinking`; they must agree when both are given. */
+function parseThinking(body: Body): boolean {
+  const thinking = optionalBoolean(body, 'thinking');
+  let enable: boolean | undefined;
+  if (body.chat_template_kwargs !== undefined && body.chat_template_kwargs !== null) {
+    if (!isObject(body.chat_template_kwargs)) throw badRequest('"chat_template_kwargs" must be an object', 'chat_template_kwargs');
+    enable = optionalBoolean(body.chat_template_kwargs, 'enable_thinking', 'chat_template_kwargs.enable_thinking');
+  }
+  if (thinking !== undefined && enable !== undefined && thinking !== enable) {
+    throw badRequest('"thinking" and "chat_template_kwargs.enable_thinking" disagree: give one of them', 'thinking');
+  }
+  return thinking ?? enable ?? false;
 }
 
 function parseDecoding(body: Body): DecodingSettings {
@@ -80,62 +116,48 @@ function rejectUnsupported(body: Body): void {
   }
 }
 
-function parseMessages(value: unknown): { messages: EngineMessage[]; image: ImageSource | null } {
+function parseMessages(value: unknown): { messages: EngineMessage[]; images: ImageSource[] } {
   if (!Array.isArray(value) || value.length === 0) {
-    throw badRequest('"messages" must be a non-empty array of {"role": "user"|"assistant", "content": …}', 'messages');
+    throw badRequest('"messages" must be a non-empty array of {"role": "system"|"user"|"assistant", "content": …}', 'messages');
   }
-  let image: ImageSource | null = null;
+  const images: ImageSource[] = [];
   const messages = value.map((raw, i): EngineMessage => {
     const param = `messages[${i}]`;
     if (!isObject(raw)) throw badRequest(`${param} must be an object with "role" and "content"`, param);
-    const role = raw.role;
-    if (role === 'system' || role === 'developer') {
-      throw badRequest(
-        `${param}: "${role}" messages are not supported because MiniCPM-V has no system prompt; put the instructions in the first user message`,
-        `${param}.role`,
-      );
+    // OpenAI's newer name for the system role.
+    const role = raw.role === 'developer' ? 'system' : raw.role;
+    if (role !== 'system' && role !== 'user' && role !== 'assistant') {
+      throw badRequest(`${param}.role must be "system", "user" or "assistant", got ${show(raw.role)}`, `${param}.role`);
     }
-    if (role !== 'user' && role !== 'assistant') {
-      throw badRequest(`${param}.role must be "user" or "assistant", got ${show(role)}`, `${param}.role`);
-    }
-    const { text, images } = parseContent(raw.content, param, role);
-    if (images.length > 0) {
-      if (image !== null || images.length > 1) {
-        throw badRequest('only one image per conversation is supported (MiniCPM-V takes one image): send one image_url part', `${param}.content`);
-      }
-      if (i !== 0) {
-        throw badRequest('the image must be in the first message (it belongs to the start of the conversation)', `${param}.content`);
-      }
-      image = images[0]!;
-    }
-    return { role, content: text };
+    if (role === 'system' && i > 0) throw badRequest(`${param}: a system message must be the first message`, `${param}.role`);
+    const content = parseContent(raw.content, param, role, images);
+    return { role, content };
   });
-  return { messages, image };
+  return { messages, images };
 }
 
-function parseContent(content: unknown, param: string, role: 'user' | 'assistant'): { text: string; images: ImageSource[] } {
-  if (typeof content === 'string') return { text: content, images: [] };
+/** The content as parts (a string stays a string); each `image_url` becomes an image part and its source goes to `images`. */
+function parseContent(content: unknown, param: string, role: EngineMessage['role'], images: ImageSource[]): string | ContentPart[] {
+  if (typeof content === 'string') return content;
   if (!Array.isArray(content)) {
     throw badRequest(`${param}.content must be a string or an array of content parts`, `${param}.content`);
   }
-  const texts: string[] = [];
-  const images: ImageSource[] = [];
-  content.forEach((part: unknown, j) => {
+  return content.map((part: unknown, j): ContentPart => {
     const where = `${param}.content[${j}]`;
     if (!isObject(part)) throw badRequest(`${where} must be an object with a "type"`, where);
     if (part.type === 'text') {
       if (typeof part.text !== 'string') throw badRequest(`${where}.text must be a string`, `${where}.text`);
-      texts.push(part.text);
-    } else if (part.type === 'image_url' && role === 'user') {
+      return { type: 'text', text: part.text };
+    }
+    if (part.type === 'image_url' && role === 'user') {
       const url = isObject(part.image_url) ? part.image_url.url : undefined;
       if (typeof url !== 'string') throw badRequest(`${where}.image_url.url must be a string`, `${where}.image_url.url`);
       images.push(parseImageUrl(url, `${where}.image_url.url`));
-    } else {
-      const allowed = role === 'user' ? '"text" or "image_url"' : '"text"';
-      throw badRequest(`${where}.type must be ${allowed} in a ${role} message, got ${show(part.type)}`, `${where}.type`);
+      return { type: 'image' };
     }
+    const allowed = role === 'user' ? '"text" or "image_url"' : '"text"';
+    throw badRequest(`${where}.type must be ${allowed} in a ${role} message, got ${show(part.type)}`, `${where}.type`);
   });
-  return { text: texts.join('\n'), images };
 }
 
 /** A base64 `data:image/…` URL is decoded here; an http(s) URL is fetched later, if the server allows it. */

@@ -3,11 +3,13 @@
 //
 // A streamed answer's headers go out with its first chunk, so an error raised before any text (a prompt that fills
 // the context, say) still reaches the client as an HTTP error; later errors arrive as one `data: {"error": …}` event.
+// An answer's think part (reasoning.ts) goes out as `reasoning_content` apart from `content`.
 
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ChatResult } from '../chat/chat.js';
 import type { Engine, EngineRequest } from '../chat/engine-types.js';
+import { ReasoningStream, splitReasoning, type AnswerDelta } from '../chat/reasoning.js';
 import { ImageTooLargeError } from '../errors.js';
 import { decodeImage } from '../image/index.js';
 import { ApiError, badRequest, errorBody, isAbortError, sendError, toApiError, tooLarge } from './api-error.js';
@@ -42,11 +44,13 @@ export async function handleChatCompletion(req: IncomingMessage, res: ServerResp
   try {
     const body = await readJsonBody(req, res, ctx.limits.maxBodyBytes);
     const parsed = parseChatCompletionRequest(body);
-    const imageBytes = parsed.image ? await fetchImageBytes(parsed.image, ctx.limits, signal) : null;
-    // The request's place in the arrival order: once its body (and remote image) is in, before the image check.
+    const images: Uint8Array[] = [];
+    for (const source of parsed.images) images.push(await fetchImageBytes(source, ctx.limits, signal));
+    // The request's place in the arrival order: once its body (and remote images) is in, before the image check.
     place = ctx.queue.join();
-    if (imageBytes) await checkImage(imageBytes, ctx.limits);
-    const request: EngineRequest = { messages: parsed.messages, image: imageBytes, ...parsed.settings };
+    for (const bytes of images) await checkImage(bytes, ctx.limits);
+    const request: EngineRequest = { messages: parsed.messages, images, ...parsed.settings, thinking: parsed.thinking };
+    if (parsed.downsampleMode) request.downsampleMode = parsed.downsampleMode;
     if (parsed.stop.length > 0) request.stop = parsed.stop;
     const release = await place.turn(signal);
     try {
@@ -103,12 +107,15 @@ class Answer {
   private readonly created = Math.floor(Date.now() / 1000);
   private started = false;
   private text = '';
+  private readonly reasoning: ReasoningStream;
 
   constructor(
     private readonly res: ServerResponse,
     private readonly model: string,
     private readonly request: ChatCompletionRequest,
-  ) {}
+  ) {
+    this.reasoning = new ReasoningStream(request.thinking);
+  }
 
   push(chunk: string): void {
     if (!this.request.stream) {
@@ -116,7 +123,7 @@ class Answer {
       return;
     }
     this.startStream();
-    this.sendChunk({ content: chunk }, null);
+    this.sendDelta(this.reasoning.push(chunk));
   }
 
   finish(result: ChatResult): void {
@@ -128,17 +135,20 @@ class Answer {
       prompt_tokens_details: { cached_tokens: result.cachedTokens },
     };
     if (!this.request.stream) {
+      const { reasoning, content } = splitReasoning(this.text, this.request.thinking);
+      const message = { role: 'assistant', content, ...(reasoning ? { reasoning_content: reasoning } : {}) };
       sendJson(this.res, 200, {
         id: this.id,
         object: 'chat.completion',
         created: this.created,
         model: this.model,
-        choices: [{ index: 0, message: { role: 'assistant', content: this.text }, logprobs: null, finish_reason: finishReason }],
+        choices: [{ index: 0, message, logprobs: null, finish_reason: finishReason }],
         usage,
       });
       return;
     }
     this.startStream();
+    this.sendDelta(this.reasoning.flush());
     this.sendChunk({}, finishReason);
     if (this.request.includeUsage) this.sendEvent({ ...this.envelope(), choices: [], usage });
     this.res.end('data: [DONE]\n\n');
@@ -159,7 +169,13 @@ class Answer {
     return { id: this.id, object: 'chat.completion.chunk', created: this.created, model: this.model };
   }
 
-  private sendChunk(delta: { role?: 'assistant'; content?: string }, finishReason: FinishReason | null): void {
+  /** One chunk with what the text added to the reasoning and to the content (none when it added nothing yet). */
+  private sendDelta({ reasoning, content }: AnswerDelta): void {
+    if (!reasoning && !content) return;
+    this.sendChunk({ ...(reasoning ? { reasoning_content: reasoning } : {}), ...(content ? { content } : {}) }, null);
+  }
+
+  private sendChunk(delta: { role?: 'assistant'; content?: string; reasoning_content?: string }, finishReason: FinishReason | null): void {
     this.sendEvent({ ...this.envelope(), choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }] });
   }
 

@@ -1,4 +1,5 @@
-// The chat page: one image per conversation, answers streamed from /v1/chat/completions (server-sent events).
+// The chat page: images for a conversation (they go with its first question), answers streamed from
+// /v1/chat/completions (server-sent events), the model's reasoning (reasoning_content) shown apart, collapsed.
 // Plain browser JavaScript, no framework and nothing loaded from elsewhere.
 
 const $ = (id) => document.getElementById(id);
@@ -12,8 +13,10 @@ const DEFAULT_QUESTION = 'What is in this picture?';
 const KEY_STORAGE = 'omnilmm.apiKey';
 
 const state = {
-  /** data: URL of the conversation's image, or null. */
-  image: null,
+  /** data: URLs of the conversation's images, in order. */
+  images: [],
+  /** Which image the preview shows (an index into images). */
+  shown: -1,
   /** The turns so far: {role: 'user'|'assistant', content}. */
   messages: [],
   /** Aborts the answer being generated. */
@@ -71,17 +74,21 @@ function askForKey(message) {
 
 // ---- the image --------------------------------------------------------------------------------------------------
 
-async function useImageFile(file) {
-  if (!file || !file.type.startsWith('image/')) {
-    showError(`“${file?.name ?? 'that'}” is not an image: choose a JPEG, PNG, WebP or GIF file.`);
-    return;
+/** Adds the image files in order; anything that is not an image gets an error and is skipped. */
+async function useImageFiles(files) {
+  const urls = [];
+  for (const file of files) {
+    if (!file || !file.type.startsWith('image/')) {
+      showError(`“${file?.name ?? 'that'}” is not an image: choose a JPEG, PNG, WebP or GIF file.`);
+      continue;
+    }
+    try {
+      urls.push(SENDABLE_TYPES.has(file.type) && file.size <= MAX_SEND_BYTES ? await readAsDataUrl(file) : await reencode(file));
+    } catch {
+      showError(`This browser cannot read “${file.name}”: try a JPEG, PNG, WebP or GIF file.`);
+    }
   }
-  try {
-    const dataUrl = SENDABLE_TYPES.has(file.type) && file.size <= MAX_SEND_BYTES ? await readAsDataUrl(file) : await reencode(file);
-    setImage(dataUrl);
-  } catch {
-    showError(`This browser cannot read “${file.name}”: try a JPEG, PNG, WebP or GIF file.`);
-  }
+  if (urls.length > 0) addImages(urls);
 }
 
 function readAsDataUrl(file) {
@@ -105,27 +112,64 @@ async function reencode(file) {
   return canvas.toDataURL('image/jpeg', 0.92);
 }
 
-/** A new image starts a new conversation: the model sees one image, at the start of the conversation. */
-function setImage(dataUrl) {
+/** Images go with the first question: once a conversation has started, a new image starts a new one. */
+function addImages(dataUrls) {
   if (state.messages.length > 0 || state.controller) {
     newConversation();
-    addNotice('New image, new conversation.');
+    state.images = [];
+    addNotice(dataUrls.length > 1 ? 'New images, new conversation.' : 'New image, new conversation.');
   }
-  state.image = dataUrl;
-  $('preview').src = dataUrl;
-  $('preview').hidden = false;
-  $('drop-hint').hidden = true;
-  $('remove-image').hidden = false;
+  state.images.push(...dataUrls);
+  state.shown = state.images.length - 1;
+  renderImages();
   $('question').focus();
 }
 
-function removeImage() {
+/** Removes one image (or, without an index, all of them); a conversation that has started starts over. */
+function removeImage(index) {
   if (state.messages.length > 0 || state.controller) newConversation();
-  state.image = null;
-  $('preview').hidden = true;
-  $('preview').removeAttribute('src');
-  $('drop-hint').hidden = false;
-  $('remove-image').hidden = true;
+  if (index === undefined) state.images = [];
+  else state.images.splice(index, 1);
+  state.shown = Math.min(state.shown, state.images.length - 1);
+  if (state.shown < 0 && state.images.length > 0) state.shown = 0;
+  renderImages();
+}
+
+/** The preview (the image chosen), the thumbnails with their remove buttons (two images or more), the buttons. */
+function renderImages() {
+  const count = state.images.length;
+  if (count > 0) {
+    $('preview').src = state.images[state.shown];
+    $('preview').hidden = false;
+  } else {
+    $('preview').hidden = true;
+    $('preview').removeAttribute('src');
+  }
+  $('drop-hint').hidden = count > 0;
+  $('remove-image').hidden = count === 0;
+  $('remove-image').textContent = count > 1 ? 'Remove all' : 'Remove';
+  const list = $('thumbnails');
+  list.replaceChildren(...state.images.map((url, i) => {
+    const item = document.createElement('li');
+    item.className = i === state.shown ? 'shown' : '';
+    const image = document.createElement('img');
+    image.src = url;
+    image.alt = `Image ${i + 1}`;
+    image.addEventListener('click', () => {
+      state.shown = i;
+      renderImages();
+    });
+    const remove = document.createElement('button');
+    remove.type = 'button';
+    remove.className = 'remove-thumbnail';
+    remove.textContent = '×';
+    remove.title = `Remove image ${i + 1}`;
+    remove.setAttribute('aria-label', `Remove image ${i + 1}`);
+    remove.addEventListener('click', () => removeImage(i));
+    item.append(image, remove);
+    return item;
+  }));
+  list.hidden = count < 2;
 }
 
 // ---- the camera -------------------------------------------------------------------------------------------------
@@ -162,7 +206,7 @@ function captureFrame() {
   canvas.height = video.videoHeight;
   canvas.getContext('2d').drawImage(video, 0, 0);
   closeCamera();
-  setImage(canvas.toDataURL('image/jpeg', 0.92));
+  addImages([canvas.toDataURL('image/jpeg', 0.92)]);
   if (!$('question').value.trim()) $('question').value = DEFAULT_QUESTION;
   send();
 }
@@ -197,6 +241,7 @@ function requestSettings() {
     settings.temperature = numberField('temperature', 0.7);
     settings.top_p = numberField('top-p', 0.8);
   }
+  if ($('thinking').checked) settings.thinking = true;
   return settings;
 }
 
@@ -231,15 +276,29 @@ function scrollToEnd() {
   transcript.scrollTop = transcript.scrollHeight;
 }
 
-/** The OpenAI-format messages: the image goes with the first user message. */
+/** The OpenAI-format messages: the images go with the first user message, in order, before its text. */
 function wireMessages() {
   return state.messages.map((message, i) => {
-    if (i !== 0 || !state.image) return { role: message.role, content: message.content };
-    return {
-      role: 'user',
-      content: [{ type: 'image_url', image_url: { url: state.image } }, { type: 'text', text: message.content }],
-    };
+    if (i !== 0 || state.images.length === 0) return { role: message.role, content: message.content };
+    const images = state.images.map((url) => ({ type: 'image_url', image_url: { url } }));
+    return { role: 'user', content: [...images, { type: 'text', text: message.content }] };
   });
+}
+
+/** The answer's reasoning in a collapsed block above its text, made when the first reasoning arrives. */
+function showReasoning(bubble, text) {
+  let block = bubble.querySelector('.reasoning');
+  if (!block) {
+    block = document.createElement('details');
+    block.className = 'reasoning';
+    const summary = document.createElement('summary');
+    summary.textContent = 'Reasoning';
+    const body = document.createElement('div');
+    body.className = 'reasoning-text';
+    block.append(summary, body);
+    bubble.prepend(block);
+  }
+  block.querySelector('.reasoning-text').textContent = text;
 }
 
 function setBusy(busy) {
@@ -261,12 +320,18 @@ async function send() {
   state.controller = controller;
   setBusy(true);
   let answer = '';
+  let reasoning = '';
   const started = performance.now();
   try {
     const result = await streamAnswer(controller.signal, (chunk) => {
       answer += chunk;
       bubble.dataset.state = 'streaming';
       bubble.querySelector('.text').textContent = answer;
+      scrollToEnd();
+    }, (chunk) => {
+      reasoning += chunk;
+      bubble.dataset.state = 'streaming';
+      showReasoning(bubble, reasoning);
       scrollToEnd();
     });
     bubble.dataset.state = 'done';
@@ -308,8 +373,11 @@ function addMeta(bubble, result, ms) {
   bubble.append(meta);
 }
 
-/** POSTs the conversation and feeds the streamed text to onText; resolves with {finishReason, usage}. */
-async function streamAnswer(signal, onText) {
+/**
+ * POSTs the conversation and feeds the streamed text to onText (the answer) and onReasoning (its reasoning);
+ * resolves with {finishReason, usage}.
+ */
+async function streamAnswer(signal, onText, onReasoning) {
   const body = JSON.stringify({
     model: $('model-name').textContent,
     messages: wireMessages(),
@@ -341,6 +409,7 @@ async function streamAnswer(signal, onText) {
       if (message.error) throw new Error(message.error.message);
       if (message.usage) result.usage = message.usage;
       const choice = message.choices?.[0];
+      if (choice?.delta?.reasoning_content) onReasoning(choice.delta.reasoning_content);
       if (choice?.delta?.content) onText(choice.delta.content);
       if (choice?.finish_reason) result.finishReason = choice.finish_reason;
     }
@@ -384,11 +453,11 @@ function wire() {
     }
   });
   $('file-input').addEventListener('change', () => {
-    const file = $('file-input').files[0];
+    const files = [...$('file-input').files];
     $('file-input').value = '';
-    if (file) useImageFile(file);
+    if (files.length > 0) useImageFiles(files);
   });
-  $('remove-image').addEventListener('click', removeImage);
+  $('remove-image').addEventListener('click', () => removeImage());
   for (const type of ['dragenter', 'dragover']) {
     document.addEventListener(type, (e) => {
       e.preventDefault();
@@ -401,14 +470,14 @@ function wire() {
   document.addEventListener('drop', (e) => {
     e.preventDefault();
     dropZone.classList.remove('dragging');
-    const file = e.dataTransfer?.files[0];
-    if (file) useImageFile(file);
+    const files = [...(e.dataTransfer?.files ?? [])];
+    if (files.length > 0) useImageFiles(files);
   });
   document.addEventListener('paste', (e) => {
-    const item = [...(e.clipboardData?.items ?? [])].find((i) => i.kind === 'file' && i.type.startsWith('image/'));
-    if (!item) return;
+    const items = [...(e.clipboardData?.items ?? [])].filter((i) => i.kind === 'file' && i.type.startsWith('image/'));
+    if (items.length === 0) return;
     e.preventDefault();
-    useImageFile(item.getAsFile());
+    useImageFiles(items.map((item) => item.getAsFile()));
   });
 
   $('open-camera').addEventListener('click', openCamera);

@@ -3,18 +3,20 @@
 import { createInterface } from 'node:readline/promises';
 import type { ChatResult } from '../../chat/chat.js';
 import { DECODINGS, type Decoding, type DecodingSettings } from '../../chat/decoding.js';
-import type { Engine, EngineMessage } from '../../chat/engine-types.js';
+import type { Engine, EngineRequest } from '../../chat/engine-types.js';
+import { readVideoPath } from '../../chat/media-source.js';
 import { WorkerEngine } from '../../chat/worker-engine.js';
 import { InvalidRequestError, OmnilmmError } from '../../errors.js';
 import { decodeImage } from '../../image/index.js';
-import { parseMessages, type ChatMessage } from '../../models/messages.js';
-import { numberOption, parseCommandArgs, stringOption, type Parsed } from '../args.js';
+import { DOWNSAMPLE_MODES, parseConversation, placeMedia, type DownsampleMode, type Message } from '../../models/messages.js';
+import { numberOption, parseCommandArgs, stringOption, stringsOption, type Parsed } from '../args.js';
 import { readUserFile } from '../io.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../../graph/quantize.js';
 import { DEFAULT_MODEL, type Command } from './common.js';
 
 const USAGE =
-  'omnilmm chat --model <dir|org/name> [--image <path>] [--messages <file.json>] [--decoding sample|greedy|beam] ' +
+  'omnilmm chat --model <dir|org/name> [--image <path>]... [--video <folder|file>] [--video-fps F] [--messages <file.json>] ' +
+  '[--downsample-mode 16x|4x] [--thinking] [--decoding sample|greedy|beam] ' +
   '[--num-beams N] [--repetition-penalty R] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--max-new-tokens N] ' +
   '[--threads N] [--precision fp32|int8|int4] [--vision-precision fp32|int8|int4] [--json] [question]';
 
@@ -24,9 +26,21 @@ export const chatCommand: Command = {
   help: `usage: ${USAGE}
 
   --model <dir|org/name>     checkpoint folder or hub id (default ${DEFAULT_MODEL})
-  --image <path>             JPEG, PNG, WebP or GIF; it belongs to the first user message
-  --messages <file.json>     earlier turns: [{"role":"user","content":"…"},{"role":"assistant","content":"…"},…];
-                             a question given on the command line is appended as the last user message
+  --image <path>             JPEG, PNG, WebP or GIF; may be given several times (MiniCPM-V 4.6 takes several
+                             images, MiniCPM-V 1.0/2.0 and OmniLMM-12B one). Without image parts in --messages,
+                             the images go before the first user message's text
+  --video <folder|file>      a video (MiniCPM-V 4.6): a folder of frame images, taken in name order, or a video
+                             file, decoded into frames with ffmpeg (which must be installed)
+  --video-fps F              frames per second of the folder's frames (default 1: one frame a second), or the
+                             rate a video file is decoded at (default 1)
+  --messages <file.json>     the conversation: [{"role":"user","content":"…"},{"role":"assistant","content":"…"},…],
+                             with a "system" message first where the model has one (MiniCPM-V 4.6); a content may
+                             be a list of parts [{"type":"image"},{"type":"video"},{"type":"text","text":"…"}]:
+                             the --image files fill the image parts in order and --video the video part. A
+                             question given on the command line is appended as the last user message
+  --downsample-mode 16x|4x   MiniCPM-V 4.6's image tokens: 16x (default) or 4x (four times as many)
+  --thinking                 MiniCPM-V 4.6 thinks before it answers (its answer starts with the reasoning, up to
+                             "</think>")
   --decoding <mode>          sample (default: top_p 0.8, top_k 100, temperature 0.7, repetition penalty 1.05),
                              beam (3 beams, repetition penalty 1.2) or greedy (repetition penalty 1.0)
   --num-beams N              beams for --decoding beam
@@ -53,8 +67,12 @@ at the prompt it quits):
   async run(argv) {
     const { values, positionals } = parseCommandArgs('chat', argv, {
       model: { type: 'string' },
-      image: { type: 'string' },
+      image: { type: 'string', multiple: true },
+      video: { type: 'string' },
+      'video-fps': { type: 'string' },
       messages: { type: 'string' },
+      'downsample-mode': { type: 'string' },
+      thinking: { type: 'boolean' },
       decoding: { type: 'string' },
       'num-beams': { type: 'string' },
       'repetition-penalty': { type: 'string' },
@@ -73,12 +91,13 @@ at the prompt it quits):
     const precision = precisionOption(values);
     const visionPrecision = precisionOption(values, 'vision-precision');
     const messages = await readMessages(stringOption(values, 'messages'), positionals);
-    const imagePath = stringOption(values, 'image');
-    const image = imagePath ? await readImageBytes(imagePath) : null;
+    const media = await readMedia(values);
     const interactive = messages.length === 0;
     if (interactive && !process.stdin.isTTY) {
       throw new InvalidRequestError(`no question: give one as the last argument or pass --messages <file.json>\nusage: ${USAGE}`);
     }
+    // The images and the video must match the messages' parts: say so before the model loads.
+    if (!interactive) placeMedia(parseConversation(messages), media.images.length, media.video ? 1 : 0);
     const engine = await WorkerEngine.start(stringOption(values, 'model') ?? DEFAULT_MODEL, {
       threads,
       precision,
@@ -86,14 +105,14 @@ at the prompt it quits):
       maxBeams: Math.max(3, settings.numBeams ?? 1),
     });
     try {
-      if (interactive) await interactiveSession(engine, image, settings);
+      if (interactive) await interactiveSession(engine, media, settings);
       else if (values.json) {
-        const stream = engine.stream({ messages, image, ...settings });
+        const stream = engine.stream({ messages, ...media, ...settings });
         let next = await stream.next();
         while (!next.done) next = await stream.next();
         process.stdout.write(`${JSON.stringify(jsonReport(next.value))}\n`);
       } else {
-        await streamAnswer(engine, messages, image, settings);
+        await streamAnswer(engine, { messages, ...media, ...settings });
       }
     } finally {
       await engine.close();
@@ -108,6 +127,32 @@ export function precisionOption(values: Parsed['values'], flag = 'precision'): W
     throw new InvalidRequestError(`--${flag} must be one of ${WEIGHT_PRECISIONS.join(', ')}, got "${precision}"`);
   }
   return precision as WeightPrecision | undefined;
+}
+
+/** What a chat request carries besides the messages and the decoding settings. */
+type Media = Pick<EngineRequest, 'video' | 'downsampleMode' | 'thinking'> & { images: Uint8Array[] };
+
+/** --image (repeated), --video, --video-fps, --downsample-mode and --thinking; files are read and checked here. */
+async function readMedia(values: Parsed['values']): Promise<Media> {
+  const images = await Promise.all(stringsOption(values, 'image').map(readImageBytes));
+  const videoPath = stringOption(values, 'video');
+  const fps = numberOption(values, 'video-fps', { min: Number.MIN_VALUE });
+  if (fps !== undefined && !videoPath) throw new InvalidRequestError('--video-fps goes with --video <folder|file>');
+  const media: Media = { images };
+  if (videoPath) media.video = await readVideoPath(videoPath, fps);
+  const downsampleMode = downsampleModeOption(values);
+  if (downsampleMode) media.downsampleMode = downsampleMode;
+  if (values.thinking) media.thinking = true;
+  return media;
+}
+
+/** `--downsample-mode`: 16x or 4x (absent = the model's default). */
+export function downsampleModeOption(values: Parsed['values']): DownsampleMode | undefined {
+  const mode = stringOption(values, 'downsample-mode');
+  if (mode !== undefined && !DOWNSAMPLE_MODES.includes(mode as DownsampleMode)) {
+    throw new InvalidRequestError(`--downsample-mode must be one of ${DOWNSAMPLE_MODES.join(', ')}, got "${mode}"`);
+  }
+  return mode as DownsampleMode | undefined;
 }
 
 function decodingSettings(values: Parsed['values']): DecodingSettings {
@@ -127,8 +172,8 @@ function decodingSettings(values: Parsed['values']): DecodingSettings {
   };
 }
 
-async function readMessages(path: string | undefined, positionals: string[]): Promise<ChatMessage[]> {
-  const messages: ChatMessage[] = [];
+async function readMessages(path: string | undefined, positionals: string[]): Promise<Message[]> {
+  const messages: Message[] = [];
   if (path) {
     const text = (await readUserFile(path, 'messages file')).toString('utf8');
     let parsed: unknown;
@@ -137,7 +182,7 @@ async function readMessages(path: string | undefined, positionals: string[]): Pr
     } catch (err) {
       throw new InvalidRequestError(`${path} is not valid JSON: ${(err as Error).message}`);
     }
-    messages.push(...parseMessages(parsed));
+    messages.push(...parseConversation(parsed));
   }
   if (positionals.length > 1) {
     throw new InvalidRequestError(`expected one question, got ${positionals.length} arguments: quote the question\nusage: ${USAGE}`);
@@ -157,14 +202,8 @@ async function readImageBytes(path: string): Promise<Uint8Array> {
   return bytes;
 }
 
-async function streamAnswer(
-  engine: Engine,
-  messages: EngineMessage[],
-  image: Uint8Array | null,
-  settings: DecodingSettings,
-  signal?: AbortSignal,
-): Promise<string> {
-  const stream = engine.stream({ messages, image, ...settings }, signal);
+async function streamAnswer(engine: Engine, request: EngineRequest, signal?: AbortSignal): Promise<string> {
+  const stream = engine.stream(request, signal);
   for (;;) {
     const next = await stream.next();
     if (next.done) {
@@ -176,7 +215,7 @@ async function streamAnswer(
 }
 
 /** A multi-turn session. Ctrl-C while an answer streams stops that answer; at the prompt it ends the session. */
-async function interactiveSession(engine: Engine, firstImage: Uint8Array | null, settings: DecodingSettings): Promise<void> {
+async function interactiveSession(engine: Engine, firstMedia: Media, settings: DecodingSettings): Promise<void> {
   const rl = createInterface({ input: process.stdin, output: process.stdout });
   let answering: AbortController | null = null;
   rl.on('SIGINT', () => {
@@ -185,16 +224,17 @@ async function interactiveSession(engine: Engine, firstImage: Uint8Array | null,
   });
   // Node 20 leaves a pending question unsettled when the interface closes (Ctrl-C, Ctrl-D).
   const closed = new Promise<string>((resolve) => rl.once('close', () => resolve('/exit')));
-  let image = firstImage;
-  let messages: ChatMessage[] = [];
-  process.stdout.write(`Ask a question${image ? ' about the image' : ''}. Commands: /image <path>, /reset, /exit\n`);
+  let media = firstMedia;
+  let messages: Message[] = [];
+  const about = media.video ? ' about the video' : media.images.length > 1 ? ' about the images' : media.images.length ? ' about the image' : '';
+  process.stdout.write(`Ask a question${about}. Commands: /image <path>, /reset, /exit\n`);
   try {
     for (;;) {
       const line = (await Promise.race([rl.question('> ').catch(() => '/exit'), closed])).trim();
       if (line === '/exit' || line === '/quit') return;
       if (line === '') continue;
       if (line === '/reset') {
-        image = null;
+        media = { ...media, images: [], video: null };
         messages = [];
         process.stdout.write('New conversation.\n');
         continue;
@@ -202,7 +242,7 @@ async function interactiveSession(engine: Engine, firstImage: Uint8Array | null,
       if (line.startsWith('/image')) {
         const path = line.slice('/image'.length).trim();
         try {
-          image = await readImageBytes(path);
+          media = { ...media, images: [await readImageBytes(path)], video: null };
           messages = [];
           process.stdout.write(`New conversation about ${path}.\n`);
         } catch (err) {
@@ -215,7 +255,7 @@ async function interactiveSession(engine: Engine, firstImage: Uint8Array | null,
       const answer = new AbortController();
       answering = answer;
       try {
-        const text = await streamAnswer(engine, turn, image, settings, answer.signal);
+        const text = await streamAnswer(engine, { messages: turn, ...media, ...settings }, answer.signal);
         messages = [...turn, { role: 'assistant', content: text }];
       } catch (err) {
         if (answer.signal.aborted) process.stdout.write('\n(stopped)\n');

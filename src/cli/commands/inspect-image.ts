@@ -2,11 +2,13 @@
 
 import { writeSafetensors } from '../../checkpoint/safetensors.js';
 import { readImageFile } from '../io.js';
+import type { InspectOptions } from '../../models/messages.js';
 import { familyOf, loadModelConfig } from '../../models/registry.js';
 import { parseCommandArgs, requireOne, stringOption } from '../args.js';
+import { downsampleModeOption } from './chat.js';
 import { resolveModelOption, type Command } from './common.js';
 
-const USAGE = 'omnilmm inspect-image --model <dir|org/name> [--json] [--pixels <out.safetensors>] <image>';
+const USAGE = 'omnilmm inspect-image --model <dir|org/name> [--json] [--downsample-mode 16x|4x] [--pixels <out.safetensors>] <image>';
 
 export const inspectImageCommand: Command = {
   name: 'inspect-image',
@@ -21,6 +23,8 @@ slices as the model's official code does.
                            "placeholder": string, "image_tokens": number}; "source" is the overview's size,
                            "slices" the sizes of the patches after it, "image_tokens" the prompt positions
                            that receive image features (number of slices × query_num)
+  --downsample-mode 16x|4x MiniCPM-V 4.6's image tokens per slice: 16x (default) or 4x (four times as many);
+                           the other models have one mode
   --pixels <file>          also write the normalised float32 CHW tensors of every slice as safetensors,
                            named slice_00 (the overview), slice_01, ... in the model's order`,
   async run(argv) {
@@ -28,10 +32,14 @@ slices as the model's official code does.
       model: { type: 'string' },
       json: { type: 'boolean' },
       pixels: { type: 'string' },
+      'downsample-mode': { type: 'string' },
     }, USAGE);
     const imagePath = requireOne(positionals, 'image path', USAGE);
+    const downsampleMode = downsampleModeOption(values);
+    const options: InspectOptions = downsampleMode ? { downsampleMode } : {};
     const config = loadModelConfig(await resolveModelOption(values));
-    const input = familyOf(config).inspectImage(await readImageFile(imagePath), config);
+    const family = familyOf(config);
+    const input = family.inspectImage(await readImageFile(imagePath), config, options);
     const [source, ...patches] = input.slices.map((s) => [s.width, s.height] as const);
     const pixelsPath = stringOption(values, 'pixels');
     if (pixelsPath) {

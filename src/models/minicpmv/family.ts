@@ -3,6 +3,8 @@
 
 import { loadTokenizer } from '../../tokenizer/load.js';
 import type { ModelFamily } from '../family.js';
+import type { InspectOptions } from '../messages.js';
+import { refuseDownsampleMode } from '../single-image.js';
 import { parseMiniCPMVConfig, unsupportedMiniCPMV, type MiniCPMVConfig } from './config.js';
 import { prepareImageInput, slicePixels } from './image-input.js';
 import { MAX_INPUT_LENGTH, MiniCPMVModel, TOKENIZER_FORMAT } from './model.js';
@@ -14,6 +16,9 @@ export const minicpmvFamily: ModelFamily<MiniCPMVConfig> = {
   parseConfig: ({ config, file }) => parseMiniCPMVConfig(config, file),
   // _convert_to_tensors: BOS + encode(text), cut to max_inp_length.
   tokenize: (dir, text) => loadTokenizer(dir, TOKENIZER_FORMAT).encode(text).slice(0, MAX_INPUT_LENGTH),
-  inspectImage: (image, config) => ({ ...prepareImageInput(image, config), pixels: slicePixels }),
+  inspectImage: (image, config, options?: InspectOptions) => {
+    refuseDownsampleMode(options, `MiniCPM-V ${config.version}.0`);
+    return { ...prepareImageInput(image, config), pixels: slicePixels };
+  },
   load: (dir, config, options) => MiniCPMVModel.load(dir, config, options),
 };

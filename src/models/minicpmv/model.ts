@@ -12,7 +12,8 @@ import type { StreamDecoder, Tokenizer } from '../../tokenizer/tokenizer.js';
 import { llamaDims, type MiniCPMTextDims } from '../parts/decoder.js';
 import { prepareImageInput, slicePixels, type ImageInput } from './image-input.js';
 import { buildPrompt } from './prompt.js';
-import { type ChatMessage } from '../messages.js';
+import { type ChatInput, type ChatMessage } from '../messages.js';
+import { singleImageConversation } from '../single-image.js';
 import type { LoadOptions } from '../family.js';
 import type { ResamplerDims } from '../parts/resampler.js';
 import type { MiniCPMVConfig } from './config.js';
@@ -109,8 +110,20 @@ export class MiniCPMVModel {
     return this.decoder.maxSeq;
   }
 
-  /** Steps 1–2 of `chat`: the prompt text (image placeholder before the first message) and its ids. */
-  prepare(messages: readonly ChatMessage[], image: RgbImage | null): PreparedPrompt {
+  /** The model's name in messages: "MiniCPM-V 1.0" or "MiniCPM-V 2.0". */
+  get name(): string {
+    return `MiniCPM-V ${this.config.version}.0`;
+  }
+
+  /**
+   * Steps 1–2 of `chat`: the prompt text (image placeholder before the first message) and its ids. Takes one image,
+   * in the first message; video, thinking, the 4x mode and system messages are refused.
+   */
+  prepare(input: ChatInput): PreparedPrompt;
+  /** The upstream form: text messages and the image that goes before the first one. */
+  prepare(messages: readonly ChatMessage[], image: RgbImage | null): PreparedPrompt;
+  prepare(request: ChatInput | readonly ChatMessage[], upstreamImage: RgbImage | null = null): PreparedPrompt {
+    const { messages, image } = 'messages' in request ? singleImageConversation(request, this.name) : { messages: request, image: upstreamImage };
     const sliced = image ? this.sliced(image) : null;
     const input = sliced?.input ?? null;
     const prompt = buildPrompt(messages, input ? input.placeholder : null);

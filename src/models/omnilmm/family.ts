@@ -3,6 +3,8 @@
 
 import { loadTokenizer } from '../../tokenizer/load.js';
 import type { ModelFamily } from '../family.js';
+import type { InspectOptions } from '../messages.js';
+import { refuseDownsampleMode } from '../single-image.js';
 import { parseOmniLMMConfig, type OmniLMMConfig } from './config.js';
 import { inspectImage } from './image-input.js';
 import { OmniLMMModel, TOKENIZER_FORMAT } from './model.js';
@@ -13,6 +15,9 @@ export const omnilmmFamily: ModelFamily<OmniLMMConfig> = {
   unsupportedMember: () => null,
   parseConfig: ({ config, file }) => parseOmniLMMConfig(config, file),
   tokenize: (dir, text) => loadTokenizer(dir, TOKENIZER_FORMAT).encode(text),
-  inspectImage,
+  inspectImage: (image, config, options?: InspectOptions) => {
+    refuseDownsampleMode(options, 'OmniLMM-12B');
+    return inspectImage(image, config);
+  },
   load: (dir, config, options) => OmniLMMModel.load(dir, config, options),
 };

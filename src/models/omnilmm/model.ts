@@ -10,7 +10,8 @@ import type { RuntimeOptions } from '../../runtime/session.js';
 import { loadTokenizer, requiredTokenId } from '../../tokenizer/load.js';
 import type { StreamDecoder, Tokenizer } from '../../tokenizer/tokenizer.js';
 import { llamaDims, type MiniCPMTextDims } from '../parts/decoder.js';
-import type { ChatMessage } from '../messages.js';
+import type { ChatInput, ChatMessage } from '../messages.js';
+import { singleImageConversation } from '../single-image.js';
 import type { ResamplerDims } from '../parts/resampler.js';
 import { vitDims } from '../parts/layers.js';
 import type { LoadedModel, LoadOptions } from '../family.js';
@@ -116,8 +117,15 @@ export class OmniLMMModel implements LoadedModel {
     return this.tokenizer.streamDecoder({ skipSpecialTokens: true });
   }
 
-  /** `wrap_question_for_omni_lmm`: the placeholder in the first message, the Zephyr prompt, its ids (BOS first). */
-  prepare(messages: readonly ChatMessage[], image: RgbImage | null): OmniLMMPrompt {
+  /**
+   * `wrap_question_for_omni_lmm`: the placeholder in the first message, the Zephyr prompt, its ids (BOS first). Takes
+   * exactly one image, in the first message; video, thinking, the 4x mode and system messages are refused.
+   */
+  prepare(input: ChatInput): OmniLMMPrompt;
+  /** The upstream form: text messages and the image of the first one. */
+  prepare(messages: readonly ChatMessage[], image: RgbImage | null): OmniLMMPrompt;
+  prepare(input: ChatInput | readonly ChatMessage[], upstreamImage: RgbImage | null = null): OmniLMMPrompt {
+    const { messages, image } = 'messages' in input ? singleImageConversation(input, 'OmniLMM-12B') : { messages: input, image: upstreamImage };
     if (!image) {
       throw new InvalidRequestError('OmniLMM-12B answers questions about an image: give one (the official chat has no text-only path)');
     }

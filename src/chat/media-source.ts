@@ -1,0 +1,196 @@
+// Reading a chat request's images and video (Node only): images given as bytes or pixels; a video's frames given as
+// pixels or image bytes, a folder of frame images (taken in name order), or a video file decoded by the system's
+// ffmpeg into raw RGB frames (PPM) at a chosen rate.
+
+import { spawn } from 'node:child_process';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { extname, join } from 'node:path';
+import { FileNotFoundError, InvalidRequestError, VideoError } from '../errors.js';
+import { decodeImage, type RgbImage } from '../image/index.js';
+import { checkVideoOptions, type VideoFrames, type VideoOptions } from '../models/messages.js';
+
+/** A video as a request gives it: the frames, or a folder or file to read them from, and the processor's options. */
+export interface VideoRequest extends VideoOptions {
+  /** The frames in order, as pixels or encoded image bytes; give this or `file`. */
+  frames?: readonly (RgbImage | Uint8Array)[];
+  /** A folder of frame images (JPEG, PNG, WebP, GIF; read in name order) or a video file (decoded with ffmpeg). */
+  file?: string;
+  /**
+   * Frames per second: the rate `frames` and a folder's frames were taken at (default 1: one frame a second); for a
+   * video file, the rate it is decoded at (default `stackFrames`, else 1).
+   */
+  fps?: number;
+}
+
+const FRAME_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif']);
+/** Most bytes of RGB frames one video may decode to. */
+const MAX_VIDEO_BYTES = 4 * 1024 ** 3;
+
+/** A request's media as they may arrive: encoded image bytes or pixels, and a video to read. */
+export interface MediaSource {
+  image?: Uint8Array | RgbImage | null;
+  images?: readonly (Uint8Array | RgbImage)[] | null;
+  video?: VideoRequest | null;
+}
+
+/** Image bytes decoded; pixels as they are. */
+const toRgb = (image: Uint8Array | RgbImage): RgbImage | Promise<RgbImage> => (image instanceof Uint8Array ? decodeImage(image) : image);
+
+/** The media decoded: images as pixels, the video as frames. */
+export async function loadMedia(source: MediaSource): Promise<{ image: RgbImage | null; images: RgbImage[] | undefined; video: VideoFrames | null }> {
+  if (source.images !== undefined && source.images !== null && !Array.isArray(source.images)) {
+    throw new InvalidRequestError('images must be a list of images');
+  }
+  return {
+    image: source.image ? await toRgb(source.image) : null,
+    images: source.images ? await Promise.all(source.images.map(toRgb)) : undefined,
+    video: source.video ? await loadVideo(source.video) : null,
+  };
+}
+
+/** The request's video as frames the model takes. */
+export async function loadVideo(request: VideoRequest): Promise<VideoFrames> {
+  const { frames, file, fps, ...options } = request;
+  checkVideoOptions(options);
+  if ((frames == null) === (file == null)) throw new InvalidRequestError('a video needs either "frames" or "file" (not both)');
+  if (fps !== undefined && (typeof fps !== 'number' || !Number.isFinite(fps) || fps <= 0)) {
+    throw new InvalidRequestError(`the video's fps must be a positive number, got ${String(fps)}`);
+  }
+  if (frames != null) {
+    if (!Array.isArray(frames)) throw new InvalidRequestError('video frames must be a list of images');
+    return { ...options, frames: await Promise.all(frames.map(toRgb)), fps: fps ?? 1 };
+  }
+  if (typeof file !== 'string') throw new InvalidRequestError('the video "file" must be a path');
+  const read = await readVideoPath(file, fps, Math.max(1, options.stackFrames ?? 1));
+  return { ...options, ...read };
+}
+
+/**
+ * The frames of a folder (its image files in name order, taken at `fps`, default 1 a second) or of a video file
+ * (decoded by ffmpeg at `fps` frames a second, default `fileFps`).
+ */
+export async function readVideoPath(path: string, fps?: number, fileFps = 1): Promise<{ frames: RgbImage[]; fps: number }> {
+  const info = await stat(path).catch(() => null);
+  if (!info) throw new FileNotFoundError(`video not found: ${path}`);
+  if (info.isDirectory()) return { frames: await readFrameFolder(path), fps: fps ?? 1 };
+  if (!info.isFile()) throw new FileNotFoundError(`video is neither a file nor a folder: ${path}`);
+  const rate = fps ?? fileFps;
+  return { frames: await decodeWithFfmpeg(path, rate), fps: rate };
+}
+
+/** The folder's image files, decoded, in name order (the order Python's sorted() gives). */
+async function readFrameFolder(folder: string): Promise<RgbImage[]> {
+  const names = (await readdir(folder, { withFileTypes: true }))
+    .filter((e) => e.isFile() && FRAME_EXTENSIONS.has(extname(e.name).toLowerCase()))
+    .map((e) => e.name)
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  if (names.length === 0) throw new VideoError(`the folder ${folder} has no frame images (JPEG, PNG, WebP or GIF files)`);
+  const frames: RgbImage[] = [];
+  let bytes = 0;
+  for (const name of names) {
+    const frame = await decodeImage(await readFile(join(folder, name)));
+    bytes += frame.data.length;
+    if (bytes > MAX_VIDEO_BYTES) throw new VideoError(`the frames in ${folder} hold more than 4 GiB of pixels: use fewer or smaller frames`);
+    frames.push(frame);
+  }
+  return frames;
+}
+
+/** The ffmpeg command ($OMNILMM_FFMPEG, else ffmpeg on the PATH). */
+function ffmpegCommand(): string {
+  return process.env.OMNILMM_FFMPEG || 'ffmpeg';
+}
+
+/** Decodes a video file with ffmpeg into RGB frames at `fps` frames a second (its `fps` filter picks them). */
+export function decodeWithFfmpeg(path: string, fps: number): Promise<RgbImage[]> {
+  const command = ffmpegCommand();
+  const args = ['-nostdin', '-v', 'error', '-i', path, '-vf', `fps=${fps}`, '-f', 'image2pipe', '-c:v', 'ppm', '-pix_fmt', 'rgb24', '-'];
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const parser = new PpmStream();
+    let stderr = '';
+    let failed: Error | null = null;
+    const fail = (err: Error) => {
+      if (failed) return;
+      failed = err;
+      child.kill();
+    };
+    child.stdout.on('data', (chunk: Buffer) => {
+      try {
+        parser.push(chunk);
+        if (parser.bytes > MAX_VIDEO_BYTES) {
+          fail(new VideoError(`${path} decodes to more than 4 GiB of frames at ${fps} fps: give a lower fps or a shorter clip`));
+        }
+      } catch (err) {
+        fail(err as Error);
+      }
+    });
+    child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr = (stderr + text).slice(-2000)));
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') {
+        reject(new VideoError(`decoding the video file ${path} needs ffmpeg, which is not installed (no "${command}" on the PATH): install ffmpeg, or give a folder of frame images instead`));
+      } else reject(new VideoError(`could not start ffmpeg ("${command}") to decode ${path}: ${err.message}`));
+    });
+    child.once('close', (code, signal) => {
+      if (failed) return reject(failed);
+      if (code !== 0) {
+        const why = stderr.trim().split('\n').at(-1) || (signal ? `stopped by ${signal}` : `exit code ${code}`);
+        return reject(new VideoError(`ffmpeg could not decode the video ${path}: ${why}`));
+      }
+      if (!parser.complete) return reject(new VideoError(`ffmpeg's output for ${path} ended inside a frame`));
+      if (parser.frames.length === 0) return reject(new VideoError(`ffmpeg found no video frames in ${path}`));
+      resolve(parser.frames);
+    });
+  });
+}
+
+/** Splits a stream of binary PPM images (P6, 8-bit: "P6 <w> <h> 255" and w·h·3 bytes of RGB) into frames. */
+export class PpmStream {
+  readonly frames: RgbImage[] = [];
+  /** Bytes of pixels received so far. */
+  bytes = 0;
+  private header = '';
+  private frame: RgbImage | null = null;
+  private filled = 0;
+
+  /** Whether the stream so far ends at a frame's end. */
+  get complete(): boolean {
+    return this.frame === null && this.header === '';
+  }
+
+  push(chunk: Uint8Array): void {
+    let at = 0;
+    while (at < chunk.length) {
+      if (!this.frame) {
+        this.header += String.fromCharCode(chunk[at++]!);
+        this.readHeader();
+        continue;
+      }
+      const n = Math.min(chunk.length - at, this.frame.data.length - this.filled);
+      this.frame.data.set(chunk.subarray(at, at + n), this.filled);
+      this.filled += n;
+      this.bytes += n;
+      at += n;
+      if (this.filled === this.frame.data.length) {
+        this.frames.push(this.frame);
+        this.frame = null;
+      }
+    }
+  }
+
+  /** Starts a frame once the header (magic, width, height, maxval and one whitespace byte) is complete. */
+  private readHeader(): void {
+    if (!'P6'.startsWith(this.header.slice(0, 2)) || this.header.length > 64) {
+      throw new VideoError(`ffmpeg sent something that is not an RGB PPM frame (${JSON.stringify(this.header.slice(0, 16))})`);
+    }
+    const match = /^P6\s+(\d+)\s+(\d+)\s+(\d+)\s$/.exec(this.header);
+    if (!match) return;
+    const [width, height, maxval] = [Number(match[1]), Number(match[2]), Number(match[3])];
+    if (maxval !== 255 || width < 1 || height < 1) {
+      throw new VideoError(`ffmpeg sent a ${width}x${height} frame with maximum value ${maxval}; expected 8-bit RGB`);
+    }
+    this.header = '';
+    this.frame = { width, height, data: new Uint8Array(width * height * 3) };
+    this.filled = 0;
+  }
+}
