@@ -14,12 +14,16 @@
 //   o   = (q ⊙ exp(c)) S₀ + ((q kᵀ) ⊙ D) v'                 S₁ = S₀·exp(c_last) + (k ⊙ exp(c_last − c))ᵀ v'
 // which is the recurrence S ← S·exp(g_t); δ = β_t (v_t − Sᵀk_t); S ← S + k_t δᵀ; o_t = Sᵀq_t, step by step.
 // T is found by block inversion (unitLowerInverse), as stable as the forward substitution of
-// `torch.linalg.solve_triangular` (a series Σ(−A)ⁿ of matrix powers is not: with correlated keys its terms reach
-// 1e16 and float32 loses everything).
-// Why one chunk per run: measured with onnxruntime-node 1.30 on this CPU (see the commit that added this file): the
-// matrices of a chunk are small enough that their products cost little next to the layer's projections, and the
-// only alternative without host parts, a Scan over positions, reads and writes the whole state [Hv, dk, dv] at every
-// position.
+// `torch.linalg.solve_triangular` (a series Σ(−A)ⁿ of matrix powers is not: with keys of pairwise cosine 0.5 its
+// float32 error reached 68 where the inverse's entries are ≤ 1). It sits in an If: one position (a decode step) needs
+// none (T = I), and a run of s positions pads A to the chunk length.
+// Why one chunk per run, measured with onnxruntime-node 1.30 on this CPU (1 thread, MiniCPM-V 4.6 layer sizes, per-
+// node profile; the machine was shared, so figures vary by 2×): a one-position run spends ~2 ms per layer on the
+// delta rule and the conv besides the projections, a run of 64 positions ~0.15–0.3 ms per position. A Scan over
+// positions repeats the one-position work (reading and writing the whole [Hv, dk, dv] state) at every position, so
+// on a 2000-token prompt it would cost ~10× more there; the chunked form turns it into [s, s] and [s, dk] matrix
+// products. Runs of 64 and 128 positions cost about the same per position (the delta rule's share of a run grows
+// from ~20 % to ~25 %; 32 was slower); 64 is upstream's chunk length, so the runs also split a prompt where it does.
 
 import { f } from '../../graph/builder.js';
 import type { DecoderDims, DecoderParts, LinearAttentionDims } from './decoder.js';
@@ -174,7 +178,7 @@ function repeatHeads(parts: DecoderParts, t: string, l: LinearAttentionDims, nod
  *
  *   g [b,H,s] ─ CumSum ─► c ─┬─ Sub(cᵢ − cⱼ) ─ Exp ─ Trilu(lower) ─► D [b,H,s,s]
  *                            └─ Exp ─► e
- *   (β·k) kᵀ ⊙ D ─ Trilu(strictly lower) ─► A ─ unitLowerInverse ─► T
+ *   (β·k) kᵀ ⊙ D ─ Trilu(strictly lower) ─► A ─ unitLowerInverse ─► T          (If s > 1; else T = I)
  *   T · [β·v | β·k ⊙ e] ─ Split ─► U, W;   v' = U − W·S₀
  *   o  = (q ⊙ e)·S₀ + ((q kᵀ) ⊙ D)·v'
  *   S₁ = S₀ ⊙ exp(c_last) + (k ⊙ exp(c_last − c))ᵀ·v'
@@ -200,10 +204,20 @@ function deltaRuleChunk(
   const kk = g.op('FusedMatMul', [kBeta, t.k], `${node}/kk/FusedMatMul`, { transB: 1 }, 'com.microsoft');
   const weighted = g.op('Mul', [kk, decayMatrix], `${node}/kk/Mul`);
   const strict = g.op('Trilu', [weighted, g.constant('int64', [], [-1n])], `${node}/kk/Trilu`, { upper: 0 });
-  const inverse = unitLowerInverse(parts, strict, chunk, `${node}/inverse`);
   const rhs = g.op('Concat', [vBeta, g.op('Mul', [kBeta, growth], `${node}/k_cumdecay/Mul`)], `${node}/rhs/Concat`, { axis: -1 });
-  const solved = g.op('MatMul', [inverse, rhs], `${node}/solve/MatMul`);
-  const [u, w] = g.node('Split', [solved, g.ints([l.valueHeadDim, l.keyHeadDim])], { name: `${node}/solve/Split`, attrs: { axis: 3 }, outputs: 2 }) as [
+  // One position (a decode step): A is empty and T = I, so the inversion, padded to the whole chunk, is skipped.
+  const single = g.op('Equal', [g.op('Shape', [t.decay], `${node}/seq/Shape`, { start: 2, end: 3 }), g.ints([1])], `${node}/single/Equal`);
+  const out4 = [{ type: 'float32', rank: 4 }] as const;
+  const [solved] = g.node('If', [single], {
+    name: `${node}/solve/If`,
+    attrs: {
+      then_branch: g.subgraph(`${node}/solve/one`, out4, () => [rhs]),
+      else_branch: g.subgraph(`${node}/solve/chunk`, out4, () => [
+        g.op('MatMul', [unitLowerInverse(parts, strict, chunk, `${node}/inverse`), rhs], `${node}/solve/MatMul`),
+      ]),
+    },
+  }) as [string];
+  const [u, w] = g.node('Split', [solved!, g.ints([l.valueHeadDim, l.keyHeadDim])], { name: `${node}/solve/Split`, attrs: { axis: 3 }, outputs: 2 }) as [
     string,
     string,
   ];
