@@ -270,6 +270,7 @@ class DecoderBuilder implements DecoderParts {
     const attention = attentionLayers.length === 0 ? null : new FullAttention(this);
     const pastKeys = new Map(attentionLayers.map((i) => [i, g.input(`past_key_${i}`, 'float32', ['batch', kvh, 'capacity', hd])]));
     attention?.splitBias(embeds, pastKeys.get(attentionLayers[0]!)!);
+    const residualScale = dims.scaleDepth === undefined ? null : g.scalar(dims.scaleDepth / Math.sqrt(dims.numLayers));
     const chunk = this.options.linearChunk ?? DEFAULT_LINEAR_CHUNK;
 
     let h = embeds;
@@ -277,23 +278,30 @@ class DecoderBuilder implements DecoderParts {
       const node = `/llm/layers.${i}`;
       const weights = this.names.layer(i);
       const attnIn = this.rmsNorm(h, `${weights}.input_layernorm.weight`, `${node}/input_layernorm`, d, !!dims.zeroCentredNorm);
+      // The layer's state outputs are declared after the whole layer is built.
       let mixed: string;
+      let outputs: () => void;
       if (layerType(dims, i) === 'linear_attention') {
         const shapes = linearStateShapes(dims.linearAttention!);
         const conv = g.input(`past_conv_${i}`, 'float32', ['batch', ...shapes.conv]);
         const recurrent = g.input(`past_recurrent_${i}`, 'float32', ['batch', ...shapes.recurrent]);
         const layer = gatedDeltaNet(this, { node: `${node}/linear_attn`, weights: `${weights}.linear_attn`, chunk }, attnIn, { conv, recurrent });
-        g.output(layer.conv, `conv_${i}`, 'float32', ['batch', ...shapes.conv]);
-        g.output(layer.recurrent, `recurrent_${i}`, 'float32', ['batch', ...shapes.recurrent]);
         mixed = layer.output;
+        outputs = () => {
+          g.output(layer.conv, `conv_${i}`, 'float32', ['batch', ...shapes.conv]);
+          g.output(layer.recurrent, `recurrent_${i}`, 'float32', ['batch', ...shapes.recurrent]);
+        };
       } else {
         const pastValue = g.input(`past_value_${i}`, 'float32', ['batch', kvh, 'capacity', hd]);
         const layer = attention!.layer(i, `${weights}.self_attn`, attnIn, pastKeys.get(i)!, pastValue);
-        g.output(layer.key, `key_${i}`, 'float32', ['batch', kvh, 'seq', hd]);
-        g.output(layer.value, `value_${i}`, 'float32', ['batch', kvh, 'seq', hd]);
         mixed = layer.output;
+        outputs = () => {
+          g.output(layer.key, `key_${i}`, 'float32', ['batch', kvh, 'seq', hd]);
+          g.output(layer.value, `value_${i}`, 'float32', ['batch', kvh, 'seq', hd]);
+        };
       }
-      h = this.residualLayer(i, h, mixed);
+      h = this.residualLayer(i, h, mixed, residualScale);
+      outputs();
     }
 
     const last = this.options.logits === 'last';
@@ -315,11 +323,10 @@ class DecoderBuilder implements DecoderParts {
    *                                                                     └────────────────────────────────────── Add ─► hidden
    * Fused replacement later: SkipSimplifiedLayerNormalization (com.microsoft) for each Add + following RMSNorm.
    */
-  private residualLayer(i: number, x: string, mixed: string): string {
+  private residualLayer(i: number, x: string, mixed: string, residualScale: string | null): string {
     const { g, dims } = this;
     const node = `/llm/layers.${i}`;
     const weights = this.names.layer(i);
-    const residualScale = dims.scaleDepth === undefined ? null : g.scalar(dims.scaleDepth / Math.sqrt(dims.numLayers));
     const scaleBranch = (branch: string, name: string) =>
       residualScale === null ? branch : g.op('Mul', [branch, residualScale], `${node}/${name}/residual_scale/Mul`);
     const h = g.op('Add', [x, scaleBranch(mixed, 'attn')], `${node}/attn/residual/Add`);
