@@ -324,6 +324,29 @@ test('beam: the done condition stops early and the shorter hypothesis gets its E
   assert.equal(model.steps.length, 2);
 });
 
+test('two EOS ids: greedy stops on either; beam search 4.36 and 5 differ in the early stop and the EOS they append', async () => {
+  const eos = { eosTokenId: [EOS, F] };
+  const greedy = toy([['prompt', logitsOf([[A, 3]])], [A, logitsOf([[F, 4], [B, 1]])]]);
+  assert.deepEqual(await collect(generate(greedy, { ...base, ...eos })), [A, F]);
+  const rows: [number | 'prompt', Float32Array][] = [
+    ['prompt', probsOf([[A, 0.5], [B, 0.45], [EOS, 0.05]])],
+    [A, probsOf([[F, 0.6], [A, 0.3], [B, 0.1]])],
+    [B, probsOf([[EOS, 0.5], [A, 0.45], [B, 0.05]])],
+  ];
+  // Top 3·2 candidates (two EOS ids). step 2: a·F .30, b·EOS .225, bA .2025, aA .15 → [a] closes with F (ln .3 / 2 =
+  //   −0.602), [b] with EOS (ln .225 / 2 = −0.746); beams bA, aA. Done? 4.36 compares the worst −0.746 with the best
+  //   of all candidates, ln .30 / 2 = −0.602: no; 5 with the best beam, ln .2025 / 2 = −0.799: yes, it stops.
+  // 4.36, step 3: bA·F .1215 (ln / 3 = −0.703) replaces [b]; aA·F .09 (−0.803) is refused; done: −0.703 ≥ ln .1215 / 3.
+  // Both return [a], 4.36 with the first EOS id, 5 with the F it generated.
+  for (const [version, ending, calls] of [['4.36', EOS, 2], ['5', F, 1]] as const) {
+    const model = toy(rows);
+    const result = await beamSearch(model, { ...base, ...eos, maxNewTokens: 6, numBeams: 2, beamSearchVersion: version });
+    assert.deepEqual(result.ids, [A, ending], `transformers ${version}`);
+    assert.ok(Math.abs(result.score - Math.log(0.3) / 2) < 1e-5);
+    assert.equal(model.steps.length, calls, `transformers ${version}: model steps`);
+  }
+});
+
 test('beam: the first step scores only the prompt row (beam scores [0, −1e9, −1e9]); penalty on log-probs', async () => {
   const next = probsOf([[A, 0.55], [B, 0.25], [C, 0.15], [EOS, 0.05]]);
   const model = toy([['prompt', probsOf([[A, 0.4], [B, 0.3], [C, 0.2], [EOS, 0.1]])], [A, next], [B, next], [C, next]]);

@@ -1,14 +1,21 @@
 // Beam search as transformers 4.36 runs it (`beam_search`, `BeamSearchScorer`, `BeamHypotheses`) with
-// length_penalty 1.0 and early_stopping False, for one prompt.
+// length_penalty 1.0 and early_stopping False, for one prompt; or, with `beamSearchVersion: '5'`, as transformers 5
+// does (`GenerationMixin._beam_search`, vectorised). The two pick and score candidates alike and differ in two places:
+//   * stopping early: 4.36 stops when the worst kept hypothesis ≥ (best score among ALL of this step's candidates,
+//     an EOS one included) / new tokens; 5 uses the best candidate that goes on running (no EOS) instead, so it may
+//     stop a step earlier;
+//   * the EOS of a finished hypothesis: 4.36 stores the ids before the EOS and appends the first EOS id of the list
+//     when it decodes; 5 keeps the EOS id that was generated (they differ only with several EOS ids).
 
 import { InvalidRequestError, RuntimeError } from '../errors.js';
 import { checkLogitsRow, resolveOptions } from './options.js';
 import { applyRepetitionPenalty, logSoftmax, topKIndices } from './processors.js';
 import type { BeamSearchResult, GenerationOptions, LogitsModel } from './types.js';
 
-/** A finished hypothesis: the generated ids before its EOS (or up to max_length) and its normalised score. */
+/** A finished hypothesis: the generated ids before its EOS (or up to max_length), that EOS, and its normalised score. */
 interface Hypothesis {
   ids: number[];
+  eos: number | null;
   score: number;
 }
 
@@ -23,10 +30,10 @@ class BeamHypotheses {
   constructor(private readonly numBeams: number) {}
 
   /** `add`: score = sumLogprobs / generatedLength (length_penalty 1); the worst is dropped beyond numBeams. */
-  add(ids: number[], sumLogprobs: number, generatedLength: number): void {
+  add(ids: number[], eos: number | null, sumLogprobs: number, generatedLength: number): void {
     const score = sumLogprobs / generatedLength;
     if (this.kept.length >= this.numBeams && !(score > this.worstScore)) return;
-    this.kept.push({ ids, score });
+    this.kept.push({ ids, eos, score });
     if (this.kept.length > this.numBeams) {
       // Python sorts (score, index) pairs: the lowest score goes, the earliest one on ties; the next lowest is the new worst.
       const byScore = this.kept.map((h, index) => ({ score: h.score, index })).sort((a, b) => a.score - b.score || a.index - b.index);
@@ -53,18 +60,20 @@ class BeamHypotheses {
 /**
  * Runs beam search to the end and returns the best hypothesis. Each step, for every beam:
  *   log_softmax(logits) → repetition penalty on {bos} ∪ the beam's ids → + the beam's score (float32),
- * then the top 2·numBeams of beams×vocab, best first. Walking them in order, an EOS within the first numBeams
- * ranks closes its beam as a hypothesis (score = sum / new tokens including the EOS), a later EOS is skipped; the
- * first numBeams other candidates become the next beams, in rank order. The search stops when numBeams
- * hypotheses exist and the worst of them ≥ best candidate sum / new tokens, or at maxNewTokens, when the
- * unfinished beams are added as hypotheses. The winner gets an EOS appended when it is shorter than maxNewTokens.
+ * then the top max(2, 1 + number of EOS ids)·numBeams of beams×vocab, best first. Walking them in order, an EOS
+ * within the first numBeams ranks closes its beam as a hypothesis (score = sum / new tokens including the EOS), a
+ * later EOS is skipped; the first numBeams other candidates become the next beams, in rank order. The search stops
+ * when numBeams hypotheses exist and the worst of them ≥ best candidate sum / new tokens (4.36: best of all
+ * candidates; 5: best of the next beams), or at maxNewTokens, when the unfinished beams are added as hypotheses.
+ * The winner gets an EOS appended when it is shorter than maxNewTokens (4.36: the first EOS id; 5: its own).
  *
  * The prompt is prefilled once; transformers instead expands it to numBeams identical rows with beam scores
  * [0, −1e9, …], so the first step scores numBeams copies of the prompt row with those scores (the −1e9 rows never
  * win) and then fans the single cached row out with parents [0, 0, …].
  */
 export async function beamSearch(model: LogitsModel, options: GenerationOptions): Promise<BeamSearchResult> {
-  const { maxNewTokens, eosTokenId, bosTokenId, numBeams, repetitionPenalty, signal, ...rest } = resolveOptions(options, model.vocabSize);
+  const resolved = resolveOptions(options, model.vocabSize);
+  const { maxNewTokens, eosTokenId, eosTokenIds, bosTokenId, numBeams, repetitionPenalty, signal, ...rest } = resolved;
   if (numBeams < 2) throw new InvalidRequestError('beamSearch needs numBeams ≥ 2; use generate for greedy search');
   if (rest.doSample) throw new InvalidRequestError('beam search with doSample (beam sampling) is not supported: set doSample to false');
   if (rest.stopSequences.length > 0) throw new InvalidRequestError('stopSequences are not supported by beam search');
@@ -90,8 +99,8 @@ export async function beamSearch(model: LogitsModel, options: GenerationOptions)
       const beamScore = beamScores[beam]!;
       for (let i = 0; i < vocabSize; i++) row[i] = row[i]! + beamScore;
     }
-    // 2. BeamSearchScorer.process over the 2·numBeams best candidates.
-    const ranked = topKIndices(scores, 2 * numBeams);
+    // 2. BeamSearchScorer.process over the max(2, 1 + EOS ids)·numBeams best candidates.
+    const ranked = topKIndices(scores, Math.max(2, 1 + eosTokenIds.length) * numBeams);
     const nextIds: number[][] = [];
     const nextTokens: number[] = [];
     const parents: number[] = [];
@@ -99,8 +108,8 @@ export async function beamSearch(model: LogitsModel, options: GenerationOptions)
       const flat = ranked[rank]!;
       const parent = Math.floor(flat / vocabSize);
       const token = flat % vocabSize;
-      if (token === eosTokenId) {
-        if (rank < numBeams) hypotheses.add(beamIds[parent]!, scores[flat]!, generatedLength);
+      if (eosTokenIds.includes(token)) {
+        if (rank < numBeams) hypotheses.add(beamIds[parent]!, token, scores[flat]!, generatedLength);
         continue;
       }
       beamScores[nextTokens.length] = scores[flat]!;
@@ -111,7 +120,7 @@ export async function beamSearch(model: LogitsModel, options: GenerationOptions)
     if (nextTokens.length < numBeams) {
       throw new RuntimeError(`the vocabulary (${vocabSize} tokens) is too small for ${numBeams} beams`);
     }
-    done = hypotheses.isDone(scores[ranked[0]!]!, generatedLength);
+    done = hypotheses.isDone(resolved.beamSearchVersion === '5' ? beamScores[0]! : scores[ranked[0]!]!, generatedLength);
     beamIds = nextIds;
     if (done || generatedLength >= maxNewTokens) break;
     // 3. One token per beam; after the first step every beam descends from the single prompt row.
@@ -120,8 +129,9 @@ export async function beamSearch(model: LogitsModel, options: GenerationOptions)
     if (rows.length !== numBeams) throw new RuntimeError(`the model returned ${rows.length} logits rows for ${numBeams} beams`);
   }
   // 4. finalize: unfinished beams compete unless the search was done; one EOS closes a hypothesis that stopped early.
-  if (!done) for (let beam = 0; beam < numBeams; beam++) hypotheses.add(beamIds[beam]!, beamScores[beam]!, beamIds[beam]!.length);
+  if (!done) for (let beam = 0; beam < numBeams; beam++) hypotheses.add(beamIds[beam]!, null, beamScores[beam]!, beamIds[beam]!.length);
   const best = hypotheses.best();
-  const ids = best.ids.length < maxNewTokens ? [...best.ids, eosTokenId] : [...best.ids];
+  const eos = resolved.beamSearchVersion === '5' ? best.eos : eosTokenId;
+  const ids = best.ids.length < maxNewTokens && eos !== null ? [...best.ids, eos] : [...best.ids];
   return { ids, score: Math.fround(best.score) };
 }

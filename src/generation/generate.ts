@@ -22,7 +22,7 @@ export function generate(model: LogitsModel, options: GenerationOptions): AsyncG
 }
 
 async function* run(model: LogitsModel, options: ResolvedOptions): AsyncGenerator<number, void, undefined> {
-  const { maxNewTokens, eosTokenId, signal } = options;
+  const { maxNewTokens, eosTokenIds, signal } = options;
   const rng = options.doSample ? Xoshiro128StarStar.fromSeed(options.seed ?? randomSeed()) : undefined;
   const scores = new Float32Array(model.vocabSize);
   const penalized = new Set<number>([options.bosTokenId]);
@@ -36,7 +36,7 @@ async function* run(model: LogitsModel, options: ResolvedOptions): AsyncGenerato
     generated.push(token);
     penalized.add(token);
     yield token;
-    if (token === eosTokenId || generated.length >= maxNewTokens || endsWithStop(generated, options.stopSequences)) return;
+    if (eosTokenIds.includes(token) || generated.length >= maxNewTokens || endsWithStop(generated, options.stopSequences)) return;
     signal?.throwIfAborted();
     [logits] = await model.step([token]);
   }

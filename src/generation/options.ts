@@ -1,11 +1,14 @@
 // Validation and defaults of GenerationOptions (transformers 4.36 GenerationConfig defaults).
 
 import { InvalidRequestError, RuntimeError } from '../errors.js';
-import type { GenerationOptions } from './types.js';
+import type { BeamSearchVersion, GenerationOptions } from './types.js';
 
 export interface ResolvedOptions {
   maxNewTokens: number;
+  /** The first EOS id (the one 4.36 beam search appends). */
   eosTokenId: number;
+  /** Every id that ends an answer (eosTokenId first). */
+  eosTokenIds: readonly number[];
   bosTokenId: number;
   doSample: boolean;
   temperature: number;
@@ -16,6 +19,7 @@ export interface ResolvedOptions {
   seed: number | undefined;
   signal: AbortSignal | undefined;
   stopSequences: readonly (readonly number[])[];
+  beamSearchVersion: BeamSearchVersion;
 }
 
 function isIntegerIn(value: unknown, min: number, max: number): value is number {
@@ -29,10 +33,17 @@ export function resolveOptions(options: GenerationOptions, vocabSize: number): R
   if (!isIntegerIn(maxNewTokens, 1, Number.MAX_SAFE_INTEGER)) {
     throw new InvalidRequestError(`maxNewTokens must be a positive integer, got ${maxNewTokens}`);
   }
-  for (const [name, id] of [['eosTokenId', eosTokenId], ['bosTokenId', bosTokenId]] as const) {
+  const eosTokenIds: readonly number[] = typeof eosTokenId === 'number' ? [eosTokenId] : Array.isArray(eosTokenId) ? eosTokenId : [];
+  const ids: [string, unknown][] = [...eosTokenIds.map((id) => ['eosTokenId', id] as [string, unknown]), ['bosTokenId', bosTokenId]];
+  if (eosTokenIds.length === 0) ids.push(['eosTokenId', eosTokenId]);
+  for (const [name, id] of ids) {
     if (!isIntegerIn(id, 0, vocabSize - 1)) {
-      throw new InvalidRequestError(`${name} must be a token id in [0, ${vocabSize}), got ${id}`);
+      throw new InvalidRequestError(`${name} must be a token id in [0, ${vocabSize}) (or a non-empty list of them), got ${id}`);
     }
+  }
+  const beamSearchVersion = options.beamSearchVersion ?? '4.36';
+  if (beamSearchVersion !== '4.36' && beamSearchVersion !== '5') {
+    throw new InvalidRequestError(`beamSearchVersion must be '4.36' or '5', got ${String(beamSearchVersion)}`);
   }
   if (typeof doSample !== 'boolean') throw new InvalidRequestError(`doSample must be true or false, got ${doSample}`);
   if (!(Number.isFinite(temperature) && temperature > 0)) {
@@ -56,8 +67,8 @@ export function resolveOptions(options: GenerationOptions, vocabSize: number): R
     }
   }
   return {
-    maxNewTokens, eosTokenId, bosTokenId, doSample, temperature, topK, topP, repetitionPenalty, numBeams,
-    seed: options.seed, signal: options.signal, stopSequences,
+    maxNewTokens, eosTokenId: eosTokenIds[0]!, eosTokenIds, bosTokenId, doSample, temperature, topK, topP, repetitionPenalty,
+    numBeams, seed: options.seed, signal: options.signal, stopSequences, beamSearchVersion,
   };
 }
 

@@ -19,7 +19,11 @@ export interface LogitsModel {
 export interface GenerationOptions {
   /** The most new tokens to generate (max_new_tokens), counting a final EOS. */
   maxNewTokens: number;
-  eosTokenId: number;
+  /**
+   * The id that ends an answer, or several (generation_config's eos_token_id may list more than one; the first is
+   * the one transformers 4.36 beam search appends to a finished hypothesis).
+   */
+  eosTokenId: number | readonly number[];
   /** The id generation starts from; it is always in the repetition penalty's set, the prompt never is. */
   bosTokenId: number;
   /** Sample from the warped distribution instead of taking the argmax (do_sample, default false). */
@@ -43,7 +47,15 @@ export interface GenerationOptions {
   signal?: AbortSignal;
   /** Token-id sequences that end generation once the generated ids end with one (they are still yielded). */
   stopSequences?: readonly (readonly number[])[];
+  /**
+   * Which transformers' beam search to follow (default '4.36'); they differ in two places (see beam-search.ts):
+   * when the search may stop early, and which EOS id ends a finished hypothesis.
+   */
+  beamSearchVersion?: BeamSearchVersion;
 }
+
+/** The transformers release whose beam search `beamSearch` reproduces. */
+export type BeamSearchVersion = '4.36' | '5';
 
 /** The outcome of a beam search. */
 export interface BeamSearchResult {

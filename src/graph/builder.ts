@@ -22,7 +22,12 @@ export class FloatAttr {
   constructor(readonly value: number | number[]) {}
 }
 export const f = (value: number | number[]): FloatAttr => new FloatAttr(value);
-export type AttrValue = number | number[] | string | FloatAttr;
+
+/** A subgraph attribute (an If branch), made by `Graph.subgraph`. */
+export class GraphAttr {
+  constructor(readonly proto: ProtoWriter) {}
+}
+export type AttrValue = number | number[] | string | FloatAttr | GraphAttr;
 
 export interface NodeOptions {
   /** Full node name, e.g. `/vision/blocks.0/attn/qkv/MatMul`. */
@@ -229,7 +234,8 @@ function onDiskFailure<T>(where: string, step: () => T): T {
 }
 
 export class Graph {
-  private readonly nodes: ProtoWriter[] = [];
+  /** Where `node` adds nodes: the graph's own list, or a subgraph's while `subgraph` builds it. */
+  private nodes: ProtoWriter[] = [];
   private readonly tensors: TensorEntry[] = [];
   private readonly inputs: ValueInfo[] = [];
   private readonly outputs: ValueInfo[] = [];
@@ -318,6 +324,33 @@ export class Graph {
     return this.node(opType, inputs, { name, attrs, domain })[0]!;
   }
 
+  /**
+   * A subgraph (e.g. a branch of an If node): the nodes that `build` adds while it runs go to the subgraph, which
+   * sees every value of the graph around it (weights and constants stay in the main graph). `build` returns the
+   * values the subgraph gives out, each passed through an Identity to `<name>/output_<k>`, of the given types and ranks.
+   */
+  subgraph(name: string, outputs: readonly { type: ElemType; rank: number }[], build: () => string[]): GraphAttr {
+    const outer = this.nodes;
+    const inner: ProtoWriter[] = [];
+    this.nodes = inner;
+    let names: string[];
+    try {
+      const values = build();
+      if (values.length !== outputs.length) throw new Error(`subgraph ${name} gave ${values.length} values for ${outputs.length} outputs`);
+      names = values.map((value, k) => this.node('Identity', [value], { name: `${name}/output_${k}/Identity` }, [`${name}/output_${k}`])[0]!);
+    } finally {
+      this.nodes = outer;
+    }
+    const graph = new ProtoWriter();
+    for (const n of inner) graph.message(1, n);
+    graph.string(2, name);
+    outputs.forEach(({ type, rank }, k) => {
+      const shape = Array.from({ length: rank }, (_, i) => `${name}/output_${k}/d${i}`);
+      graph.message(12, encodeValueInfo({ name: names[k]!, type, shape }));
+    });
+    return new GraphAttr(graph);
+  }
+
   private claim(name: string): void {
     if (this.names.has(name)) throw new Error(`graph ${this.name}: the name ${name} is used twice`);
     this.names.add(name);
@@ -365,6 +398,7 @@ export class Graph {
 
 function encodeAttribute(name: string, value: AttrValue): ProtoWriter {
   const w = new ProtoWriter().string(1, name);
+  if (value instanceof GraphAttr) return w.message(6, value.proto).int(20, 5);
   if (value instanceof FloatAttr) {
     if (Array.isArray(value.value)) {
       for (const v of value.value) w.float(7, v);

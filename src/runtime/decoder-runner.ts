@@ -1,6 +1,8 @@
-// Runs the decoder graph (src/models/parts/decoder.ts: MiniCPM and Mistral) with a KV cache that lives on the host.
+// Runs the decoder graph (src/models/parts/decoder.ts: MiniCPM, Mistral, Qwen3.5) with its per-layer state on the
+// host: a key/value cache for each full-attention layer (./kv-cache.ts) and, for each linear-attention layer, its
+// conv and recurrent state (./linear-state.ts).
 //
-// Cache layout, per layer and for keys and values alike: one Float32Array [rows][kv_heads][capacity][head_dim].
+// Key/value cache layout, per layer and for keys and values alike: one Float32Array [rows][kv_heads][capacity][head_dim].
 // Its first `rows` rows are exactly the graph's `past_key_{i}` input [rows, kv_heads, capacity, head_dim], so every
 // run hands the buffers to ONNX Runtime as views: onnxruntime-node wraps an input typed array without copying it
 // (measured: feeding a 400 MB input costs ~1 ms), and the graph reads its P used positions.
@@ -13,6 +15,8 @@
 //     concatenated (the earlier Slice + Concat + Transpose copied 5 · layers · rows · P · hidden · 4 bytes per step).
 //   * beam reordering (`parents`) copies the used positions of each row whose parent is another row; rows that keep
 //     their own history cost nothing.
+//   * linear-attention layers: their whole state comes back from every run (for MiniCPM-V 4.6, 18 layers × 1.1 MiB
+//     per row) and becomes the state as it is; beam reordering copies the rows of it.
 // Measured on the tiny fixture model (1 thread, depth 121–321): 1.2 ms per step for 1 row, 1.7 ms for 3 rows,
 // 2.5 ms for 3 rows permuted at every step; nearly all of it inside session.run.
 // Rows are allocated as steps feed them (beams) and the capacity grows in steps of 64 positions (up to maxSeq), so
@@ -23,19 +27,28 @@
 // positions and prefills only the rest, after them (the attention bias lets new positions see the whole past).
 // Ids alone do not say what an image position held: `startPrompt` takes the image's key and span, forgets the cache
 // when the image behind the placeholders changes, and never reuses part of an image.
+// A linear-attention state cannot be cut back to an earlier position, so a model with such layers resumes only
+// where it kept one: at a snapshot taken during an earlier prefill (at the positions the caller names, and at the
+// end of the image span), or at the end of what row 0 holds. The reused length is the longest of those within the
+// shared prefix.
 
 import { InvalidRequestError, RuntimeError } from '../errors.js';
 import { TensorRows } from '../checkpoint/rows.js';
 import type { TensorSource } from '../checkpoint/safetensors.js';
 import { ShardedCheckpoint } from '../checkpoint/sharded.js';
 import type { WeightPrecision } from '../graph/quantize.js';
-import { ATTENTION_MASKED, buildDecoder, headDim, type MiniCPMTextDims } from '../models/parts/decoder.js';
+import { ATTENTION_MASKED, buildDecoder, decoderNames, headDim, layerType, type DecoderDims } from '../models/parts/decoder.js';
+import { DEFAULT_LINEAR_CHUNK, linearStateShapes } from '../models/parts/gated-delta-net.js';
+import { KvCache } from './kv-cache.js';
+import { LinearStates, snapshotBytes, type StateSnapshot } from './linear-state.js';
 import { cachedSession } from './model-cache.js';
 import type { GraphSession, HostTensor, RuntimeOptions } from './session.js';
 
 export interface DecoderRunnerOptions extends RuntimeOptions {
-  /** Checkpoint name prefix of the language model (default `llm.`). */
+  /** Checkpoint name prefix of the language model (default `llm.`; see DecoderGraphOptions). */
   prefix?: string;
+  /** Where the model body lives when not at `${prefix}model.` (MiniCPM-V 4.6: `model.language_model.`). */
+  bodyPrefix?: string;
   /** Most positions (prompt + generated tokens) one sequence may reach. */
   maxSeq: number;
   /** Most rows one step may feed, e.g. the number of beams (default 1). */
@@ -46,12 +59,18 @@ export interface DecoderRunnerOptions extends RuntimeOptions {
    * Most prompt positions one prefill run takes (default 128): a longer prompt runs in parts, each after the cached
    * ones, so its keys, values and activations are held for one part at a time. Measured on MiniCPM-V 2.0 (int4,
    * 2 threads, 528-token prompt): parts of 128 held 0.3 GB less than parts of 256 at the same prefill speed within
-   * the noise (37.9–38.2 against 34.9–40.9 tok/s).
+   * the noise (37.9–38.2 against 34.9–40.9 tok/s). A model with linear-attention layers also stays within
+   * `linearChunk`, its parts starting at multiples of it (as upstream's chunks do).
    */
   prefillChunk?: number;
+  /** Models with linear-attention layers: most positions per run, built into the graph (a power of two; default 64). */
+  linearChunk?: number;
+  /** Models with linear-attention layers: most state snapshots kept for prefix reuse (default 6; the latest positions stay). */
+  maxSnapshots?: number;
 }
 
 const DEFAULT_PREFILL_CHUNK = 128;
+const DEFAULT_MAX_SNAPSHOTS = 6;
 
 /**
  * The additive attention bias [rows, 1, seq, past+seq]: every cached position is visible, the new positions are
@@ -80,10 +99,18 @@ function openEmbeddings(source: TensorSource, name: string): EmbeddingTable {
 export interface PromptBinding {
   /** The prompt's ids (seqLen of them), remembered so that a later prompt can reuse the positions it shares. */
   ids: readonly number[];
-  /** Leading positions taken from the cache, at most `cachedPrefixLength(ids)` (default 0). */
+  /**
+   * Leading positions taken from the cache (default 0): at most `cachedPrefixLength(ids)`, and for a model with
+   * linear-attention layers a position where it can resume (`reusableLength` gives the longest).
+   */
   reuse?: number;
   /** Awaited before each prefill part after the first (e.g. a turn of the event loop that throws on an abort). */
   pause?: () => Promise<void>;
+  /**
+   * Models with linear-attention layers: positions p (reuse < p ≤ seqLen) after which the prefill keeps the state,
+   * so that a later prompt sharing the first p ids resumes there (e.g. the start of the last turn). Ignored otherwise.
+   */
+  snapshots?: readonly number[];
 }
 
 /** Which image a prompt holds and the positions [first, end) its features fill. */
@@ -92,10 +119,19 @@ export interface PromptImage {
   span: readonly [number, number];
 }
 
-/** Owns the decoder session, the token-embedding table and the KV cache; `start` binds a prompt to it. */
+/** Where a model with linear-attention layers resumes: from zeros, from row 0 as it is, or from a snapshot. */
+type ResumePoint = 'start' | 'live' | StateSnapshot;
+
+/** Owns the decoder session, the token-embedding table and the per-layer state; `start` binds a prompt to it. */
 export class DecoderRunner {
   readonly vocabSize: number;
   private readonly cache: KvCache;
+  /** The full-attention layers, whose keys/values the cache holds in this order. */
+  private readonly attentionLayers: readonly number[];
+  /** The linear-attention state (null: the model has no such layer). */
+  private readonly linear: LinearStates | null;
+  /** States kept at prompt positions, latest position last. */
+  private snapshots: StateSnapshot[] = [];
   private active: DecoderSequence | null = null;
   /** The ids each cached row holds, or null when unknown (a prompt started without ids, a failed run). */
   private rowIds: number[][] | null = null;
@@ -105,41 +141,57 @@ export class DecoderRunner {
   private constructor(
     private readonly session: GraphSession,
     private readonly embeddings: EmbeddingTable,
-    readonly dims: MiniCPMTextDims,
+    readonly dims: DecoderDims,
     readonly maxSeq: number,
     readonly maxRows: number,
     readonly prefillChunk: number,
+    /** Most positions per run of a model with linear-attention layers (Infinity without them). */
+    readonly linearChunk: number,
+    private readonly maxSnapshots: number,
   ) {
     this.vocabSize = dims.vocabSize;
-    this.cache = new KvCache(dims.numLayers, dims.numKvHeads, headDim(dims), maxSeq, maxRows);
+    const layers = Array.from({ length: dims.numLayers }, (_, i) => i);
+    this.attentionLayers = layers.filter((i) => layerType(dims, i) === 'full_attention');
+    this.cache = new KvCache(this.attentionLayers.length, dims.numKvHeads, headDim(dims), maxSeq, maxRows);
+    const linearLayers = layers.filter((i) => layerType(dims, i) === 'linear_attention');
+    this.linear = linearLayers.length === 0 ? null : new LinearStates({ layers: linearLayers, ...linearStateShapes(dims.linearAttention!) });
   }
 
   /** Builds the graph (logits of the last position), or takes it from the converted-model cache, and starts its session. */
-  static async create(source: TensorSource, dims: MiniCPMTextDims, options: DecoderRunnerOptions): Promise<DecoderRunner> {
+  static async create(source: TensorSource, dims: DecoderDims, options: DecoderRunnerOptions): Promise<DecoderRunner> {
     const prefix = options.prefix ?? 'llm.';
     const maxRows = options.maxRows ?? 1;
     const prefillChunk = options.prefillChunk ?? DEFAULT_PREFILL_CHUNK;
-    if ([options.maxSeq, maxRows, prefillChunk].some((n) => !Number.isInteger(n) || n < 1)) {
+    const hybrid = dims.layerTypes?.includes('linear_attention') ?? false;
+    const linearChunk = hybrid ? (options.linearChunk ?? DEFAULT_LINEAR_CHUNK) : undefined;
+    const maxSnapshots = options.maxSnapshots ?? DEFAULT_MAX_SNAPSHOTS;
+    if ([options.maxSeq, maxRows, prefillChunk, linearChunk ?? 1].some((n) => !Number.isInteger(n) || n < 1) || !(maxSnapshots >= 0)) {
       throw new InvalidRequestError(
-        `maxSeq (${options.maxSeq}), maxRows (${maxRows}) and prefillChunk (${prefillChunk}) must be positive integers`,
+        `maxSeq (${options.maxSeq}), maxRows (${maxRows}), prefillChunk (${prefillChunk}) and linearChunk (${linearChunk}) ` +
+          `must be positive integers and maxSnapshots (${maxSnapshots}) ≥ 0`,
       );
     }
-    const graphOptions = { prefix, logits: 'last', precision: options.precision } as const;
+    if (linearChunk !== undefined && !Number.isInteger(Math.log2(linearChunk))) {
+      throw new InvalidRequestError(`linearChunk must be a power of two, got ${linearChunk}`);
+    }
+    const graphOptions = { prefix, bodyPrefix: options.bodyPrefix, logits: 'last', precision: options.precision, linearChunk } as const;
     const session = await cachedSession({
       part: 'decoder', label: 'language-model decoder', source, key: { dims, graphOptions },
       build: (weights) => buildDecoder(weights, dims, graphOptions).serialize(),
     }, options);
     try {
-      return new DecoderRunner(session, openEmbeddings(source, `${prefix}model.embed_tokens.weight`), dims, options.maxSeq, maxRows, prefillChunk);
+      const embeddings = openEmbeddings(source, decoderNames(graphOptions, dims).embedTokens);
+      return new DecoderRunner(session, embeddings, dims, options.maxSeq, maxRows, prefillChunk, linearChunk ?? Infinity, maxSnapshots);
     } catch (err) {
       await session.release();
       throw err;
     }
   }
 
-  /** Token embeddings × scale_emb (upstream `embed_tokens(ids) * scale_emb`), row after row. */
+  /** Token embeddings × scale_emb when the model has one (upstream `embed_tokens(ids) * scale_emb`), row after row. */
   embed(ids: readonly number[]): Float32Array {
     const d = this.dims.hiddenSize;
+    const scale = this.dims.scaleEmb ?? 1;
     const out = new Float32Array(ids.length * d);
     const table = this.embeddings;
     ids.forEach((id, k) => {
@@ -147,14 +199,16 @@ export class DecoderRunner {
         throw new InvalidRequestError(`token id ${id} is outside the vocabulary [0, ${this.dims.vocabSize})`);
       }
       const row = table instanceof TensorRows ? table.read(id) : table.subarray(id * d, (id + 1) * d);
-      for (let j = 0; j < d; j++) out[k * d + j] = row[j]! * this.dims.scaleEmb;
+      if (scale === 1) out.set(row, k * d);
+      else for (let j = 0; j < d; j++) out[k * d + j] = row[j]! * scale;
     });
     return out;
   }
 
   /**
-   * How many leading positions of a prompt with these ids the cache can give back: the ids it shares with cached
-   * row 0, but never the whole prompt (its last position must run to give the next-token logits).
+   * How many leading positions of a prompt with these ids the key/value cache holds: the ids it shares with cached
+   * row 0, but never the whole prompt (its last position must run to give the next-token logits). A model with
+   * linear-attention layers resumes only at some of them (`reusableLength`).
    */
   cachedPrefixLength(ids: readonly number[]): number {
     const cached = this.rowIds?.[0] ?? [];
@@ -164,21 +218,46 @@ export class DecoderRunner {
     return n;
   }
 
+  /**
+   * How many leading positions `startPrompt` reuses for a prompt with these ids and this image: the shared prefix,
+   * cut back to before the image when it ends inside it, and for a model with linear-attention layers the longest
+   * snapshot (or row 0's end) within that.
+   */
+  reusableLength(ids: readonly number[], image: PromptImage | null): number {
+    if ((image?.key ?? null) !== this.imageKey) return 0;
+    let limit = this.cachedPrefixLength(ids);
+    if (image && limit < image.span[1]) limit = Math.min(limit, image.span[0]);
+    if (!this.linear) return limit;
+    const candidates = [this.rowIds?.[0]?.length ?? 0, ...this.snapshots.map((s) => s.length)];
+    return Math.max(0, ...candidates.filter((p) => p <= limit && this.resumePoint(ids, p)));
+  }
+
+  /** Where a model with linear-attention layers can resume after the first `reuse` positions of `ids` (null: nowhere). */
+  private resumePoint(ids: readonly number[], reuse: number): ResumePoint | null {
+    if (reuse === 0) return 'start';
+    if (reuse > this.cachedPrefixLength(ids)) return null;
+    if (this.rowIds?.[0]?.length === reuse) return 'live';
+    return this.snapshots.find((s) => s.length === reuse && s.ids.every((id, i) => id === ids[i])) ?? null;
+  }
+
   /** Makes every cached position unusable for reuse (the cache holds an image that the next prompt does not). */
   forgetCache(): void {
     this.rowIds = null;
+    this.snapshots = [];
   }
 
   /**
-   * Starts a prompt, reusing what the cache holds of it: the cache is forgotten when the image differs from the one
-   * behind it, and a shared prefix that ends inside the image is cut back to before the image (so its features are
-   * either all reused or all recomputed). `embed(from)` returns the embeddings of positions [from, L).
+   * Starts a prompt, reusing what the cache holds of it (`reusableLength`): the cache is forgotten when the image
+   * differs from the one behind it, and a shared prefix that ends inside the image is cut back to before the image
+   * (so its features are either all reused or all recomputed). `embed(from)` returns the embeddings of positions
+   * [from, L). `snapshots`: see PromptBinding (the end of the image span is added).
    */
   async startPrompt(
     ids: readonly number[],
     image: PromptImage | null,
     embed: (from: number) => Promise<Float32Array>,
     pause?: () => Promise<void>,
+    snapshots: readonly number[] = [],
   ): Promise<DecoderSequence> {
     if (ids.length >= this.maxSeq) {
       throw new InvalidRequestError(`the prompt has ${ids.length} tokens and leaves no room in the ${this.maxSeq}-token context`);
@@ -188,15 +267,16 @@ export class DecoderRunner {
       this.forgetCache();
       this.imageKey = key;
     }
-    let reuse = this.cachedPrefixLength(ids);
-    if (image && reuse < image.span[1]) reuse = Math.min(reuse, image.span[0]);
+    const reuse = this.reusableLength(ids, image);
     if (reuse === 0) {
       // Nothing cached is kept: the keys and values go before the image is encoded, not after.
       this.active = null;
       this.forgetCache();
       this.cache.restart(0);
+      this.linear?.reset();
     }
-    return this.start(await embed(reuse), ids.length, { ids, reuse, pause });
+    const at = image ? [...snapshots, image.span[1]] : snapshots;
+    return this.start(await embed(reuse), ids.length, { ids, reuse, pause, snapshots: at });
   }
 
   /**
@@ -214,6 +294,11 @@ export class DecoderRunner {
     if (!Number.isInteger(reuse) || reuse < 0 || reuse > cached) {
       throw new InvalidRequestError(`cannot reuse ${reuse} positions: the cache holds the first ${cached} of this prompt`);
     }
+    if (this.linear && binding && !this.resumePoint(binding.ids, reuse)) {
+      throw new InvalidRequestError(
+        `cannot reuse ${reuse} positions: the linear-attention state was not kept there (reusableLength gives where it was)`,
+      );
+    }
     if (!Number.isInteger(seqLen) || seqLen < 1 || inputsEmbeds.length !== (seqLen - reuse) * d) {
       throw new InvalidRequestError(
         `the prompt embeddings hold ${inputsEmbeds.length} values, expected ${seqLen - reuse} positions × ${d}`,
@@ -224,14 +309,32 @@ export class DecoderRunner {
         `the prompt has ${seqLen} positions but the decoder was set up for at most ${this.maxSeq} (raise maxSeq)`,
       );
     }
-    this.active = new DecoderSequence(this, inputsEmbeds, seqLen, binding ? [...binding.ids] : null, reuse, binding?.pause);
+    const snapshots = this.linear && binding ? (binding.snapshots ?? []).filter((p) => Number.isInteger(p) && p > reuse && p <= seqLen) : [];
+    this.active = new DecoderSequence(this, inputsEmbeds, seqLen, binding ? [...binding.ids] : null, reuse, binding?.pause, snapshots);
     return this.active;
   }
 
   /**
+   * @internal Used by DecoderSequence: where the prefill of positions [reuse, length) ends its runs, in order. Runs
+   * take at most prefillChunk positions; with linear-attention layers they also end at the multiples of linearChunk
+   * and at every snapshot position.
+   */
+  prefillEnds(reuse: number, length: number, snapshots: readonly number[]): number[] {
+    if (!this.linear) {
+      const ends: number[] = [];
+      for (let from = reuse; from < length; from += this.prefillChunk) ends.push(Math.min(length, from + this.prefillChunk));
+      return ends;
+    }
+    const step = Math.min(this.prefillChunk, this.linearChunk);
+    const ends = new Set([length, ...snapshots]);
+    for (let p = (Math.floor(reuse / step) + 1) * step; p < length; p += step) ends.add(p);
+    return [...ends].sort((a, b) => a - b);
+  }
+
+  /**
    * @internal Used by DecoderSequence: reorders the cached rows when `parents` is given, runs `rows` rows of `seq`
-   * new positions and appends their keys/values. `newIds` (rows × seq, row after row), when known, extend the
-   * remembered ids of the rows.
+   * new positions and appends their keys/values (and takes the new linear-attention state). `newIds` (rows × seq,
+   * row after row), when known, extend the remembered ids of the rows.
    */
   async forward(
     owner: DecoderSequence,
@@ -246,34 +349,42 @@ export class DecoderRunner {
     if (past + seq > this.maxSeq) {
       throw new InvalidRequestError(`the sequence would reach ${past + seq} positions, more than maxSeq ${this.maxSeq}`);
     }
+    if (seq > this.linearChunk) throw new RuntimeError(`internal error: a run of ${seq} positions exceeds linearChunk ${this.linearChunk}`);
     // Unknown until the run succeeds: a failed run may leave rows reordered or half written.
     const history = this.rowIds;
     this.rowIds = null;
     this.cache.reserve(past + seq, rows);
-    if (parents) this.cache.reorder(parents);
+    if (parents) {
+      this.cache.reorder(parents);
+      this.linear?.reorder(parents);
+    }
     const positions = new BigInt64Array(rows * seq);
     for (let r = 0; r < rows; r++) for (let i = 0; i < seq; i++) positions[r * seq + i] = BigInt(past + i);
     const feeds: Record<string, HostTensor> = {
       inputs_embeds: { type: 'float32', data: embeds, dims: [rows, seq, this.dims.hiddenSize] },
-      position_ids: { type: 'int64', data: positions, dims: [rows, seq] },
-      attention_bias: { type: 'float32', data: attentionBias(rows, seq, past), dims: [rows, 1, seq, past + seq] },
     };
+    if (this.attentionLayers.length > 0) {
+      feeds.position_ids = { type: 'int64', data: positions, dims: [rows, seq] };
+      feeds.attention_bias = { type: 'float32', data: attentionBias(rows, seq, past), dims: [rows, 1, seq, past + seq] };
+    }
     // Without cached positions the past is fed empty: the graph then neither scores nor normalises capacity slots
     // that are all masked (for a 528-token prompt that was a third of the prefill's time).
     const capacity = past === 0 ? 0 : this.cache.capacity;
     const pastDims = [rows, this.cache.kvHeads, capacity, this.cache.headDim];
     const pastOf = (buffer: Float32Array) => (past === 0 ? new Float32Array(0) : this.cache.view(buffer, rows));
-    for (let i = 0; i < this.dims.numLayers; i++) {
-      feeds[`past_key_${i}`] = { type: 'float32', data: pastOf(this.cache.keys[i]!), dims: pastDims };
-      feeds[`past_value_${i}`] = { type: 'float32', data: pastOf(this.cache.values[i]!), dims: pastDims };
-    }
+    this.attentionLayers.forEach((layer, j) => {
+      feeds[`past_key_${layer}`] = { type: 'float32', data: pastOf(this.cache.keys[j]!), dims: pastDims };
+      feeds[`past_value_${layer}`] = { type: 'float32', data: pastOf(this.cache.values[j]!), dims: pastDims };
+    });
+    this.linear?.addFeeds(feeds);
     const out = await this.session.run(feeds);
     if (owner !== this.active) throw new InvalidRequestError('this sequence was replaced by a later start() while it ran');
-    for (let i = 0; i < this.dims.numLayers; i++) {
-      this.cache.append(this.cache.keys[i]!, out[`key_${i}`]!.data as Float32Array, rows, seq);
-      this.cache.append(this.cache.values[i]!, out[`value_${i}`]!.data as Float32Array, rows, seq);
-    }
+    this.attentionLayers.forEach((layer, j) => {
+      this.cache.append(this.cache.keys[j]!, out[`key_${layer}`]!.data as Float32Array, rows, seq);
+      this.cache.append(this.cache.values[j]!, out[`value_${layer}`]!.data as Float32Array, rows, seq);
+    });
     this.cache.length = past + seq;
+    this.linear?.update(out);
     const logits = out.logits;
     if (!logits || logits.type !== 'float32') throw new RuntimeError('the decoder graph returned no float32 logits');
     if (history && newIds) this.rowIds = extendRows(history, parents, newIds, seq);
@@ -282,24 +393,52 @@ export class DecoderRunner {
 
   /**
    * @internal Used by DecoderSequence before a prefill: keeps the first `reuse` positions of row 0, which must
-   * still hold `ids[0..reuse)`, forgets the rest and makes room for the `length` positions of the prompt.
+   * still hold `ids[0..reuse)`, forgets the rest and makes room for the `length` positions of the prompt. A model
+   * with linear-attention layers takes the state it kept at `reuse` and drops the snapshots this prompt does not share.
    */
   truncate(owner: DecoderSequence, ids: readonly number[] | null, reuse: number, length: number): void {
     if (owner !== this.active) throw new InvalidRequestError('this sequence was replaced by a later start(); start it again');
     if (this.cachedPrefixLength(ids ?? []) < reuse) {
       throw new InvalidRequestError('the cache no longer holds the reused part of this prompt: start it again');
     }
+    if (this.linear) {
+      const point = this.resumePoint(ids ?? [], reuse);
+      if (!point) throw new InvalidRequestError('the linear-attention state of the reused part is gone: start the prompt again');
+      if (point === 'start') this.linear.reset();
+      else this.linear.restore(point === 'live' ? this.linear.snapshot(ids!, reuse) : point);
+      this.snapshots = this.snapshots.filter((s) => s.length <= reuse && s.ids.every((id, i) => id === ids![i]));
+    }
     this.cache.restart(reuse, length);
     this.rowIds = ids ? [ids.slice(0, reuse)] : null;
   }
 
-  /** Bytes the KV cache holds now (keys and values of every layer). */
+  /** @internal Used by DecoderSequence during a prefill: keeps row 0's linear-attention state after `length` positions of `ids`. */
+  keepSnapshot(owner: DecoderSequence, ids: readonly number[], length: number): void {
+    if (owner !== this.active || !this.linear || this.cache.length !== length) return;
+    this.snapshots = this.snapshots.filter((s) => s.length !== length);
+    this.snapshots.push(this.linear.snapshot(ids, length));
+    this.snapshots.sort((a, b) => a.length - b.length);
+    if (this.snapshots.length > this.maxSnapshots) this.snapshots = this.snapshots.slice(this.snapshots.length - this.maxSnapshots);
+  }
+
+  /** The positions at which a linear-attention state is kept now, in order (for diagnostics and tests). */
+  get snapshotPositions(): number[] {
+    return this.snapshots.map((s) => s.length);
+  }
+
+  /** Bytes the key/value cache holds now (keys and values of every full-attention layer). */
   get kvCacheBytes(): number {
     return [...this.cache.keys, ...this.cache.values].reduce((sum, buffer) => sum + buffer.byteLength, 0);
   }
 
+  /** Bytes of linear-attention state held now: the rows' state and the snapshots (0 without such layers). */
+  get linearStateBytes(): number {
+    return (this.linear?.bytes ?? 0) + this.snapshots.reduce((sum, s) => sum + snapshotBytes(s), 0);
+  }
+
   async release(): Promise<void> {
     this.active = null;
+    this.snapshots = [];
     if (this.embeddings instanceof TensorRows) this.embeddings.close();
     await this.session.release();
   }
@@ -322,13 +461,16 @@ export class DecoderSequence {
     /** Prompt positions taken from the cache instead of being prefilled. */
     readonly reusedLength: number,
     private readonly pause?: () => Promise<void>,
+    /** Positions after which the prefill keeps the linear-attention state (see PromptBinding). */
+    private readonly snapshots: readonly number[] = [],
   ) {
     this.vocabSize = runner.vocabSize;
   }
 
   /**
    * Runs the bound prompt (positions reusedLength..L-1 after the reused ones), in runs of at most the runner's
-   * `prefillChunk` positions (awaiting the binding's `pause` between them), and returns its last position's logits.
+   * `prefillChunk` positions (`prefillEnds`; awaiting the binding's `pause` between them), and returns its last
+   * position's logits.
    */
   async prefill(): Promise<Float32Array> {
     return this.exclusive(async () => {
@@ -337,11 +479,13 @@ export class DecoderSequence {
       this.rows = 0;
       const d = this.runner.dims.hiddenSize;
       let logits: Float32Array = new Float32Array(0);
-      for (let from = reuse; from < this.promptLength; from += this.runner.prefillChunk) {
+      let from = reuse;
+      for (const to of this.runner.prefillEnds(reuse, this.promptLength, this.snapshots)) {
         if (from > reuse) await this.pause?.();
-        const to = Math.min(this.promptLength, from + this.runner.prefillChunk);
         const embeds = this.promptEmbeds.subarray((from - reuse) * d, (to - reuse) * d);
         logits = await this.runner.forward(this, embeds, 1, to - from, undefined, this.promptIds?.slice(from, to) ?? null);
+        if (this.promptIds && this.snapshots.includes(to)) this.runner.keepSnapshot(this, this.promptIds, to);
+        from = to;
       }
       this.rows = 1;
       return logits;
@@ -407,131 +551,4 @@ function extendRows(
     for (let i = 0; i < seq; i++) ids.push(newIds[r * seq + i]!);
   });
   return next;
-}
-
-/** Cache positions are allocated in steps of this many. */
-const CAPACITY_STEP = 64;
-
-/**
- * Per-layer key and value buffers [rows][kvHeads][capacity][headDim]; every row holds `length` positions. Memory
- * follows what is used: rows are added when a step feeds more of them (beams), the capacity grows in steps of 64
- * positions (up to maxSeq), and a new prompt gives back what the previous answer needed beyond it. Each buffer is a
- * resizable ArrayBuffer: it grows and shrinks in place (its blocks moved within it), and what it gives back returns
- * to the system at once instead of waiting for the garbage collector. Attention reads every capacity slot, so the
- * unused ones are kept few: growing by 64 positions moves the cache within its buffers once every 64 tokens (for
- * MiniCPM-V 2.0 at 600 positions, 0.4 GB, a few ms per token), where doubling had it read up to twice the used
- * positions at every step and score as many masked slots in a prefill.
- */
-class KvCache {
-  keys: Float32Array[] = [];
-  values: Float32Array[] = [];
-  capacity = 0;
-  rows = 0;
-  length = 0;
-  /** The layers' key buffers, then their value buffers. */
-  private readonly buffers: ArrayBuffer[];
-  private scratch = new Float32Array(0);
-
-  constructor(
-    readonly layers: number,
-    readonly kvHeads: number,
-    readonly headDim: number,
-    readonly maxSeq: number,
-    maxRows: number,
-  ) {
-    const mostBytes = maxRows * kvHeads * maxSeq * headDim * Float32Array.BYTES_PER_ELEMENT;
-    this.buffers = Array.from({ length: 2 * layers }, () => new ArrayBuffer(0, { maxByteLength: mostBytes }));
-  }
-
-  /** The first `rows` rows of a layer buffer: exactly the graph's past input, no copy. */
-  view(buffer: Float32Array, rows: number): Float32Array {
-    return buffer.subarray(0, rows * this.kvHeads * this.capacity * this.headDim);
-  }
-
-  /** Makes room for `needed` positions in `rows` rows (the used positions of the rows there are kept). */
-  reserve(needed: number, rows: number): void {
-    if (needed <= this.capacity && rows <= this.rows) return;
-    this.resize(Math.max(this.capacity, this.capacityFor(needed)), Math.max(rows, this.rows));
-  }
-
-  /**
-   * Starts a new prompt after the first `keep` positions of row 0, with room for `room` positions in that one row.
-   * What the previous answer grew beyond that (beam rows, positions) is given back; with nothing kept and no room
-   * asked for, everything is.
-   */
-  restart(keep: number, room = 0): void {
-    this.length = Math.min(this.length, keep);
-    if (keep === 0) this.resize(0, 0);
-    if (keep > 0 || room > 0) this.resize(this.capacityFor(Math.max(keep, room)), 1);
-  }
-
-  private capacityFor(positions: number): number {
-    return Math.min(this.maxSeq, Math.ceil(positions / CAPACITY_STEP) * CAPACITY_STEP);
-  }
-
-  /**
-   * Brings the buffers to `capacity` positions × `rows` rows in place, keeping the used positions of the rows both
-   * have: a buffer grows first and its blocks move towards the end, last block first; it shrinks after its blocks
-   * moved towards the start, first block first. Slots past the used positions may hold stale entries: attention
-   * masks them.
-   */
-  private resize(capacity: number, rows: number): void {
-    const used = this.length * this.headDim;
-    const from = this.capacity * this.headDim;
-    const to = capacity * this.headDim;
-    const kept = Math.min(rows, this.rows) * this.kvHeads;
-    const bytes = rows * this.kvHeads * to * Float32Array.BYTES_PER_ELEMENT;
-    for (const buffer of this.buffers) {
-      if (bytes > buffer.byteLength) buffer.resize(bytes);
-      const all = new Float32Array(buffer);
-      if (to > from) for (let block = kept - 1; block > 0; block--) all.copyWithin(block * to, block * from, block * from + used);
-      if (to < from) for (let block = 1; block < kept; block++) all.copyWithin(block * to, block * from, block * from + used);
-      if (bytes < buffer.byteLength) buffer.resize(bytes);
-    }
-    const floats = bytes / Float32Array.BYTES_PER_ELEMENT;
-    const views = this.buffers.map((buffer) => new Float32Array(buffer, 0, floats));
-    this.keys = views.slice(0, this.layers);
-    this.values = views.slice(this.layers);
-    this.capacity = capacity;
-    this.rows = rows;
-  }
-
-  /** Writes new entries [rows, kvHeads, seq, headDim] at positions [length, length+seq) of each row. */
-  append(buffer: Float32Array, fresh: Float32Array, rows: number, seq: number): void {
-    const span = seq * this.headDim;
-    for (let block = 0; block < rows * this.kvHeads; block++) {
-      buffer.set(fresh.subarray(block * span, (block + 1) * span), (block * this.capacity + this.length) * this.headDim);
-    }
-  }
-
-  /**
-   * Row i := row parents[i] in every buffer. Only rows whose parent is another row are written, and only their
-   * used positions; a written row that is also some row's parent is first saved to a reused scratch buffer.
-   */
-  reorder(parents: readonly number[]): void {
-    const moved = parents.flatMap((p, i) => (p !== i ? [i] : []));
-    if (moved.length === 0) return;
-    const sources = new Set(moved.map((i) => parents[i]!));
-    const saved = moved.filter((i) => sources.has(i));
-    const headStride = this.capacity * this.headDim;
-    const used = this.length * this.headDim;
-    const rowSpan = this.kvHeads * used;
-    if (this.scratch.length < saved.length * rowSpan) this.scratch = new Float32Array(saved.length * rowSpan);
-    const head = (buffer: Float32Array, row: number, h: number) => {
-      const at = (row * this.kvHeads + h) * headStride;
-      return buffer.subarray(at, at + used);
-    };
-    const savedHead = (k: number, h: number) => this.scratch.subarray(k * rowSpan + h * used, k * rowSpan + (h + 1) * used);
-    for (const buffer of [...this.keys, ...this.values]) {
-      saved.forEach((row, k) => {
-        for (let h = 0; h < this.kvHeads; h++) savedHead(k, h).set(head(buffer, row, h));
-      });
-      for (const i of moved) {
-        const k = saved.indexOf(parents[i]!);
-        for (let h = 0; h < this.kvHeads; h++) {
-          buffer.set(k >= 0 ? savedHead(k, h) : head(buffer, parents[i]!, h), (i * this.kvHeads + h) * headStride);
-        }
-      }
-    }
-  }
 }

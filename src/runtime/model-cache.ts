@@ -46,6 +46,7 @@ const CHECKPOINT_RECORD = 'checkpoint.json';
 /** Options that change how a session runs, never the graph: left out of the key. */
 const RUNTIME_ONLY_OPTIONS = new Set([
   'threads', 'executionProvider', 'cache', 'memoryArena', 'maxSeq', 'maxRows', 'prefillChunk', 'maxBeams', 'maxBatch', 'hub',
+  'maxSnapshots',
 ]);
 
 /** One graph of a model, as the part that owns it describes it. */
