@@ -35,7 +35,7 @@ const template = ChatTemplate.fromDir(MODEL_DIR);
 /** apply_chat_template(messages, tokenize=False, **kwargs) as the fixture recorded its arguments. */
 function render(t: ChatTemplate, messages: ChatTemplateMessage[], kwargs: Record<string, unknown>): string {
   const { add_generation_prompt, ...rest } = kwargs;
-  return t.render({ messages, addGenerationPrompt: add_generation_prompt === true, specialTokens: tokenizer.specialTokens, kwargs: rest });
+  return t.render({ messages, addGenerationPrompt: add_generation_prompt === true, specialTokens: tokenizer.namedTokens, kwargs: rest });
 }
 
 test('every chat-template case renders byte-exact, and its text tokenizes to the recorded ids', () => {

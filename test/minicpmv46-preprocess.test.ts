@@ -13,10 +13,10 @@ import {
   planImageSlices,
   preprocessImage,
   sliceTokens,
-  type DownsampleMode,
   type MiniCPMV46ImageOptions,
   type PreprocessedImage,
 } from '../src/models/minicpmv46/image-processor.js';
+import type { DownsampleMode } from '../src/models/messages.js';
 import { preprocessVideo, sampleFrames, videoPlaceholder, type MiniCPMV46VideoOptions } from '../src/models/minicpmv46/video.js';
 import { fixturePath, maxAbsDiff, openGolden, readFixtureJson } from './helpers/fixtures.js';
 

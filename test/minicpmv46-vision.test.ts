@@ -10,7 +10,8 @@ import { decodeImage } from '../src/image/index.js';
 import {
   mergeOrder, minicpmv46VisionDims, nearestPositionIds, patchOrder, type MiniCPMV46VisionDims,
 } from '../src/models/minicpmv46/vision.js';
-import type { DownsampleMode } from '../src/models/minicpmv46/image-processor.js';
+import { parseMiniCPMV46Config } from '../src/models/minicpmv46/config.js';
+import type { DownsampleMode } from '../src/models/messages.js';
 import {
   MiniCPMV46VisionEncoder, type MiniCPMV46Slice, type MiniCPMV46VisionStages,
 } from '../src/models/minicpmv46/vision-encoder.js';
@@ -32,8 +33,10 @@ interface PreprocessCase {
 
 const CASES = ['grad_100x80_16x', 'grad_100x80_4x', 'shapes_448x448_16x', 'wide_1000x300_16x', 'wide_1000x300_4x'];
 
-const config = readFixtureJson(FIXTURE, 'model', 'config.json');
-const dims = minicpmv46VisionDims(config);
+const MODEL_DIR = fixturePath(FIXTURE, 'model');
+const config = readFixtureJson<Record<string, unknown>>(FIXTURE, 'model', 'config.json');
+const parse = (dict: Record<string, unknown>) => parseMiniCPMV46Config({ dir: MODEL_DIR, file: 'config.json', config: dict });
+const dims = minicpmv46VisionDims(parse(config));
 let checkpoint: SafetensorsCheckpoint;
 let encoder: MiniCPMV46VisionEncoder;
 
@@ -105,10 +108,9 @@ test('config.json gives the tiny vision dims of README §2.1 (insert_layer_id fr
     patchSize: 14, positionGridSide: 70, insertLayerId: 0, textHiddenSize: 128,
   };
   assert.deepEqual(dims, expected);
-  const withTopLevel = { ...(config as object), insert_layer_id: 2 };
-  assert.equal(minicpmv46VisionDims(withTopLevel).insertLayerId, 2);
-  assert.throws(() => minicpmv46VisionDims({ ...(config as object), insert_layer_id: 4 }), UnsupportedModelError);
-  assert.throws(() => minicpmv46VisionDims({ ...(config as object), merger_times: 2 }), UnsupportedModelError);
+  assert.equal(minicpmv46VisionDims(parse({ ...config, insert_layer_id: 2 })).insertLayerId, 2);
+  assert.throws(() => parse({ ...config, insert_layer_id: 4 }), UnsupportedModelError);
+  assert.throws(() => parse({ ...config, merger_times: 2 }), UnsupportedModelError);
 });
 
 test('nearest position ids: bucket of float32(i/h) on the 70-grid (hand-computed rows and columns)', () => {

@@ -12,7 +12,8 @@ import { generate } from '../src/generation/generate.js';
 import type { GenerationOptions, LogitsModel } from '../src/generation/types.js';
 import { buildDecoder, type DecoderDims } from '../src/models/parts/decoder.js';
 import { linearStateShapes } from '../src/models/parts/gated-delta-net.js';
-import { MINICPMV46_TEXT_NAMES, qwen35DecoderDims } from '../src/models/parts/qwen35-text.js';
+import { parseMiniCPMV46Config } from '../src/models/minicpmv46/config.js';
+import { TEXT_NAMES, textDims } from '../src/models/minicpmv46/text.js';
 import { attentionBias, DecoderRunner, type DecoderSequence } from '../src/runtime/decoder-runner.js';
 import { GraphSession, type HostTensor } from '../src/runtime/session.js';
 import { fixturePath, maxAbsDiff, openGolden, readFixtureJson } from './helpers/fixtures.js';
@@ -39,9 +40,9 @@ interface LlmCase {
   runs: { greedy: Run; beam3: Run };
 }
 
-const config = readFixtureJson<{ text_config: Record<string, unknown>; tie_word_embeddings: boolean }>(FIXTURE, 'model', 'config.json');
+const config = readFixtureJson<Record<string, unknown>>(FIXTURE, 'model', 'config.json');
 const generationConfig = readFixtureJson<{ eos_token_id: number[]; bos_token_id: number }>(FIXTURE, 'model', 'generation_config.json');
-const dims = qwen35DecoderDims(config.text_config, config.tie_word_embeddings);
+const dims = textDims(parseMiniCPMV46Config({ dir: fixturePath(FIXTURE, 'model'), file: 'config.json', config }));
 const vocab = dims.vocabSize;
 const caseNames = readdirSync(fixturePath(FIXTURE, 'llm'))
   .filter((f) => f.endsWith('.json'))
@@ -55,9 +56,9 @@ let allPositions: GraphSession;
 
 before(async () => {
   checkpoint = new SafetensorsCheckpoint(fixturePath(FIXTURE, 'model'));
-  runner = await DecoderRunner.create(checkpoint, dims, { ...MINICPMV46_TEXT_NAMES, maxSeq: 2100, maxRows: 3, threads: 1 });
+  runner = await DecoderRunner.create(checkpoint, dims, { ...TEXT_NAMES, maxSeq: 2100, maxRows: 3, threads: 1 });
   // Logits of every position, one run of up to 128 positions (the runner's graph takes 64).
-  const graph = buildDecoder(checkpoint, dims, { ...MINICPMV46_TEXT_NAMES, logits: 'all', linearChunk: 128 });
+  const graph = buildDecoder(checkpoint, dims, { ...TEXT_NAMES, logits: 'all', linearChunk: 128 });
   allPositions = await GraphSession.create('decoder (all positions)', graph.serialize(), { threads: 1 });
 });
 
@@ -337,7 +338,7 @@ function overlay(base: TensorSource, replaced: Replacements): TensorSource {
 /** Prefill of a chat and three greedy steps through a runner over `source` (logits of each position). */
 async function firstSteps(source: TensorSource, modelDims: DecoderDims, name: string): Promise<Float32Array[]> {
   const { json, tensors } = golden(name);
-  const model = await DecoderRunner.create(source, modelDims, { ...MINICPMV46_TEXT_NAMES, maxSeq: 128, threads: 1, cache: false });
+  const model = await DecoderRunner.create(source, modelDims, { ...TEXT_NAMES, maxSeq: 128, threads: 1, cache: false });
   try {
     const sequence = model.start(tensors.inputs_embeds!, json.seq_len);
     const out = [await sequence.prefill()];
@@ -412,14 +413,14 @@ test('int8 and int4: every linear layer, the linear-attention projections includ
   const { tensors } = golden('text_only');
   const errors: Record<string, number> = {};
   for (const precision of ['int8', 'int4'] as const) {
-    const model = buildDecoder(checkpoint, dims, { ...MINICPMV46_TEXT_NAMES, logits: 'last', precision }).serialize();
+    const model = buildDecoder(checkpoint, dims, { ...TEXT_NAMES, logits: 'last', precision }).serialize();
     const bytes = Buffer.from(model.model.buffer, model.model.byteOffset, model.model.byteLength);
     model.weights?.remove();
     for (const node of linears) {
       assert.ok(bytes.includes(`${node}/MatMulNBits`), `${precision}: ${node} is not a MatMulNBits`);
       assert.ok(!bytes.includes(`${node}/FusedMatMul`), `${precision}: ${node} still has a float32 FusedMatMul`);
     }
-    const quantised = await DecoderRunner.create(checkpoint, dims, { ...MINICPMV46_TEXT_NAMES, maxSeq: 64, threads: 1, precision });
+    const quantised = await DecoderRunner.create(checkpoint, dims, { ...TEXT_NAMES, maxSeq: 64, threads: 1, precision });
     try {
       const logits = await quantised.start(tensors.inputs_embeds!, 25).prefill();
       assert.ok(logits.every(Number.isFinite), `${precision}: logits are finite`);

@@ -113,11 +113,11 @@ test('special tokens, size and token ids as transformers reports them', () => {
   }
   for (const token of cases.all_special_tokens) assert.ok(tokenizer.isSpecialId(tokenizer.pieceToId(token)), `${token} is special`);
   for (const token of ['<think>', '</think>', '<tool_call>', '</tool_call>']) assert.ok(!tokenizer.isSpecialId(tokenizer.pieceToId(token)), `${token} is not special`);
-  assert.equal(tokenizer.specialTokens['bos_token'], cases.bos_token);
-  assert.equal(tokenizer.specialTokens['eos_token'], cases.eos_token);
-  assert.equal(tokenizer.specialTokens['pad_token'], cases.pad_token);
-  assert.equal(tokenizer.specialTokens['unk_token'], cases.unk_token);
-  assert.equal(tokenizer.specialTokens['image_token'], '<|image_pad|>');
+  assert.equal(tokenizer.namedTokens['bos_token'], cases.bos_token);
+  assert.equal(tokenizer.namedTokens['eos_token'], cases.eos_token);
+  assert.equal(tokenizer.namedTokens['pad_token'], cases.pad_token);
+  assert.equal(tokenizer.namedTokens['unk_token'], cases.unk_token);
+  assert.equal(tokenizer.namedTokens['image_token'], '<|image_pad|>');
   // convert_tokens_to_ids gives the unk id for a token the vocabulary lacks; decode skips ids it does not know.
   assert.equal(tokenizer.pieceToId('no such token'), tokenizer.pieceToId(cases.unk_token));
   assert.throws(() => tokenizer.idToPiece(tokenizer.size), TokenizerError);

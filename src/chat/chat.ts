@@ -1,12 +1,13 @@
 // One chat turn on any model family: prompt → embeddings → generation → answer text, streamed as it is produced.
-// The concatenated stream equals the final answer (`_decode_text`: ids 0 and the final EOS removed, stripped), or,
-// when a stop string ended it, the answer before the stop string.
+// The concatenated stream equals the final answer (as the family makes it from the ids: MiniCPM-V's `_decode_text`
+// drops ids 0 and the final EOS and strips; MiniCPM-V 4.6 decodes without special tokens), or, when a stop string
+// ended it, the answer before the stop string.
 
 import { setImmediate as nextMacrotask } from 'node:timers/promises';
 import { InvalidRequestError } from '../errors.js';
 import { beamSearch } from '../generation/beam-search.js';
 import { generate } from '../generation/generate.js';
-import type { LogitsModel } from '../generation/types.js';
+import type { BeamSearchVersion, LogitsModel } from '../generation/types.js';
 import type { RgbImage } from '../image/index.js';
 import type { ChatInput, ChatMessage, Message } from '../models/messages.js';
 import { isPythonWhitespace } from '../tokenizer/python-strings.js';
@@ -19,7 +20,15 @@ export interface ChatModel<P extends { ids: number[] } = { ids: number[] }> {
   /** What the upstream chat.py's OmniLMMChat asks this model for (sampling, with its own overrides). */
   readonly chatPySettings: DecodingSettings;
   readonly bosTokenId: number;
-  readonly eosTokenId: number;
+  /** Every id that ends an answer (generation_config.json's eos_token_id). */
+  readonly eosTokenIds: readonly number[];
+  /** Whose beam search the family's official code runs (transformers 4.36 or 5). */
+  readonly beamSearchVersion: BeamSearchVersion;
+  /**
+   * How the streamed answer follows decodeAnswer: ids it leaves out beyond the detokenizer's own rules, and whether
+   * the text is stripped as Python's str.strip() does.
+   */
+  readonly answerText: { readonly skipIds: readonly number[]; readonly strip: boolean };
   readonly maxBeams: number;
   readonly contextLength: number;
   /**
@@ -90,7 +99,8 @@ export async function* streamChat(model: ChatModel, request: ChatRequest): Async
     ...decoding,
     maxNewTokens,
     bosTokenId: model.bosTokenId,
-    eosTokenId: model.eosTokenId,
+    eosTokenId: model.eosTokenIds,
+    beamSearchVersion: model.beamSearchVersion,
     signal: request.signal,
   };
   const steps = pausingBeforeCalls(sequence, pause);
@@ -99,30 +109,31 @@ export async function* streamChat(model: ChatModel, request: ChatRequest): Async
     text,
     promptIds: prompt.ids,
     outputIds,
-    finishReason: stopped || outputIds[outputIds.length - 1] === model.eosTokenId ? 'stop' : 'length',
+    finishReason: stopped || model.eosTokenIds.includes(outputIds[outputIds.length - 1]!) ? 'stop' : 'length',
     cachedTokens: sequence.reusedLength,
   });
   if (decoding.numBeams > 1) {
     outputIds.push(...(await beamSearch(steps, options)).ids);
     const answer = model.decodeAnswer(outputIds);
     const at = firstStop(answer, stops);
-    const text = at < 0 ? answer : stripEnd(answer.slice(0, at));
+    const text = at < 0 ? answer : model.answerText.strip ? stripEnd(answer.slice(0, at)) : answer.slice(0, at);
     if (text) yield text;
     return result(text, at >= 0);
   }
   const stopper = new StopStream(stops);
-  const stripper = new StripStream();
+  const stripper = model.answerText.strip ? new StripStream() : null;
+  const strip = (text: string) => (stripper ? stripper.push(text) : text);
   const detok = model.detokenizer();
   let streamed = '';
   for await (const id of generate(steps, options)) {
     outputIds.push(id);
-    if (id === model.eosTokenId || id === 0) continue;
-    const chunk = stripper.push(stopper.push(detok.push(id)));
+    if (model.answerText.skipIds.includes(id)) continue;
+    const chunk = strip(stopper.push(detok.push(id)));
     streamed += chunk;
     if (chunk) yield chunk;
     if (stopper.stopped) return result(streamed, true);
   }
-  const tail = stripper.push(stopper.push(detok.flush()) + stopper.flush());
+  const tail = strip(stopper.push(detok.flush()) + stopper.flush());
   if (tail) yield tail;
   return result(stopper.stopped ? streamed + tail : model.decodeAnswer(outputIds), stopper.stopped);
 }

@@ -9,6 +9,7 @@ import type { ModelFamily } from './family.js';
 import { versionText } from './minicpmv/config.js';
 import { minicpmvFamily } from './minicpmv/family.js';
 import { omnilmmFamily } from './omnilmm/family.js';
+import { minicpmv46Family } from './minicpmv46/family.js';
 
 export type { CheckpointConfig, ImageInspection, LoadedModel, LoadOptions, ModelFamily } from './family.js';
 
@@ -16,6 +17,7 @@ export type { CheckpointConfig, ImageInspection, LoadedModel, LoadOptions, Model
 const FAMILIES = [
   minicpmvFamily,
   omnilmmFamily,
+  minicpmv46Family,
 ] as const;
 
 type ConfigOfFamily<F> = F extends ModelFamily<infer C> ? C : never;

@@ -30,6 +30,7 @@ export class LlamaTokenizer implements Tokenizer {
   private readonly addedById = new Map<number, AddedTokenSpec>();
   private readonly addedByContent = new Map<string, AddedTokenSpec>();
   private readonly addedTrie: StringTrie;
+  readonly namedTokens: Readonly<Record<string, string>>;
   /** `all_special_tokens` and `all_special_ids`. */
   private readonly specialTokens: Set<string>;
   private readonly specialIds: Set<number>;
@@ -91,6 +92,7 @@ export class LlamaTokenizer implements Tokenizer {
     this.eosId = required('eos_token');
     this.unkId = required('unk_token');
     this.padId = config.specialTokens.pad_token === undefined ? null : this.pieceToId(config.specialTokens.pad_token);
+    this.namedTokens = Object.fromEntries(Object.entries(config.specialTokens).filter((e): e is [string, string] => e[1] !== undefined));
   }
 
   /** Number of SentencePiece pieces (transformers' `vocab_size`). */

@@ -18,7 +18,7 @@ import type { DecodeOptions, EncodeOptions, StreamDecoder, Tokenizer } from './t
 
 export class TokenizerJson implements Tokenizer {
   /** transformers' special-token attributes: `bos_token`, `eos_token`, `pad_token`, `unk_token`, `image_token`, … → text. */
-  readonly specialTokens: Readonly<Record<string, string>>;
+  readonly namedTokens: Readonly<Record<string, string>>;
   readonly size: number;
   private readonly bpe: ByteLevelBpe;
   private readonly idToToken = new Map<number, string>();
@@ -92,7 +92,7 @@ export class TokenizerJson implements Tokenizer {
     this.rawSplitter = new AddedTokenSplitter(addedTokens.filter((t) => !t.normalized).map((t) => [t.content, t]));
     this.normalizedSplitter = new AddedTokenSplitter(addedTokens.filter((t) => t.normalized).map((t) => [this.normalize(t.content), t]));
     this.splitRegexes = spec.splitPatterns.map(onigToRegExp);
-    this.specialTokens = spec.specialTokens;
+    this.namedTokens = spec.specialTokens;
     const idOf = (key: string): number | null => {
       const content = spec.specialTokens[key];
       return content === undefined ? null : (this.tokenToIdMap.get(content) ?? null);

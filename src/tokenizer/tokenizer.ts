@@ -18,6 +18,8 @@ export interface StreamDecoder {
 }
 
 export interface Tokenizer {
+  /** tokenizer_config.json's named tokens (`bos_token` → its text, `image_token` → `<|image_pad|>`, …), as chat templates see them. */
+  readonly namedTokens: Readonly<Record<string, string>>;
   /** One more than the largest id the tokenizer knows (learned vocabulary plus added tokens). */
   readonly size: number;
   /** transformers' `bos_token_id`: the id of the configured beginning-of-sequence token; null when there is none. */

@@ -102,6 +102,18 @@ export class MiniCPMVModel {
     return this.tokenizer.streamDecoder();
   }
 
+  /** chat() passes the tokenizer's eos_token_id to generate(), whose beam search is transformers 4.36's. */
+  get eosTokenIds(): readonly number[] {
+    return [this.eosTokenId];
+  }
+
+  readonly beamSearchVersion = '4.36';
+
+  /** `_decode_text`: ids 0 and EOS left out, the text stripped. */
+  get answerText() {
+    return { skipIds: [this.eosTokenId, 0], strip: true };
+  }
+
   get maxBeams(): number {
     return this.decoder.maxRows;
   }

@@ -13,8 +13,8 @@ import {
 import { readJsonFile } from '../../config/json.js';
 import { CheckpointError, UnsupportedModelError } from '../../errors.js';
 import type { CheckpointConfig } from '../family.js';
+import type { DownsampleMode } from '../messages.js';
 
-export type DownsampleMode = '16x' | '4x';
 export type LayerType = 'linear_attention' | 'full_attention';
 
 /** The Qwen3.5 hybrid text model (`text_config`, model_type "qwen3_5_text"). */

@@ -10,9 +10,9 @@ import { ImageError } from '../../errors.js';
 import { cropImage, type RgbImage } from '../../image/rgb.js';
 import { ensureDivide } from '../../image/slice.js';
 import { resizeBicubicTorch } from '../../image/torch-resize.js';
+import type { DownsampleMode } from '../messages.js';
 
 export type HeightWidth = [height: number, width: number];
-export type DownsampleMode = '16x' | '4x';
 
 /** The processor settings that matter here (processor_config.json → image_processor, or video_processor). */
 export interface MiniCPMV46ImageOptions {

@@ -13,7 +13,7 @@ import {
   buildVisionHeadGraph, buildVisionTailGraph, buildWindowMergerGraph, gatherRows, mergeOrder,
   nearestPositionIds, patchOrder, scatterRows, type MiniCPMV46VisionDims,
 } from './vision.js';
-import type { DownsampleMode } from './image-processor.js';
+import type { DownsampleMode } from '../messages.js';
 
 /** One slice: normalised CHW float32 pixels (`(u8 − 127.5) / 127.5`) of 3×height×width, sides multiples of the patch. */
 export interface MiniCPMV46Slice {

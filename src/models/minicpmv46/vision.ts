@@ -16,12 +16,12 @@
 // 16x runs head → vit_merger → tail (m = n/4), 4x runs head → tail (m = n): both modes share every weight.
 
 import type { TensorSource } from '../../checkpoint/safetensors.js';
-import { fromDict, integer, integers, number, string, type Origin } from '../../config/fromDict.js';
-import { CheckpointError, ImageError, UnsupportedModelError } from '../../errors.js';
+import { ImageError } from '../../errors.js';
 import { Graph } from '../../graph/builder.js';
 import type { WeightPrecision } from '../../graph/quantize.js';
 import { attention, fusedLinears, layerNorm, linear, patchEmbedding, readWeight } from '../parts/layers.js';
-import type { DownsampleMode } from './image-processor.js';
+import type { MiniCPMV46Config } from './config.js';
+import type { DownsampleMode } from '../messages.js';
 
 /** Sizes of the 4.6 vision tower, its window merger and the merger into the language model. */
 export interface MiniCPMV46VisionDims {
@@ -47,55 +47,20 @@ export interface MiniCPMV46VisionDims {
 export const VISION_TOWER_PREFIX = 'model.vision_tower.';
 export const MERGER_PREFIX = 'model.merger.';
 
-const VISION_CONFIG_FIELDS = {
-  hiddenSize: integer({ min: 1, default: 768 }),
-  intermediateSize: integer({ min: 1, default: 3072 }),
-  numHiddenLayers: integer({ min: 1, default: 12 }),
-  numAttentionHeads: integer({ min: 1, default: 12 }),
-  numChannels: integer({ default: 3, oneOf: [3], why: 'images are RGB' }),
-  imageSize: integer({ min: 1, default: 224 }),
-  patchSize: integer({ min: 1, default: 16 }),
-  hiddenAct: string({ default: 'gelu_pytorch_tanh', oneOf: ['gelu_pytorch_tanh', 'gelu'] }),
-  layerNormEps: number({ min: 0, default: 1e-6 }),
-  windowKernelSize: integers({ default: [2, 2], oneOf: [[2, 2]], why: 'the window merger is implemented for 2×2 windows' }),
-};
-
-const TOP_LEVEL_FIELDS = {
-  insertLayerId: integer({ default: 6 }),
-  mergeKernelSize: integers({ default: [2, 2], oneOf: [[2, 2]], why: 'the merger is implemented for 2×2 blocks' }),
-  mergerTimes: integer({ default: 1, oneOf: [1], why: 'the merger is implemented for one merge round' }),
-};
-
-/**
- * The vision dims of a MiniCPM-V 4.6 config.json dict (`MiniCPMV4_6Config`: the top-level `insert_layer_id`
- * overrides the vision config's, as its `__post_init__` does; missing keys take the official class defaults).
- */
-export function minicpmv46VisionDims(config: unknown, file = 'config.json'): MiniCPMV46VisionDims {
-  const origin: Origin = { file };
-  const top = fromDict(config, TOP_LEVEL_FIELDS, origin);
-  const dict = config as Record<string, unknown>;
-  const vision = fromDict(dict.vision_config ?? {}, VISION_CONFIG_FIELDS, { file, prefix: 'vision_config' });
-  const text = fromDict(dict.text_config ?? {}, { hiddenSize: integer({ min: 1, default: 4096 }) }, { file, prefix: 'text_config' });
-  if (vision.hiddenSize % vision.numAttentionHeads !== 0) {
-    throw new CheckpointError(`${file}: vision hidden_size ${vision.hiddenSize} is not divisible by ${vision.numAttentionHeads} heads`);
-  }
-  if (top.insertLayerId < 0 || top.insertLayerId >= vision.numHiddenLayers) {
-    throw new UnsupportedModelError(
-      `${file}: insert_layer_id ${top.insertLayerId} is not a layer of the ${vision.numHiddenLayers}-layer vision tower; ` +
-        'the official 16x path needs one (0 … num_hidden_layers − 1)',
-    );
-  }
+/** The tower's dims from the family's typed config (which already refused what the graphs do not build). */
+export function minicpmv46VisionDims(config: MiniCPMV46Config): MiniCPMV46VisionDims {
+  const v = config.vision;
   return {
-    hiddenSize: vision.hiddenSize,
-    numHeads: vision.numAttentionHeads,
-    numLayers: vision.numHiddenLayers,
-    intermediateSize: vision.intermediateSize,
-    layerNormEps: vision.layerNormEps,
-    hiddenAct: vision.hiddenAct as MiniCPMV46VisionDims['hiddenAct'],
-    patchSize: vision.patchSize,
-    positionGridSide: Math.floor(vision.imageSize / vision.patchSize),
-    insertLayerId: top.insertLayerId,
-    textHiddenSize: text.hiddenSize,
+    hiddenSize: v.hiddenSize,
+    numHeads: v.numAttentionHeads,
+    numLayers: v.numHiddenLayers,
+    intermediateSize: v.intermediateSize,
+    layerNormEps: v.layerNormEps,
+    hiddenAct: v.hiddenAct,
+    patchSize: v.patchSize,
+    positionGridSide: v.positionGrid,
+    insertLayerId: config.insertLayerId,
+    textHiddenSize: config.text.hiddenSize,
   };
 }
 

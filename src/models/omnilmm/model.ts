@@ -105,6 +105,17 @@ export class OmniLMMModel implements LoadedModel {
     return this.config.text.eosTokenId;
   }
 
+  get eosTokenIds(): readonly number[] {
+    return [this.eosTokenId];
+  }
+
+  readonly beamSearchVersion = '4.36';
+
+  /** The answer as chat.py returns it: ids 0 and EOS left out, the text stripped. */
+  get answerText() {
+    return { skipIds: [this.eosTokenId, 0], strip: true };
+  }
+
   get maxBeams(): number {
     return this.decoder.maxRows;
   }

@@ -1,0 +1,32 @@
+// MiniCPM-V 4.6 (model_type "minicpmv4_6") as the registry sees it: config parsing, its tokenizer.json tokenizer, the
+// image processor (for inspect-image) and the model.
+
+import { loadTokenizer } from '../../tokenizer/load.js';
+import type { ModelFamily } from '../family.js';
+import { parseMiniCPMV46Config, type MiniCPMV46Config } from './config.js';
+import { imagePlaceholder, preprocessImage } from './image-processor.js';
+import { MiniCPMV46Model, TOKENIZER_FORMAT } from './model.js';
+
+export const minicpmv46Family: ModelFamily<MiniCPMV46Config> = {
+  modelType: 'minicpmv4_6',
+  description: 'MiniCPM-V 4.6',
+  unsupportedMember: () => null,
+  parseConfig: parseMiniCPMV46Config,
+  // The chat path tokenizes the whole prompt text as it is: Qwen's tokenizer adds no BOS.
+  tokenize: (dir, text) => loadTokenizer(dir, TOKENIZER_FORMAT).encode(text),
+  inspectImage: (image, config, options) => {
+    const imageOptions = { ...config.processor.image, downsampleMode: options?.downsampleMode ?? config.processor.image.downsampleMode };
+    const processed = preprocessImage(image, imageOptions);
+    const grid = processed.plan.grid;
+    const pixels = new Map(processed.slices.map((s) => [s.image, s.pixels]));
+    return {
+      slices: processed.slices.map((s) => s.image),
+      // [cols, rows], as inspect-image reports every family's grid (upstream 4.6 plans [rows, cols]).
+      grid: grid ? [grid[1], grid[0]] : null,
+      placeholder: imagePlaceholder(processed, imageOptions.useImageId ? 0 : null),
+      imageTokens: processed.slices.reduce((sum, s) => sum + s.tokens, 0),
+      pixels: (slice) => pixels.get(slice)!,
+    };
+  },
+  load: (dir, config, options) => MiniCPMV46Model.load(dir, config, options),
+};

@@ -1,0 +1,252 @@
+// A loaded MiniCPM-V 4.6: tokenizer.json tokenizer and chat template, the SigLIP2 image encoder and the Qwen3.5 hybrid
+// decoder, and the steps of the official `processor(...)` → `model.generate(...)` (prompt with placeholders → ids →
+// visual rows scattered over the `<|image_pad|>` / `<|video_pad|>` positions → decoder).
+
+import { createHash } from 'node:crypto';
+import type { ChatDefaults } from '../../chat/decoding.js';
+import { openCheckpoint } from '../../checkpoint/open.js';
+import { readGenerationConfig, type GenerationConfig } from '../../config/generation.js';
+import { InvalidRequestError } from '../../errors.js';
+import type { RgbImage } from '../../image/index.js';
+import { DecoderRunner, type DecoderSequence } from '../../runtime/decoder-runner.js';
+import type { RuntimeOptions } from '../../runtime/session.js';
+import { ChatTemplate } from '../../tokenizer/chat-template.js';
+import { loadTokenizer, requiredTokenId, type TokenizerFormat } from '../../tokenizer/load.js';
+import type { StreamDecoder, Tokenizer } from '../../tokenizer/tokenizer.js';
+import type { LoadOptions } from '../family.js';
+import { chatInputOf, type ChatInput, type ChatMessage, type DownsampleMode, type VideoFrames } from '../messages.js';
+import type { MiniCPMV46Config } from './config.js';
+import { preprocessImage, type MiniCPMV46ImageOptions, type PreprocessedImage, type VisionSlice } from './image-processor.js';
+import { positionsOf, promptText } from './prompt.js';
+import { TEXT_NAMES, textDims } from './text.js';
+import { preprocessVideo, type MiniCPMV46VideoOptions } from './video.js';
+import { MiniCPMV46VisionEncoder } from './vision-encoder.js';
+import { minicpmv46VisionDims } from './vision.js';
+
+export const TOKENIZER_FORMAT: TokenizerFormat = 'tokenizer.json';
+
+/** Most new tokens of an answer when the request does not say (generation_config.json sets no max_new_tokens). */
+const DEFAULT_MAX_NEW_TOKENS = 2048;
+
+/**
+ * `model.generate`'s settings: generation_config.json's sampling values (the released one: temperature 0.7, top_k 0,
+ * top_p 1.0, repetition_penalty 1.0) over transformers' defaults; beam search with 3 beams.
+ */
+export function chatDefaultsOf(generation: GenerationConfig | null): ChatDefaults {
+  const repetitionPenalty = generation?.repetitionPenalty ?? 1;
+  return {
+    sample: { temperature: generation?.temperature ?? 1, topK: generation?.topK ?? 50, topP: generation?.topP ?? 1, repetitionPenalty },
+    beam: { numBeams: 3, repetitionPenalty },
+    maxNewTokens: generation?.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS,
+  };
+}
+
+/** The prompt of one chat turn, ready for the decoder. */
+export interface PreparedPrompt {
+  ids: number[];
+  /** Every visual unit (image slices, then video frames and their slices) in the order their rows fill the prompt. */
+  slices: VisionSlice[];
+  /** The prompt positions that receive visual rows, in order (image pads, then video pads, each in prompt order). */
+  visualPositions: number[];
+  downsampleMode: DownsampleMode;
+  /** A hash of the pixels and the mode behind the visual rows (null without any): cached rows of another are not reused. */
+  visualKey: string | null;
+  /** Positions where the decoder keeps its linear-attention state, so that a later turn resumes there. */
+  snapshots: number[];
+}
+
+export class MiniCPMV46Model {
+  readonly chatDefaults: ChatDefaults;
+  /** chat.py's OmniLMMChat settings: sampling with the model's own defaults. */
+  readonly chatPySettings = { decoding: 'sample' } as const;
+  /** transformers 5's beam search (the fixture's goldens come from transformers 5.18). */
+  readonly beamSearchVersion = '5' as const;
+  /** The detokenizer leaves out the special tokens (EOS among them); the text is not stripped. */
+  readonly answerText = { skipIds: [], strip: false } as const;
+  readonly eosTokenIds: readonly number[];
+  private readonly imStartId: number;
+  private readonly bosId: number;
+  /** The last images' preprocessing, so that the next turn about them skips resizing. */
+  private lastImages: { key: string; images: PreprocessedImage[] } | null = null;
+
+  private constructor(
+    readonly config: MiniCPMV46Config,
+    readonly tokenizer: Tokenizer,
+    private readonly template: ChatTemplate,
+    private readonly vision: MiniCPMV46VisionEncoder,
+    private readonly decoder: DecoderRunner,
+    generation: GenerationConfig | null,
+    dir: string,
+  ) {
+    this.chatDefaults = chatDefaultsOf(generation);
+    // generate() stops on generation_config's eos ids (the released ones: <|endoftext|> and <|im_end|>).
+    this.eosTokenIds = generation?.eosTokenIds ?? [requiredTokenId(tokenizer, 'eosId', dir)];
+    this.imStartId = tokenizer.pieceToId('<|im_start|>');
+    this.bosId = generation?.bosTokenId ?? this.imStartId;
+  }
+
+  static async load(dir: string, config: MiniCPMV46Config, options: LoadOptions = {}): Promise<MiniCPMV46Model> {
+    const generation = readGenerationConfig(dir);
+    const tokenizer = loadTokenizer(dir, TOKENIZER_FORMAT);
+    const template = ChatTemplate.fromDir(dir);
+    const weights = openCheckpoint(dir);
+    try {
+      const runtime: RuntimeOptions = { threads: options.threads, executionProvider: options.executionProvider, cache: options.cache };
+      const vision = await MiniCPMV46VisionEncoder.create(weights, minicpmv46VisionDims(config), { runtime, precision: options.visionPrecision });
+      const decoder = await DecoderRunner.create(weights, textDims(config), {
+        ...runtime,
+        ...TEXT_NAMES,
+        maxSeq: config.text.maxPositionEmbeddings,
+        maxRows: options.maxBeams ?? 3,
+        precision: options.precision,
+      });
+      return new MiniCPMV46Model(config, tokenizer, template, vision, decoder, generation, dir);
+    } finally {
+      weights.close();
+    }
+  }
+
+  /** generation_config's bos_token_id (`<|im_start|>`): a prompt id, so the repetition penalty always covers it. */
+  get bosTokenId(): number {
+    return this.bosId;
+  }
+
+  get maxBeams(): number {
+    return this.decoder.maxRows;
+  }
+
+  get contextLength(): number {
+    return this.decoder.maxSeq;
+  }
+
+  /** The prompt of one turn (`processor.apply_chat_template(...)`): text, ids, and where the visual rows go. */
+  prepare(input: ChatInput): PreparedPrompt;
+  /** The upstream form: text messages, and the image before the first one. */
+  prepare(messages: readonly ChatMessage[], image: RgbImage | null): PreparedPrompt;
+  prepare(request: ChatInput | readonly ChatMessage[], upstreamImage: RgbImage | null = null): PreparedPrompt {
+    const input = 'messages' in request ? request : chatInputOf(request, upstreamImage);
+    const mode = input.downsampleMode ?? this.config.processor.image.downsampleMode;
+    const imageOptions: MiniCPMV46ImageOptions = { ...this.config.processor.image, downsampleMode: mode };
+    const images = this.preprocessed(input.images, imageOptions);
+    const videoOptions = input.video ? this.videoOptions(input.video, mode) : null;
+    const video = input.video && videoOptions ? preprocessVideo(input.video.frames, { fps: input.video.fps }, videoOptions) : null;
+    const text = promptText(this.template, this.tokenizer.namedTokens, {
+      messages: input.messages,
+      images,
+      video,
+      imageIds: imageOptions.useImageId,
+      videoIds: videoOptions?.useImageId ?? false,
+      thinking: input.thinking,
+    });
+    const ids = this.tokenizer.encode(text);
+    const slices = [...images.flatMap((image) => image.slices), ...(video?.units ?? [])];
+    const imageRows = positionsOf(ids, this.config.imageTokenId);
+    const videoRows = this.config.videoTokenId === undefined ? [] : positionsOf(ids, this.config.videoTokenId);
+    const visualPositions = [...imageRows, ...videoRows];
+    const expected = slices.reduce((sum, slice) => sum + slice.tokens, 0);
+    if (visualPositions.length !== expected) {
+      throw new InvalidRequestError(`the prompt has ${visualPositions.length} visual positions for ${expected} visual rows: remove image markup from the text`);
+    }
+    return {
+      ids,
+      slices,
+      visualPositions,
+      downsampleMode: mode,
+      visualKey: slices.length > 0 ? visualKey(slices, mode) : null,
+      snapshots: positionsOf(ids, this.imStartId).filter((p) => p > 0),
+    };
+  }
+
+  /** The images' preprocessing; the last images' are kept, so the next turn about them skips resizing. */
+  private preprocessed(images: readonly RgbImage[], options: MiniCPMV46ImageOptions): PreprocessedImage[] {
+    if (images.length === 0) return [];
+    const key = `${options.downsampleMode}:${images.map(pixelHash).join(',')}`;
+    if (this.lastImages?.key !== key) this.lastImages = { key, images: images.map((image) => preprocessImage(image, options)) };
+    return this.lastImages.images;
+  }
+
+  /** The video processor's settings (processor_config.json), with the request's options over them. */
+  private videoOptions(video: VideoFrames, downsampleMode: DownsampleMode): MiniCPMV46VideoOptions {
+    const defaults = this.config.processor.video;
+    const pick = <T>(value: T | undefined, fallback: T): T => (value === undefined ? fallback : value);
+    return {
+      ...defaults,
+      downsampleMode,
+      maxNumFrames: pick(video.maxNumFrames, defaults.maxNumFrames),
+      stackFrames: pick(video.stackFrames, defaults.stackFrames),
+      maxSliceNums: pick(video.maxSliceNums, defaults.maxSliceNums),
+      scaleResolution: pick(video.scaleResolution, defaults.scaleResolution),
+      sliceMode: pick(video.sliceMode, defaults.sliceMode),
+      useImageId: pick(video.useImageId, defaults.useImageId),
+    };
+  }
+
+  /**
+   * The prompt's input embeddings for positions [from, L): `embed_tokens(ids)` with the visual rows written over their
+   * positions (`masked_scatter`). The visual positions must lie either all before `from` (no vision work) or all after.
+   */
+  async embed(prompt: PreparedPrompt, from = 0, pause?: () => Promise<void>): Promise<Float32Array> {
+    const embeds = this.decoder.embed(prompt.ids.slice(from));
+    const positions = prompt.visualPositions;
+    if (positions.length === 0 || from > positions[positions.length - 1]!) return embeds;
+    if (from > positions[0]!) {
+      throw new InvalidRequestError(`position ${from} cuts the visual rows [${positions[0]}, ${positions[positions.length - 1]! + 1})`);
+    }
+    const hidden = this.config.text.hiddenSize;
+    const features = await this.vision.encode(
+      prompt.slices.map((s) => ({ pixels: s.pixels, height: s.image.height, width: s.image.width })),
+      prompt.downsampleMode,
+      { pause },
+    );
+    let row = 0;
+    for (const rows of features) {
+      for (let r = 0; r < rows.length / hidden; r++, row++) {
+        embeds.set(rows.subarray(r * hidden, (r + 1) * hidden), (positions[row]! - from) * hidden);
+      }
+    }
+    return embeds;
+  }
+
+  /**
+   * The prompt bound to the decoder (generation drives it). Positions the previous request left with the same ids and
+   * the same visual input are reused from a state snapshot (the linear-attention state cannot be cut back); the
+   * image encoder does not run when they cover every visual row.
+   */
+  startPrompt(prompt: PreparedPrompt, pause?: () => Promise<void>): Promise<DecoderSequence> {
+    const positions = prompt.visualPositions;
+    const image = prompt.visualKey !== null
+      ? { key: prompt.visualKey, span: [positions[0]!, positions[positions.length - 1]! + 1] as const }
+      : null;
+    return this.decoder.startPrompt(prompt.ids, image, (from) => this.embed(prompt, from, pause), pause, prompt.snapshots);
+  }
+
+  /** Token ids of a text as the chat path encodes it (no BOS: Qwen's tokenizer adds none). */
+  tokenize(text: string): number[] {
+    return this.tokenizer.encode(text);
+  }
+
+  /** The answer: `tokenizer.decode(new_ids, skip_special_tokens=True)`, not stripped. */
+  decodeAnswer(newIds: readonly number[]): string {
+    return this.tokenizer.decode(newIds, { skipSpecialTokens: true });
+  }
+
+  detokenizer(): StreamDecoder {
+    return this.tokenizer.streamDecoder({ skipSpecialTokens: true });
+  }
+
+  async release(): Promise<void> {
+    await this.vision.release();
+    await this.decoder.release();
+  }
+}
+
+function pixelHash(image: RgbImage): string {
+  return createHash('sha256').update(`${image.width}x${image.height}:`).update(image.data).digest('hex');
+}
+
+/** SHA-256 of every visual unit's pixels and the mode: equal keys give equal visual rows. */
+function visualKey(slices: readonly VisionSlice[], mode: DownsampleMode): string {
+  const hash = createHash('sha256').update(mode);
+  for (const slice of slices) hash.update(`|${slice.image.width}x${slice.image.height}:`).update(slice.image.data);
+  return hash.digest('hex');
+}
