@@ -9,7 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, test } from 'node:test';
 import { promisify } from 'node:util';
-import { loadModel, type Model } from '../src/index.js';
+import OpenAI from 'openai';
+import { LocalEngine } from '../src/chat/local-engine.js';
+import { ChatServer, loadModel, type Model } from '../src/index.js';
 import { TokenizerJson } from '../src/tokenizer/tokenizer-json.js';
 import { fixturePath, readFixtureJson, repoRoot } from './helpers/fixtures.js';
 
@@ -189,5 +191,44 @@ test('CLI chat --json: --image fills the image parts of --messages; the official
     assert.equal(result.text, c.runs.greedy.text);
   } finally {
     rmSync(scratch, { recursive: true, force: true });
+  }
+});
+
+test('OpenAI server: two image_url parts and a system message give the official greedy answer', async () => {
+  const engine = await LocalEngine.start(MODEL, { threads: 1 });
+  const server = await ChatServer.start({ engine, port: 0, log: () => {} });
+  try {
+    const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const c = chat('mixed_grid_two_images_16x');
+    const dataUrl = (file: string) => `data:image/png;base64,${readFileSync(fixturePath(FIXTURE, file)).toString('base64')}`;
+    const [first, second] = c.images.map((image) => dataUrl(image.file));
+    const question = (c.messages[0]!.content as { type: string; text?: string }[]).find((p) => p.type === 'text')!.text!;
+    const reply = await client.chat.completions.create({
+      model: 'minicpmv46-tiny',
+      messages: [{ role: 'user', content: [
+        { type: 'image_url', image_url: { url: first! } },
+        { type: 'image_url', image_url: { url: second! } },
+        { type: 'text', text: question },
+      ] }],
+      temperature: 0,
+      max_tokens: 24,
+    });
+    assert.equal(reply.choices[0]!.message.content, c.runs.greedy.text);
+    const system = chat('multi_turn_system');
+    const withSystem = await client.chat.completions.create({
+      model: 'minicpmv46-tiny',
+      messages: system.messages.map((m) => ({
+        role: m.role,
+        content: (m.content as { type: string; text?: string }[]).map((p) => (p.type === 'image'
+          ? { type: 'image_url', image_url: { url: dataUrl(system.images[0]!.file) } }
+          : { type: 'text', text: p.text! })),
+      })) as never,
+      temperature: 0,
+      max_tokens: 24,
+    });
+    assert.equal(withSystem.choices[0]!.message.content, system.runs.greedy.text);
+  } finally {
+    await server.close();
+    await engine.close();
   }
 });
