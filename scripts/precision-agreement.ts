@@ -1,4 +1,4 @@
-// How far int8 and int4 weights (src/graph/quantize.ts) take the tiny fixture's language model from fp32:
+// How far int8, int4 and int8-dq weights (src/graph/quantize.ts) take the tiny fixture's language model from fp32:
 //
 //   node dist/scripts/precision-agreement.js
 //
@@ -17,7 +17,7 @@ import { GraphSession, type HostTensor } from '../src/runtime/session.js';
 import { fixturePath, maxAbsDiff, openGolden, readFixtureJson } from '../test/helpers/fixtures.js';
 
 const FIXTURE = 'minicpmv2-tiny';
-const PRECISIONS: WeightPrecision[] = ['fp32', 'int8', 'int4'];
+const PRECISIONS: WeightPrecision[] = ['fp32', 'int8', 'int4', 'int8-dq'];
 
 interface LlmCase {
   seq_len: number;

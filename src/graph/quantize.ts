@@ -10,10 +10,17 @@
 
 import type { Graph } from './builder.js';
 
-/** How the linear layers of a model keep their weights. */
-export type WeightPrecision = 'fp32' | 'int8' | 'int4';
+/**
+ * How the linear layers of a model keep their weights and compute: fp32 (the reference); int8 and int4 weights in
+ * blocks of 128 for MatMulNBits (fast on few rows: decoding); int8-dq: int8 weights per output channel with int8
+ * compute by DynamicQuantizeMatMul (fast on many rows: image and prompt tokens, slower than MatMulNBits on one).
+ */
+export type WeightPrecision = 'fp32' | 'int8' | 'int4' | 'int8-dq';
 
-export const WEIGHT_PRECISIONS: readonly WeightPrecision[] = ['fp32', 'int8', 'int4'];
+export const WEIGHT_PRECISIONS: readonly WeightPrecision[] = ['fp32', 'int8', 'int4', 'int8-dq'];
+
+/** The precisions that build MatMulNBits weights. */
+export type BlockPrecision = 'int8' | 'int4';
 
 export interface QuantizeOptions {
   bits: 4 | 8;
@@ -41,7 +48,7 @@ export interface QuantizedMatrix extends QuantizeOptions {
  * symmetric codes (measured on random weights of MiniCPM-V shapes, zero points lower the int4 weight error by ~3 % at
  * block 128, and cost a fourth input).
  */
-export function quantizeOptionsFor(precision: Exclude<WeightPrecision, 'fp32'>): QuantizeOptions {
+export function quantizeOptionsFor(precision: BlockPrecision): QuantizeOptions {
   return { bits: precision === 'int8' ? 8 : 4, blockSize: 128, symmetric: true };
 }
 
@@ -163,4 +170,52 @@ function readCode(source: Uint8Array, base: number, k: number, bits: number): nu
   if (bits === 8) return source[base + k]!;
   const byte = source[base + (k >> 1)]!;
   return k & 1 ? byte >> 4 : byte & 0x0f;
+}
+
+/** A weight [out = N, in = K] as DynamicQuantizeMatMul takes it: int8 codes transposed to [K, N], one scale per column. */
+export interface Int8Columns {
+  rows: number;
+  cols: number;
+  /** [cols = K, rows = N], the torch weight transposed. */
+  codes: Int8Array;
+  /** [rows = N]: w[n, k] ≈ codes[k, n] · scales[n]. */
+  scales: Float32Array;
+}
+
+/**
+ * Quantises a torch Linear weight [rows = N, cols = K] symmetrically per output channel: scale = max|w[n, ·]| / 127,
+ * code = clamp(round(w / scale), −127, 127), stored transposed ([K, N]) for DynamicQuantizeMatMul's B.
+ */
+export function quantizeColumnsInt8(w: Float32Array, rows: number, cols: number): Int8Columns {
+  if (w.length !== rows * cols) throw new Error(`a [${rows}, ${cols}] matrix has ${rows * cols} values, got ${w.length}`);
+  const codes = new Int8Array(rows * cols);
+  const scales = new Float32Array(rows);
+  for (let n = 0; n < rows; n++) {
+    let extreme = 0;
+    for (let k = 0; k < cols; k++) extreme = Math.max(extreme, Math.abs(w[n * cols + k]!));
+    const scale = Math.fround(extreme / 127);
+    scales[n] = scale;
+    const inverse = scale === 0 ? 0 : 1 / scale;
+    for (let k = 0; k < cols; k++) {
+      const c = Math.round(w[n * cols + k]! * inverse);
+      codes[k * rows + n] = c < -127 ? -127 : c > 127 ? 127 : c;
+    }
+  }
+  return { rows, cols, codes, scales };
+}
+
+/**
+ *   x [.., K] ── DynamicQuantizeMatMul(B int8 [K, N], b_scale [N][, bias]) ──► [.., N]
+ * ONNX Runtime quantises x to uint8 per tensor (one scale and zero point for the whole input, from its min and max)
+ * at each run and multiplies in int8 (VNNI where the CPU has it): int8 compute, ~4× a float32 or MatMulNBits matmul
+ * on hundreds of rows (scripts/int8-microbench.ts); the per-tensor activation scale is where its error comes from.
+ */
+export function dynamicQuantizeMatMul(g: Graph, x: string, q: Int8Columns, weightName: string, node: string, bias?: string): string {
+  const inputs = [
+    x,
+    g.weight(`${weightName}.i8`, q.codes, [q.cols, q.rows], 'int8'),
+    g.weight(`${weightName}.col_scales`, q.scales, [q.rows]),
+  ];
+  if (bias !== undefined) inputs.push('', bias); // no b_zero_point: symmetric codes
+  return g.op('DynamicQuantizeMatMul', inputs, `${node}/DynamicQuantizeMatMul`, undefined, 'com.microsoft');
 }

@@ -30,7 +30,7 @@
 
 import { CheckpointError } from '../../errors.js';
 import { Graph, f } from '../../graph/builder.js';
-import { matMulNBits, quantizeMatrix, quantizeOptionsFor, type WeightPrecision } from '../../graph/quantize.js';
+import { dynamicQuantizeMatMul, matMulNBits, quantizeColumnsInt8, quantizeMatrix, quantizeOptionsFor, type WeightPrecision } from '../../graph/quantize.js';
 import type { TensorSource } from '../../checkpoint/safetensors.js';
 import { attentionWeightShapes, FullAttention } from './attention.js';
 import { DEFAULT_LINEAR_CHUNK, gatedDeltaNet, gatedDeltaNetWeightShapes, linearStateShapes } from './gated-delta-net.js';
@@ -374,15 +374,18 @@ class DecoderBuilder implements DecoderParts {
    *   fp32:        x [.., in] ── FusedMatMul(W [out, in], transB) ── Add(b)* ──► [.., out]   (torch nn.Linear; the
    *                weight is used as stored, and ONNX Runtime prepacks it once, transposed, at session creation)
    *   int8 / int4: x [.., in] ── MatMulNBits(W [out, in] in blocks) ── Add(b)* ──► [.., out] (src/graph/quantize.ts)
+   *   int8-dq:     x [.., in] ── DynamicQuantizeMatMul(W int8 [in, out], per-column scales) ── Add(b)* ──► [.., out]
    *   * only with a bias
    */
   linear(x: string, weightName: string, node: string, bias = false): string {
     const [out, inp] = this.source.info(weightName).shape as [number, number];
     const precision = this.options.precision ?? 'fp32';
     const w = this.source.float32(weightName);
-    const y = precision !== 'fp32'
-      ? matMulNBits(this.g, x, quantizeMatrix(w, out, inp, quantizeOptionsFor(precision)), weightName, node)
-      : this.g.op('FusedMatMul', [x, this.g.weight(weightName, w, [out, inp])], `${node}/FusedMatMul`, { transB: 1 }, 'com.microsoft');
+    const y = precision === 'fp32'
+      ? this.g.op('FusedMatMul', [x, this.g.weight(weightName, w, [out, inp])], `${node}/FusedMatMul`, { transB: 1 }, 'com.microsoft')
+      : precision === 'int8-dq'
+        ? dynamicQuantizeMatMul(this.g, x, quantizeColumnsInt8(w, out, inp), weightName, node)
+        : matMulNBits(this.g, x, quantizeMatrix(w, out, inp, quantizeOptionsFor(precision)), weightName, node);
     if (!bias) return y;
     const biasName = weightName.replace(/weight$/, 'bias');
     return this.g.op('Add', [y, this.g.weight(biasName, this.source.float32(biasName), [out])], `${node}/Add`);

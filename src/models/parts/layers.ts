@@ -4,7 +4,7 @@
 import type { TensorSource } from '../../checkpoint/safetensors.js';
 import { CheckpointError } from '../../errors.js';
 import { Graph, f } from '../../graph/builder.js';
-import { matMulNBits, quantizeMatrix, quantizeOptionsFor, type WeightPrecision } from '../../graph/quantize.js';
+import { dynamicQuantizeMatMul, matMulNBits, quantizeColumnsInt8, quantizeMatrix, quantizeOptionsFor, type WeightPrecision } from '../../graph/quantize.js';
 
 /** Sizes of a timm VisionTransformer tower. */
 export interface VisionDims {
@@ -69,6 +69,7 @@ export function linear(g: Graph, x: string, source: TensorSource, weightName: st
  *
  *   fp32:        x [.., in] ── MatMul(Wᵀ [in, out]) ───────────── Add(b) ──► [.., out]   (Add only with a bias)
  *   int8 / int4: x [.., in] ── MatMulNBits(W [out, in] in blocks) ── Add(b) ──► [.., out]   (src/graph/quantize.ts)
+ *   int8-dq:     x [.., in] ── DynamicQuantizeMatMul(W int8 [in, out], per-column scales, b) ──► [.., out]
  * The quantised weight is made here, tensor by tensor, so a model never holds more than one layer's float32 copy.
  */
 export function linearFromWeights(
@@ -84,6 +85,9 @@ export function linearFromWeights(
   if (precision === 'fp32') {
     const w = transpose(weight.data, spec.out, spec.in);
     y = g.op('MatMul', [x, g.weight(`${weight.name}.T`, w, [spec.in, spec.out])], `${node}/MatMul`);
+  } else if (precision === 'int8-dq') {
+    const q = quantizeColumnsInt8(weight.data, spec.out, spec.in);
+    return dynamicQuantizeMatMul(g, x, q, weight.name, node, bias ? g.weight(bias.name, bias.data, [spec.out]) : undefined);
   } else {
     y = matMulNBits(g, x, quantizeMatrix(weight.data, spec.out, spec.in, quantizeOptionsFor(precision)), weight.name, node);
   }
