@@ -1,6 +1,6 @@
 // Benchmarks a chat model (MiniCPM-V, OmniLMM-12B) against this machine's memory bandwidth:
 //
-//   npm run bench -- --model <dir> [--precision fp32|int8|int4] [--vision-precision fp32|int8|int4] [--image <file>]
+//   npm run bench -- --model <dir> [--precision fp32|int8|int4|int8-dq] [--vision-precision fp32|int8|int4|int8-dq] [--image <file>]
 //                    [--threads N] [--cache-dir <dir>] [--json] [--out <file>]
 //
 // Figures (seconds, tokens per second):
@@ -43,13 +43,14 @@ import { runChat } from '../src/chat/chat.js';
 import { argmax } from '../src/generation/processors.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../src/graph/quantize.js';
 import type { RgbImage } from '../src/image/index.js';
+import { withDefaultPrecisions } from '../src/models/family.js';
 import { familyOf, loadModelConfig, type LoadedModel, type LoadOptions } from '../src/models/registry.js';
 import { onModelCacheEvent } from '../src/runtime/model-cache.js';
 import { defaultThreads } from '../src/runtime/session.js';
 import { QUIET_LIMIT_CORES, showLoad, startPhase, type PhaseLoad } from './cpu-load.js';
 
 const USAGE =
-  'npm run bench -- --model <dir> [--precision fp32|int8|int4] [--vision-precision fp32|int8|int4] [--image f] ' +
+  'npm run bench -- --model <dir> [--precision fp32|int8|int4|int8-dq] [--vision-precision fp32|int8|int4|int8-dq] [--image f] ' +
   '[--threads N] [--cache-dir <dir>] [--json] [--out f]';
 const PREFILL_TOKENS = 512;
 const QUESTION = 'What is in the picture? Describe every object, its colour and where it is.';
@@ -85,7 +86,7 @@ async function main(): Promise<void> {
   const dir = await resolveModel(values.model);
   const config = loadModelConfig(dir);
   // Both loads take the cache from OMNILMM_CACHE (the child's is set by coldLoad()).
-  const options: LoadOptions = { threads, precision, visionPrecision, maxBeams: 1 };
+  const options: LoadOptions = withDefaultPrecisions({ threads, precision, visionPrecision, maxBeams: 1 });
   if (values['cold-load']) {
     // The child process of coldLoad(): one load into the cache that OMNILMM_CACHE names.
     let built = 0;
@@ -144,8 +145,8 @@ async function main(): Promise<void> {
     const measured = Object.values(loadByPhase).filter((v): v is number => v !== null);
     const result = {
       model: dir,
-      precision: precision ?? 'fp32',
-      vision_precision: visionPrecision ?? 'fp32',
+      precision: options.precision,
+      vision_precision: options.visionPrecision,
       threads,
       load_cold_s: cold.seconds,
       cold_built_parts: cold.built,

@@ -3,6 +3,7 @@
 // loop a turn, so an abort message stops the running answer before its next model call.
 
 import { parentPort, workerData } from 'node:worker_threads';
+import { withDefaultPrecisions } from '../models/family.js';
 import { familyOf, loadModelConfig, type LoadedModel } from '../models/registry.js';
 import { streamChat } from './chat.js';
 import type { EngineRequest } from './engine-types.js';
@@ -15,7 +16,7 @@ const send = (message: FromWorker) => port.postMessage(message);
 async function load({ dir, options }: WorkerData): Promise<LoadedModel | null> {
   try {
     const config = loadModelConfig(dir);
-    const model = await familyOf(config).load(dir, config, options);
+    const model = await familyOf(config).load(dir, config, withDefaultPrecisions(options));
     send({ type: 'ready', modelType: config.modelType, contextLength: model.contextLength });
     return model;
   } catch (err) {

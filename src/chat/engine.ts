@@ -4,6 +4,7 @@ import { resolveModel } from '../checkpoint/resolve.js';
 import type { HubOptions } from '../checkpoint/hub.js';
 import { InvalidRequestError } from '../errors.js';
 import type { RgbImage } from '../image/index.js';
+import { withDefaultPrecisions } from '../models/family.js';
 import type { DownsampleMode, Message } from '../models/messages.js';
 import { familyOf, loadModelConfig, type LoadedModel, type LoadOptions } from '../models/registry.js';
 import { runChat, streamChat, type ChatRequest, type ChatResult } from './chat.js';
@@ -85,7 +86,7 @@ export class Model {
 export async function loadModel(idOrPath: string, options: LoadModelOptions = {}): Promise<Model> {
   const dir = await resolveModel(idOrPath, options.hub);
   const config = loadModelConfig(dir);
-  return new Model(await familyOf(config).load(dir, config, options), dir);
+  return new Model(await familyOf(config).load(dir, config, withDefaultPrecisions(options)), dir);
 }
 
 async function toChatRequest(request: ModelRequest): Promise<ChatRequest> {

@@ -10,13 +10,35 @@ import type { RuntimeOptions } from '../runtime/session.js';
 export interface LoadOptions extends RuntimeOptions {
   /** Most beams a request may use (default 3). */
   maxBeams?: number;
-  /** How the language model's linear layers keep their weights: fp32 (default, the reference), int8 or int4. */
+  /**
+   * How the language model's linear layers keep their weights: fp32 (the reference), int8, int4 or int8-dq (see
+   * WeightPrecision). A family's `load` takes absent as fp32; loadModel, the engines, the CLI and the bench fill in
+   * DEFAULT_PRECISION first.
+   */
   precision?: WeightPrecision;
   /**
-   * How the vision tower's linear layers (attention and MLP of every block) keep their weights: fp32 (default, the
-   * reference), int8 or int4. The patch embedding, the norms and the resampler stay fp32.
+   * How the vision tower's linear layers (attention and MLP of every block) keep their weights, as `precision`
+   * (absent: as `precision` says for a family's `load`, DEFAULT_VISION_PRECISION elsewhere). The patch embedding,
+   * the norms and the resampler stay fp32.
    */
   visionPrecision?: WeightPrecision;
+}
+
+/**
+ * The language model's precision when none is asked for: int8 weights in MatMulNBits blocks, which decode ~2× faster
+ * than fp32 in a quarter of the memory; its error on the fixtures is in README "Precision".
+ */
+export const DEFAULT_PRECISION: WeightPrecision = 'int8';
+
+/**
+ * The vision tower's precision when none is asked for: int8 weights with int8 compute (DynamicQuantizeMatMul), the
+ * fastest kernel on the ~1024 rows of a slice (scripts/int8-microbench.ts); its error is in README "Precision".
+ */
+export const DEFAULT_VISION_PRECISION: WeightPrecision = 'int8-dq';
+
+/** The options with the default precisions where none is given (fp32 must be asked for by name). */
+export function withDefaultPrecisions<T extends LoadOptions>(options: T): T & { precision: WeightPrecision; visionPrecision: WeightPrecision } {
+  return { ...options, precision: options.precision ?? DEFAULT_PRECISION, visionPrecision: options.visionPrecision ?? DEFAULT_VISION_PRECISION };
 }
 
 export interface LoadedModel extends ChatModel {

@@ -18,7 +18,7 @@ const USAGE =
   'omnilmm chat --model <dir|org/name> [--image <path>]... [--video <folder|file>] [--video-fps F] [--messages <file.json>] ' +
   '[--downsample-mode 16x|4x] [--thinking] [--decoding sample|greedy|beam] ' +
   '[--num-beams N] [--repetition-penalty R] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--max-new-tokens N] ' +
-  '[--threads N] [--precision fp32|int8|int4] [--vision-precision fp32|int8|int4] [--json] [question]';
+  '[--threads N] [--precision P] [--vision-precision P] [--json] [question]';
 
 export const chatCommand: Command = {
   name: 'chat',
@@ -49,13 +49,13 @@ export const chatCommand: Command = {
                              sampling settings (--decoding sample only)
   --max-new-tokens N         most tokens to generate (default 1024)
   --threads N                CPU threads (default: all cores)
-  --precision fp32|int8|int4 weights of the language model's linear layers (lm_head included): fp32 (default,
-                             exact), int8 or int4 (blocks of 128 with one scale each: a fraction of the memory
-                             and faster decoding, answers may differ from fp32 after some tokens); the
-                             embedding table stays fp32
-  --vision-precision fp32|int8|int4
-                             the same for the vision tower's linear layers (default fp32, exact): int8 (a quarter of
-                             the memory) moved the fixtures' image features by 1–2% RMS; int4 is coarser.
+  --precision P              the language model's linear layers (lm_head included): int8 (default: blocks of
+                             128, a quarter of fp32's memory, faster decoding; answers drift from fp32 after a
+                             few tokens), fp32 (exact, token for token the official answer), int4 (coarser),
+                             int8-dq (int8 compute: faster prompts, slower decoding); the embedding table stays fp32
+  --vision-precision P       the same for the vision tower: int8-dq (default: int8 weights and int8 compute, moved
+                             the fixtures' image features by 1–2% RMS), fp32 (exact), int8, int4 (coarser).
+                             --precision fp32 --vision-precision fp32 is the exact path.
                              OmniLMM-12B's 4.4 B-parameter tower needs int8 or int4 on a 24 GiB machine
   --json                     print one JSON object {"text", "prompt_ids", "output_ids"} instead of streaming
 
@@ -120,7 +120,7 @@ at the prompt it quits):
   },
 };
 
-/** `--precision` or `--vision-precision`: fp32, int8 or int4 (absent = the default, fp32). */
+/** `--precision` or `--vision-precision`: one of WEIGHT_PRECISIONS (absent = the default, see withDefaultPrecisions). */
 export function precisionOption(values: Parsed['values'], flag = 'precision'): WeightPrecision | undefined {
   const precision = stringOption(values, flag);
   if (precision !== undefined && !WEIGHT_PRECISIONS.includes(precision as WeightPrecision)) {

@@ -11,7 +11,7 @@ import { precisionOption } from './chat.js';
 import { DEFAULT_MODEL, type Command } from './common.js';
 
 const USAGE =
-  'omnilmm convert --model <dir|org/name> [--precision fp32|int8|int4] [--vision-precision fp32|int8|int4] [--cache-dir <dir>] ' +
+  'omnilmm convert --model <dir|org/name> [--precision P] [--vision-precision P] [--cache-dir <dir>] ' +
   '[--threads N]';
 
 export const convertCommand: Command = {
@@ -24,9 +24,8 @@ model.onnx + weights.bin into the cache, keyed by the checkpoint's files, the op
 chat and serve with the same options load from there. A model already converted is only checked.
 
   --model <dir|org/name>      checkpoint folder or hub id (default ${DEFAULT_MODEL})
-  --precision fp32|int8|int4  the language model's linear layers, as for chat (default fp32)
-  --vision-precision fp32|int8|int4
-                              the vision tower's linear layers, as for chat (default fp32)
+  --precision P               the language model's linear layers, as for chat (default int8)
+  --vision-precision P        the vision tower's linear layers, as for chat (default int8-dq)
   --cache-dir <dir>           the cache folder (default: $OMNILMM_CACHE, else ~/.cache/omnilmm)
   --threads N                 CPU threads for checking the converted sessions (default: all cores)`,
   async run(argv) {

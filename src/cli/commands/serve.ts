@@ -9,7 +9,7 @@ import { DEFAULT_MODEL, type Command } from './common.js';
 
 const USAGE =
   'omnilmm serve --model <dir|org/name> [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--max-queue N] ' +
-  '[--allow-remote-images] [--threads N] [--precision fp32|int8|int4] [--vision-precision fp32|int8|int4]';
+  '[--allow-remote-images] [--threads N] [--precision P] [--vision-precision P]';
 
 export const serveCommand: Command = {
   name: 'serve',
@@ -28,12 +28,10 @@ export const serveCommand: Command = {
   --allow-remote-images    fetch http(s) image URLs (public addresses only); otherwise images must be
                            base64 data: URLs
   --threads <n>            CPU threads (default: all cores)
-  --precision <p>          weights of the language model's linear layers (lm_head included): fp32 (default,
-                           exact), int8 or int4 (blocks of 128 with one scale each: a fraction of the memory and
-                           faster decoding, answers may differ from fp32 after some tokens); the embedding
-                           table stays fp32
-  --vision-precision <p>   the same for the vision tower's linear layers (default fp32, exact; int8 moved the
-                           fixtures' image features by 1–2% RMS; OmniLMM-12B needs int8 or int4 on 24 GiB)
+  --precision <p>          the language model's linear layers (lm_head included): int8 (default), fp32 (exact),
+                           int4 or int8-dq, as for chat
+  --vision-precision <p>   the vision tower's linear layers: int8-dq (default: int8 compute, 1–2% RMS on the
+                           fixtures' image features), fp32 (exact), int8 or int4, as for chat
 
 Endpoints: GET / (chat page), GET /health, GET /v1/models, POST /v1/chat/completions (OpenAI format, with
 "stream", "max_tokens", "temperature" (0 = greedy), "top_p", "seed", "stop", and the extensions "top_k",
