@@ -41,7 +41,7 @@ function settingsFor(run: Run): DecodingSettings {
 
 let model: Model;
 before(async () => {
-  model = await loadModel(fixturePath(FIXTURE, 'model'), { threads: 1 });
+  model = await loadModel(fixturePath(FIXTURE, 'model'), { threads: 1, precision: 'fp32', visionPrecision: 'fp32' });
 });
 after(() => model.release());
 

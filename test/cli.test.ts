@@ -105,7 +105,7 @@ test('chat --json answers token-exact (greedy) with prompt and output ids', asyn
   const c = readFixtureJson<{ msgs: { content: string }[]; input: { file: string }; input_ids: number[]; runs: Record<string, { new_token_ids: number[]; text: string }> }>(
     FIXTURE, 'llm', 'single_turn_grad.json');
   const out = await cli(['chat', '--model', MODEL, '--image', fixturePath(FIXTURE, c.input.file), '--decoding', 'greedy',
-    '--max-new-tokens', '24', '--json', c.msgs[0]!.content]);
+    '--max-new-tokens', '24', '--precision', 'fp32', '--vision-precision', 'fp32', '--json', c.msgs[0]!.content]);
   assert.equal(out.code, 0, out.stderr);
   const greedy = c.runs.greedy!;
   assert.deepEqual(JSON.parse(out.stdout), { text: greedy.text, prompt_ids: c.input_ids, output_ids: greedy.new_token_ids });
@@ -117,7 +117,7 @@ test('chat --messages with --decoding beam follows the official non-sampling def
   const messages = join(scratch, 'msgs.json');
   writeFileSync(messages, JSON.stringify(c.msgs));
   const out = await cli(['chat', '--model', MODEL, '--image', fixturePath(FIXTURE, c.input.file), '--messages', messages,
-    '--decoding', 'beam', '--max-new-tokens', '24', '--json']);
+    '--decoding', 'beam', '--max-new-tokens', '24', '--precision', 'fp32', '--vision-precision', 'fp32', '--json']);
   assert.equal(out.code, 0, out.stderr);
   const beam = c.runs['beam3_rp1.2']!;
   assert.deepEqual(JSON.parse(out.stdout).output_ids, beam.new_token_ids);
@@ -200,7 +200,7 @@ test('--vision-precision: convert caches the quantised tower as its own entry, a
   const parts = (out: Outcome) =>
     Object.fromEntries([...out.stdout.matchAll(/^ {2}(\S+) +\S+ \S+ {2}(built|already converted)$/gm)].map((m) => [m[1], m[2]]));
   const convert = async (...args: string[]) => {
-    const out = await cli(['convert', '--model', model, '--cache-dir', cacheDir, '--threads', '1', ...args]);
+    const out = await cli(['convert', '--model', model, '--cache-dir', cacheDir, '--threads', '1', '--precision', 'fp32', ...args]);
     assert.equal(out.code, 0, out.stderr);
     return parts(out);
   };
@@ -209,10 +209,10 @@ test('--vision-precision: convert caches the quantised tower as its own entry, a
   assert.deepEqual(await convert('--vision-precision', 'int8'), { 'eva-vision': 'already converted', resampler: 'already converted', decoder: 'already converted' });
   // Another tower precision is another tower graph; the resampler and the decoder do not depend on it.
   assert.deepEqual(await convert('--vision-precision', 'int4'), { ...built, resampler: 'already converted', decoder: 'already converted' });
-  assert.deepEqual(await convert(), { ...built, resampler: 'already converted', decoder: 'already converted' });
+  assert.deepEqual(await convert('--vision-precision', 'fp32'), { ...built, resampler: 'already converted', decoder: 'already converted' });
   assert.deepEqual(await convert('--vision-precision', 'fp32'), { 'eva-vision': 'already converted', resampler: 'already converted', decoder: 'already converted' });
 
-  const out = await cli(['chat', '--model', model, '--image', fixturePath('omnilmm12b-tiny', 'images', 'grad_100x80.png'), '--vision-precision', 'int8',
+  const out = await cli(['chat', '--model', model, '--image', fixturePath('omnilmm12b-tiny', 'images', 'grad_100x80.png'), '--vision-precision', 'int8', '--precision', 'fp32',
     '--decoding', 'greedy', '--max-new-tokens', '4', '--threads', '1', '--json', 'What is in the image?'], { OMNILMM_CACHE: cacheDir });
   assert.equal(out.code, 0, out.stderr);
   assert.equal(JSON.parse(out.stdout).output_ids.length, 4);
@@ -236,7 +236,7 @@ test('chat --messages with content parts: the --image file fills the image part,
   const messages = join(scratch, 'parts.json');
   writeFileSync(messages, JSON.stringify([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: c.msgs[0]!.content }] }]));
   const out = await cli(['chat', '--model', MODEL, '--image', fixturePath(FIXTURE, c.input.file), '--messages', messages, '--decoding', 'greedy',
-    '--max-new-tokens', '24', '--downsample-mode', '16x', '--json']);
+    '--max-new-tokens', '24', '--downsample-mode', '16x', '--precision', 'fp32', '--vision-precision', 'fp32', '--json']);
   assert.equal(out.code, 0, out.stderr);
   assert.deepEqual(JSON.parse(out.stdout), { text: c.runs.greedy!.text, prompt_ids: c.input_ids, output_ids: c.runs.greedy!.new_token_ids });
 });

@@ -77,7 +77,7 @@ async function collect(stream: AsyncGenerator<string, ChatResult, undefined>, on
 let engine: WorkerEngine;
 const scratch = mkdtempSync(join(tmpdir(), 'omnilmm-engine-'));
 before(async () => {
-  engine = await WorkerEngine.start(MODEL, { threads: 1 });
+  engine = await WorkerEngine.start(MODEL, { threads: 1, precision: 'fp32', visionPrecision: 'fp32' });
 });
 after(async () => {
   await engine.close();

@@ -435,7 +435,7 @@ describe('LLM: embeddings, logits and beam scores (README §5.4, §6)', () => {
 describe('chat through the public API: every recorded run, token-exact (README §7)', () => {
   let model: Model;
   before(async () => {
-    model = await loadModel(MODEL_DIR, { threads: 1 });
+    model = await loadModel(MODEL_DIR, { threads: 1, precision: 'fp32', visionPrecision: 'fp32' });
   });
   after(() => model.release());
 

@@ -175,7 +175,7 @@ test('a slice whose sides are not multiples of the patch, or whose grid cannot m
 test('int8 and int4 towers stay within the quantisation bound of the official features', async (t: TestContext) => {
   // Quantised: q/k/v/out/fc1/fc2 of the 4 encoder layers and q/k/v/out/linear_1/linear_2 of the vit_merger.
   const linears = 6 * dims.numLayers + 6;
-  for (const [precision, bits] of [['int8', 8], ['int4', 4]] as const) {
+  for (const [precision, bits] of [['int8', 8], ['int4', 4], ['int8-dq', 8]] as const) {
     const quantised = await MiniCPMV46VisionEncoder.create(checkpoint, dims, { runtime: { threads: 1 }, precision });
     try {
       for (const name of ['grad_100x80_16x', 'wide_1000x300_4x']) {

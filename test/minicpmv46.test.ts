@@ -68,7 +68,7 @@ function requestOf(c: ChatCase) {
 describe('MiniCPM-V 4.6 through the library', () => {
   let model: Model;
   before(async () => {
-    model = await loadModel(MODEL, { threads: 1 });
+    model = await loadModel(MODEL, { threads: 1, precision: 'fp32', visionPrecision: 'fp32' });
   });
   after(async () => model.release());
 
@@ -183,7 +183,7 @@ test('CLI chat --json: --image fills the image parts of --messages; the official
     writeFileSync(messages, JSON.stringify(c.messages));
     const images = c.images.flatMap((image) => ['--image', fixturePath(FIXTURE, image.file)]);
     const out = await cli(['chat', '--model', MODEL, '--json', '--decoding', 'greedy', '--max-new-tokens', '24', '--threads', '1',
-      '--messages', messages, ...images]);
+      '--precision', 'fp32', '--vision-precision', 'fp32', '--messages', messages, ...images]);
     assert.equal(out.code, 0, out.stderr);
     const result = JSON.parse(out.stdout) as { text: string; prompt_ids: number[]; output_ids: number[] };
     assert.deepEqual(result.prompt_ids, c.input_ids);
@@ -195,7 +195,7 @@ test('CLI chat --json: --image fills the image parts of --messages; the official
 });
 
 test('OpenAI server: two image_url parts and a system message give the official greedy answer', async () => {
-  const engine = await LocalEngine.start(MODEL, { threads: 1 });
+  const engine = await LocalEngine.start(MODEL, { threads: 1, precision: 'fp32', visionPrecision: 'fp32' });
   const server = await ChatServer.start({ engine, port: 0, log: () => {} });
   try {
     const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });

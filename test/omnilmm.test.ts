@@ -434,7 +434,7 @@ describe('Mistral decoder with the sliding window (§6)', () => {
 for (const [form, dir] of [['model/ (safetensors)', MODEL_DIR], ['model-pt/ (pytorch_model.bin)', fixturePath(FIXTURE, 'model-pt')]] as const) describe(`end to end (§7) from ${form}`, () => {
   let model: Model;
   before(async () => {
-    model = await loadModel(dir, { threads: 1 });
+    model = await loadModel(dir, { threads: 1, precision: 'fp32', visionPrecision: 'fp32' });
   });
   after(() => model.release());
 

@@ -143,7 +143,7 @@ test('OmniLMM: the int8 and int4 Eva towers stay within the quantisation bound o
   const checkpoint = new SafetensorsCheckpoint(dir);
   const resampler = { queryNum: 64, embedDim: 256, numHeads: 2, kvDim: 96, normEps: 1e-6 };
   try {
-    for (const [precision, bits] of [['int8', 8], ['int4', 4]] as const) {
+    for (const [precision, bits] of [['int8', 8], ['int4', 4], ['int8-dq', 8]] as const) {
       const encoder = await OmniLMMVisionEncoder.create(checkpoint, { vision: vitDims(config.vision), resampler }, { threads: 1 }, precision);
       try {
         for (const stem of ['grad_100x80', 'worldmap_ck']) {
@@ -181,7 +181,7 @@ test('MiniCPM-V 2.0: the int8 and int4 SigLIP towers stay within the quantisatio
   const slices = prepareImageInput(image, config).slices.map((s) => ({ pixels: slicePixels(s), height: s.height, width: s.width }));
   assert.equal(slices.length, readFixtureJson<{ n_slices: number }>(fixture, 'vision', `${stem}.json`).n_slices);
   try {
-    for (const [precision, bits] of [['int8', 8], ['int4', 4]] as const) {
+    for (const [precision, bits] of [['int8', 8], ['int4', 4], ['int8-dq', 8]] as const) {
       const encoder = await VisionEncoder.create(checkpoint, { vision: vitDims(config.vision), resampler }, { runtime: { threads: 1 }, precision });
       const golden = openGolden(fixture, 'vision', `${stem}.safetensors`);
       try {

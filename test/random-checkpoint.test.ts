@@ -87,7 +87,7 @@ describe('make-random-omnilmm with the tiny fixture config', () => {
     const image = readFileSync(fixturePath('omnilmm12b-tiny', 'images', 'grad_100x80.png'));
     const answers: number[][] = [];
     for (const dir of [safetensors, pytorch]) {
-      const model = await loadModel(dir, { threads: 1, cache: false });
+      const model = await loadModel(dir, { threads: 1, cache: false, precision: 'fp32', visionPrecision: 'fp32' });
       try {
         const result = await model.run({ question: 'What is in the image?', image, decoding: 'greedy', maxNewTokens: 6 });
         assert.equal(result.outputIds.length, 6);

@@ -12,7 +12,7 @@ test('img2base64 gives the same text as coreutils base64', () => {
   assert.equal(img2base64(IMAGE), execFileSync('base64', ['-w0', IMAGE], { encoding: 'utf8' }));
 });
 
-const model = await loadModel(fixturePath('minicpmv2-tiny', 'model'), { threads: 1 });
+const model = await loadModel(fixturePath('minicpmv2-tiny', 'model'), { threads: 1, precision: 'fp32', visionPrecision: 'fp32' });
 after(() => model.release());
 const chat = new OmniLMMChat(model);
 const question = JSON.stringify([{ role: 'user', content: 'What is in the image?' }]);

@@ -60,7 +60,7 @@ let engine: LocalEngine;
 const servers: ChatServer[] = [];
 
 before(async () => {
-  engine = await LocalEngine.start(fixturePath(FIXTURE, 'model'), { threads: 1 });
+  engine = await LocalEngine.start(fixturePath(FIXTURE, 'model'), { threads: 1, precision: 'fp32', visionPrecision: 'fp32' });
 });
 after(async () => {
   await Promise.all(servers.map((s) => s.close()));
@@ -563,7 +563,7 @@ describe('GenerationQueue', () => {
 });
 
 test('LocalEngine.close() stops the running request and refuses the waiting ones', async () => {
-  const own = await LocalEngine.start(fixturePath(FIXTURE, 'model'), { threads: 1 });
+  const own = await LocalEngine.start(fixturePath(FIXTURE, 'model'), { threads: 1, precision: 'fp32', visionPrecision: 'fp32' });
   const request = { messages: [{ role: 'user' as const, content: 'What is in the image?' }], image: null, decoding: 'greedy' as const, maxNewTokens: 3000 };
   const running = own.stream(request);
   const waiting = own.stream(request);

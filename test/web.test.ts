@@ -39,7 +39,7 @@ let profile: string;
 const foreignRequests: string[] = [];
 
 before(async () => {
-  engine = await LocalEngine.start(fixturePath(FIXTURE, 'model'), { threads: 1 });
+  engine = await LocalEngine.start(fixturePath(FIXTURE, 'model'), { threads: 1, precision: 'fp32', visionPrecision: 'fp32' });
   server = await ChatServer.start({ engine, port: 0, log: () => {} });
   keyServer = await ChatServer.start({ engine, port: 0, apiKey: 'sekret-key', log: () => {} });
   profile = mkdtempSync(join(tmpdir(), 'omnilmm-chromium-'));
