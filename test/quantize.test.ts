@@ -5,8 +5,8 @@ import { SafetensorsCheckpoint } from '../src/checkpoint/safetensors.js';
 import { loadModelConfig } from '../src/models/registry.js';
 import { Graph } from '../src/graph/builder.js';
 import { dequantizeMatrix, matMulNBits, quantizeMatrix } from '../src/graph/quantize.js';
-import { decodeImage } from '../src/image/index.js';
-import { prepareImageInput, slicePixels } from '../src/models/minicpmv/image-input.js';
+import { decodeImage, toPixelValues } from '../src/image/index.js';
+import { PIXEL_MEAN, PIXEL_STD, prepareImageInput, slicePixels } from '../src/models/minicpmv/image-input.js';
 import { VisionEncoder } from '../src/models/minicpmv/vision-encoder.js';
 import { imagePixels, resizeImage } from '../src/models/omnilmm/image-input.js';
 import { OmniLMMVisionEncoder } from '../src/models/omnilmm/vision-encoder.js';
@@ -134,7 +134,7 @@ test('MatMulNBits reproduces the dequantised float32 matmul', async () => {
   }
 });
 
-test('OmniLMM: the int8 and int4 Eva towers stay within the quantisation bound of the official features', async (t: TestContext) => {
+test('OmniLMM: the int8, int8-dq and int4 Eva towers stay within the quantisation bound of the official features', async (t: TestContext) => {
   const fixture = 'omnilmm12b-tiny';
   const dir = fixturePath(fixture, 'model');
   const config = loadModelConfig(dir);
@@ -168,7 +168,7 @@ test('OmniLMM: the int8 and int4 Eva towers stay within the quantisation bound o
   }
 });
 
-test('MiniCPM-V 2.0: the int8 and int4 SigLIP towers stay within the quantisation bound of the official features', async (t: TestContext) => {
+test('MiniCPM-V 2.0: the int8, int8-dq and int4 SigLIP towers stay within the quantisation bound of the official features', async (t: TestContext) => {
   const fixture = 'minicpmv2-tiny';
   const dir = fixturePath(fixture, 'model');
   const config = loadModelConfig(dir);
@@ -196,6 +196,43 @@ test('MiniCPM-V 2.0: the int8 and int4 SigLIP towers stay within the quantisatio
         t.diagnostic(assertQuantisedClose(precision, bits, 4 * config.vision.usedDepth, outputs));
       } finally {
         golden.close();
+        await encoder.release();
+      }
+    }
+  } finally {
+    checkpoint.close();
+  }
+});
+
+test('MiniCPM-V 1.0: the int8, int8-dq and int4 SigLIP towers stay within the quantisation bound of the official features', async (t: TestContext) => {
+  const fixture = 'minicpmv1-tiny';
+  const dir = fixturePath(fixture, 'model');
+  const config = loadModelConfig(dir);
+  assert.equal(config.modelType, 'minicpmv');
+  if (config.modelType !== 'minicpmv') return;
+  const checkpoint = new SafetensorsCheckpoint(dir);
+  // README §5.3 of the fixture: 4×4 queries, a fixed (not adaptive) key position table.
+  const resampler = { queryNum: 16, embedDim: 256, numHeads: 2, kvDim: 96, normEps: 1e-6, adaptive: false };
+  try {
+    for (const [precision, bits] of [['int8', 8], ['int4', 4], ['int8-dq', 8]] as const) {
+      const encoder = await VisionEncoder.create(checkpoint, { vision: vitDims(config.vision), resampler }, { runtime: { threads: 1 }, precision });
+      try {
+        for (const stem of ['grad_100x80', 'worldmap_ck']) {
+          // The official preprocessing's resized image (README §5.1), normalised as (u8/255 − 0.5)/0.5.
+          const png = await decodeImage(readFileSync(fixturePath(fixture, 'preprocess', `${stem}.resized.png`)));
+          const slice = { pixels: toPixelValues(png, PIXEL_MEAN, PIXEL_STD), height: png.height, width: png.width };
+          const [encoded] = await encoder.encode([slice], { keepFeatures: true });
+          const golden = openGolden(fixture, 'vision', `${stem}.safetensors`);
+          try {
+            t.diagnostic(assertQuantisedClose(`${precision} ${stem}`, bits, 4 * config.vision.usedDepth, [
+              ['vision_features', encoded!.features!, golden.float32('vision_features')],
+              ['resampler_out', encoded!.embeds, golden.float32('resampler_out')],
+            ]));
+          } finally {
+            golden.close();
+          }
+        }
+      } finally {
         await encoder.release();
       }
     }
