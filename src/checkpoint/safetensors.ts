@@ -45,8 +45,10 @@ export class SafetensorsFile {
     if (!existsSync(path)) throw new FileNotFoundError(`safetensors file not found: ${path}`);
     this.fd = openSync(path, 'r');
     try {
-      const size = fstatSync(this.fd).size;
+      const stat = fstatSync(this.fd);
       const what = `${path} is not a valid safetensors file`;
+      if (!stat.isFile()) throw new CheckpointError(`${what}: it is a folder or device, not a file`);
+      const size = stat.size;
       if (size < 8) throw new CheckpointError(`${what}: it has only ${size} bytes (truncated download?)`);
       const lenBuf = Buffer.alloc(8);
       readAt(this.fd, lenBuf, 0);
@@ -111,7 +113,8 @@ function parseEntry(name: string, entry: unknown, dataStart: number, fileSize: n
   const bad = (why: string) => new CheckpointError(`${path}: tensor ${name} ${why} (corrupt file?)`);
   const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
   if (!e || typeof e !== 'object') throw bad('has no header entry');
-  if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_BYTES)) throw bad(`has unsupported dtype ${String(e.dtype)}`);
+  if (e.dtype === undefined) throw bad('has no dtype');
+  if (typeof e.dtype !== 'string' || !Object.hasOwn(DTYPE_BYTES, e.dtype)) throw bad(`has unsupported dtype ${JSON.stringify(e.dtype).slice(0, 40)}`);
   const dtype = e.dtype as DType;
   if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw bad('has an invalid shape');
   const shape = e.shape as number[];

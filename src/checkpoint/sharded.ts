@@ -47,7 +47,7 @@ export class ShardedCheckpoint implements TensorSource {
     if (!map || typeof map !== 'object' || Array.isArray(map)) throw new CheckpointError(`${indexPath} has no "weight_map" object`);
     const shards = new Map<string, TensorFile>();
     for (const [name, shard] of Object.entries(map as Record<string, unknown>)) {
-      if (typeof shard !== 'string' || basename(shard) !== shard) {
+      if (typeof shard !== 'string' || basename(shard) !== shard || shard === '' || shard === '.' || shard === '..') {
         throw new CheckpointError(`${indexPath} names an invalid shard file ${JSON.stringify(shard)}`);
       }
       let file = shards.get(shard);

@@ -195,6 +195,7 @@ function optionalInteger(body: Body, key: string, min: number, max: number): num
 
 /** A client's value for an error message, cut short. */
 function show(value: unknown): string {
+  if (value === undefined) return 'nothing (the field is missing)';
   const text = JSON.stringify(value) ?? String(value);
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
