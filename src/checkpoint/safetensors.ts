@@ -3,7 +3,7 @@
 // Tensors are read one at a time with positioned reads, so a checkpoint is never held in memory twice.
 
 import { closeSync, existsSync, fstatSync, openSync, renameSync, writeFileSync } from 'node:fs';
-import { CheckpointError, FileNotFoundError } from '../errors.js';
+import { CheckpointError, describeJson, FileNotFoundError } from '../errors.js';
 import { readAt } from './read-at.js';
 import { ShardedCheckpoint } from './sharded.js';
 
@@ -114,7 +114,7 @@ function parseEntry(name: string, entry: unknown, dataStart: number, fileSize: n
   const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
   if (!e || typeof e !== 'object') throw bad('has no header entry');
   if (e.dtype === undefined) throw bad('has no dtype');
-  if (typeof e.dtype !== 'string' || !Object.hasOwn(DTYPE_BYTES, e.dtype)) throw bad(`has unsupported dtype ${JSON.stringify(e.dtype).slice(0, 40)}`);
+  if (typeof e.dtype !== 'string' || !Object.hasOwn(DTYPE_BYTES, e.dtype)) throw bad(`has unsupported dtype ${describeJson(e.dtype)}`);
   const dtype = e.dtype as DType;
   if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw bad('has an invalid shape');
   const shape = e.shape as number[];

@@ -7,6 +7,7 @@
 
 import type { DecodingSettings } from '../chat/decoding.js';
 import type { EngineMessage } from '../chat/engine-types.js';
+import { describeJson } from '../errors.js';
 import { badRequest } from './api-error.js';
 
 /** Where the conversation's image comes from. */
@@ -195,9 +196,7 @@ function optionalInteger(body: Body, key: string, min: number, max: number): num
 
 /** A client's value for an error message, cut short. */
 function show(value: unknown): string {
-  if (value === undefined) return 'nothing (the field is missing)';
-  const text = JSON.stringify(value) ?? String(value);
-  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+  return value === undefined ? 'nothing (the field is missing)' : describeJson(value);
 }
 
 function rangeText(min: number, max: number): string {

@@ -22,9 +22,27 @@ export function mutateJson(input: Uint8Array, rng: Rng, dictionary: readonly Uin
   } catch {
     return null;
   }
-  const mutated = mutateJsonValue(doc, rng, dictionary.map((d) => textDecoder.decode(d)));
+  const words = dictionary.map((d) => textDecoder.decode(d));
+  if (rng.chance(0.03)) return textEncoder.encode(nestDeeply(doc, rng));
+  const mutated = mutateJsonValue(doc, rng, words);
   const text = rng.chance(0.8) ? JSON.stringify(mutated) : JSON.stringify(mutated, null, rng.pick([1, 2, '\t']));
   return textEncoder.encode(text);
+}
+
+const PLACEHOLDER = '\u0000nest\u0000';
+
+/** Puts one node 2 to 16384 arrays or objects deep (a stack overflow in any recursive reader or printer). */
+function nestDeeply(doc: Json, rng: Rng): string {
+  const root = structuredClone(doc);
+  const slots = collectSlots(root);
+  const slot = rng.pick(slots.slice(1).length > 0 ? slots.slice(1) : slots);
+  const inner = JSON.stringify(slot.value);
+  const depth = 2 << rng.below(14);
+  const [open, close] = rng.chance(0.7) ? ['[', ']'] : ['{"a":', '}'];
+  if (slot.parent === null) return open.repeat(depth) + inner + close.repeat(depth);
+  if (Array.isArray(slot.parent)) slot.parent[slot.key as number] = PLACEHOLDER;
+  else setKey(slot.parent, slot.key as string, PLACEHOLDER);
+  return JSON.stringify(root).replace(JSON.stringify(PLACEHOLDER), () => open.repeat(depth) + inner + close.repeat(depth));
 }
 
 /** Mutates a parsed document (deep-copied first); applies 1 to 4 changes. */
