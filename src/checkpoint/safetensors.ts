@@ -71,7 +71,7 @@ export class SafetensorsFile {
       this.metadata = {};
       for (const [name, entry] of Object.entries(header)) {
         if (name === '__metadata__') {
-          Object.assign(this.metadata, entry as Record<string, string>);
+          this.metadata = parseMetadata(entry, what);
           continue;
         }
         this.tensors.set(name, parseEntry(name, entry, dataStart, size, path));
@@ -107,6 +107,16 @@ export class SafetensorsFile {
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;
   }
+}
+
+/** `__metadata__`: null or an object of strings (as the reference reader requires), copied key by key. */
+function parseMetadata(entry: unknown, what: string): Record<string, string> {
+  if (entry === null) return {};
+  if (typeof entry !== 'object' || Array.isArray(entry) || !Object.values(entry).every((v) => typeof v === 'string')) {
+    throw new CheckpointError(`${what}: its __metadata__ is not an object of strings`);
+  }
+  // fromEntries defines own properties: a "__proto__" key stays a key instead of replacing the prototype.
+  return Object.fromEntries(Object.entries(entry as Record<string, string>));
 }
 
 function parseEntry(name: string, entry: unknown, dataStart: number, fileSize: number, path: string): TensorInfo {

@@ -20,6 +20,8 @@ export const target: FuzzTarget = {
     return refusesOnlyWith(input, [CheckpointError], () => {
       const file = new SafetensorsFile(path);
       try {
+        invariant(Object.getPrototypeOf(file.metadata) === Object.prototype, 'the metadata object has a replaced prototype');
+        invariant(Object.values(file.metadata).every((v) => typeof v === 'string'), 'a metadata value is not a string');
         for (const [name, info] of file.tensors) {
           const raw = file.raw(name);
           invariant(raw.length === info.byteLength, `raw(${name}) has ${raw.length} bytes, info says ${info.byteLength}`);
