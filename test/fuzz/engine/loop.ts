@@ -136,7 +136,13 @@ export async function runFuzzLoop(config: LoopConfig, coverage: CounterCoverage)
     const recent = corpus.length > 20 && rng.chance(0.3);
     const parent = recent ? corpus[corpus.length - 1 - rng.below(20)]! : rng.pick(corpus);
     let input: Uint8Array | null = null;
-    if (rng.chance(0.4)) input = target.mutate?.(parent.data, rng, dictionary) ?? mutateJson(parent.data, rng, dictionary);
+    if (rng.chance(0.4)) {
+      try {
+        input = target.mutate?.(parent.data, rng, dictionary) ?? mutateJson(parent.data, rng, dictionary);
+      } catch {
+        input = null; // a structure-aware mutator that cannot take this entry apart (too deep for structuredClone, …)
+      }
+    }
     if (input === null || rng.chance(0.2)) input = mutateStacked(input ?? parent.data, rng, dictionary, others(), maxLength);
     if ((await execute(input)) > 0) {
       addToCorpus(input, createHash('sha1').update(input).digest('hex').slice(0, 16), true);
