@@ -153,8 +153,9 @@ function parseImageUrl(url: string, param: string): ImageSource {
   }
   const data = url.slice(comma + 1).replace(/\s+/g, '');
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(data) || data.length % 4 === 1) throw badRequest('the image data: URL is not valid base64', param);
-  if (data.length === 0) throw badRequest('the image data: URL is empty', param);
-  return { kind: 'data', bytes: Buffer.from(data, 'base64') };
+  const bytes = Buffer.from(data, 'base64');
+  if (bytes.length === 0) throw badRequest('the image data: URL is empty', param);
+  return { kind: 'data', bytes };
 }
 
 function parseStop(value: unknown): string[] {
