@@ -409,7 +409,7 @@ describe('fromDict', () => {
   });
 });
 
-test('loadModelConfig dispatches a MiniCPM-V 4.6 checkpoint to its family by model_type', () => {
+it('loadModelConfig dispatches a MiniCPM-V 4.6 checkpoint to its family by model_type', () => {
   const config = loadModelConfig(V46_DIR);
   assert.equal(config.modelType, 'minicpmv4_6');
   assert.deepEqual(config.generation?.eosTokenIds, [3000, 3002]);
