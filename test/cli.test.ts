@@ -1,7 +1,8 @@
 // The CLI contract, driven in a subprocess as users and other checks drive it.
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -223,4 +224,19 @@ test('--vision-precision: convert caches the quantised tower as its own entry, a
 test('with no network the default hub model fails with a clear message', async () => {
   const out = await cli(['chat', '--image', IMAGE, 'hi'], { HF_HUB_OFFLINE: '', HF_ENDPOINT: 'http://127.0.0.1:9' });
   assertCleanError(out, /cannot reach|--model/);
+});
+
+test('a closed stdout (`| head -c 20`) ends chat at once and quietly with status 141, streamed or --json', async () => {
+  for (const json of [false, true]) {
+    const child = spawn(process.execPath, [CLI, 'chat', '--model', MODEL, '--decoding', 'greedy', '--max-new-tokens', json ? '300' : '1500',
+      '--threads', '1', ...(json ? ['--json'] : []), 'Tell me a story.'], { env: { ...process.env, HF_HUB_OFFLINE: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    // As `head -c 20` does: read a little, then close the pipe (--json writes once, at the end: close it at once).
+    if (json) child.stdout.destroy();
+    else child.stdout.once('data', () => child.stdout.destroy());
+    const [code] = (await once(child, 'exit')) as [number | null];
+    assert.equal(stderr, '', json ? '--json' : 'streamed');
+    assert.equal(code, 141, json ? '--json' : 'streamed');
+  }
 });

@@ -1,4 +1,4 @@
-// Reading user files for the CLI, with errors that name the file.
+// Reading user files for the CLI, with errors that name the file; noticing an output nobody reads any more.
 
 import { readFile, stat } from 'node:fs/promises';
 import { FileNotFoundError } from '../errors.js';
@@ -14,4 +14,26 @@ export async function readUserFile(path: string, what: string): Promise<Buffer> 
 
 export async function readImageFile(path: string): Promise<RgbImage> {
   return decodeImage(await readUserFile(path, 'image'));
+}
+
+/** The status a shell reports for a command that SIGPIPE ended (128 + 13), as `yes | head` shows. */
+export const EXIT_BROKEN_PIPE = 141;
+
+const closedOutput = new AbortController();
+
+/**
+ * Aborted once stdout or stderr has lost its reader (`omnilmm chat … | head -c 20`): the command stops its work
+ * and ends quietly with EXIT_BROKEN_PIPE, as SIGPIPE ends other Unix tools. (Node ignores SIGPIPE, so the write
+ * fails with EPIPE instead, which would otherwise end the process with a stack trace.)
+ */
+export const outputClosed: AbortSignal = closedOutput.signal;
+
+export function watchForClosedOutput(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      // Writes after the first failure report that the stream is gone: the same closed reader.
+      if (err.code !== 'EPIPE' && !closedOutput.signal.aborted) throw err;
+      closedOutput.abort(new DOMException('the output was closed', 'AbortError'));
+    });
+  }
 }

@@ -9,7 +9,7 @@ import { InvalidRequestError, OmnilmmError } from '../../errors.js';
 import { decodeImage } from '../../image/index.js';
 import { parseMessages, type ChatMessage } from '../../models/messages.js';
 import { numberOption, parseCommandArgs, stringOption, type Parsed } from '../args.js';
-import { readUserFile } from '../io.js';
+import { outputClosed, readUserFile } from '../io.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../../graph/quantize.js';
 import { DEFAULT_MODEL, type Command } from './common.js';
 
@@ -88,7 +88,7 @@ at the prompt it quits):
     try {
       if (interactive) await interactiveSession(engine, image, settings);
       else if (values.json) {
-        const stream = engine.stream({ messages, image, ...settings });
+        const stream = engine.stream({ messages, image, ...settings }, outputClosed);
         let next = await stream.next();
         while (!next.done) next = await stream.next();
         process.stdout.write(`${JSON.stringify(jsonReport(next.value))}\n`);
@@ -164,7 +164,7 @@ async function streamAnswer(
   settings: DecodingSettings,
   signal?: AbortSignal,
 ): Promise<string> {
-  const stream = engine.stream({ messages, image, ...settings }, signal);
+  const stream = engine.stream({ messages, image, ...settings }, signal ? AbortSignal.any([signal, outputClosed]) : outputClosed);
   for (;;) {
     const next = await stream.next();
     if (next.done) {
