@@ -145,7 +145,7 @@ function tempDir(): string {
   return dir;
 }
 
-describe('hub download', { timeout: 10_000 }, () => {
+describe('hub download', () => {
   const hub = new FakeHub();
   const options = (cacheDir: string, extra: HubOptions = {}): HubOptions =>
     ({ endpoint: hub.url, cacheDir, token: null, offline: false, progress: false, ...extra });

@@ -45,6 +45,8 @@ before(async () => {
   context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
+    // A start takes a few seconds; on a busy machine many more than Playwright's default 30 s may pass.
+    timeout: 300_000,
     viewport: { width: 1280, height: 800 },
     args: [
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
