@@ -29,7 +29,15 @@ export class TokenizerError extends OmnilmmError {}
 export class ImageError extends OmnilmmError {}
 
 /** An image has more pixels than the decoder accepts (decompression-bomb guard). */
-export class ImageTooLargeError extends ImageError {}
+export class ImageTooLargeError extends ImageError {
+  constructor(
+    /** What is too large, without advice: the library, the CLI and the server each say what to do in their terms. */
+    readonly summary: string,
+    advice: string,
+  ) {
+    super(`${summary}; ${advice}`);
+  }
+}
 
 /** The user's request (CLI flags, messages, API body) is invalid. */
 export class InvalidRequestError extends OmnilmmError {

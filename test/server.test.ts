@@ -276,6 +276,20 @@ describe('bad requests get OpenAI error objects with the right status', () => {
     }
   });
 
+  test('a max_tokens beyond the context is 400, and an overflowing number is shown as it was read', async () => {
+    const messages = [{ role: 'user', content: 'Hi' }];
+    const huge = await postRaw(server, JSON.stringify({ messages, max_tokens: 1e9 }));
+    assert.equal(huge.status, 400);
+    assert.equal(huge.body.error.param, 'max_tokens');
+    assert.match(huge.body.error.message as string, /"max_tokens" is 1000000000, more than the model's context of 4096 tokens/);
+    const completion = await postRaw(server, JSON.stringify({ messages, max_completion_tokens: 5000 }));
+    assert.equal(completion.body.error.param, 'max_completion_tokens');
+    // JSON.parse reads 1e400 as Infinity.
+    const overflow = await postRaw(server, `{"messages": ${JSON.stringify(messages)}, "temperature": 1e400}`);
+    assert.equal(overflow.status, 400);
+    assert.match(overflow.body.error.message as string, /"temperature" must be a number, got Infinity/);
+  });
+
   test('a system message is refused with a message that says why', async () => {
     const err = await apiError(client(server).chat.completions.create({
       model: 'tiny', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }],

@@ -195,7 +195,8 @@ function optionalInteger(body: Body, key: string, min: number, max: number): num
 
 /** A client's value for an error message, cut short. */
 function show(value: unknown): string {
-  const text = JSON.stringify(value) ?? String(value);
+  // JSON.parse reads 1e400 as Infinity, which JSON.stringify would show as null.
+  const text = typeof value === 'number' ? String(value) : (JSON.stringify(value) ?? String(value));
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
