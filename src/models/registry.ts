@@ -4,7 +4,6 @@ import type { ChatModel } from '../chat/chat.js';
 import type { ModelConfig } from '../config/load.js';
 import type { WeightPrecision } from '../graph/quantize.js';
 import type { RgbImage } from '../image/index.js';
-import { discardEntriesIfFailed } from '../runtime/model-cache.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import { minicpmvFamily } from './minicpmv/family.js';
 import { omnilmmFamily } from './omnilmm/family.js';
@@ -53,7 +52,5 @@ const FAMILIES: { [T in ModelConfig['modelType']]: ModelFamily<ConfigOf<T>> } = 
 };
 
 export function familyOf(config: ModelConfig): ModelFamily {
-  const family = FAMILIES[config.modelType] as ModelFamily;
-  // A load that fails (a tensor missing from the checkpoint, a full disk) takes back what it wrote into the cache.
-  return { ...family, load: (dir, loadedConfig, options) => discardEntriesIfFailed(() => family.load(dir, loadedConfig, options)) };
+  return FAMILIES[config.modelType] as ModelFamily;
 }

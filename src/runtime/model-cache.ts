@@ -165,7 +165,12 @@ function removeKeyFolderIfEmpty(keyFolder: string): void {
 
 /** A cache root that exists as something other than a folder is a setting to fix, not a bug of ours. */
 function checkRootIsFolder(root: string): void {
-  const info = statSync(root, { throwIfNoEntry: false });
+  let info;
+  try {
+    info = statSync(root, { throwIfNoEntry: false });
+  } catch {
+    return; // Under a file, say: such a cache cannot be written, which cachedSession reports and works around.
+  }
   if (info && !info.isDirectory()) {
     throw new InvalidRequestError(
       `the model cache ${root} is a file, not a folder: point OMNILMM_CACHE (or convert's --cache-dir, or the cache ` +
