@@ -29,7 +29,15 @@ export class TokenizerError extends OmnilmmError {}
 export class ImageError extends OmnilmmError {}
 
 /** An image has more pixels than the decoder accepts (decompression-bomb guard). */
-export class ImageTooLargeError extends ImageError {}
+export class ImageTooLargeError extends ImageError {
+  constructor(
+    /** What is too large, without advice: the library, the CLI and the server each say what to do in their terms. */
+    readonly summary: string,
+    advice: string,
+  ) {
+    super(`${summary}; ${advice}`);
+  }
+}
 
 /** A video cannot be read: no frames in a folder, a file ffmpeg cannot decode, or no ffmpeg to decode it with. */
 export class VideoError extends OmnilmmError {}

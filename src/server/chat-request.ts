@@ -219,7 +219,9 @@ function optionalInteger(body: Body, key: string, min: number, max: number): num
 
 /** A client's value for an error message, cut short. */
 function show(value: unknown): string {
-  return value === undefined ? 'nothing (the field is missing)' : describeJson(value);
+  if (value === undefined) return 'nothing (the field is missing)';
+  // JSON.parse reads 1e400 as Infinity, which JSON.stringify would show as null.
+  return typeof value === 'number' ? String(value) : describeJson(value);
 }
 
 function rangeText(min: number, max: number): string {
