@@ -18,12 +18,12 @@
 //
 // Values: deterministic from --seed and the tensor name (scripts/random-checkpoint.ts says how).
 
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { SafetensorsCheckpoint } from '../src/checkpoint/safetensors.js';
-import { bytesOf, paddedTokenizer, writeSafetensorsCheckpoint, type TensorSpec } from './random-checkpoint.js';
+import { bytesOf, createEmptyFolder, paddedTokenizer, writeSafetensorsCheckpoint, type TensorSpec } from './random-checkpoint.js';
 
 const FIXTURE_MODEL = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'fixtures', 'minicpmv2-tiny', 'model');
 
@@ -107,11 +107,7 @@ function main(): void {
     process.exit(2);
   }
   const out = values.out;
-  if (existsSync(out) && readdirSync(out).length > 0) {
-    process.stderr.write(`${out} is not empty: give a new or empty folder\n`);
-    process.exit(2);
-  }
-  mkdirSync(out, { recursive: true });
+  createEmptyFolder(out);
 
   const tiny = JSON.parse(readFileSync(join(FIXTURE_MODEL, 'config.json'), 'utf8')) as Record<string, unknown>;
   delete tiny['vision_config'];

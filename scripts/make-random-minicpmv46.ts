@@ -20,12 +20,12 @@
 // Values: deterministic from --seed and the tensor name (scripts/random-checkpoint.ts says how). Norm weights that
 // the model uses as `1 + w` (the text model's zero-centred RMSNorms) are centred on 0, the others on 1.
 
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { openCheckpoint } from '../src/checkpoint/open.js';
-import { bytesOf, MAX_SHARD_BYTES, writeSafetensorsCheckpoint, type TensorSpec } from './random-checkpoint.js';
+import { bytesOf, createEmptyFolder, listSpecs, MAX_SHARD_BYTES, writeSafetensorsCheckpoint, type TensorSpec } from './random-checkpoint.js';
 
 const FIXTURE_MODEL = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'fixtures', 'minicpmv46-tiny', 'model');
 
@@ -196,8 +196,7 @@ function main(): void {
   const config = values.config ? readJson(values.config) : realConfig();
   const specs = tensorSpecs(config);
   if (values.list) {
-    const totalBytes = specs.reduce((sum, s) => sum + bytesOf(s), 0);
-    process.stdout.write(`${JSON.stringify({ totalBytes, tensors: specs.map(({ name, shape }) => ({ name, shape })) })}\n`);
+    process.stdout.write(listSpecs(specs));
     return;
   }
   const seed = Number(values.seed);
@@ -207,11 +206,7 @@ function main(): void {
     process.exit(2);
   }
   const out = values.out;
-  if (existsSync(out) && readdirSync(out).length > 0) {
-    process.stderr.write(`${out} is not empty: give a new or empty folder\n`);
-    process.exit(2);
-  }
-  mkdirSync(out, { recursive: true });
+  createEmptyFolder(out);
 
   // 1. Configs and tokenizer: the added tokens start at the config's eos id, as in the real tokenizer.
   writeFileSync(join(out, 'config.json'), `${JSON.stringify(config, null, 1)}\n`);

@@ -24,14 +24,15 @@
 // shapes and tokenizer files in a second (the tests do that). Values: deterministic from --seed and the tensor name
 // (scripts/random-checkpoint.ts says how).
 
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { openCheckpoint } from '../src/checkpoint/open.js';
 import { parseOmniLMMConfig, type OmniLMMConfig } from '../src/models/omnilmm/config.js';
 import {
-  bytesOf, countPieces, MAX_SHARD_BYTES, paddedTokenizer, writePytorchCheckpoint, writeSafetensorsCheckpoint, type TensorSpec,
+  bytesOf, countPieces, createEmptyFolder, listSpecs, MAX_SHARD_BYTES, paddedTokenizer, writePytorchCheckpoint,
+  writeSafetensorsCheckpoint, type TensorSpec,
 } from './random-checkpoint.js';
 
 const FIXTURE_MODEL = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'fixtures', 'omnilmm12b-tiny', 'model');
@@ -167,8 +168,7 @@ function main(): void {
   const config = parseOmniLMMConfig(JSON.parse(configText) as Record<string, unknown>, values.config ?? 'config.json');
   if (values.list) {
     const specs = omnilmmTensorSpecs(config);
-    const totalBytes = specs.reduce((sum, s) => sum + bytesOf(s), 0);
-    process.stdout.write(`${JSON.stringify({ totalBytes, tensors: specs.map(({ name, shape }) => ({ name, shape })) })}\n`);
+    process.stdout.write(listSpecs(specs));
     return;
   }
   if (!values.out || !Number.isSafeInteger(seed) || !(maxShardBytes > 0) || (format !== 'safetensors' && format !== 'pytorch')) {
@@ -176,11 +176,7 @@ function main(): void {
     process.exit(2);
   }
   const out = values.out;
-  if (existsSync(out) && readdirSync(out).length > 0) {
-    process.stderr.write(`${out} is not empty: give a new or empty folder\n`);
-    process.exit(2);
-  }
-  mkdirSync(out, { recursive: true });
+  createEmptyFolder(out);
 
   // 1. config.json: the fixture's keys with the real sizes, or the given file as it is.
   writeFileSync(join(out, 'config.json'), configText);

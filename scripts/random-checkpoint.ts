@@ -7,7 +7,7 @@
 // σ = 0.02 (1021 distinct levels, tails cut at ±3.5σ): fast, and plenty for speed and memory measurements.
 // Data is generated and written in chunks, so memory stays small whatever the tensor size.
 
-import { closeSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { ProtoWriter } from '../src/graph/protobuf.js';
@@ -500,4 +500,19 @@ class ZipWriter {
     end.writeUInt32LE(zip64 ? ZipWriter.FULL : directoryAt, 16);
     file.write(end);
   }
+}
+
+/** The tensors' names and shapes and their total bf16 bytes, as the generators' `--list` prints them. */
+export function listSpecs(specs: TensorSpec[]): string {
+  const totalBytes = specs.reduce((sum, s) => sum + bytesOf(s), 0);
+  return `${JSON.stringify({ totalBytes, tensors: specs.map(({ name, shape }) => ({ name, shape })) })}\n`;
+}
+
+/** Creates the output folder, or exits with status 2 when it exists and is not empty (nothing is overwritten). */
+export function createEmptyFolder(out: string): void {
+  if (existsSync(out) && readdirSync(out).length > 0) {
+    process.stderr.write(`${out} is not empty: give a new or empty folder\n`);
+    process.exit(2);
+  }
+  mkdirSync(out, { recursive: true });
 }

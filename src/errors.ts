@@ -29,7 +29,15 @@ export class TokenizerError extends OmnilmmError {}
 export class ImageError extends OmnilmmError {}
 
 /** An image has more pixels than the decoder accepts (decompression-bomb guard). */
-export class ImageTooLargeError extends ImageError {}
+export class ImageTooLargeError extends ImageError {
+  constructor(
+    /** What is too large, without advice: the library, the CLI and the server each say what to do in their terms. */
+    readonly summary: string,
+    advice: string,
+  ) {
+    super(`${summary}; ${advice}`);
+  }
+}
 
 /** A video cannot be read: no frames in a folder, a file ffmpeg cannot decode, or no ffmpeg to decode it with. */
 export class VideoError extends OmnilmmError {}
@@ -41,3 +49,22 @@ export class InvalidRequestError extends OmnilmmError {
 
 /** The ONNX graph could not be built or run. */
 export class RuntimeError extends OmnilmmError {}
+
+/**
+ * A JSON value from a user's file or request, for an error message: strings quoted, nesting and length cut short.
+ * Never JSON.stringify on such a value: a deeply nested one overflows the stack (a RangeError instead of our error).
+ */
+export function describeJson(value: unknown, maxLength = 60): string {
+  const text = shortJson(value, 3);
+  return text.length > maxLength ? `${text.slice(0, maxLength - 3)}...` : text;
+}
+
+function shortJson(value: unknown, depth: number): string {
+  if (typeof value === 'string') return JSON.stringify(value.slice(0, 200));
+  if (value === null || typeof value !== 'object') return String(value);
+  if (depth === 0) return Array.isArray(value) ? '[...]' : '{...}';
+  const more = (n: number) => (n > 8 ? ',...' : '');
+  if (Array.isArray(value)) return `[${value.slice(0, 8).map((v) => shortJson(v, depth - 1)).join(',')}${more(value.length)}]`;
+  const entries = Object.entries(value);
+  return `{${entries.slice(0, 8).map(([k, v]) => `${JSON.stringify(k.slice(0, 50))}:${shortJson(v, depth - 1)}`).join(',')}${more(entries.length)}}`;
+}

@@ -1,7 +1,8 @@
 // The CLI contract, driven in a subprocess as users and other checks drive it.
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -171,7 +172,12 @@ test('bad images get a one-line error and a non-zero exit', async () => {
   const bomb = join(scratch, 'bomb.png');
   await sharp({ create: { width: 30000, height: 30000, channels: 3, background: '#000' }, limitInputPixels: false })
     .png({ compressionLevel: 9 }).toFile(bomb);
-  assertCleanError(await cli(['inspect-image', '--model', MODEL, '--json', bomb]), /pixels|too large/i);
+  for (const args of [['inspect-image', '--model', MODEL, '--json', bomb], ['chat', '--model', MODEL, '--image', bomb, '--json', 'hi']]) {
+    const out = await cli(args);
+    // Advice the command line can follow: the library's maxPixels option is no flag of the CLI.
+    assertCleanError(out, /30000x30000 = 900000000 pixels, more than the limit .*; shrink it first/);
+    assert.doesNotMatch(out.stderr, /maxPixels/);
+  }
 
   assertCleanError(await cli(['inspect-image', '--model', MODEL, '--json', join(scratch, 'absent.png')]), /not found/);
   assertCleanError(await cli(['chat', '--model', MODEL, '--image', join(scratch, 'absent.png'), '--json', 'hi']), /not found/);
@@ -287,4 +293,107 @@ test('MiniCPM-V 2.0 refuses several images, video, thinking, 4x and a system mes
 test('with no network the default hub model fails with a clear message', async () => {
   const out = await cli(['chat', '--image', IMAGE, 'hi'], { HF_HUB_OFFLINE: '', HF_ENDPOINT: 'http://127.0.0.1:9' });
   assertCleanError(out, /cannot reach|--model/);
+});
+
+test('a closed stdout (`| head -c 20`) ends chat at once and quietly with status 141, streamed or --json', async () => {
+  for (const json of [false, true]) {
+    const child = spawn(process.execPath, [CLI, 'chat', '--model', MODEL, '--decoding', 'greedy', '--max-new-tokens', json ? '300' : '1500',
+      '--threads', '1', ...(json ? ['--json'] : []), 'Tell me a story.'], { env: { ...process.env, HF_HUB_OFFLINE: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    // As `head -c 20` does: read a little, then close the pipe (--json writes once, at the end: close it at once).
+    if (json) child.stdout.destroy();
+    else child.stdout.once('data', () => child.stdout.destroy());
+    const [code] = (await once(child, 'exit')) as [number | null];
+    assert.equal(stderr, '', json ? '--json' : 'streamed');
+    assert.equal(code, 141, json ? '--json' : 'streamed');
+  }
+});
+
+test('flag and setting mistakes get a clear error, not an internal one or Node\'s parser message', async () => {
+  const file = join(scratch, 'not-a-folder');
+  writeFileSync(file, 'x');
+  const cache = await cli(['chat', '--model', MODEL, '--json', 'hi'], { OMNILMM_CACHE: file });
+  assertCleanError(cache, /the model cache .*not-a-folder is a file, not a folder: point OMNILMM_CACHE/);
+  assert.equal(cache.code, 2);
+  assertCleanError(await cli(['chat', '--model', MODEL, '--max-new-tokens', '-5', 'hi']), /^error: --max-new-tokens must be at least 1, got -5\n$/);
+  assertCleanError(await cli(['chat', '--model', MODEL, '--temperature', '-0.5', 'hi']), /^error: --temperature must be above 0, got -0\.5\n$/);
+  assertCleanError(await cli(['chat', '--model', MODEL, '--decoding', 'beam', '--temperature', '0.5', 'hi']),
+    /--temperature is a sampling setting, and --decoding beam does not sample/);
+  assertCleanError(await cli(['chat', '--model', MODEL, '--decoding', 'greedy', '--top-k', '5', 'hi']), /--top-k is a sampling setting/);
+  assertCleanError(await cli(['chat', '--model', MODEL, '--decoding', 'sample', '--num-beams', '4', 'hi']), /--num-beams is for --decoding beam/);
+  assertCleanError(await cli(['chat', '--model', MODEL, '--max-new-tokens', '1000000000', '--json', 'hi']),
+    /at most 4096 new tokens fit the model's context/);
+});
+
+/** Runs the CLI with its stdin fed from `input` (a pipe), as `echo … | omnilmm …` does. */
+async function cliWithInput(args: string[], input: string): Promise<Outcome> {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, HF_HUB_OFFLINE: '1' } });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  child.stdin.end(input);
+  const [code] = (await once(child, 'exit')) as [number];
+  return { code, stdout, stderr };
+}
+
+test('a question piped into chat is asked; an empty pipe says how to give one', async () => {
+  const c = readFixtureJson<{ msgs: { content: string }[]; input: { file: string }; runs: Record<string, { new_token_ids: number[] }> }>(
+    FIXTURE, 'llm', 'single_turn_grad.json');
+  const out = await cliWithInput(['chat', '--model', MODEL, '--image', fixturePath(FIXTURE, c.input.file), '--decoding', 'greedy',
+    '--max-new-tokens', '24', '--threads', '1', '--json'], `${c.msgs[0]!.content}\n`);
+  assert.equal(out.code, 0, out.stderr);
+  assert.deepEqual(JSON.parse(out.stdout).output_ids, c.runs.greedy!.new_token_ids);
+  assertCleanError(await cliWithInput(['chat', '--model', MODEL, '--json'], '  \n'), /^error: no question: .*pipe it in/);
+});
+
+/** What readline draws before its "> " prompt. */
+const PROMPT = '\x1b[0J> ';
+
+/**
+ * Runs a shell command on a pseudo-terminal of 80 columns (util-linux `script`), typing the lines of `input` one at
+ * a time, each once the session shows its next prompt; resolves with everything the terminal showed.
+ */
+async function inTerminal(command: string, input: string[] = []): Promise<string> {
+  const child = spawn('script', ['-qec', `stty cols 80 rows 24; ${command}`, '/dev/null'],
+    { env: { ...process.env, HF_HUB_OFFLINE: '1' }, stdio: ['pipe', 'pipe', 'inherit'] });
+  let shown = '';
+  let typed = 0;
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    shown += chunk;
+    // stdin stays open after the last line: its end would hang up the terminal.
+    if (typed < input.length && shown.split(PROMPT).length - 1 > typed) child.stdin.write(`${input[typed++]}\n`);
+  });
+  const [code] = (await once(child, 'exit')) as [number];
+  child.stdin.destroy();
+  assert.equal(code, 0, shown);
+  return shown;
+}
+
+const quoted = (path: string) => `'${path}'`;
+const cliCommand = (...args: string[]) => [process.execPath, CLI, ...args].map(quoted).join(' ');
+
+test('on a terminal: beam search says it is thinking, then clears the note for the answer', async () => {
+  const shown = await inTerminal(cliCommand('chat', '--model', MODEL, '--decoding', 'beam', '--max-new-tokens', '8', '--threads', '1', 'hi'));
+  assert.match(shown, /^thinking… \(beam search shows the answer when it is complete\)\r\x1b\[K[^\r\n]+\r?\n/);
+});
+
+test('on a terminal: an unknown /command in a session is refused, not sent to the model; // asks literally', async () => {
+  const shown = await inTerminal(cliCommand('chat', '--model', MODEL, '--decoding', 'greedy', '--max-new-tokens', '4', '--threads', '1'),
+    ['/bogus now', '//etc what is it', '/exit']);
+  assert.match(shown, /unknown command \/bogus: \/image <path>, \/reset, \/exit/);
+  // One answer only: the literal question's (the model's answer is followed by the next prompt).
+  const afterLiteral = shown.slice(shown.indexOf('//etc what is it'));
+  assert.doesNotMatch(afterLiteral, /unknown command/);
+  assert.equal(shown.split('unknown command').length, 2);
+});
+
+test('on a terminal: the convert bar fits 80 columns and ends at 100 %', async () => {
+  const shown = await inTerminal(cliCommand('convert', '--model', MODEL, '--cache-dir', join(scratch, 'progress-cache'), '--threads', '1'));
+  const frames = shown.split(/\r\n?|\n/).flatMap((line) => line.split('\r')).map((frame) => frame.replace('\x1b[K', ''));
+  const bars = frames.filter((frame) => / \[[#-]+\] +\d+%/.test(frame));
+  assert.ok(bars.length > 0, shown);
+  for (const bar of bars) assert.ok(bar.length <= 79, `${bar.length} columns: ${bar}`);
+  assert.match(bars.at(-1)!, /\] 100% 9\.5 MB\/9\.5 MB/);
 });

@@ -132,8 +132,8 @@ describe('MiniCPM-V configs', () => {
     const broken = modelDir({ 'config.json': '{"model_type": "minicpmv",' });
     assert.throws(() => loadModelConfig(broken), (err: Error) => err instanceof CheckpointError && err.message.startsWith(`${join(broken, 'config.json')} is not valid JSON`));
     assertRefused('[1, 2]', CheckpointError, /the file must be a JSON object, got \[1,2\]/);
-    assert.deepEqual(SUPPORTED_MODEL_TYPES, ['minicpmv', 'omnilmm']);
-    assertRefused(variant({ model_type: 'llava' }), UnsupportedModelError, /model_type "llava" is not supported; supported: "minicpmv" \(MiniCPM-V 1\.0 and 2\.0\), "omnilmm" \(OmniLMM-12B\)/);
+    assert.deepEqual(SUPPORTED_MODEL_TYPES, ['minicpmv', 'omnilmm', 'minicpmv4_6']);
+    assertRefused(variant({ model_type: 'llava' }), UnsupportedModelError, /model_type "llava" is not supported; supported: "minicpmv" \(MiniCPM-V 1\.0 and 2\.0\), "omnilmm" \(OmniLMM-12B\), "minicpmv4_6" \(MiniCPM-V 4\.6\)/);
     assertRefused(variant({ model_type: undefined }), CheckpointError, /"model_type" must be a string naming the model family, got nothing; supported: "minicpmv"/);
   });
 
@@ -223,7 +223,7 @@ function assertRecognised(config: Record<string, unknown>, name: string): void {
   assert.throws(() => loadModelConfig(dir), (err: Error) => {
     assert.ok(err instanceof UnsupportedModelError, `${err.name}: ${err.message}`);
     assert.ok(err.message.startsWith(`${join(dir, 'config.json')}: this checkpoint is ${name} (model_type "${String(config['model_type'])}")`), err.message);
-    assert.ok(err.message.endsWith('supported: "minicpmv" (MiniCPM-V 1.0 and 2.0), "omnilmm" (OmniLMM-12B)'), err.message);
+    assert.ok(err.message.endsWith('supported: "minicpmv" (MiniCPM-V 1.0 and 2.0), "omnilmm" (OmniLMM-12B), "minicpmv4_6" (MiniCPM-V 4.6)'), err.message);
     assert.doesNotMatch(err.message, /missing|download/i);
     return true;
   });
@@ -407,4 +407,10 @@ describe('fromDict', () => {
     assert.throws(() => fromDict({ kinds: 'a' }, lists, { file: 'c.json' }),
       { name: 'CheckpointError', message: 'c.json: "kinds" must be a list of strings, got "a"' });
   });
+});
+
+it('loadModelConfig dispatches a MiniCPM-V 4.6 checkpoint to its family by model_type', () => {
+  const config = loadModelConfig(V46_DIR);
+  assert.equal(config.modelType, 'minicpmv4_6');
+  assert.deepEqual(config.generation?.eosTokenIds, [3000, 3002]);
 });

@@ -145,7 +145,7 @@ function tempDir(): string {
   return dir;
 }
 
-describe('hub download', { timeout: 10_000 }, () => {
+describe('hub download', () => {
   const hub = new FakeHub();
   const options = (cacheDir: string, extra: HubOptions = {}): HubOptions =>
     ({ endpoint: hub.url, cacheDir, token: null, offline: false, progress: false, ...extra });
@@ -340,5 +340,21 @@ describe('hub helpers', () => {
     pipe.finish();
     assert.deepEqual(silent, []);
     assert.deepEqual([formatBytes(999), formatBytes(1234567), formatDuration(3725), formatDuration(59)], ['999 B', '1.2 MB', '1:02:05', '0:59']);
+  });
+
+  it('fits the bar into the terminal: the bar narrows, then the rate goes, and the ETA is never cut', () => {
+    for (const [columns, label] of [[80, 'decoder   '], [80, 'openbmb/OmniLMM-12B: 5 files'], [50, 'decoder   '], [30, 'openbmb/OmniLMM-12B']] as const) {
+      const written: string[] = [];
+      let clock = 0;
+      // OmniLMM-12B's 23.2 GB at 1.7 MB/s: amounts, rate and ETA at their widest.
+      const bar = new ProgressBar(label, 23_200_000_000, { stream: { isTTY: true, columns, write: (text: string) => written.push(text) }, now: () => clock });
+      clock = 2_000_000;
+      bar.advance(3_456_789_012);
+      const line = written.at(-1)!.replace(/^\r/, '').replace(/\x1b\[K$/, '');
+      assert.ok(line.length <= columns - 1, `${line.length} columns of ${columns}: ${line}`);
+      assert.match(line, / 15% (3\.5 GB\/23\.2 GB )?(1\.7 MB\/s )?ETA 3:10:2\d$/, `${columns} columns`);
+      bar.complete();
+      assert.match(written.at(-2)!, /\] 100% /);
+    }
   });
 });

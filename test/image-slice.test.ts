@@ -215,14 +215,18 @@ test('resizeBicubic keeps flat colours flat, copies on the same size, and refuse
   assert.throws(() => resizeBicubic(flat, 5.5, 5), ImageError);
 });
 
-test('resizeBicubic is fast: 1344x1344 → 448x448 in well under a second', () => {
+test('resizeBicubic is fast: 1344x1344 → 448x448 in under a second', () => {
   const img: RgbImage = { width: 1344, height: 1344, data: new Uint8Array(1344 * 1344 * 3) };
   for (let i = 0; i < img.data.length; i++) img.data[i] = (i * 2654435761) >>> 24;
   resizeBicubic(img, 448, 448);
-  const start = performance.now();
-  resizeBicubic(img, 448, 448);
-  const ms = performance.now() - start;
-  assert.ok(ms < 500, `took ${ms.toFixed(0)} ms`);
+  // About 50 ms on an idle machine: the bound leaves room for one ten times slower (a busy one); best of three.
+  let ms = Infinity;
+  for (let i = 0; i < 3; i++) {
+    const start = performance.now();
+    resizeBicubic(img, 448, 448);
+    ms = Math.min(ms, performance.now() - start);
+  }
+  assert.ok(ms < 1000, `took ${ms.toFixed(0)} ms`);
 });
 
 test('cropImage cuts the right rectangle and refuses boxes outside the image', () => {

@@ -256,6 +256,20 @@ test('an incomplete or corrupt entry is rebuilt, and the model still answers tok
 const run = promisify(execFile);
 const CLI = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
 
+test('a conversion that fails part-way takes back the parts it wrote', async () => {
+  const broken = join(scratch, 'model-without-a-decoder-weight');
+  cpSync(MODEL, broken, { recursive: true });
+  // The vision tower and the resampler build; the decoder misses a weight.
+  const index = join(broken, 'model.safetensors.index.json');
+  const { weight_map: weights, ...rest } = JSON.parse(readFileSync(index, 'utf8')) as { weight_map: Record<string, string> };
+  delete weights['llm.model.layers.1.mlp.down_proj.weight'];
+  writeFileSync(index, JSON.stringify({ ...rest, weight_map: weights }));
+  const cacheDir = join(scratch, 'failed-convert-cache');
+  await assert.rejects(run(process.execPath, [CLI, 'convert', '--model', broken, '--cache-dir', cacheDir, '--threads', '1']),
+    (err: { stderr: string }) => /llm\.model\.layers\.1\.mlp\.down_proj\.weight/.test(err.stderr));
+  assert.ok(!existsSync(checkpointCacheFolder(cacheDir, broken)), `left behind: ${readdirSync(cacheDir).join(', ')}`);
+});
+
 test('omnilmm convert fills a cache folder, says where and how big, and names a bad model clearly', async () => {
   const cacheDir = join(scratch, 'convert-cache');
   const first = await run(process.execPath, [CLI, 'convert', '--model', MODEL, '--cache-dir', cacheDir, '--threads', '1']);

@@ -17,6 +17,7 @@ import { TEXT_NAMES, textDims } from '../src/models/minicpmv46/text.js';
 import { attentionBias, DecoderRunner, type DecoderSequence } from '../src/runtime/decoder-runner.js';
 import { GraphSession, type HostTensor } from '../src/runtime/session.js';
 import { fixturePath, maxAbsDiff, openGolden, readFixtureJson } from './helpers/fixtures.js';
+import { relativeRms } from './helpers/quantised.js';
 
 const FIXTURE = 'minicpmv46-tiny';
 const LOGITS_TOLERANCE = 5e-3; // README §5
@@ -434,13 +435,3 @@ test('int8 and int4: every linear layer, the linear-attention projections includ
   t.diagnostic(`relative RMS error of logits_last: int8 ${errors.int8!.toFixed(3)}, int4 ${errors.int4!.toFixed(3)}`);
   assert.ok(errors.int8! > 1e-4 && errors.int8! < errors.int4!, `int8 ${errors.int8}, int4 ${errors.int4}`);
 });
-
-function relativeRms(got: Float32Array, want: Float32Array): number {
-  let error = 0;
-  let norm = 0;
-  for (let i = 0; i < want.length; i++) {
-    error += (got[i]! - want[i]!) ** 2;
-    norm += want[i]! ** 2;
-  }
-  return Math.sqrt(error / norm);
-}

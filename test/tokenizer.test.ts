@@ -239,7 +239,7 @@ test('imageBound refuses unmatched image start/end tokens', () => {
   assert.throws(() => imageBound([1, IM_START, 0, IM_END, IM_START], IM_START, IM_END), InvalidRequestError);
 });
 
-test('encoding a 2000-token prompt takes milliseconds', () => {
+test('encoding a 2000-token prompt takes milliseconds, not seconds (no quadratic pass)', () => {
   const hk = readFixtureJson<LlmCase>(FIXTURE, 'llm', 'long_prompt_hk.json');
   const text = hk.prompt.repeat(9);
   const ids = tokenizer.encode(text);
@@ -252,7 +252,8 @@ test('encoding a 2000-token prompt takes milliseconds', () => {
     tokenizer.encode(long);
     best = Math.min(best, performance.now() - start);
   }
-  assert.ok(best < 200, `encoding took ${best.toFixed(1)} ms`);
+  // About 15 ms on an idle machine; the bound leaves room for one ten times slower (a busy one).
+  assert.ok(best < 1000, `encoding took ${best.toFixed(1)} ms`);
 });
 
 // --- Bad files -----------------------------------------------------------------------------------------------

@@ -46,6 +46,8 @@ before(async () => {
   context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
+    // A start takes a few seconds; on a busy machine many more than Playwright's default 30 s may pass.
+    timeout: 300_000,
     viewport: { width: 1280, height: 800 },
     args: [
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
@@ -232,9 +234,11 @@ test('the camera button takes a frame and asks about it', async () => {
 test('with an API key the page loads, asks for the key, and keeps asking until it works', async () => {
   const page = await openPage(`${keyServer.url}/`);
   await page.locator('#key-dialog[open]').waitFor();
+  assert.ok(!(await page.isVisible('#key-error')), 'no complaint before a key was tried');
   await page.fill('#api-key', 'wrong-key');
   await page.click('#key-save');
   await page.locator('#key-dialog[open]').waitFor();
+  await page.locator('#key-error', { hasText: 'That key was not accepted.' }).waitFor();
   await page.fill('#api-key', 'sekret-key');
   await page.click('#key-save');
   await connected(page);

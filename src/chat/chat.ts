@@ -87,6 +87,11 @@ export async function* streamChat(model: ChatModel, request: ChatRequest): Async
   if (decoding.numBeams > model.maxBeams) {
     throw new InvalidRequestError(`${decoding.numBeams} beams asked for, but the model was loaded for at most ${model.maxBeams}`);
   }
+  if (decoding.maxNewTokens > model.contextLength) {
+    throw new InvalidRequestError(
+      `at most ${model.contextLength} new tokens fit the model's context (prompt and answer together), ${decoding.maxNewTokens} were asked for`,
+    );
+  }
   const prompt = model.prepare(toChatInput(request.messages, request));
   const maxNewTokens = Math.min(decoding.maxNewTokens, model.contextLength - prompt.ids.length);
   if (maxNewTokens < 1) {

@@ -56,7 +56,7 @@ const MAX_REDIRECTS = 10;
 /** The files a model needs besides its weights (huggingface_hub's own names). */
 const MODEL_FILES = new Set([
   'config.json', 'generation_config.json', 'tokenizer.model', 'tokenizer.json', 'tokenizer_config.json',
-  'special_tokens_map.json', 'added_tokens.json',
+  'special_tokens_map.json', 'added_tokens.json', 'chat_template.jinja', 'processor_config.json',
 ]);
 const WEIGHT_INDEXES = ['model.safetensors.index.json', 'pytorch_model.bin.index.json'];
 

@@ -8,7 +8,7 @@
 // Only data.pkl is read whole; each tensor is a byte slice of its storage entry, read on demand.
 // The pickle goes through a restricted unpickler (pickle.ts) that refuses any file that could execute code.
 
-import { closeSync, existsSync, openSync, readSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import { CheckpointError, FileNotFoundError } from '../errors.js';
 import { unpickleStateDict, type PickledTensor } from './pickle.js';
 import { DTYPE_BYTES, toFloat32, type TensorInfo } from './safetensors.js';
@@ -115,6 +115,7 @@ function checkMagic(path: string): void {
   const fd = openSync(path, 'r');
   let n: number;
   try {
+    if (!fstatSync(fd).isFile()) throw new CheckpointError(`${path} is not a PyTorch checkpoint: it is a folder or device, not a file`);
     n = readSync(fd, head, 0, 4, 0);
   } finally {
     closeSync(fd);

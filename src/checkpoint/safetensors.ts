@@ -3,7 +3,7 @@
 // Tensors are read one at a time with positioned reads, so a checkpoint is never held in memory twice.
 
 import { closeSync, existsSync, fstatSync, openSync, renameSync, writeFileSync } from 'node:fs';
-import { CheckpointError, FileNotFoundError } from '../errors.js';
+import { CheckpointError, describeJson, FileNotFoundError } from '../errors.js';
 import { readAt } from './read-at.js';
 import { ShardedCheckpoint } from './sharded.js';
 
@@ -45,8 +45,10 @@ export class SafetensorsFile {
     if (!existsSync(path)) throw new FileNotFoundError(`safetensors file not found: ${path}`);
     this.fd = openSync(path, 'r');
     try {
-      const size = fstatSync(this.fd).size;
+      const stat = fstatSync(this.fd);
       const what = `${path} is not a valid safetensors file`;
+      if (!stat.isFile()) throw new CheckpointError(`${what}: it is a folder or device, not a file`);
+      const size = stat.size;
       if (size < 8) throw new CheckpointError(`${what}: it has only ${size} bytes (truncated download?)`);
       const lenBuf = Buffer.alloc(8);
       readAt(this.fd, lenBuf, 0);
@@ -69,7 +71,7 @@ export class SafetensorsFile {
       this.metadata = {};
       for (const [name, entry] of Object.entries(header)) {
         if (name === '__metadata__') {
-          Object.assign(this.metadata, entry as Record<string, string>);
+          this.metadata = parseMetadata(entry, what);
           continue;
         }
         this.tensors.set(name, parseEntry(name, entry, dataStart, size, path));
@@ -107,11 +109,22 @@ export class SafetensorsFile {
   }
 }
 
+/** `__metadata__`: null or an object of strings (as the reference reader requires), copied key by key. */
+function parseMetadata(entry: unknown, what: string): Record<string, string> {
+  if (entry === null) return {};
+  if (typeof entry !== 'object' || Array.isArray(entry) || !Object.values(entry).every((v) => typeof v === 'string')) {
+    throw new CheckpointError(`${what}: its __metadata__ is not an object of strings`);
+  }
+  // fromEntries defines own properties: a "__proto__" key stays a key instead of replacing the prototype.
+  return Object.fromEntries(Object.entries(entry as Record<string, string>));
+}
+
 function parseEntry(name: string, entry: unknown, dataStart: number, fileSize: number, path: string): TensorInfo {
   const bad = (why: string) => new CheckpointError(`${path}: tensor ${name} ${why} (corrupt file?)`);
   const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
   if (!e || typeof e !== 'object') throw bad('has no header entry');
-  if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_BYTES)) throw bad(`has unsupported dtype ${String(e.dtype)}`);
+  if (e.dtype === undefined) throw bad('has no dtype');
+  if (typeof e.dtype !== 'string' || !Object.hasOwn(DTYPE_BYTES, e.dtype)) throw bad(`has unsupported dtype ${describeJson(e.dtype)}`);
   const dtype = e.dtype as DType;
   if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw bad('has an invalid shape');
   const shape = e.shape as number[];

@@ -3,7 +3,7 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { CheckpointError, FileNotFoundError } from '../errors.js';
+import { CheckpointError, describeJson, FileNotFoundError } from '../errors.js';
 import type { TensorInfo, TensorSource } from './safetensors.js';
 
 /** One opened weights file. */
@@ -47,8 +47,8 @@ export class ShardedCheckpoint implements TensorSource {
     if (!map || typeof map !== 'object' || Array.isArray(map)) throw new CheckpointError(`${indexPath} has no "weight_map" object`);
     const shards = new Map<string, TensorFile>();
     for (const [name, shard] of Object.entries(map as Record<string, unknown>)) {
-      if (typeof shard !== 'string' || basename(shard) !== shard) {
-        throw new CheckpointError(`${indexPath} names an invalid shard file ${JSON.stringify(shard)}`);
+      if (typeof shard !== 'string' || basename(shard) !== shard || shard === '' || shard === '.' || shard === '..') {
+        throw new CheckpointError(`${indexPath} names an invalid shard file ${describeJson(shard)}`);
       }
       let file = shards.get(shard);
       if (!file) {

@@ -12,12 +12,33 @@ export interface Parsed {
 
 export function parseCommandArgs(command: string, argv: string[], options: OptionSpec, usage: string): Parsed {
   try {
-    const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    const args = joinNegativeValues(argv, options);
+    const { values, positionals } = parseArgs({ args, options, allowPositionals: true, strict: true });
     return { values: values as Parsed['values'], positionals };
   } catch (err) {
     const why = (err as Error).message.replace(/\.?\s*To specify a positional argument.*$/s, '');
     throw new InvalidRequestError(`${command}: ${why}\nusage: ${usage}`);
   }
+}
+
+/**
+ * `--max-new-tokens -5` as `--max-new-tokens=-5`: parseArgs takes a value that starts with a dash for an option and
+ * calls the argument ambiguous, where the user gave a (negative) number that the range check should answer.
+ */
+function joinNegativeValues(argv: string[], options: OptionSpec): string[] {
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') return [...args, ...argv.slice(i)];
+    const next = argv[i + 1];
+    if (arg.startsWith('--') && options[arg.slice(2)]?.type === 'string' && next !== undefined && /^-\.?\d/.test(next)) {
+      args.push(`${arg}=${next}`);
+      i++;
+    } else {
+      args.push(arg);
+    }
+  }
+  return args;
 }
 
 export function stringOption(values: Parsed['values'], name: string): string | undefined {
@@ -44,7 +65,9 @@ export function numberOption(
   if (raw.trim() === '' || !Number.isFinite(v) || (opts.integer && !Number.isInteger(v))) {
     throw new InvalidRequestError(`--${name} must be ${kind}, got ${JSON.stringify(raw)}`);
   }
-  if (opts.min !== undefined && v < opts.min) throw new InvalidRequestError(`--${name} must be at least ${opts.min}, got ${raw}`);
+  if (opts.min !== undefined && v < opts.min) {
+    throw new InvalidRequestError(`--${name} must be ${opts.min === Number.MIN_VALUE ? 'above 0' : `at least ${opts.min}`}, got ${raw}`);
+  }
   if (opts.max !== undefined && v > opts.max) throw new InvalidRequestError(`--${name} must be at most ${opts.max}, got ${raw}`);
   return v;
 }

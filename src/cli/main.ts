@@ -3,6 +3,7 @@
 
 import { OmnilmmError } from '../errors.js';
 import { commands } from './commands/index.js';
+import { EXIT_BROKEN_PIPE, outputClosed, watchForClosedOutput } from './io.js';
 
 const HELP = `omnilmm — run MiniCPM-V / OmniLMM multimodal models locally
 
@@ -34,12 +35,15 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
+watchForClosedOutput();
 main(process.argv.slice(2)).then(
   (code) => {
-    process.exitCode = code;
+    process.exitCode = outputClosed.aborted ? EXIT_BROKEN_PIPE : code;
   },
   (err: unknown) => {
-    if (err instanceof OmnilmmError) {
+    if (outputClosed.aborted) {
+      process.exitCode = EXIT_BROKEN_PIPE;
+    } else if (err instanceof OmnilmmError) {
       process.stderr.write(`error: ${err.message}\n`);
       process.exitCode = err.exitCode;
     } else {

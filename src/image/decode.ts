@@ -102,7 +102,8 @@ export async function decodeImage(bytes: Uint8Array, options: DecodeOptions = {}
   if (width * height > maxPixels) {
     throw new ImageTooLargeError(
       `the ${name} image is ${width}x${height} = ${width * height} pixels, more than the limit of ${maxPixels} ` +
-        '(a possible decompression bomb); raise maxPixels if you trust this image',
+        '(a possible decompression bomb)',
+      'raise the maxPixels option if you trust this image',
     );
   }
 

@@ -32,7 +32,7 @@ import { fileURLToPath } from 'node:url';
 import { readAt } from '../checkpoint/read-at.js';
 import type { TensorSource } from '../checkpoint/safetensors.js';
 import { ShardedCheckpoint } from '../checkpoint/sharded.js';
-import { RuntimeError } from '../errors.js';
+import { InvalidRequestError, RuntimeError } from '../errors.js';
 import { processRuns, type SerializedModel } from '../graph/builder.js';
 import { GraphSession, runtimeVersion, type RuntimeOptions } from './session.js';
 
@@ -100,6 +100,7 @@ export async function cachedSession(graph: CachedGraph, runtime: RuntimeOptions 
   const root = cacheRoot(runtime.cache);
   const checkpointDir = graph.source instanceof ShardedCheckpoint ? graph.source.dir : null;
   if (!root || !checkpointDir) return GraphSession.create(graph.label, buildWithProgress(graph), runtime);
+  checkRootIsFolder(root);
   const keyFolder = join(root, checkpointKey(checkpointDir));
   sweepStaleEntries(root, keyFolder, checkpointDir);
   const prepacked = (runtime.executionProvider ?? 'cpu') === 'cpu';
@@ -123,8 +124,60 @@ export async function cachedSession(graph: CachedGraph, runtime: RuntimeOptions 
     process.emitWarning(`the model cache ${root} is not writable (${(err as Error).message}); building the ${graph.label} without it`);
     return GraphSession.create(graph.label, buildWithProgress(graph), runtime);
   }
-  await writeEntry(folder, graph, buildWithProgress(graph), prepacked ? runtime : null);
+  try {
+    await writeEntry(folder, graph, buildWithProgress(graph), prepacked ? runtime : null);
+  } catch (err) {
+    removeKeyFolderIfEmpty(keyFolder);
+    throw err;
+  }
   return GraphSession.fromFile(graph.label, join(folder, MODEL_FILE), runtime);
+}
+
+/**
+ * Runs a model load; if it fails, the entries it wrote are removed again (and their key folder once it holds
+ * nothing else), so that a failed conversion leaves no part of itself in the cache. Entries it found there stay.
+ */
+export async function discardEntriesIfFailed<T>(load: () => Promise<T>): Promise<T> {
+  const written: string[] = [];
+  const stop = onModelCacheEvent((event) => {
+    if (event.type === 'written') written.push(event.folder);
+  });
+  try {
+    return await load();
+  } catch (err) {
+    for (const folder of written) {
+      rmSync(folder, { recursive: true, force: true });
+      removeKeyFolderIfEmpty(dirname(folder));
+    }
+    throw err;
+  } finally {
+    stop();
+  }
+}
+
+/** Removes a key folder that holds no entry (only the record of its checkpoint). */
+function removeKeyFolderIfEmpty(keyFolder: string): void {
+  try {
+    if (readdirSync(keyFolder).every((name) => name === CHECKPOINT_RECORD)) rmSync(keyFolder, { recursive: true, force: true });
+  } catch {
+    // Already gone.
+  }
+}
+
+/** A cache root that exists as something other than a folder is a setting to fix, not a bug of ours. */
+function checkRootIsFolder(root: string): void {
+  let info;
+  try {
+    info = statSync(root, { throwIfNoEntry: false });
+  } catch {
+    return; // Under a file, say: such a cache cannot be written, which cachedSession reports and works around.
+  }
+  if (info && !info.isDirectory()) {
+    throw new InvalidRequestError(
+      `the model cache ${root} is a file, not a folder: point OMNILMM_CACHE (or convert's --cache-dir, or the cache ` +
+        'option) at a folder, or turn the cache off with OMNILMM_CACHE=off',
+    );
+  }
 }
 
 /** The cache folder of a checkpoint (where `cachedSession` puts its parts) under `root`. */

@@ -12,6 +12,7 @@
 
 import type { DecodingSettings } from '../chat/decoding.js';
 import type { EngineMessage } from '../chat/engine-types.js';
+import { describeJson } from '../errors.js';
 import { DOWNSAMPLE_MODES, type ContentPart, type DownsampleMode } from '../models/messages.js';
 import { badRequest } from './api-error.js';
 
@@ -174,8 +175,9 @@ function parseImageUrl(url: string, param: string): ImageSource {
   }
   const data = url.slice(comma + 1).replace(/\s+/g, '');
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(data) || data.length % 4 === 1) throw badRequest('the image data: URL is not valid base64', param);
-  if (data.length === 0) throw badRequest('the image data: URL is empty', param);
-  return { kind: 'data', bytes: Buffer.from(data, 'base64') };
+  const bytes = Buffer.from(data, 'base64');
+  if (bytes.length === 0) throw badRequest('the image data: URL is empty', param);
+  return { kind: 'data', bytes };
 }
 
 function parseStop(value: unknown): string[] {
@@ -217,8 +219,9 @@ function optionalInteger(body: Body, key: string, min: number, max: number): num
 
 /** A client's value for an error message, cut short. */
 function show(value: unknown): string {
-  const text = JSON.stringify(value) ?? String(value);
-  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+  if (value === undefined) return 'nothing (the field is missing)';
+  // JSON.parse reads 1e400 as Infinity, which JSON.stringify would show as null.
+  return typeof value === 'number' ? String(value) : describeJson(value);
 }
 
 function rangeText(min: number, max: number): string {

@@ -44,6 +44,7 @@ export async function handleChatCompletion(req: IncomingMessage, res: ServerResp
   try {
     const body = await readJsonBody(req, res, ctx.limits.maxBodyBytes);
     const parsed = parseChatCompletionRequest(body);
+    checkAnswerLength(body, parsed, ctx.engine.info.contextLength);
     const images: Uint8Array[] = [];
     for (const source of parsed.images) images.push(await fetchImageBytes(source, ctx.limits, signal));
     // The request's place in the arrival order: once its body (and remote images) is in, before the image check.
@@ -77,6 +78,14 @@ export async function handleChatCompletion(req: IncomingMessage, res: ServerResp
   }
 }
 
+/** A length no answer can reach is refused (as OpenAI does), not silently cut to what the context holds. */
+function checkAnswerLength(body: unknown, parsed: ChatCompletionRequest, contextLength: number): void {
+  const asked = parsed.settings.maxNewTokens;
+  if (asked === undefined || asked <= contextLength) return;
+  const field = (body as Record<string, unknown>).max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
+  throw badRequest(`"${field}" is ${asked}, more than the model's context of ${contextLength} tokens holds (prompt and answer together)`, field);
+}
+
 /** The image's bytes: from its data: URL, or fetched (only when the server allows remote images). */
 async function fetchImageBytes(source: ImageSource, limits: CompletionLimits, signal: AbortSignal): Promise<Uint8Array> {
   if (source.kind === 'data') return source.bytes;
@@ -93,7 +102,7 @@ async function checkImage(bytes: Uint8Array, limits: CompletionLimits): Promise<
   } catch (err) {
     // decodeImage checks the header's pixel count before it decodes a single pixel.
     if (err instanceof ImageTooLargeError) {
-      throw tooLarge(`${err.message.replace(/; raise maxPixels.*$/, '')}: send a smaller image`, 'messages');
+      throw tooLarge(`${err.summary}: send a smaller image`, 'messages');
     }
     throw err;
   }

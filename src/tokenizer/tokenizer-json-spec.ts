@@ -8,7 +8,7 @@
 //   post_processor  null | ByteLevel (adds nothing); tokenizer_config's add_bos_token / add_eos_token as transformers
 //   decoder         ByteLevel
 
-import { TokenizerError } from '../errors.js';
+import { describeJson, TokenizerError } from '../errors.js';
 import type { AddedToken } from './added-tokens.js';
 
 type Json = Record<string, unknown>;
@@ -64,7 +64,9 @@ export function parseTokenizerJson(json: unknown, config: unknown, source: strin
     if (type !== 'Split') throw unsupported('a ByteLevel pre-tokenizer before the end of the sequence');
     const pattern = s['pattern'];
     if (!isObject(pattern) || typeof pattern['Regex'] !== 'string') throw unsupported('a Split pre-tokenizer whose pattern is not {"Regex": …}');
-    if (s['behavior'] !== 'Isolated') throw unsupported(`the Split behaviour ${String(s['behavior'])}`);
+    if (s['behavior'] !== 'Isolated') {
+      throw unsupported(s['behavior'] === undefined ? 'a Split without a behavior' : `the Split behaviour ${describeJson(s['behavior'])}`);
+    }
     if (s['invert'] === true) throw unsupported('an inverted Split pre-tokenizer');
     splitPatterns.push(pattern['Regex']);
   });
@@ -120,13 +122,20 @@ function componentType(value: unknown, where: string, bad: (why: string) => Toke
   return value['type'];
 }
 
+/** The largest token id a tokenizer may use: ids are kept in 32-bit tables, and no vocabulary comes near it. */
+const MAX_TOKEN_ID = 2 ** 31 - 2;
+
+function isTokenId(value: unknown): value is number {
+  return Number.isInteger(value) && (value as number) >= 0 && (value as number) <= MAX_TOKEN_ID;
+}
+
 function readVocab(value: unknown, bad: (why: string) => TokenizerError): Map<string, number> {
   if (!isObject(value)) throw bad('model.vocab is not an object');
   const vocab = new Map<string, number>();
   // for…in: Object.entries of a 250k-key object costs twice as much.
   for (const token in value) {
     const id = value[token];
-    if (!Number.isSafeInteger(id) || (id as number) < 0) throw bad(`the vocabulary id of ${JSON.stringify(token)} is not a token id`);
+    if (!isTokenId(id)) throw bad(`the vocabulary id of ${JSON.stringify(token)} is not a token id (an integer 0 … ${MAX_TOKEN_ID})`);
     vocab.set(token, id as number);
   }
   return vocab;
@@ -147,8 +156,8 @@ function readMerges(value: unknown, bad: (why: string) => TokenizerError): [stri
 }
 
 function readAddedToken(entry: unknown, index: number, bad: (why: string) => TokenizerError): AddedToken {
-  if (!isObject(entry) || typeof entry['content'] !== 'string' || !Number.isSafeInteger(entry['id']) || (entry['id'] as number) < 0) {
-    throw bad(`added_tokens[${index}] needs an "id" and a "content"`);
+  if (!isObject(entry) || typeof entry['content'] !== 'string' || !isTokenId(entry['id'])) {
+    throw bad(`added_tokens[${index}] needs an "id" (an integer 0 … ${MAX_TOKEN_ID}) and a "content"`);
   }
   const flag = (key: string, fallback: boolean): boolean => {
     const v = entry[key];

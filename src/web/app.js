@@ -37,7 +37,7 @@ async function connect() {
     const res = await fetch('/v1/models', { headers: authHeaders() });
     if (res.status === 401) {
       setStatus('down', 'API key needed');
-      if (await askForKey()) return connect();
+      if (await askForKey(state.apiKey ? 'That key was not accepted.' : '')) return connect();
       return;
     }
     if (!res.ok) throw new Error(`HTTP ${res.status}`);

@@ -7,10 +7,9 @@ import type { Engine, EngineRequest } from '../../chat/engine-types.js';
 import { readVideoPath } from '../../chat/media-source.js';
 import { WorkerEngine } from '../../chat/worker-engine.js';
 import { InvalidRequestError, OmnilmmError } from '../../errors.js';
-import { decodeImage } from '../../image/index.js';
 import { DOWNSAMPLE_MODES, parseConversation, placeMedia, type DownsampleMode, type Message } from '../../models/messages.js';
 import { numberOption, parseCommandArgs, stringOption, stringsOption, type Parsed } from '../args.js';
-import { readUserFile } from '../io.js';
+import { decodeUserImage, outputClosed, readUserFile } from '../io.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../../graph/quantize.js';
 import { DEFAULT_MODEL, type Command } from './common.js';
 
@@ -42,12 +41,14 @@ export const chatCommand: Command = {
   --thinking                 MiniCPM-V 4.6 thinks before it answers (its answer starts with the reasoning, up to
                              "</think>")
   --decoding <mode>          sample (default: top_p 0.8, top_k 100, temperature 0.7, repetition penalty 1.05),
-                             beam (3 beams, repetition penalty 1.2) or greedy (repetition penalty 1.0)
-  --num-beams N              beams for --decoding beam
+                             beam (3 beams, repetition penalty 1.2) or greedy (repetition penalty 1.0). Beam search
+                             settles its answer only at the end, so it prints it whole (on a terminal a
+                             "thinking…" note shows meanwhile); sample and greedy stream it
+  --num-beams N              beams for --decoding beam (given alone, it chooses beam search)
   --repetition-penalty R     overrides the mode's repetition penalty
   --temperature T, --top-p P, --top-k K, --seed S
-                             sampling settings (--decoding sample only)
-  --max-new-tokens N         most tokens to generate (default 1024)
+                             sampling settings: with --decoding beam or greedy they are an error, not ignored
+  --max-new-tokens N         most tokens to generate (default 1024; at most the model's context)
   --threads N                CPU threads (default: all cores)
   --precision P              the language model's linear layers (lm_head included): int8 (default: blocks of
                              128, a quarter of fp32's memory, faster decoding; answers drift from fp32 after a
@@ -59,11 +60,14 @@ export const chatCommand: Command = {
                              OmniLMM-12B's 4.4 B-parameter tower needs int8 or int4 on a 24 GiB machine
   --json                     print one JSON object {"text", "prompt_ids", "output_ids"} instead of streaming
 
-With no question, no --messages and a terminal, starts an interactive session (Ctrl-C stops an answer;
-at the prompt it quits):
+The question is the last argument, or the text piped into stdin (echo "…" | omnilmm chat …). With no
+question, no --messages and a terminal, starts an interactive session (Ctrl-C stops an answer; at the prompt
+it quits):
   /image <path>  start a new conversation about another image
   /reset         start a new conversation (no image)
-  /exit          quit`,
+  /exit          quit
+  //…            a question that starts with / (any other /word is refused as an unknown command)
+Output that nobody reads any more (omnilmm chat … | head) ends the command quietly with status 141.`,
   async run(argv) {
     const { values, positionals } = parseCommandArgs('chat', argv, {
       model: { type: 'string' },
@@ -92,10 +96,15 @@ at the prompt it quits):
     const visionPrecision = precisionOption(values, 'vision-precision');
     const messages = await readMessages(stringOption(values, 'messages'), positionals);
     const media = await readMedia(values);
-    const interactive = messages.length === 0;
-    if (interactive && !process.stdin.isTTY) {
-      throw new InvalidRequestError(`no question: give one as the last argument or pass --messages <file.json>\nusage: ${USAGE}`);
+    // `echo "question" | omnilmm chat …`: the question comes from the pipe.
+    if (messages.length === 0 && !process.stdin.isTTY) {
+      const piped = (await readAll(process.stdin)).trim();
+      if (!piped) {
+        throw new InvalidRequestError(`no question: give one as the last argument, pipe it in, or pass --messages <file.json>\nusage: ${USAGE}`);
+      }
+      messages.push({ role: 'user', content: piped });
     }
+    const interactive = messages.length === 0;
     // The images and the video must match the messages' parts: say so before the model loads.
     if (!interactive) placeMedia(parseConversation(messages), media.images.length, media.video ? 1 : 0);
     const engine = await WorkerEngine.start(stringOption(values, 'model') ?? DEFAULT_MODEL, {
@@ -107,7 +116,7 @@ at the prompt it quits):
     try {
       if (interactive) await interactiveSession(engine, media, settings);
       else if (values.json) {
-        const stream = engine.stream({ messages, ...media, ...settings });
+        const stream = engine.stream({ messages, ...media, ...settings }, outputClosed);
         let next = await stream.next();
         while (!next.done) next = await stream.next();
         process.stdout.write(`${JSON.stringify(jsonReport(next.value))}\n`);
@@ -156,10 +165,18 @@ export function downsampleModeOption(values: Parsed['values']): DownsampleMode |
 }
 
 function decodingSettings(values: Parsed['values']): DecodingSettings {
-  const decoding = stringOption(values, 'decoding') ?? 'sample';
+  // A flag that the decoding would ignore is an error, not a silent no-op; --num-beams alone asks for beam search.
+  const given = (flag: string) => values[flag] !== undefined;
+  const decoding = stringOption(values, 'decoding') ?? (given('num-beams') ? 'beam' : 'sample');
   if (!DECODINGS.includes(decoding as Decoding)) {
     throw new InvalidRequestError(`--decoding must be one of ${DECODINGS.join(', ')}, got "${decoding}"`);
   }
+  for (const flag of ['temperature', 'top-p', 'top-k', 'seed']) {
+    if (given(flag) && decoding !== 'sample') {
+      throw new InvalidRequestError(`--${flag} is a sampling setting, and --decoding ${decoding} does not sample: drop it, or use --decoding sample`);
+    }
+  }
+  if (given('num-beams') && decoding !== 'beam') throw new InvalidRequestError(`--num-beams is for --decoding beam, not ${decoding}`);
   return {
     decoding: decoding as Decoding,
     numBeams: numberOption(values, 'num-beams', { integer: true, min: 1, max: 16 }),
@@ -195,17 +212,29 @@ function jsonReport(result: ChatResult) {
   return { text: result.text, prompt_ids: result.promptIds, output_ids: result.outputIds };
 }
 
+async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.from(chunk as Buffer));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 /** An image file's bytes, decoded once here so that a bad file is reported before the model loads. */
 async function readImageBytes(path: string): Promise<Uint8Array> {
   const bytes = await readUserFile(path, 'image');
-  await decodeImage(bytes);
+  await decodeUserImage(bytes);
   return bytes;
 }
 
 async function streamAnswer(engine: Engine, request: EngineRequest, signal?: AbortSignal): Promise<string> {
-  const stream = engine.stream(request, signal);
+  const stream = engine.stream(request, signal ? AbortSignal.any([signal, outputClosed]) : outputClosed);
+  // Beam search settles the answer only at its end: on a terminal, a note says that work is going on meanwhile.
+  let note = request.decoding === 'beam' && process.stderr.isTTY;
+  if (note) process.stderr.write('thinking… (beam search shows the answer when it is complete)');
   for (;;) {
-    const next = await stream.next();
+    const next = await stream.next().finally(() => {
+      if (note) process.stderr.write('\r\x1b[K');
+      note = false;
+    });
     if (next.done) {
       process.stdout.write('\n');
       return next.value.text;
@@ -213,6 +242,8 @@ async function streamAnswer(engine: Engine, request: EngineRequest, signal?: Abo
     process.stdout.write(next.value);
   }
 }
+
+const INTERACTIVE_COMMANDS = '/image <path>, /reset, /exit';
 
 /** A multi-turn session. Ctrl-C while an answer streams stops that answer; at the prompt it ends the session. */
 async function interactiveSession(engine: Engine, firstMedia: Media, settings: DecodingSettings): Promise<void> {
@@ -227,7 +258,7 @@ async function interactiveSession(engine: Engine, firstMedia: Media, settings: D
   let media = firstMedia;
   let messages: Message[] = [];
   const about = media.video ? ' about the video' : media.images.length > 1 ? ' about the images' : media.images.length ? ' about the image' : '';
-  process.stdout.write(`Ask a question${about}. Commands: /image <path>, /reset, /exit\n`);
+  process.stdout.write(`Ask a question${about}. Commands: ${INTERACTIVE_COMMANDS}\n`);
   try {
     for (;;) {
       const line = (await Promise.race([rl.question('> ').catch(() => '/exit'), closed])).trim();
@@ -239,7 +270,7 @@ async function interactiveSession(engine: Engine, firstMedia: Media, settings: D
         process.stdout.write('New conversation.\n');
         continue;
       }
-      if (line.startsWith('/image')) {
+      if (/^\/image(\s|$)/.test(line)) {
         const path = line.slice('/image'.length).trim();
         try {
           media = { ...media, images: [await readImageBytes(path)], video: null };
@@ -251,7 +282,12 @@ async function interactiveSession(engine: Engine, firstMedia: Media, settings: D
         }
         continue;
       }
-      const turn = [...messages, { role: 'user' as const, content: line }];
+      if (/^\/[^/]/.test(line)) {
+        process.stdout.write(`unknown command ${line.split(/\s/)[0]}: ${INTERACTIVE_COMMANDS} (start with // to ask something that begins with /)\n`);
+        continue;
+      }
+      const question = line.startsWith('//') ? line.slice(1) : line;
+      const turn = [...messages, { role: 'user' as const, content: question }];
       const answer = new AbortController();
       answering = answer;
       try {

@@ -58,8 +58,9 @@ chat and serve with the same options load from there. A model already converted 
       const modelId = stringOption(values, 'model') ?? DEFAULT_MODEL;
       const model = await loadModel(modelId, { threads, precision, visionPrecision, maxBeams: 1, cache: cacheDir });
       await model.release();
+      progress.finish({ complete: true });
     } finally {
-      progress.finish();
+      progress.finish({ complete: false });
       stop();
     }
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
@@ -76,26 +77,38 @@ chat and serve with the same options load from there. A model already converted 
   },
 };
 
-/** One progress bar per part being built, over the checkpoint's bytes read so far (on a terminal only). */
+/**
+ * One progress bar for the conversion (on a terminal only), over the checkpoint's bytes read so far, labelled with
+ * the part being built. A part reads only its own tensors, and some tensors are never read, so a conversion that
+ * finishes shows 100 % only when it ends.
+ */
 class ConversionProgress {
   private bar: ProgressBar | null = null;
-  private bytesRead = 0;
+  private part = '';
 
   onEvent(event: ModelCacheEvent): void {
     if (event.type === 'build') {
-      this.finish();
+      this.part = event.part;
+      this.bar?.relabel(this.part.padEnd(10));
       if (!process.stderr.isTTY) process.stderr.write(`building the ${event.label}…\n`);
     } else if (event.type === 'progress') {
-      if (!this.bar) this.bar = new ProgressBar(event.part.padEnd(10), event.checkpointBytes, { initial: this.bytesRead });
-      this.bytesRead += event.tensorBytes;
+      this.bar ??= new ProgressBar(this.part.padEnd(10), event.checkpointBytes);
       this.bar.advance(event.tensorBytes);
     } else if (event.type === 'rebuild') {
+      this.bar?.finish();
+      this.bar = null;
       process.stderr.write(`the cached ${event.part} at ${event.folder} is incomplete (${event.reason}); rebuilding it\n`);
     }
   }
 
-  finish(): void {
-    this.bar?.finish();
+  /** Ends the bar's line: at 100 % when the conversion is complete, else where it stopped. */
+  finish({ complete }: { complete: boolean }): void {
+    if (complete) {
+      this.bar?.relabel('converted ');
+      this.bar?.complete();
+    } else {
+      this.bar?.finish();
+    }
     this.bar = null;
   }
 }

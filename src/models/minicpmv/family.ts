@@ -1,6 +1,7 @@
 // MiniCPM-V 1.0 and 2.0 (model_type "minicpmv") as the registry sees them: config parsing, the tokenizer and image
 // processing they use, and the model.
 
+import { discardEntriesIfFailed } from '../../runtime/model-cache.js';
 import { loadTokenizer } from '../../tokenizer/load.js';
 import type { ModelFamily } from '../family.js';
 import type { InspectOptions } from '../messages.js';
@@ -20,5 +21,6 @@ export const minicpmvFamily: ModelFamily<MiniCPMVConfig> = {
     refuseDownsampleMode(options, `MiniCPM-V ${config.version}.0`);
     return { ...prepareImageInput(image, config), pixels: slicePixels };
   },
-  load: (dir, config, options) => MiniCPMVModel.load(dir, config, options),
+  // A load that fails (a tensor missing, a full disk) takes back what it wrote into the converted-model cache.
+  load: (dir, config, options) => discardEntriesIfFailed(() => MiniCPMVModel.load(dir, config, options)),
 };

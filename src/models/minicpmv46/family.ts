@@ -1,6 +1,7 @@
 // MiniCPM-V 4.6 (model_type "minicpmv4_6") as the registry sees it: config parsing, its tokenizer.json tokenizer, the
 // image processor (for inspect-image) and the model.
 
+import { discardEntriesIfFailed } from '../../runtime/model-cache.js';
 import { loadTokenizer } from '../../tokenizer/load.js';
 import type { ModelFamily } from '../family.js';
 import { parseMiniCPMV46Config, type MiniCPMV46Config } from './config.js';
@@ -28,5 +29,6 @@ export const minicpmv46Family: ModelFamily<MiniCPMV46Config> = {
       pixels: (slice) => pixels.get(slice)!,
     };
   },
-  load: (dir, config, options) => MiniCPMV46Model.load(dir, config, options),
+  // A load that fails (a tensor missing, a full disk) takes back what it wrote into the converted-model cache.
+  load: (dir, config, options) => discardEntriesIfFailed(() => MiniCPMV46Model.load(dir, config, options)),
 };

@@ -1,6 +1,7 @@
 // OmniLMM-12B (model_type "omnilmm") as the registry sees it: config parsing, the tokenizer and image processing it
 // uses, and the model.
 
+import { discardEntriesIfFailed } from '../../runtime/model-cache.js';
 import { loadTokenizer } from '../../tokenizer/load.js';
 import type { ModelFamily } from '../family.js';
 import type { InspectOptions } from '../messages.js';
@@ -19,5 +20,6 @@ export const omnilmmFamily: ModelFamily<OmniLMMConfig> = {
     refuseDownsampleMode(options, 'OmniLMM-12B');
     return inspectImage(image, config);
   },
-  load: (dir, config, options) => OmniLMMModel.load(dir, config, options),
+  // A load that fails (a tensor missing, a full disk) takes back what it wrote into the converted-model cache.
+  load: (dir, config, options) => discardEntriesIfFailed(() => OmniLMMModel.load(dir, config, options)),
 };
