@@ -342,7 +342,7 @@ test('a question piped into chat is asked; an empty pipe says how to give one', 
   const c = readFixtureJson<{ msgs: { content: string }[]; input: { file: string }; runs: Record<string, { new_token_ids: number[] }> }>(
     FIXTURE, 'llm', 'single_turn_grad.json');
   const out = await cliWithInput(['chat', '--model', MODEL, '--image', fixturePath(FIXTURE, c.input.file), '--decoding', 'greedy',
-    '--max-new-tokens', '24', '--threads', '1', '--json'], `${c.msgs[0]!.content}\n`);
+    '--max-new-tokens', '24', '--threads', '1', '--precision', 'fp32', '--vision-precision', 'fp32', '--json'], `${c.msgs[0]!.content}\n`);
   assert.equal(out.code, 0, out.stderr);
   assert.deepEqual(JSON.parse(out.stdout).output_ids, c.runs.greedy!.new_token_ids);
   assertCleanError(await cliWithInput(['chat', '--model', MODEL, '--json'], '  \n'), /^error: no question: .*pipe it in/);

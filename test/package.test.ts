@@ -113,7 +113,8 @@ test('the installed package: npx omnilmm --help, import { loadModel } from "omni
   const c = readFixtureJson<{ msgs: { content: string }[]; input: { file: string }; input_ids: number[]; runs: Record<string, { new_token_ids: number[] }> }>(
     FIXTURE, 'llm', 'single_turn_grad.json');
   const answer = await run('npx', ['--offline', 'omnilmm', 'chat', '--model', fixturePath(FIXTURE, 'model'), '--image',
-    fixturePath(FIXTURE, c.input.file), '--decoding', 'greedy', '--max-new-tokens', '24', '--threads', '1', '--json', c.msgs[0]!.content], app);
+    fixturePath(FIXTURE, c.input.file), '--decoding', 'greedy', '--max-new-tokens', '24', '--threads', '1',
+    '--precision', 'fp32', '--vision-precision', 'fp32', '--json', c.msgs[0]!.content], app);
   assert.deepEqual((JSON.parse(answer) as { output_ids: number[] }).output_ids, c.runs.greedy!.new_token_ids);
 });
 
