@@ -56,6 +56,9 @@ before(async () => {
       '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
     ],
   });
+  // Playwright waits 30 s for an element by default: an answer that takes 3 s on an idle machine can take longer
+  // than that on a busy one. (A page that never gets there still fails, after 10 minutes.)
+  context.setDefaultTimeout(600_000);
   // The page must work offline: anything not addressed to our servers is recorded and refused.
   await context.route('**/*', (route) => {
     const url = route.request().url();
@@ -139,7 +142,8 @@ test('upload an image, get a streamed answer, ask again, stop a long answer', as
   mkdirSync(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: join(ARTIFACTS, 'web-chat.png') });
 
-  // 2. A second turn sends the whole conversation, the image still with the first message.
+  // 2. A second turn sends the whole conversation, the image still with the first message (a short answer will do).
+  await page.fill('#max-tokens', '16');
   const second = await ask(page, '这张图片是什么颜色？');
   assert.deepEqual(second.messages.map((m) => m.role), ['user', 'assistant', 'user']);
   assert.equal(second.messages[1]!.content, grad.runs.greedy!.text);
