@@ -5,9 +5,11 @@
 // reasoning_content (a scripted engine supplies such answers).
 
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { readFileSync } from 'node:fs';
 import { createServer, request as httpRequest, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import sharp from 'sharp';
@@ -109,6 +111,17 @@ async function waitFor(condition: () => Promise<boolean>, what: string, timeoutM
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
   return Date.now() - start;
+}
+
+/** Waits until the socket takes more data; a server that stopped reading fails the test after a minute. */
+async function drained(socket: Socket): Promise<void> {
+  const done = new AbortController();
+  const stalled = sleep(60_000, undefined, { signal: done.signal }).then(() => assert.fail('the server stopped reading the body'));
+  try {
+    await Promise.race([once(socket, 'drain', { signal: done.signal }), stalled]);
+  } finally {
+    done.abort();
+  }
 }
 
 /** Starts a long streamed generation and resolves once its first text has arrived (so it holds the engine). */
@@ -337,6 +350,38 @@ describe('bad requests get OpenAI error objects with the right status', () => {
     assert.equal(outcome.status, 413);
     assert.equal(outcome.continued, false);
     assert.equal((JSON.parse(outcome.body) as { error: { code: string } }).error.code, 'payload_too_large');
+  });
+
+  test('a 60 MB body sent without Expect over a slow link gets its 413 after it is sent, not a broken pipe', async () => {
+    // A raw-socket client that writes its whole body before it reads, as simple clients do, at about 20 MB/s (a
+    // remote client on a fast link): the server must read on, throwing the bytes away, for the writes to finish.
+    const socket = connect(Number(new URL(server.url).port), '127.0.0.1');
+    await once(socket, 'connect');
+    let response = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (response += chunk));
+    const size = 60_000_000;
+    socket.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${size}\r\n\r\n`);
+    const chunk = Buffer.alloc(1 << 20, 0x20);
+    for (let sent = 0; sent < size; sent += chunk.length) {
+      const part = sent + chunk.length <= size ? chunk : chunk.subarray(0, size - sent);
+      // An EPIPE or ECONNRESET here rejects the wait and fails the test.
+      if (!socket.write(part)) await drained(socket);
+      await sleep(50);
+    }
+    await new Promise<void>((resolve, reject) => {
+      const check = () => (/\r\n\r\n[^]*payload_too_large[^]*\}\}$/.test(response) ? resolve() : undefined);
+      check();
+      socket.on('data', check).once('error', reject).once('close', () => reject(new Error(`closed after: ${response}`)));
+    });
+    assert.match(response, /^HTTP\/1\.1 413 /);
+    // The body was read to its end: the same connection takes the next request.
+    response = '';
+    socket.write('GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    await new Promise<void>((resolve, reject) => {
+      socket.on('data', () => (/"status":"ok"/.test(response) ? resolve() : undefined)).once('error', reject);
+    });
+    assert.match(response, /^HTTP\/1\.1 200 /);
+    socket.destroy();
   });
 
   test('an http(s) image URL is 400 unless the server allows remote images', async () => {

@@ -1,25 +1,31 @@
 // Reading a JSON request body with a size limit.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { badRequest, tooLarge } from './api-error.js';
+import { ApiError, badRequest, tooLarge } from './api-error.js';
 
 /**
- * Reads and parses the body. Past `limit` bytes it rejects at once with a 413 and reads no further: the client gets
- * the answer while it is still sending, and the rest of the body never reaches this process (draining it would pass
- * every byte through freshly allocated buffers). A client that asks before it sends (`Expect: 100-continue`) is
- * told to go on only when the declared size fits.
+ * Reads and parses the body. Past `limit` bytes it rejects at once with a 413, and what the client still sends is
+ * read and thrown away (see drainRefusedBody), so that a client that writes its whole body before it reads gets the
+ * 413 rather than a broken connection. A client that asks before it sends (`Expect: 100-continue`) is told to go on
+ * only when the declared size fits; otherwise it gets the 413 without sending anything, and the connection closes.
  */
 export async function readJsonBody(req: IncomingMessage, res: ServerResponse, limit: number): Promise<unknown> {
   const type = req.headers['content-type'] ?? '';
   if (!/^application\/json\b/i.test(type)) {
     throw badRequest(`send the body as JSON with "Content-Type: application/json" (got ${type ? `"${type}"` : 'none'})`);
   }
+  const message = `the request body is larger than the limit of ${formatBytes(limit)}: send a smaller image`;
   const tooBig = () => {
-    stopReading(req, res);
-    return tooLarge(`the request body is larger than the limit of ${formatBytes(limit)}: send a smaller image`);
+    drainRefusedBody(req);
+    return tooLarge(message);
   };
-  if (Number(req.headers['content-length']) > limit) throw tooBig();
-  if (req.headers.expect?.toLowerCase() === '100-continue') res.writeContinue();
+  const expectsContinue = req.headers.expect?.toLowerCase() === '100-continue';
+  if (Number(req.headers['content-length']) > limit) {
+    // Told no 100 Continue, the client sends no body: nothing to drain, and the connection is done.
+    if (expectsContinue) throw new ApiError(413, message, 'invalid_request_error', null, 'payload_too_large', { connection: 'close' });
+    throw tooBig();
+  }
+  if (expectsContinue) res.writeContinue();
   const body = await new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -45,19 +51,29 @@ export async function readJsonBody(req: IncomingMessage, res: ServerResponse, li
   }
 }
 
-/** How long a connection whose body was refused stays open, unread, for its client to read the answer. */
-const REFUSED_BODY_LINGER_MS = 2000;
+/** The most of a refused body that is read (and thrown away) before the connection is closed instead. */
+const DRAIN_MAX_BYTES = 128 << 20;
+/** How long a refused body may take to arrive before the connection is closed. */
+const DRAIN_MAX_MS = 30_000;
 
 /**
- * Reads no more of the request and closes the connection a while after the answer is sent. The paused no-op reader
- * keeps Node's HTTP server from draining a request nobody read; once the little already received fills its buffer,
- * the socket stops reading. Closing at once could reach a client that is still writing before it has read the
- * answer: it would see a broken connection (EPIPE) instead of the 413.
+ * Reads the rest of a refused body and discards it chunk by chunk, keeping none of it (nginx's "lingering close").
+ * The 413 goes out at once; a client that writes its whole body before it reads the answer can finish writing and
+ * then read it, where a server that stopped reading would leave it blocked and then reset (a broken pipe instead of
+ * the 413). Past DRAIN_MAX_BYTES or DRAIN_MAX_MS the connection is closed. Once the body is in, the connection
+ * serves further requests as usual.
  */
-function stopReading(req: IncomingMessage, res: ServerResponse): void {
+function drainRefusedBody(req: IncomingMessage): void {
   req.removeAllListeners('data');
-  req.on('data', () => {}).pause();
-  res.once('finish', () => setTimeout(() => req.socket.destroy(), REFUSED_BODY_LINGER_MS).unref());
+  let drained = 0;
+  const giveUp = setTimeout(() => req.socket.destroy(), DRAIN_MAX_MS).unref();
+  req.on('data', (chunk: Buffer) => {
+    drained += chunk.length;
+    if (drained > DRAIN_MAX_BYTES) req.socket.destroy();
+  });
+  req.once('end', () => clearTimeout(giveUp));
+  req.once('close', () => clearTimeout(giveUp));
+  req.resume();
 }
 
 export function formatBytes(bytes: number): string {
