@@ -21,16 +21,15 @@
 // empties (as at the end). What the engine sizes to the longest answer so far (the KV cache, ONNX Runtime's
 // buffers) is then in the baseline; what the measured rounds leave behind is not.
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import diagnostics from 'node:diagnostics_channel';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { health, postChat, readRss, sleep, startServer, streamedText, until, waitForIdle } from './server-process.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const FIXTURE = `${root}test/fixtures/minicpmv2-tiny`;
 const ORDER_MARGIN_MS = 50;
-const REQUEST_TIMEOUT_MS = 60_000;
 const ID_HEADER = 'x-load-test-id';
 
 type Kind = 'answer' | 'stream' | 'disconnect' | 'bad';
@@ -86,7 +85,7 @@ diagnostics.subscribe('undici:request:bodySent', (message) => {
 let nextRequestId = 0;
 
 async function main(): Promise<number> {
-  const server = await startServer(values.model!);
+  const server = await startServer(values.model!, ['--threads', '2']);
   const rss = { cold: readRss(server.process.pid!), baseline: 0, peak: 0, final: 0 };
   const sampler = setInterval(() => (rss.peak = Math.max(rss.peak, readRss(server.process.pid!))), 100);
   try {
@@ -127,23 +126,6 @@ async function main(): Promise<number> {
     clearInterval(sampler);
     server.process.kill('SIGTERM');
   }
-}
-
-async function startServer(model: string): Promise<{ url: string; process: ChildProcess }> {
-  const main = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-  const child = spawn(process.execPath, [main, 'serve', '--model', model, '--host', '127.0.0.1', '--port', '0', '--threads', '2'], {
-    stdio: ['ignore', 'inherit', 'pipe'],
-  });
-  let log = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stderr!.on('data', (data: Buffer) => {
-      log += data.toString();
-      const match = /chat page:\s+(http:\/\/127\.0\.0\.1:\d+)\//.exec(log);
-      if (match) resolve(match[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`the server exited with code ${code} before it listened:\n${log}`)));
-  });
-  return { url, process: child };
 }
 
 async function runClient(url: string, client: number, roundCount = rounds): Promise<Outcome[]> {
@@ -193,12 +175,7 @@ async function runOne(url: string, kind: Kind, n: number, id: string): Promise<P
 }
 
 function post(url: string, body: unknown, { id, signal }: { id?: string; signal?: AbortSignal } = {}): Promise<Response> {
-  return fetch(`${url}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...(id === undefined ? {} : { [ID_HEADER]: id }) },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
-    signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]) : AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-  });
+  return postChat(url, body, { signal, headers: id === undefined ? {} : { [ID_HEADER]: id } });
 }
 
 /** A request header's value as undici keeps it: a flat [name, value, …] array, or "name: value\r\n" lines. */
@@ -210,15 +187,6 @@ function headerValue(headers: unknown, name: string): string | null {
   return new RegExp(`^${name}:\\s*(\\S+)`, 'im').exec(String(headers))?.[1] ?? null;
 }
 
-function streamedText(events: string): string {
-  let text = '';
-  for (const line of events.split('\n')) {
-    if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
-    text += (JSON.parse(line.slice(6)) as { choices: { delta: { content?: string } }[] }).choices[0]?.delta.content ?? '';
-  }
-  return text;
-}
-
 /** Pairs of answered well-formed requests sent ORDER_MARGIN_MS or more apart that finished the other way round. */
 function orderViolations(outcomes: Outcome[]): number {
   const answered = outcomes.filter((o) => (o.kind === 'answer' || o.kind === 'stream') && o.status === 200);
@@ -227,23 +195,6 @@ function orderViolations(outcomes: Outcome[]): number {
     for (const b of answered) if (b.sentAt - a.sentAt >= ORDER_MARGIN_MS && b.doneAt < a.doneAt) violations++;
   }
   return violations;
-}
-
-async function health(url: string): Promise<{ generating: boolean; waiting: number; max_queue: number }> {
-  return (await (await fetch(`${url}/health`)).json()) as { generating: boolean; waiting: number; max_queue: number };
-}
-
-function waitForIdle(url: string): Promise<boolean> {
-  return until(async () => {
-    const h = await health(url);
-    return !h.generating && h.waiting === 0;
-  });
-}
-
-/** Polls a condition for up to 5 s. */
-async function until(condition: () => Promise<boolean>): Promise<boolean> {
-  for (const start = Date.now(); Date.now() - start < 5000; await sleep(20)) if (await condition()) return true;
-  return false;
 }
 
 /** Fills the line behind a long answer, drops every one of them, then checks that a new request is answered. */
@@ -276,20 +227,6 @@ function report(outcomes: Outcome[], elapsed: number, rss: { cold: number; basel
   }
   console.log(`order violations: ${violations}`);
   console.log(`server RSS: ${mib(rss.cold)} before any request, starting level ${mib(rss.baseline)}, peak ${mib(rss.peak)}, after ${mib(rss.final)}`);
-}
-
-/** Resident memory of a process (Linux /proc); 0 where it cannot be read. */
-function readRss(pid: number): number {
-  try {
-    const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match ? Number(match[1]) * 1024 : 0;
-  } catch {
-    return 0;
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 main().then(
