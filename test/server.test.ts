@@ -333,7 +333,8 @@ describe('bad requests get OpenAI error objects with the right status', () => {
     const huge = await apiError(client(server).chat.completions.create({
       model: 'tiny', messages: [{ role: 'user', content: 'x'.repeat(50 << 20) }],
     }));
-    assert.equal(huge.status, 413);
+    const cause = (huge as { cause?: { message?: string; cause?: unknown } }).cause;
+    assert.equal(huge.status, 413, `${huge.constructor.name}: ${huge.message}; cause: ${cause?.message} ${String(cause?.cause)}`);
     // 8000 × 6000 of one colour: a few kilobytes of PNG, 48 million pixels (the default limit is 40 million).
     const bomb = await sharp({ create: { width: 8000, height: 6000, channels: 3, background: '#808080' } }).png().toBuffer();
     assert.ok(bomb.length < 1 << 20);
