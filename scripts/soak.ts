@@ -93,7 +93,11 @@ async function main(): Promise<number> {
   const startedAt = new Date().toISOString();
   console.log(`soak: ${model}, ${minutes} min, ${clients} clients, seed ${seed}; making images…`);
   const images = await makeImagePool();
-  const extra = ['--threads', '2', '--max-queue', String(maxQueue), ...(port === undefined ? [] : ['--port', String(port)])];
+  const kinds = chosenKinds.filter((kind) => kind !== 'golden' || model === resolve(GOLDEN_MODEL));
+  if (kinds.length === 0) throw new RangeError('--kinds: golden needs the tiny MiniCPM-V 2 fixture model');
+  // The golden answers are the official code's, which the exact fp32 path reproduces (the default is int8).
+  const exact = kinds.includes('golden') ? ['--precision', 'fp32', '--vision-precision', 'fp32'] : [];
+  const extra = ['--threads', '2', '--max-queue', String(maxQueue), ...exact, ...(port === undefined ? [] : ['--port', String(port)])];
   const server = await startServer(model, extra);
   const stopOnSignal = () => void stopServer(server).finally(() => process.exit(130));
   process.once('SIGINT', stopOnSignal).once('SIGTERM', stopOnSignal);
@@ -107,8 +111,6 @@ async function main(): Promise<number> {
   let serverExit: number | null = null;
   try {
     const severalImages = await probeSeveralImages(server.url, images[0]!.dataUrl);
-    const kinds = chosenKinds.filter((kind) => kind !== 'golden' || model === resolve(GOLDEN_MODEL));
-    if (kinds.length === 0) throw new RangeError('--kinds: golden needs the tiny MiniCPM-V 2 fixture model');
     const ctx: MixContext = { url: server.url, images, severalImages, timeoutMs: REQUEST_TIMEOUT_MS };
     console.log(`serving at ${server.url} (pid ${pid}); several images per message: ${severalImages ? 'answered' : 'refused (400)'}`);
 
