@@ -2,9 +2,15 @@
 
 import sharp from 'sharp';
 
+export interface RssSeries {
+  name: string;
+  /** [seconds since the start, MiB] */
+  points: [number, number][];
+}
+
 export interface RssPlot {
-  /** [seconds since the start, RSS in MiB] */
-  samples: [number, number][];
+  /** The first is drawn boldest. */
+  series: RssSeries[];
   /** The warm-up, shaded: samples before it are not part of the bound. */
   warmupSeconds: number;
   title: string;
@@ -15,9 +21,10 @@ export interface RssPlot {
 const WIDTH = 900;
 const HEIGHT = 420;
 const MARGIN = { left: 70, right: 20, top: 60, bottom: 50 };
+const COLOURS = ['#1f5fbf', '#d9822b', '#3a9a4a'];
 
 export function rssSvg(plot: RssPlot): string {
-  const { samples } = plot;
+  const samples = plot.series.flatMap((s) => s.points);
   const tMax = Math.max(1, ...samples.map(([t]) => t));
   const values = samples.map(([, v]) => v);
   const vMin = Math.min(...values, Infinity);
@@ -45,12 +52,18 @@ export function rssSvg(plot: RssPlot): string {
     parts.push(text(x(t), MARGIN.top + plotH + 20, formatNumber(minutes ? t / 60 : t), 'middle', 12));
   }
   parts.push(`<rect x="${MARGIN.left}" y="${MARGIN.top}" width="${plotW}" height="${plotH}" fill="none" stroke="#333333"/>`);
-  const points = samples.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
-  parts.push(`<polyline points="${points}" fill="none" stroke="#1f5fbf" stroke-width="2"/>`);
+  plot.series.forEach((series, i) => {
+    const points = series.points.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
+    const colour = COLOURS[i % COLOURS.length]!;
+    parts.push(`<polyline points="${points}" fill="none" stroke="${colour}" stroke-width="${i === 0 ? 2 : 1.2}"/>`);
+    const legendY = MARGIN.top + 16 + 16 * i;
+    parts.push(`<line x1="${WIDTH - MARGIN.right - 130}" x2="${WIDTH - MARGIN.right - 110}" y1="${legendY - 4}" y2="${legendY - 4}" stroke="${colour}" stroke-width="2"/>`);
+    parts.push(text(WIDTH - MARGIN.right - 104, legendY, series.name, 'start', 12));
+  });
   parts.push(text(WIDTH / 2, 24, plot.title, 'middle', 16));
   parts.push(text(WIDTH / 2, 44, plot.subtitle, 'middle', 12, '#444444'));
   parts.push(text(MARGIN.left + plotW / 2, HEIGHT - 10, minutes ? 'minutes' : 'seconds', 'middle', 12));
-  parts.push(`<text transform="translate(18 ${MARGIN.top + plotH / 2}) rotate(-90)" text-anchor="middle" font-family="sans-serif" font-size="12">RSS (MiB)</text>`);
+  parts.push(`<text transform="translate(18 ${MARGIN.top + plotH / 2}) rotate(-90)" text-anchor="middle" font-family="sans-serif" font-size="12">MiB</text>`);
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}">\n${parts.join('\n')}\n</svg>\n`;
 }
 

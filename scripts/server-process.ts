@@ -63,12 +63,22 @@ export async function stopServer(server: ServerProcess, timeoutMs = 30_000): Pro
 
 /** Resident memory of a process in bytes (Linux /proc); 0 where it cannot be read. */
 export function readRss(pid: number): number {
+  return readMemory(pid).rss;
+}
+
+/**
+ * A process's resident memory in bytes (Linux /proc/<pid>/status): all of it, its anonymous part (heaps, arenas)
+ * and its file-backed part (mapped libraries and weights, which the kernel may drop and read again). 0 where unknown.
+ */
+export function readMemory(pid: number): { rss: number; anon: number; file: number } {
+  let status = '';
   try {
-    const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match ? Number(match[1]) * 1024 : 0;
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
   } catch {
-    return 0;
+    // the process is gone
   }
+  const field = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024;
+  return { rss: field('VmRSS'), anon: field('RssAnon'), file: field('RssFile') };
 }
 
 export interface PostOptions {

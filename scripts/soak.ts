@@ -13,7 +13,8 @@
 // The server's RSS (/proc/<pid>/status) is sampled every few seconds.
 //
 // Writes to --out (default $TMPDIR/omnilmm-soak): soak-report.json (requests and errors by kind, p50/p95 latency
-// per kind, the RSS samples, RSS after the warm-up: min, max, slope in MiB per 10 minutes), rss.svg and rss.png.
+// per kind, the RSS samples (all of it, its anonymous and its file-backed part), RSS after the warm-up: min, max,
+// slope in MiB per 10 minutes), rss.svg and rss.png.
 // Exits 1 on any unexpected outcome.
 
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -21,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { rssSvg, svgToPng } from './rss-plot.js';
-import { postChat, readRss, startServer, stopServer, waitForIdle, type ServerProcess } from './server-process.js';
+import { postChat, readMemory, startServer, stopServer, waitForIdle, type ServerProcess } from './server-process.js';
 import { GOLDEN_MODEL, KINDS, makeImagePool, pickKind, randomSource, runKind, type Kind, type MixContext, type Outcome } from './soak-mix.js';
 
 const REQUEST_TIMEOUT_MS = 180_000;
@@ -83,6 +84,9 @@ function readOptionsOrExit(): ReturnType<typeof readOptions> {
 
 const { model, outDir, port, minutes, clients, seed, kinds: chosenKinds, durationS, warmupS, sampleMs, maxQueue } = readOptionsOrExit();
 
+/** [seconds since the start of the load, RSS, its anonymous part, its file-backed part (MiB)] */
+type Sample = [number, number, number, number];
+
 interface TimedOutcome extends Outcome {
   /** Seconds since the start of the load when the request ended. */
   at: number;
@@ -102,9 +106,12 @@ async function main(): Promise<number> {
   const stopOnSignal = () => void stopServer(server).finally(() => process.exit(130));
   process.once('SIGINT', stopOnSignal).once('SIGTERM', stopOnSignal);
   const pid = server.process.pid!;
-  const samples: [number, number][] = [];
+  const samples: Sample[] = [];
   let started = performance.now();
-  const sample = () => samples.push([round((performance.now() - started) / 1000, 1), round(readRss(pid) / MIB, 1)]);
+  const sample = () => {
+    const { rss, anon, file } = readMemory(pid);
+    samples.push([round((performance.now() - started) / 1000, 1), round(rss / MIB, 1), round(anon / MIB, 1), round(file / MIB, 1)]);
+  };
   let sampler: NodeJS.Timeout | undefined;
   const outcomes: TimedOutcome[] = [];
   const serverProblems: string[] = [];
@@ -143,7 +150,10 @@ async function main(): Promise<number> {
   const report = buildReport(startedAt, outcomes, samples, serverProblems, server);
   writeFileSync(join(outDir, 'soak-report.json'), `${JSON.stringify(report, null, 1)}\n`);
   const svg = rssSvg({
-    samples,
+    series: [
+      { name: 'RSS', points: samples.map(([t, rss]) => [t, rss]) },
+      { name: 'anonymous', points: samples.map(([t, , anon]) => [t, anon]) },
+    ],
     warmupSeconds: warmupS,
     title: `omnilmm serve RSS, ${minutes} min soak, ${clients} clients, ${report.requests.total} requests`,
     subtitle: report.rss.afterWarmup
@@ -167,7 +177,7 @@ async function probeSeveralImages(url: string, image: string): Promise<boolean> 
   throw new Error(`a request with two images got ${res.status}: ${body.slice(0, 200)}`);
 }
 
-function buildReport(startedAt: string, outcomes: TimedOutcome[], samples: [number, number][], serverProblems: string[], server: ServerProcess) {
+function buildReport(startedAt: string, outcomes: TimedOutcome[], samples: Sample[], serverProblems: string[], server: ServerProcess) {
   const byKind: Record<string, { total: number; statuses: Record<string, number>; unexpected: number; p50Ms: number | null; p95Ms: number | null }> = {};
   const errorsByKind: Record<string, Record<string, number>> = {};
   for (const kind of KINDS) {
@@ -183,7 +193,10 @@ function buildReport(startedAt: string, outcomes: TimedOutcome[], samples: [numb
   if (serverProblems.length > 0) errorsByKind.server = Object.fromEntries(serverProblems.map((p) => [p, 1]));
   const failures = outcomes.filter((o) => o.error);
   const after = samples.filter(([t]) => t >= warmupS);
-  const values = after.map(([, v]) => v);
+  const bound = (column: 1 | 2) => {
+    const values = after.map((s) => s[column]);
+    return { minMiB: Math.min(...values), maxMiB: Math.max(...values), slopeMiBPer10Min: round(slope(after.map((s) => [s[0], s[column]])) * 600, 2) };
+  };
   return {
     command: `npm run soak -- ${process.argv.slice(2).join(' ')}`.trim(),
     startedAt,
@@ -198,7 +211,7 @@ function buildReport(startedAt: string, outcomes: TimedOutcome[], samples: [numb
     unexpected: {
       total: failures.length + serverProblems.length,
       byKind: errorsByKind,
-      examples: failures.slice(0, 20).map(({ kind, variant, status, error, detail, at }) => ({ kind, variant, status, error, detail, at })),
+      examples: failures.slice(0, 20).map(({ kind, variant, status, error, detail, at, ms }) => ({ kind, variant, status, error, detail, at, ms: Math.round(ms) })),
     },
     rss: {
       unit: 'MiB',
@@ -207,9 +220,8 @@ function buildReport(startedAt: string, outcomes: TimedOutcome[], samples: [numb
       startMiB: samples[0]?.[1] ?? null,
       peakMiB: samples.length ? Math.max(...samples.map(([, v]) => v)) : null,
       endMiB: samples.at(-1)?.[1] ?? null,
-      afterWarmup: after.length >= 2
-        ? { samples: after.length, minMiB: Math.min(...values), maxMiB: Math.max(...values), slopeMiBPer10Min: round(slope(after) * 600, 2) }
-        : null,
+      afterWarmup: after.length >= 2 ? { samples: after.length, ...bound(1), anonymous: bound(2) } : null,
+      columns: ['seconds', 'rss', 'anonymous', 'file-backed'],
       samples,
     },
     serverLog: server.logLines.slice(0, 50),
@@ -238,7 +250,7 @@ function printReport(report: Report, outDir: string): void {
   console.log(`report: ${join(outDir, 'soak-report.json')}, plot: ${join(outDir, 'rss.png')}`);
 }
 
-function progressLine(outcomes: TimedOutcome[], samples: [number, number][]): string {
+function progressLine(outcomes: TimedOutcome[], samples: Sample[]): string {
   const last = samples.at(-1);
   const failed = outcomes.filter((o) => o.error).length;
   return `  ${last?.[0] ?? 0} s: ${outcomes.length} requests, ${failed} unexpected, server RSS ${last?.[1] ?? '?'} MiB`;

@@ -399,6 +399,31 @@ describe('bad requests get OpenAI error objects with the right status', () => {
     socket.destroy();
   });
 
+  test('a client that pauses longer than the keep-alive timeout in the middle of a refused body may still finish it', async () => {
+    // node:http arms its 5 s keep-alive timeout once the 413 is sent; the drain must not close the connection on it
+    // while the body is still to come (a busy client saw EPIPE in the soak test).
+    const socket = connect(Number(new URL(server.url).port), '127.0.0.1');
+    await once(socket, 'connect');
+    let response = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (response += chunk));
+    const size = 21 << 20;
+    socket.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${size}\r\n\r\n`);
+    socket.write(Buffer.alloc(1 << 20, 0x20));
+    await waitFor(async () => /payload_too_large[^]*\}\}$/.test(response), 'the 413', 60_000);
+    await sleep(6500);
+    const rest = Buffer.alloc(size - (1 << 20), 0x20);
+    // An EPIPE or ECONNRESET here rejects the wait and fails the test.
+    if (!socket.write(rest)) await drained(socket);
+    response = '';
+    socket.write('GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    await new Promise<void>((resolve, reject) => {
+      socket.on('data', () => (/"status":"ok"/.test(response) ? resolve() : undefined)).once('error', reject);
+      socket.once('close', () => reject(new Error(`closed after: ${response}`)));
+    });
+    assert.match(response, /^HTTP\/1\.1 200 /);
+    socket.destroy();
+  });
+
   test('an http(s) image URL is 400 unless the server allows remote images', async () => {
     const err = await apiError(client(server).chat.completions.create({
       model: 'tiny', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://example.com/cat.png' } }] }],

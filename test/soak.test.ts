@@ -20,7 +20,7 @@ interface Report {
   clients: number;
   requests: { total: number; byKind: Record<string, KindStats> };
   unexpected: { total: number; byKind: Record<string, Record<string, number>>; examples: unknown[] };
-  rss: { unit: string; samples: [number, number][]; startMiB: number; peakMiB: number; afterWarmup: { minMiB: number; maxMiB: number; slopeMiBPer10Min: number } | null };
+  rss: { unit: string; columns: string[]; samples: number[][]; startMiB: number; peakMiB: number; afterWarmup: { minMiB: number; maxMiB: number; slopeMiBPer10Min: number } | null };
 }
 
 const run = (args: string[]) =>
@@ -44,7 +44,12 @@ test('a few seconds of soak on the tiny model: every outcome expected, the repor
   assert.equal(report.rss.unit, 'MiB');
   assert.ok(report.rss.samples.length >= 2);
   // A Node process with the model loaded holds tens of MiB at least; a sample of 0 would mean /proc was not read.
-  for (const [, mib] of report.rss.samples) assert.ok(mib > 20, `RSS sample ${mib} MiB`);
+  assert.deepEqual(report.rss.columns, ['seconds', 'rss', 'anonymous', 'file-backed']);
+  for (const [, rss, anon, file] of report.rss.samples) {
+    assert.ok(rss! > 20, `RSS sample ${rss} MiB`);
+    // /proc's VmRSS is RssAnon + RssFile + RssShmem (rounded to MiB here).
+    assert.ok(anon! > 0 && file! > 0 && anon! + file! <= rss! + 0.2, `RSS ${rss} = anonymous ${anon} + file ${file} + shared`);
+  }
   assert.ok(report.rss.afterWarmup !== null && report.rss.afterWarmup.minMiB <= report.rss.afterWarmup.maxMiB);
   const svg = readFileSync(join(out, 'rss.svg'), 'utf8');
   const [, width, height] = /<svg[^>]* width="(\d+)" height="(\d+)"/.exec(svg)!;

@@ -1,6 +1,7 @@
 // Reading a JSON request body with a size limit.
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { ApiError, badRequest, tooLarge } from './api-error.js';
 
 /**
@@ -16,7 +17,7 @@ export async function readJsonBody(req: IncomingMessage, res: ServerResponse, li
   }
   const message = `the request body is larger than the limit of ${formatBytes(limit)}: send a smaller image`;
   const tooBig = () => {
-    drainRefusedBody(req);
+    drainRefusedBody(req, res);
     return tooLarge(message);
   };
   const expectsContinue = req.headers.expect?.toLowerCase() === '100-continue';
@@ -55,6 +56,8 @@ export async function readJsonBody(req: IncomingMessage, res: ServerResponse, li
 const DRAIN_MAX_BYTES = 128 << 20;
 /** How long a refused body may take to arrive before the connection is closed. */
 const DRAIN_MAX_MS = 30_000;
+/** node:http's default keep-alive timeout, for a socket whose server is not known. */
+const DEFAULT_KEEP_ALIVE_MS = 5000;
 
 /**
  * Reads the rest of a refused body and discards it chunk by chunk, keeping none of it (nginx's "lingering close").
@@ -63,16 +66,32 @@ const DRAIN_MAX_MS = 30_000;
  * the 413). Past DRAIN_MAX_BYTES or DRAIN_MAX_MS the connection is closed. Once the body is in, the connection
  * serves further requests as usual.
  */
-function drainRefusedBody(req: IncomingMessage): void {
+function drainRefusedBody(req: IncomingMessage, res: ServerResponse): void {
+  const socket = req.socket;
   req.removeAllListeners('data');
   let drained = 0;
-  const giveUp = setTimeout(() => req.socket.destroy(), DRAIN_MAX_MS).unref();
+  const giveUp = setTimeout(() => socket.destroy(), DRAIN_MAX_MS).unref();
+  // node:http arms the connection's keep-alive timeout (5 s) as soon as the 413 is sent, while the body is still
+  // coming in: a client that paused longer than that mid-body found the connection closed under its writes (EPIPE,
+  // seen in the soak test). Until the body is in, the limits above apply instead; then the keep-alive timeout.
+  const keepAliveMs = (socket as Socket & { server?: Server }).server?.keepAliveTimeout ?? DEFAULT_KEEP_ALIVE_MS;
+  res.once('finish', () => {
+    if (!req.complete) socket.setTimeout(0);
+  });
+  const stop = () => {
+    clearTimeout(giveUp);
+    socket.off('close', stop);
+  };
   req.on('data', (chunk: Buffer) => {
     drained += chunk.length;
-    if (drained > DRAIN_MAX_BYTES) req.socket.destroy();
+    if (drained > DRAIN_MAX_BYTES) socket.destroy();
   });
-  req.once('end', () => clearTimeout(giveUp));
-  req.once('close', () => clearTimeout(giveUp));
+  req.once('end', () => {
+    stop();
+    if (res.writableFinished) socket.setTimeout(keepAliveMs);
+  });
+  // The request may never end (a client that leaves mid-body): the socket's close ends the wait.
+  socket.once('close', stop);
   req.resume();
 }
 
