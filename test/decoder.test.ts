@@ -6,7 +6,7 @@ import { CheckpointError, InvalidRequestError } from '../src/errors.js';
 import { buildDecoder, type MiniCPMTextDims } from '../src/models/parts/decoder.js';
 import { attentionBias, DecoderRunner } from '../src/runtime/decoder-runner.js';
 import { GraphSession } from '../src/runtime/session.js';
-import { fixturePath, maxAbsDiff, openGolden, readFixtureJson } from './helpers/fixtures.js';
+import { fixturePath, maxAbsDiff, readFixtureJson, readGoldenTensors } from './helpers/fixtures.js';
 
 const FIXTURE = 'minicpmv2-tiny';
 const LOGITS_TOLERANCE = 2e-3; // README §5
@@ -56,14 +56,7 @@ after(async () => {
 });
 
 function golden(name: string): { json: LlmCase; tensors: Record<string, Float32Array> } {
-  const file = openGolden(FIXTURE, 'llm', `${name}.safetensors`);
-  try {
-    const tensors: Record<string, Float32Array> = {};
-    for (const tensor of file.tensors.keys()) tensors[tensor] = file.float32(tensor);
-    return { json: readFixtureJson<LlmCase>(FIXTURE, 'llm', `${name}.json`), tensors };
-  } finally {
-    file.close();
-  }
+  return { json: readFixtureJson<LlmCase>(FIXTURE, 'llm', `${name}.json`), tensors: readGoldenTensors(FIXTURE, 'llm', `${name}.safetensors`) };
 }
 
 /** Logits [seq, vocab] of one sequence run at once, without a cache (empty past). */

@@ -29,7 +29,7 @@ import { familyOf, loadModelConfig, type ConfigOf, type ModelConfig } from '../s
 import { attentionBias, DecoderRunner } from '../src/runtime/decoder-runner.js';
 import { GraphSession } from '../src/runtime/session.js';
 import { LlamaTokenizer } from '../src/tokenizer/llama.js';
-import { fixturePath, maxAbsDiff, openGolden, readFixtureJson, nonSamplingSettings } from './helpers/fixtures.js';
+import { fixturePath, maxAbsDiff, readFixtureJson, readGoldenTensors, nonSamplingSettings } from './helpers/fixtures.js';
 
 const FIXTURE = 'omnilmm12b-tiny';
 const MODEL_DIR = fixturePath(FIXTURE, 'model');
@@ -44,14 +44,7 @@ const STATS_RELATIVE_TOLERANCE = 1e-3;
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 const jsonFiles = (folder: string) => readdirSync(fixturePath(FIXTURE, folder)).filter((f) => f.endsWith('.json')).sort();
 
-function readGoldens(...parts: string[]): Record<string, Float32Array> {
-  const file = openGolden(FIXTURE, ...parts);
-  try {
-    return Object.fromEntries([...file.tensors.keys()].map((name) => [name, file.float32(name)]));
-  } finally {
-    file.close();
-  }
-}
+const readGoldens = (...parts: string[]) => readGoldenTensors(FIXTURE, ...parts);
 
 function omniConfig(config: ModelConfig): ConfigOf<'omnilmm'> {
   assert.equal(config.modelType, 'omnilmm');

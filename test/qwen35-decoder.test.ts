@@ -16,7 +16,7 @@ import { parseMiniCPMV46Config } from '../src/models/minicpmv46/config.js';
 import { TEXT_NAMES, textDims } from '../src/models/minicpmv46/text.js';
 import { attentionBias, DecoderRunner, type DecoderSequence } from '../src/runtime/decoder-runner.js';
 import { GraphSession, type HostTensor } from '../src/runtime/session.js';
-import { fixturePath, maxAbsDiff, openGolden, readFixtureJson } from './helpers/fixtures.js';
+import { fixturePath, maxAbsDiff, readFixtureJson, readGoldenTensors } from './helpers/fixtures.js';
 import { relativeRms } from './helpers/quantised.js';
 
 const FIXTURE = 'minicpmv46-tiny';
@@ -70,14 +70,7 @@ after(async () => {
 });
 
 function golden(name: string): { json: LlmCase; tensors: Record<string, Float32Array> } {
-  const file = openGolden(FIXTURE, 'llm', `${name}.safetensors`);
-  try {
-    const tensors: Record<string, Float32Array> = {};
-    for (const tensor of file.tensors.keys()) tensors[tensor] = file.float32(tensor);
-    return { json: readFixtureJson<LlmCase>(FIXTURE, 'llm', `${name}.json`), tensors };
-  } finally {
-    file.close();
-  }
+  return { json: readFixtureJson<LlmCase>(FIXTURE, 'llm', `${name}.json`), tensors: readGoldenTensors(FIXTURE, 'llm', `${name}.safetensors`) };
 }
 
 function row(m: Float32Array, r: number, width = vocab): Float32Array {

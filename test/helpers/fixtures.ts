@@ -22,6 +22,16 @@ export function openGolden(fixture: string, ...parts: string[]): SafetensorsFile
   return new SafetensorsFile(fixturePath(fixture, ...parts));
 }
 
+/** Every tensor of a golden .safetensors file of a fixture, as float32. */
+export function readGoldenTensors(fixture: string, ...parts: string[]): Record<string, Float32Array> {
+  const file = openGolden(fixture, ...parts);
+  try {
+    return Object.fromEntries([...file.tensors.keys()].map((name) => [name, file.float32(name)]));
+  } finally {
+    file.close();
+  }
+}
+
 /** Largest absolute difference between two equally long arrays. */
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new Error(`length mismatch: ${a.length} vs ${b.length}`);
