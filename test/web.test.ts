@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { ChatResult } from '../src/chat/chat.js';
+import type { Engine } from '../src/chat/engine-types.js';
 import { LocalEngine } from '../src/chat/local-engine.js';
 import { ChatServer } from '../src/server/server.js';
 import { fixturePath, readFixtureJson, repoRoot } from './helpers/fixtures.js';
@@ -38,9 +40,33 @@ let context: BrowserContext;
 let profile: string;
 const foreignRequests: string[] = [];
 
+/**
+ * The engine with each chunk held back `ms`: the tiny model writes 3000 tokens in about 5 s, which a busy machine
+ * could spend between seeing an answer stream and clicking Stop; held back, the same answer takes over a minute.
+ */
+function paced(inner: Engine, ms: number): Engine {
+  return {
+    info: inner.info,
+    async *stream(request, signal) {
+      const chunks = inner.stream(request, signal);
+      try {
+        for (let next = await chunks.next(); ; next = await chunks.next()) {
+          if (next.done) return next.value;
+          await new Promise((resolve) => setTimeout(resolve, ms));
+          yield next.value;
+        }
+      } finally {
+        await chunks.return(undefined as unknown as ChatResult);
+      }
+    },
+    tokenize: (text) => inner.tokenize(text),
+    close: () => inner.close(),
+  };
+}
+
 before(async () => {
   engine = await LocalEngine.start(fixturePath(FIXTURE, 'model'), { threads: 1, precision: 'fp32', visionPrecision: 'fp32' });
-  server = await ChatServer.start({ engine, port: 0, log: () => {} });
+  server = await ChatServer.start({ engine: paced(engine, 20), port: 0, log: () => {} });
   keyServer = await ChatServer.start({ engine, port: 0, apiKey: 'sekret-key', log: () => {} });
   profile = mkdtempSync(join(tmpdir(), 'omnilmm-chromium-'));
   context = await chromium.launchPersistentContext(profile, {
