@@ -12,7 +12,7 @@
 import { parseArgs } from 'node:util';
 import { Graph } from '../src/graph/builder.js';
 import { dynamicQuantizeMatMul, matMulNBits, quantizeColumnsInt8, quantizeMatrix, quantizeOptionsFor } from '../src/graph/quantize.js';
-import { GraphSession } from '../src/runtime/session.js';
+import { NodeGraphSession } from '../src/runtime/session.js';
 import { showLoad, startPhase } from './cpu-load.js';
 
 const { values } = parseArgs({ options: { threads: { type: 'string', default: '2' }, rounds: { type: 'string', default: '5' } } });
@@ -66,8 +66,8 @@ console.log(`| shape | rows | ${KERNELS.join(' | ')} | load (cores) |`);
 console.log(`|---|---|${KERNELS.map(() => '---').join('|')}|---|`);
 for (const shape of SHAPES) {
   const w = randomMatrix(shape.out * shape.in, 7);
-  const sessions = new Map<Kernel, GraphSession>();
-  for (const k of KERNELS) sessions.set(k, await GraphSession.create(k, build(k, w, shape.out, shape.in).serialize(), { threads, cache: false }));
+  const sessions = new Map<Kernel, NodeGraphSession>();
+  for (const k of KERNELS) sessions.set(k, await NodeGraphSession.create(k, build(k, w, shape.out, shape.in).serialize(), { threads, cache: false }));
   for (const rows of [1, 512]) {
     const x = randomMatrix(rows * shape.in, 11);
     const feeds = { x: { type: 'float32' as const, data: x, dims: [rows, shape.in] } };

@@ -13,7 +13,7 @@ import { argmax } from '../src/generation/processors.js';
 import type { WeightPrecision } from '../src/graph/quantize.js';
 import { buildDecoder, type MiniCPMTextDims } from '../src/models/parts/decoder.js';
 import { attentionBias, DecoderRunner } from '../src/runtime/decoder-runner.js';
-import { GraphSession, type HostTensor } from '../src/runtime/session.js';
+import { NodeGraphSession, type HostTensor } from '../src/runtime/session.js';
 import { fixturePath, maxAbsDiff, openGolden, readFixtureJson } from '../test/helpers/fixtures.js';
 
 const FIXTURE = 'minicpmv2-tiny';
@@ -40,7 +40,7 @@ const dims: MiniCPMTextDims = {
 };
 
 /** Logits [seq, vocab] of a whole prompt, without a cache. */
-async function promptLogits(session: GraphSession, embeds: Float32Array, seq: number): Promise<Float32Array> {
+async function promptLogits(session: NodeGraphSession, embeds: Float32Array, seq: number): Promise<Float32Array> {
   const headDim = dims.hiddenSize / dims.numHeads;
   const feeds: Record<string, HostTensor> = {
     inputs_embeds: { type: 'float32', data: embeds, dims: [1, seq, dims.hiddenSize] },
@@ -74,7 +74,7 @@ async function main(): Promise<void> {
   const reference = new Map<string, Float32Array>();
   for (const precision of PRECISIONS) {
     const graph = buildDecoder(checkpoint, dims, { prefix: 'llm.', logits: 'all', precision });
-    const allPositions = await GraphSession.create(`decoder ${precision}`, graph.serialize(), { threads: 1 });
+    const allPositions = await NodeGraphSession.create(`decoder ${precision}`, graph.serialize(), { threads: 1 });
     const runner = await DecoderRunner.create(checkpoint, dims, { maxSeq: 512, threads: 1, precision });
     for (const name of cases) {
       const json = readFixtureJson<LlmCase>(FIXTURE, 'llm', `${name}.json`);

@@ -5,7 +5,7 @@ import { SafetensorsCheckpoint, type TensorInfo, type TensorSource } from '../sr
 import { CheckpointError, InvalidRequestError } from '../src/errors.js';
 import { buildDecoder, type MiniCPMTextDims } from '../src/models/parts/decoder.js';
 import { attentionBias, DecoderRunner } from '../src/runtime/decoder-runner.js';
-import { GraphSession } from '../src/runtime/session.js';
+import { NodeGraphSession } from '../src/runtime/session.js';
 import { fixturePath, maxAbsDiff, readFixtureJson, readGoldenTensors } from './helpers/fixtures.js';
 
 const FIXTURE = 'minicpmv2-tiny';
@@ -40,13 +40,13 @@ const caseNames = readdirSync(fixturePath(FIXTURE, 'llm'))
 
 let checkpoint: SafetensorsCheckpoint;
 let runner: DecoderRunner;
-let allPositions: GraphSession;
+let allPositions: NodeGraphSession;
 
 before(async () => {
   checkpoint = new SafetensorsCheckpoint(fixturePath(FIXTURE, 'model'));
   runner = await DecoderRunner.create(checkpoint, dims, { maxSeq: 320, maxRows: 3, threads: 1 });
   const graph = buildDecoder(checkpoint, dims, { prefix: 'llm.', logits: 'all' });
-  allPositions = await GraphSession.create('decoder (all positions)', graph.serialize(), { threads: 1 });
+  allPositions = await NodeGraphSession.create('decoder (all positions)', graph.serialize(), { threads: 1 });
 });
 
 after(async () => {
@@ -61,7 +61,7 @@ function golden(name: string): { json: LlmCase; tensors: Record<string, Float32A
 
 /** Logits [seq, vocab] of one sequence run at once, without a cache (empty past). */
 async function logitsWithoutCache(embeds: Float32Array, seq: number): Promise<Float32Array> {
-  const feeds: Parameters<GraphSession['run']>[0] = {
+  const feeds: Parameters<NodeGraphSession['run']>[0] = {
     inputs_embeds: { type: 'float32', data: embeds, dims: [1, seq, dims.hiddenSize] },
     position_ids: { type: 'int64', data: BigInt64Array.from({ length: seq }, (_, i) => BigInt(i)), dims: [1, seq] },
     attention_bias: { type: 'float32', data: attentionBias(1, seq, 0), dims: [1, 1, seq, seq] },

@@ -9,7 +9,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Graph, WeightFile, f } from '../src/graph/builder.js';
 import { RuntimeError } from '../src/errors.js';
-import { GraphSession } from '../src/runtime/session.js';
+import { NodeGraphSession } from '../src/runtime/session.js';
 
 // Every graph here puts its weight folder under this one, so the tests can see what is left behind: nothing.
 const tempDir = mkdtempSync(join(tmpdir(), 'omnilmm-graph-test-'));
@@ -37,7 +37,7 @@ test('a built graph runs on ONNX Runtime: external weights, shared constants, fl
   const serialized = g.serialize();
   assert.ok(serialized.weights);
   assert.equal(statSync(serialized.weights.path).size, 2 * 300 * 4);
-  const session = await GraphSession.create('tiny', serialized, { threads: 1 });
+  const session = await NodeGraphSession.create('tiny', serialized, { threads: 1 });
   const out = await session.run({ x: { type: 'float32', data: Float32Array.from([3, 5, 0, 0]), dims: [2, 2] } });
   // Row 0: x@W column 0 = 3+5 = 8, column 1 = 0 → +2 → [10, 2] → layer norm → [1, -1]. Row 1: [2, 2] → [0, 0].
   assert.deepEqual([...out.y!.data].map((v) => Math.round(Number(v) * 1e5) / 1e5), [1, -1, 0, 0]);
@@ -73,7 +73,7 @@ test('file-backed weights: spilled at once to one page-aligned file, read back e
   assert.deepEqual(new Float32Array(bytes.buffer, bytes.byteOffset, 7 * 301), weights[1]!.data);
   assert.deepEqual(new Float32Array(bytes.buffer, bytes.byteOffset + 12288, 5 * 1000), weights[2]!.data);
 
-  const session = await GraphSession.create('rows', serialized, { threads: 1 });
+  const session = await NodeGraphSession.create('rows', serialized, { threads: 1 });
   try {
     assert.equal(existsSync(file.dir), false, 'the folder is removed once the session exists');
     for (let row = 0; row < 3; row++) {
@@ -91,7 +91,7 @@ test('a graph whose weights are all small has no weight file and is loaded from 
   const g = rowsGraph([{ name: 'w', rows: 2, cols: 3, data: Float32Array.from([1, 2, 3, 4, 5, 6]) }]);
   const serialized = g.serialize();
   assert.equal(serialized.weights, null);
-  const session = await GraphSession.create('small', serialized, { threads: 1 });
+  const session = await NodeGraphSession.create('small', serialized, { threads: 1 });
   const out = await session.run({ index: { type: 'int64', data: BigInt64Array.from([1n]), dims: [1] } });
   assert.deepEqual([...(out.w_row!.data as Float32Array)], [4, 5, 6]);
   await session.release();
@@ -102,7 +102,7 @@ test('a session that cannot be created still removes the weight folder', async (
   const x = g.input('x', 'float32', [1, 400]);
   g.output(g.op('NoSuchOperator', [x, g.weight('w', new Float32Array(400), [400])], '/bad'), 'y', 'float32', [1, 400]);
   const serialized = g.serialize();
-  await assert.rejects(GraphSession.create('broken', serialized, { threads: 1 }), RuntimeError);
+  await assert.rejects(NodeGraphSession.create('broken', serialized, { threads: 1 }), RuntimeError);
   assert.equal(existsSync(serialized.weights!.dir), false);
 });
 

@@ -14,7 +14,7 @@ import { dynamicQuantizeMatMul, quantizeColumnsInt8 } from '../src/graph/quantiz
 import { loadModel } from '../src/index.js';
 import { DEFAULT_PRECISION, DEFAULT_VISION_PRECISION, withDefaultPrecisions } from '../src/models/family.js';
 import { onModelCacheEvent, type ModelCacheEvent } from '../src/runtime/model-cache.js';
-import { GraphSession } from '../src/runtime/session.js';
+import { NodeGraphSession } from '../src/runtime/session.js';
 import { fixturePath, readFixtureJson } from './helpers/fixtures.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'omnilmm-int8-'));
@@ -57,7 +57,7 @@ test('DynamicQuantizeMatMul: activations per tensor to uint8, int8 weights per c
   const g = new Graph('dq_matmul');
   const input = g.input('x', 'float32', [m, k]);
   g.output(dynamicQuantizeMatMul(g, input, q, 'w', '/test'), 'y', 'float32', [m, n]);
-  const session = await GraphSession.create('DynamicQuantizeMatMul test', g.serialize(), { threads: 1 });
+  const session = await NodeGraphSession.create('DynamicQuantizeMatMul test', g.serialize(), { threads: 1 });
   try {
     const y = (await session.run({ x: { type: 'float32', data: x, dims: [m, k] } })).y!.data as Float32Array;
     // Integer sums are exact; only the final float32 scaling rounds (|y| ≲ 3, so 1e-4 is many ulps); a value rounded

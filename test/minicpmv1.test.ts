@@ -19,6 +19,7 @@ import { beamSearch } from '../src/generation/beam-search.js';
 import { createRgbImage, decodeImage, toPixelValues, type RgbImage } from '../src/image/index.js';
 import { loadModel, type Model } from '../src/index.js';
 import { PIXEL_MEAN, PIXEL_STD, prepareImageInput } from '../src/models/minicpmv/image-input.js';
+import { minicpmvFamily } from '../src/models/minicpmv/family.js';
 import { MINICPMV1_CHAT_DEFAULTS, MiniCPMVModel } from '../src/models/minicpmv/model.js';
 import { get2dSinCosPosEmbed, getAbsPos, patchify, resamplePosEmbed } from '../src/models/parts/position-embedding.js';
 import type { ResamplerDims } from '../src/models/parts/resampler.js';
@@ -26,7 +27,7 @@ import { decodeText, EmptyAnswerError, imageBound } from '../src/models/minicpmv
 import { VisionEncoder, type SliceInput } from '../src/models/minicpmv/vision-encoder.js';
 import { buildVisionGraph, readVisionPosEmbed } from '../src/models/minicpmv/vision.js';
 import type { VisionDims } from '../src/models/parts/layers.js';
-import { GraphSession } from '../src/runtime/session.js';
+import { NodeGraphSession } from '../src/runtime/session.js';
 import { LlamaTokenizer } from '../src/tokenizer/llama.js';
 import { fixturePath, maxAbsDiff, openGolden, readFixtureJson, repoRoot, nonSamplingSettings } from './helpers/fixtures.js';
 
@@ -284,7 +285,7 @@ describe('vision tower and resampler (README §5.2–5.3)', () => {
     const graph = buildVisionGraph(checkpoint, VISION, { withPatchEmbed: true });
     // The first block's residual output, named by the graph builder's `<node>/output_0` convention.
     graph.output('/vision/blocks.0/mlp/residual/Add/output_0', 'block_00_out', 'float32', ['batch', 'n_patches', VISION.embedDim]);
-    const session = await GraphSession.create('vision (parity)', graph.serialize(), { threads: 1 });
+    const session = await NodeGraphSession.create('vision (parity)', graph.serialize(), { threads: 1 });
     try {
       const posEmbed = resamplePosEmbed(readVisionPosEmbed(checkpoint, VISION), VISION.posGrid, GRID);
       const out = await session.run({
@@ -355,7 +356,7 @@ describe('LLM: embeddings, logits and beam scores (README §5.4, §6)', () => {
   const config = minicpmvConfig();
   let model: MiniCPMVModel;
   before(async () => {
-    model = await MiniCPMVModel.load(MODEL_DIR, config, { threads: 1 });
+    model = (await minicpmvFamily.load(MODEL_DIR, config, { threads: 1 })) as MiniCPMVModel;
   });
   after(() => model.release());
 

@@ -27,7 +27,7 @@ import { OmniLMMVisionEncoder } from '../src/models/omnilmm/vision-encoder.js';
 import { buildEvaVisionGraph, readEvaPosEmbed } from '../src/models/omnilmm/vision.js';
 import { familyOf, loadModelConfig, type ConfigOf, type ModelConfig } from '../src/models/registry.js';
 import { attentionBias, DecoderRunner } from '../src/runtime/decoder-runner.js';
-import { GraphSession } from '../src/runtime/session.js';
+import { NodeGraphSession } from '../src/runtime/session.js';
 import { LlamaTokenizer } from '../src/tokenizer/llama.js';
 import { fixturePath, maxAbsDiff, readFixtureJson, readGoldenTensors, nonSamplingSettings } from './helpers/fixtures.js';
 
@@ -277,7 +277,7 @@ describe('vision tower and resampler (§5.2–§5.4)', () => {
     assert.ok(keyDiff <= KEY_POS_TOLERANCE, `resampler_key_pos_embed differs by ${keyDiff}`);
 
     const graph = buildEvaVisionGraph(checkpoint, visionDims(), { withIntermediates: true });
-    const session = await GraphSession.create('vision (parity)', graph.serialize(), { threads: 1 });
+    const session = await NodeGraphSession.create('vision (parity)', graph.serialize(), { threads: 1 });
     try {
       const out = await session.run({
         pixel_patches: { type: 'float32', data: patchify(await pixelsOf('worldmap_ck'), 448, 448, 14), dims: [1, 1024, 588] },
@@ -385,10 +385,10 @@ describe('Mistral decoder with the sliding window (§6)', () => {
     const c = llmCases.find((x) => x.name === 'single_turn_worldmap')!;
     const goldens = readGoldens('llm', `${c.name}.safetensors`);
     const graph = buildDecoder(checkpoint, dims, { prefix: '', logits: 'all' });
-    const session = await GraphSession.create('decoder (all positions)', graph.serialize(), { threads: 1 });
+    const session = await NodeGraphSession.create('decoder (all positions)', graph.serialize(), { threads: 1 });
     try {
       const L = c.seq_len;
-      const feeds: Parameters<GraphSession['run']>[0] = {
+      const feeds: Parameters<NodeGraphSession['run']>[0] = {
         inputs_embeds: { type: 'float32', data: goldens['inputs_embeds']!, dims: [1, L, 256] },
         position_ids: { type: 'int64', data: BigInt64Array.from({ length: L }, (_, i) => BigInt(i)), dims: [1, L] },
         attention_bias: { type: 'float32', data: attentionBias(1, L, 0), dims: [1, 1, L, L] },

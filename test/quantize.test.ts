@@ -11,7 +11,7 @@ import { VisionEncoder } from '../src/models/minicpmv/vision-encoder.js';
 import { imagePixels, resizeImage } from '../src/models/omnilmm/image-input.js';
 import { OmniLMMVisionEncoder } from '../src/models/omnilmm/vision-encoder.js';
 import { vitDims } from '../src/models/parts/layers.js';
-import { GraphSession } from '../src/runtime/session.js';
+import { NodeGraphSession } from '../src/runtime/session.js';
 import { fixturePath, openGolden, readFixtureJson } from './helpers/fixtures.js';
 import { assertQuantisedClose } from './helpers/quantised.js';
 
@@ -104,7 +104,7 @@ async function runMatMulNBits(x: Float32Array, q: ReturnType<typeof quantizeMatr
   const g = new Graph('matmul_nbits');
   const input = g.input('x', 'float32', [1, m, q.cols]);
   g.output(matMulNBits(g, input, q, 'w', '/test', accuracyLevel), 'y', 'float32', [1, m, q.rows]);
-  const session = await GraphSession.create('MatMulNBits test', g.serialize(), { threads: 1 });
+  const session = await NodeGraphSession.create('MatMulNBits test', g.serialize(), { threads: 1 });
   try {
     const out = await session.run({ x: { type: 'float32', data: x, dims: [1, m, q.cols] } });
     return out.y!.data as Float32Array;

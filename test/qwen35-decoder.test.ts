@@ -15,7 +15,7 @@ import { linearStateShapes } from '../src/models/parts/gated-delta-net.js';
 import { parseMiniCPMV46Config } from '../src/models/minicpmv46/config.js';
 import { TEXT_NAMES, textDims } from '../src/models/minicpmv46/text.js';
 import { attentionBias, DecoderRunner, type DecoderSequence } from '../src/runtime/decoder-runner.js';
-import { GraphSession, type HostTensor } from '../src/runtime/session.js';
+import { NodeGraphSession, type HostTensor } from '../src/runtime/session.js';
 import { fixturePath, maxAbsDiff, readFixtureJson, readGoldenTensors } from './helpers/fixtures.js';
 import { relativeRms } from './helpers/quantised.js';
 
@@ -53,14 +53,14 @@ const generation = { eosTokenId: generationConfig.eos_token_id, bosTokenId: gene
 
 let checkpoint: SafetensorsCheckpoint;
 let runner: DecoderRunner;
-let allPositions: GraphSession;
+let allPositions: NodeGraphSession;
 
 before(async () => {
   checkpoint = new SafetensorsCheckpoint(fixturePath(FIXTURE, 'model'));
   runner = await DecoderRunner.create(checkpoint, dims, { ...TEXT_NAMES, maxSeq: 2100, maxRows: 3, threads: 1 });
   // Logits of every position, one run of up to 128 positions (the runner's graph takes 64).
   const graph = buildDecoder(checkpoint, dims, { ...TEXT_NAMES, logits: 'all', linearChunk: 128 });
-  allPositions = await GraphSession.create('decoder (all positions)', graph.serialize(), { threads: 1 });
+  allPositions = await NodeGraphSession.create('decoder (all positions)', graph.serialize(), { threads: 1 });
 });
 
 after(async () => {
@@ -88,7 +88,7 @@ function concat(...parts: Float32Array[]): Float32Array {
 }
 
 /** One run of the all-positions graph over a whole prompt from an empty cache; returns every output. */
-async function runWhole(graph: GraphSession, d: DecoderDims, embeds: Float32Array, seq: number): Promise<Record<string, HostTensor>> {
+async function runWhole(graph: NodeGraphSession, d: DecoderDims, embeds: Float32Array, seq: number): Promise<Record<string, HostTensor>> {
   const feeds: Record<string, HostTensor> = {
     inputs_embeds: { type: 'float32', data: embeds, dims: [1, seq, d.hiddenSize] },
     position_ids: { type: 'int64', data: BigInt64Array.from({ length: seq }, (_, i) => BigInt(i)), dims: [1, seq] },

@@ -8,7 +8,7 @@ import type { VisionDims } from '../src/models/parts/layers.js';
 import { buildResamplerGraph, type ResamplerDims } from '../src/models/parts/resampler.js';
 import { get2dSinCosPosEmbed, patchGrid, patchify, resamplePosEmbed } from '../src/models/parts/position-embedding.js';
 import { VisionEncoder, type SliceInput } from '../src/models/minicpmv/vision-encoder.js';
-import { GraphSession } from '../src/runtime/session.js';
+import { NodeGraphSession } from '../src/runtime/session.js';
 import { fixturePath, maxAbsDiff, openGolden, readFixtureJson } from './helpers/fixtures.js';
 
 const FIXTURE = 'minicpmv2-tiny';
@@ -123,7 +123,7 @@ test('patch embedding (the conv as a MatMul over patchified pixels) matches timm
   const slice = slices[0]!;
   const grid = meta.slices[0]!.tgt_size_hw;
   const n = grid[0] * grid[1];
-  const session = await GraphSession.create('vision', buildVisionGraph(checkpoint, VISION, { withPatchEmbed: true }).serialize());
+  const session = await NodeGraphSession.create('vision', buildVisionGraph(checkpoint, VISION, { withPatchEmbed: true }).serialize());
   const golden = openGolden(FIXTURE, 'vision', 'grad_100x80.safetensors');
   try {
     const out = await session.run({

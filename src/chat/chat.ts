@@ -3,8 +3,8 @@
 // drops ids 0 and the final EOS and strips; MiniCPM-V 4.6 decodes without special tokens), or, when a stop string
 // ended it, the answer before the stop string.
 
-import { setImmediate as nextMacrotask } from 'node:timers/promises';
 import { InvalidRequestError } from '../errors.js';
+import { nextMacrotask } from '../macrotask.js';
 import { beamSearch } from '../generation/beam-search.js';
 import { generate } from '../generation/generate.js';
 import type { BeamSearchVersion, LogitsModel } from '../generation/types.js';

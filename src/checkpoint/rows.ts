@@ -5,9 +5,9 @@
 import { closeSync, openSync } from 'node:fs';
 import { CheckpointError } from '../errors.js';
 import { readAt } from './read-at.js';
-import { DTYPE_BYTES, toFloat32, type TensorInfo } from './safetensors.js';
+import { DTYPE_BYTES, toFloat32, type RowReader, type TensorInfo } from './safetensors.js';
 
-export class TensorRows {
+export class TensorRows implements RowReader {
   readonly rows: number;
   readonly cols: number;
   private fd: number | null;

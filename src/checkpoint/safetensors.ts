@@ -4,14 +4,11 @@
 
 import { closeSync, existsSync, fstatSync, openSync, renameSync, writeFileSync } from 'node:fs';
 import { CheckpointError, describeJson, FileNotFoundError } from '../errors.js';
+import { DTYPE_BYTES, toFloat32, type DType } from './dtypes.js';
 import { readAt } from './read-at.js';
 import { ShardedCheckpoint } from './sharded.js';
 
-export type DType = 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'U8' | 'I8' | 'F64' | 'BOOL' | 'I16' | 'U16';
-
-export const DTYPE_BYTES: Record<DType, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, U16: 2, I8: 1, U8: 1, BOOL: 1,
-};
+export { DTYPE_BYTES, toFloat32, type DType } from './dtypes.js';
 
 export interface TensorInfo {
   name: string;
@@ -30,6 +27,16 @@ export interface TensorSource {
   info(name: string): TensorInfo;
   /** The tensor converted to float32 (exact for bf16/f16/f32). */
   float32(name: string): Float32Array;
+  /** A 2-D tensor read one row at a time, where the source can do that without holding it all (a checkpoint file). */
+  rows?(name: string): RowReader;
+  close(): void;
+}
+
+/** Rows of a 2-D tensor, each converted to float32. */
+export interface RowReader {
+  readonly rows: number;
+  readonly cols: number;
+  read(index: number): Float32Array;
   close(): void;
 }
 
@@ -139,49 +146,6 @@ function parseEntry(name: string, entry: unknown, dataStart: number, fileSize: n
     throw new CheckpointError(`${path} is truncated: tensor ${name} ends at byte ${dataStart + end} of a ${fileSize}-byte file`);
   }
   return { name, dtype, shape, offset: dataStart + begin, byteLength: end - begin, file: path };
-}
-
-/** Converts raw little-endian tensor bytes to float32 (bf16 and f16 exactly). */
-export function toFloat32(raw: Buffer, dtype: DType, name = 'tensor'): Float32Array {
-  switch (dtype) {
-    case 'F32': {
-      const out = new Float32Array(raw.byteLength / 4);
-      new Uint8Array(out.buffer).set(raw);
-      return out;
-    }
-    case 'BF16': {
-      // bf16 is the high half of a float32: widen through typed-array views (little-endian hosts, as Node runs on).
-      const n = raw.byteLength / 2;
-      const aligned = raw.byteOffset % 2 === 0 ? raw : Buffer.from(raw);
-      const halves = new Uint16Array(aligned.buffer, aligned.byteOffset, n);
-      const bits = new Uint32Array(n);
-      for (let i = 0; i < n; i++) bits[i] = halves[i]! << 16;
-      return new Float32Array(bits.buffer);
-    }
-    case 'F16': {
-      const n = raw.byteLength / 2;
-      const out = new Float32Array(n);
-      for (let i = 0; i < n; i++) out[i] = halfToFloat(raw.readUInt16LE(2 * i));
-      return out;
-    }
-    case 'F64': {
-      const n = raw.byteLength / 8;
-      const out = new Float32Array(n);
-      for (let i = 0; i < n; i++) out[i] = raw.readDoubleLE(8 * i);
-      return out;
-    }
-    default:
-      throw new CheckpointError(`${name} has dtype ${dtype}, expected a floating-point tensor`);
-  }
-}
-
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 0x1f) return frac ? NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
 /** A checkpoint folder's tensors: model.safetensors, or the shards listed by model.safetensors.index.json. */

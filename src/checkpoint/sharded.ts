@@ -4,7 +4,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { CheckpointError, describeJson, FileNotFoundError } from '../errors.js';
-import type { TensorInfo, TensorSource } from './safetensors.js';
+import { TensorRows } from './rows.js';
+import type { RowReader, TensorInfo, TensorSource } from './safetensors.js';
 
 /** One opened weights file. */
 export interface TensorFile {
@@ -34,6 +35,11 @@ export class ShardedCheckpoint implements TensorSource {
       this.close();
       throw err;
     }
+  }
+
+  /** The rows of a 2-D tensor, read from its file on demand (its own descriptor: the checkpoint may be closed). */
+  rows(name: string): RowReader {
+    return new TensorRows(this.info(name));
   }
 
   private openSharded(indexPath: string, open: (path: string) => TensorFile): void {

@@ -5,7 +5,7 @@ import type { ChatModel } from '../chat/chat.js';
 import type { WeightPrecision } from '../graph/quantize.js';
 import type { RgbImage } from '../image/index.js';
 import type { InspectOptions } from './messages.js';
-import type { RuntimeOptions } from '../runtime/session.js';
+import type { RuntimeOptions } from '../runtime/graph-session.js';
 
 export interface LoadOptions extends RuntimeOptions {
   /** Most beams a request may use (default 3). */

@@ -33,16 +33,14 @@
 // shared prefix.
 
 import { InvalidRequestError, RuntimeError } from '../errors.js';
-import { TensorRows } from '../checkpoint/rows.js';
-import type { TensorSource } from '../checkpoint/safetensors.js';
-import { ShardedCheckpoint } from '../checkpoint/sharded.js';
+import type { RowReader, TensorSource } from '../checkpoint/safetensors.js';
 import type { WeightPrecision } from '../graph/quantize.js';
-import { ATTENTION_MASKED, buildDecoder, decoderNames, headDim, layerType, type DecoderDims } from '../models/parts/decoder.js';
-import { DEFAULT_LINEAR_CHUNK, linearStateShapes } from '../models/parts/gated-delta-net.js';
+import {
+  ATTENTION_MASKED, DEFAULT_LINEAR_CHUNK, decoderNames, headDim, layerType, linearStateShapes, type DecoderDims,
+} from '../models/parts/decoder-dims.js';
 import { KvCache } from './kv-cache.js';
 import { LinearStates, snapshotBytes, type StateSnapshot } from './linear-state.js';
-import { cachedSession } from './model-cache.js';
-import type { GraphSession, HostTensor, RuntimeOptions } from './session.js';
+import { openGraph, type GraphSession, type HostTensor, type RuntimeOptions } from './graph-session.js';
 
 export interface DecoderRunnerOptions extends RuntimeOptions {
   /** Checkpoint name prefix of the language model (default `llm.`; see DecoderGraphOptions). */
@@ -86,13 +84,14 @@ export function attentionBias(rows: number, seq: number, past: number): Float32A
 }
 
 /**
- * The token-embedding table: read row by row from the checkpoint file when the source is a checkpoint folder (nothing
- * held in memory), else (a source built in memory, as tests make) kept as float32.
+ * The token-embedding table: read row by row where the source can (a checkpoint folder: nothing held in memory), else
+ * (a source built in memory, as tests make) kept as float32.
  */
-type EmbeddingTable = TensorRows | Float32Array;
-
-function openEmbeddings(source: TensorSource, name: string): EmbeddingTable {
-  return source instanceof ShardedCheckpoint ? new TensorRows(source.info(name)) : source.float32(name);
+function openEmbeddings(source: TensorSource, name: string): RowReader {
+  if (source.rows) return source.rows(name);
+  const table = source.float32(name);
+  const [rows, cols] = source.info(name).shape as [number, number];
+  return { rows, cols, read: (index) => table.subarray(index * cols, (index + 1) * cols), close: () => {} };
 }
 
 /** How `start` binds a prompt to what the cache already holds. */
@@ -140,7 +139,7 @@ export class DecoderRunner {
 
   private constructor(
     private readonly session: GraphSession,
-    private readonly embeddings: EmbeddingTable,
+    private readonly embeddings: RowReader,
     readonly dims: DecoderDims,
     readonly maxSeq: number,
     readonly maxRows: number,
@@ -175,9 +174,9 @@ export class DecoderRunner {
       throw new InvalidRequestError(`linearChunk must be a power of two, got ${linearChunk}`);
     }
     const graphOptions = { prefix, bodyPrefix: options.bodyPrefix, logits: 'last', precision: options.precision, linearChunk } as const;
-    const session = await cachedSession({
+    const session = await openGraph({
       part: 'decoder', label: 'language-model decoder', source, key: { dims, graphOptions },
-      build: (weights) => buildDecoder(weights, dims, graphOptions).serialize(),
+      build: async (weights) => (await import('../models/parts/decoder.js')).buildDecoder(weights, dims, graphOptions).serialize(),
     }, options);
     try {
       const embeddings = openEmbeddings(source, decoderNames(graphOptions, dims).embedTokens);
@@ -198,7 +197,7 @@ export class DecoderRunner {
       if (!Number.isInteger(id) || id < 0 || id >= this.dims.vocabSize) {
         throw new InvalidRequestError(`token id ${id} is outside the vocabulary [0, ${this.dims.vocabSize})`);
       }
-      const row = table instanceof TensorRows ? table.read(id) : table.subarray(id * d, (id + 1) * d);
+      const row = table.read(id);
       if (scale === 1) out.set(row, k * d);
       else for (let j = 0; j < d; j++) out[k * d + j] = row[j]! * scale;
     });
@@ -439,7 +438,7 @@ export class DecoderRunner {
   async release(): Promise<void> {
     this.active = null;
     this.snapshots = [];
-    if (this.embeddings instanceof TensorRows) this.embeddings.close();
+    this.embeddings.close();
     await this.session.release();
   }
 }

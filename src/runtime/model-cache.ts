@@ -34,7 +34,8 @@ import type { TensorSource } from '../checkpoint/safetensors.js';
 import { ShardedCheckpoint } from '../checkpoint/sharded.js';
 import { InvalidRequestError, RuntimeError } from '../errors.js';
 import { processRuns, type SerializedModel } from '../graph/builder.js';
-import { GraphSession, runtimeVersion, type RuntimeOptions } from './session.js';
+import type { GraphSpec, RuntimeOptions } from './graph-session.js';
+import { NodeGraphSession, runtimeVersion } from './session.js';
 
 /** Bumped when the cache layout itself changes. */
 const CACHE_FORMAT = 1;
@@ -46,21 +47,8 @@ const CHECKPOINT_RECORD = 'checkpoint.json';
 /** Options that change how a session runs, never the graph: left out of the key. */
 const RUNTIME_ONLY_OPTIONS = new Set([
   'threads', 'executionProvider', 'cache', 'memoryArena', 'maxSeq', 'maxRows', 'prefillChunk', 'maxBeams', 'maxBatch', 'hub',
-  'maxSnapshots',
+  'maxSnapshots', 'openGraph',
 ]);
-
-/** One graph of a model, as the part that owns it describes it. */
-export interface CachedGraph {
-  /** Folder-name part, e.g. `decoder`. */
-  part: string;
-  /** For messages, e.g. `language-model decoder`. */
-  label: string;
-  source: TensorSource;
-  /** What the graph depends on besides the checkpoint and the options (dims, prefixes, …), as plain JSON data. */
-  key: unknown;
-  /** Builds the graph from `source` (a view of the checkpoint that reports progress). */
-  build: (source: TensorSource) => SerializedModel;
-}
 
 /** What the cache reports while a model loads (for progress bars and tests). */
 export type ModelCacheEvent =
@@ -96,10 +84,10 @@ export function cacheRoot(setting?: string | false): string | null {
  * The session of one graph: from the cache when a complete entry exists, else built, written to the cache and
  * created from there. Without a cache root, or for a source that is not a checkpoint folder, the graph is built.
  */
-export async function cachedSession(graph: CachedGraph, runtime: RuntimeOptions = {}): Promise<GraphSession> {
+export async function cachedSession(graph: GraphSpec, runtime: RuntimeOptions = {}): Promise<NodeGraphSession> {
   const root = cacheRoot(runtime.cache);
   const checkpointDir = graph.source instanceof ShardedCheckpoint ? graph.source.dir : null;
-  if (!root || !checkpointDir) return GraphSession.create(graph.label, buildWithProgress(graph), runtime);
+  if (!root || !checkpointDir) return NodeGraphSession.create(graph.label, await buildWithProgress(graph), runtime);
   checkRootIsFolder(root);
   const keyFolder = join(root, checkpointKey(checkpointDir));
   sweepStaleEntries(root, keyFolder, checkpointDir);
@@ -108,7 +96,7 @@ export async function cachedSession(graph: CachedGraph, runtime: RuntimeOptions 
   const problem = entryProblem(folder);
   if (problem === null) {
     try {
-      const session = await GraphSession.fromFile(graph.label, join(folder, MODEL_FILE), runtime);
+      const session = await NodeGraphSession.fromFile(graph.label, join(folder, MODEL_FILE), runtime);
       emit({ type: 'hit', part: graph.part, folder });
       return session;
     } catch (err) {
@@ -122,15 +110,15 @@ export async function cachedSession(graph: CachedGraph, runtime: RuntimeOptions 
     writeFileSync(join(keyFolder, CHECKPOINT_RECORD), `${JSON.stringify({ dir: realpathSync(checkpointDir) })}\n`);
   } catch (err) {
     process.emitWarning(`the model cache ${root} is not writable (${(err as Error).message}); building the ${graph.label} without it`);
-    return GraphSession.create(graph.label, buildWithProgress(graph), runtime);
+    return NodeGraphSession.create(graph.label, await buildWithProgress(graph), runtime);
   }
   try {
-    await writeEntry(folder, graph, buildWithProgress(graph), prepacked ? runtime : null);
+    await writeEntry(folder, graph, await buildWithProgress(graph), prepacked ? runtime : null);
   } catch (err) {
     removeKeyFolderIfEmpty(keyFolder);
     throw err;
   }
-  return GraphSession.fromFile(graph.label, join(folder, MODEL_FILE), runtime);
+  return NodeGraphSession.fromFile(graph.label, join(folder, MODEL_FILE), runtime);
 }
 
 /**
@@ -185,7 +173,7 @@ export function checkpointCacheFolder(root: string, checkpointDir: string): stri
   return join(root, checkpointKey(checkpointDir));
 }
 
-function buildWithProgress(graph: CachedGraph): SerializedModel {
+async function buildWithProgress(graph: GraphSpec): Promise<SerializedModel> {
   emit({ type: 'build', part: graph.part, label: graph.label });
   if (listeners.size === 0) return graph.build(graph.source);
   const source = graph.source;
@@ -270,7 +258,7 @@ function removeEntry(folder: string, part: string, reason: string): void {
  * form with prepacked weights; then the manifest, then one rename. When another process finished the same entry
  * first, its entry is kept.
  */
-async function writeEntry(folder: string, graph: CachedGraph, model: SerializedModel, optimizeFor: RuntimeOptions | null): Promise<void> {
+async function writeEntry(folder: string, graph: GraphSpec, model: SerializedModel, optimizeFor: RuntimeOptions | null): Promise<void> {
   const staging = `${folder}.partial-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
   try {
     if (model.weights) model.weights.moveTo(staging);
@@ -312,7 +300,7 @@ function folderBytes(folder: string): number {
 async function replaceByOptimized(staging: string, label: string, runtime: RuntimeOptions): Promise<void> {
   const optimized = join(staging, 'optimized');
   mkdirSync(optimized);
-  await GraphSession.saveOptimized(label, join(staging, MODEL_FILE), optimized, runtime);
+  await NodeGraphSession.saveOptimized(label, join(staging, MODEL_FILE), optimized, runtime);
   for (const name of readdirSync(staging)) if (name !== 'optimized') rmSync(join(staging, name));
   for (const name of readdirSync(optimized)) renameSync(join(optimized, name), join(staging, name));
   rmSync(optimized, { recursive: true });

@@ -1,4 +1,5 @@
-// The only module that imports onnxruntime: sessions over graphs built by src/graph, and host tensors.
+// The only module that imports onnxruntime-node: sessions over graphs built by src/graph (src/runtime/session-web.ts
+// is its browser counterpart).
 
 import ort from 'onnxruntime-node';
 import { writeFileSync } from 'node:fs';
@@ -6,28 +7,9 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { RuntimeError } from '../errors.js';
 import type { SerializedModel } from '../graph/builder.js';
+import type { GraphSession, HostTensor, RuntimeOptions } from './graph-session.js';
 
-export type HostTensor =
-  | { type: 'float32'; data: Float32Array; dims: readonly number[] }
-  | { type: 'int64'; data: BigInt64Array; dims: readonly number[] }
-  | { type: 'int32'; data: Int32Array; dims: readonly number[] };
-
-export interface RuntimeOptions {
-  /** Threads for one operator (default: the number of cores). */
-  threads?: number;
-  /** Execution provider: 'cpu' (default) or 'cuda' (needs the CUDA build of onnxruntime-node, see README). */
-  executionProvider?: 'cpu' | 'cuda';
-  /**
-   * The converted-model cache (src/runtime/model-cache.ts): a folder, or false to build every graph at each load
-   * (default: $OMNILMM_CACHE, else ~/.cache/omnilmm; OMNILMM_CACHE=off turns it off).
-   */
-  cache?: string | false;
-  /**
-   * Keep the memory a run frees in ONNX Runtime's arena for the next run (default true). Off for graphs that run
-   * now and then with large activations (MiniCPM-V's vision tower): that memory goes back when the run ends.
-   */
-  memoryArena?: boolean;
-}
+export type { HostTensor, RuntimeOptions } from './graph-session.js';
 
 export function defaultThreads(): number {
   return Math.max(1, availableParallelism());
@@ -39,7 +21,7 @@ export function runtimeVersion(): string {
 }
 
 /** One ONNX Runtime session. `run` is synchronous inside ONNX Runtime: call it from a worker thread. */
-export class GraphSession {
+export class NodeGraphSession implements GraphSession {
   private constructor(
     private readonly session: ort.InferenceSession,
     readonly label: string,
@@ -52,19 +34,19 @@ export class GraphSession {
    * prepacks (MatMul's B) are copied and unmapped, the others stay mapped, and on Linux a mapping outlives the
    * file's deletion (test/graph.test.ts runs a session whose folder is already gone).
    */
-  static async create(label: string, model: SerializedModel, options: RuntimeOptions = {}): Promise<GraphSession> {
+  static async create(label: string, model: SerializedModel, options: RuntimeOptions = {}): Promise<NodeGraphSession> {
     try {
-      if (!model.weights) return await GraphSession.open(label, model.model, options);
+      if (!model.weights) return await NodeGraphSession.open(label, model.model, options);
       writeFileSync(model.weights.modelPath, model.model);
-      return await GraphSession.open(label, model.weights.modelPath, options);
+      return await NodeGraphSession.open(label, model.weights.modelPath, options);
     } finally {
       model.weights?.remove();
     }
   }
 
   /** Creates the session from a model file on disk (a converted model: its external weights lie beside it, mapped). */
-  static fromFile(label: string, modelPath: string, options: RuntimeOptions = {}): Promise<GraphSession> {
-    return GraphSession.open(label, modelPath, options);
+  static fromFile(label: string, modelPath: string, options: RuntimeOptions = {}): Promise<NodeGraphSession> {
+    return NodeGraphSession.open(label, modelPath, options);
   }
 
   /**
@@ -74,7 +56,7 @@ export class GraphSession {
    * is most of the time a session takes to start. The result depends on the CPU and the runtime's version.
    */
   static async saveOptimized(label: string, modelPath: string, targetDir: string, options: RuntimeOptions = {}): Promise<void> {
-    const session = await GraphSession.open(label, modelPath, options, {
+    const session = await NodeGraphSession.open(label, modelPath, options, {
       // Up to the layout transforms of level 'all', which are cheap and are applied again at each start.
       graphOptimizationLevel: 'extended',
       optimizedModelFilePath: join(targetDir, 'model.onnx'),
@@ -97,7 +79,7 @@ export class GraphSession {
     model: string | Uint8Array,
     options: RuntimeOptions,
     more: ort.InferenceSession.SessionOptions = {},
-  ): Promise<GraphSession> {
+  ): Promise<NodeGraphSession> {
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       intraOpNumThreads: options.threads ?? defaultThreads(),
       interOpNumThreads: 1,
@@ -112,7 +94,7 @@ export class GraphSession {
         typeof model === 'string'
           ? await ort.InferenceSession.create(model, sessionOptions)
           : await ort.InferenceSession.create(model, sessionOptions);
-      return new GraphSession(session, label);
+      return new NodeGraphSession(session, label);
     } catch (err) {
       throw new RuntimeError(`could not create the ${label} session: ${(err as Error).message}`, { cause: err });
     }

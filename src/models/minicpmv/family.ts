@@ -1,6 +1,7 @@
 // MiniCPM-V 1.0 and 2.0 (model_type "minicpmv") as the registry sees them: config parsing, the tokenizer and image
 // processing they use, and the model.
 
+import { openCheckpoint } from '../../checkpoint/open.js';
 import { discardEntriesIfFailed } from '../../runtime/model-cache.js';
 import { loadTokenizer } from '../../tokenizer/load.js';
 import type { ModelFamily } from '../family.js';
@@ -22,5 +23,13 @@ export const minicpmvFamily: ModelFamily<MiniCPMVConfig> = {
     return { ...prepareImageInput(image, config), pixels: slicePixels };
   },
   // A load that fails (a tensor missing, a full disk) takes back what it wrote into the converted-model cache.
-  load: (dir, config, options) => discardEntriesIfFailed(() => MiniCPMVModel.load(dir, config, options)),
+  load: (dir, config, options) => discardEntriesIfFailed(async () => {
+    const tokenizer = loadTokenizer(dir, TOKENIZER_FORMAT);
+    const weights = openCheckpoint(dir);
+    try {
+      return await MiniCPMVModel.create(config, tokenizer, weights, options, dir);
+    } finally {
+      weights.close();
+    }
+  }),
 };

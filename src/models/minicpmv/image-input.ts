@@ -2,7 +2,9 @@
 // normalised pixels and the placeholder text. 2.0 slices (get_slice_image_placeholder); 1.0 squashes every image to
 // image_size × image_size (init_transform's Resize) and uses a single placeholder.
 
-import { resizeBicubic, sliceImage, toPixelValues, type RgbImage } from '../../image/index.js';
+import { resizeBicubic } from '../../image/resize.js';
+import { toPixelValues, type RgbImage } from '../../image/rgb.js';
+import { sliceImage } from '../../image/slice.js';
 import type { MiniCPMVConfig } from './config.js';
 import { imagePlaceholder } from './prompt.js';
 

@@ -1,15 +1,15 @@
 // A loaded MiniCPM-V model: tokenizer, vision encoder and decoder sessions, and the steps of the official
 // `MiniCPMV.chat` (prompt → ids → vision features scattered into the embeddings → decoder).
 
-import { createHash } from 'node:crypto';
-import { openCheckpoint } from '../../checkpoint/open.js';
+import type { TensorSource } from '../../checkpoint/safetensors.js';
+import { imageKey } from '../../sha256.js';
 import { InvalidRequestError } from '../../errors.js';
 import type { RgbImage } from '../../image/index.js';
 import { DecoderRunner, type DecoderSequence } from '../../runtime/decoder-runner.js';
-import type { RuntimeOptions } from '../../runtime/session.js';
-import { loadTokenizer, requiredTokenId } from '../../tokenizer/load.js';
+import type { RuntimeOptions } from '../../runtime/graph-session.js';
+import { requiredTokenId } from '../../tokenizer/load.js';
 import type { StreamDecoder, Tokenizer } from '../../tokenizer/tokenizer.js';
-import { llamaDims, type MiniCPMTextDims } from '../parts/decoder.js';
+import { llamaDims, type MiniCPMTextDims } from '../parts/decoder-dims.js';
 import { prepareImageInput, slicePixels, type ImageInput } from './image-input.js';
 import { buildPrompt } from './prompt.js';
 import { type ChatInput, type ChatMessage } from '../messages.js';
@@ -19,7 +19,7 @@ import type { ResamplerDims } from '../parts/resampler.js';
 import type { MiniCPMVConfig } from './config.js';
 import { decodeText, imageBound } from './tokens.js';
 import { VisionEncoder } from './vision-encoder.js';
-import { vitDims } from '../parts/layers.js';
+import { vitDims } from '../parts/vision-dims.js';
 
 /** The prompt of one chat turn, ready for the decoder. */
 export interface PreparedPrompt {
@@ -66,14 +66,24 @@ export class MiniCPMVModel {
     private readonly decoder: DecoderRunner,
   ) {}
 
-  static async load(dir: string, config: MiniCPMVConfig, options: LoadOptions = {}): Promise<MiniCPMVModel> {
-    const tokenizer = loadTokenizer(dir, TOKENIZER_FORMAT);
-    const eosTokenId = requiredTokenId(tokenizer, 'eosId', dir);
-    const weights = openCheckpoint(dir);
+  /**
+   * The model over an opened checkpoint (or a host's stand-in for one) and its tokenizer: `where` names the model's
+   * folder in messages. The graphs come from `options.openGraph` (default: built, or taken from Node's cache).
+   */
+  static async create(
+    config: MiniCPMVConfig,
+    tokenizer: Tokenizer,
+    weights: TensorSource,
+    options: LoadOptions,
+    where: string,
+  ): Promise<MiniCPMVModel> {
+    const eosTokenId = requiredTokenId(tokenizer, 'eosId', where);
+    const runtime: RuntimeOptions = {
+      threads: options.threads, executionProvider: options.executionProvider, cache: options.cache, openGraph: options.openGraph,
+    };
+    const dims = { vision: vitDims(config.vision), resampler: resamplerDims(config) };
+    const vision = await VisionEncoder.create(weights, dims, { runtime, precision: options.visionPrecision });
     try {
-      const runtime: RuntimeOptions = { threads: options.threads, executionProvider: options.executionProvider, cache: options.cache };
-      const dims = { vision: vitDims(config.vision), resampler: resamplerDims(config) };
-      const vision = await VisionEncoder.create(weights, dims, { runtime, precision: options.visionPrecision });
       const decoder = await DecoderRunner.create(weights, textDims(config), {
         ...runtime,
         maxSeq: config.text.maxPositionEmbeddings,
@@ -81,8 +91,9 @@ export class MiniCPMVModel {
         precision: options.precision,
       });
       return new MiniCPMVModel(config, tokenizer, eosTokenId, vision, decoder);
-    } finally {
-      weights.close();
+    } catch (err) {
+      await vision.release();
+      throw err;
     }
   }
 
@@ -219,10 +230,6 @@ export class MiniCPMVModel {
   }
 }
 
-/** SHA-256 of an image's size and pixels. */
-function imageKey(image: RgbImage): string {
-  return createHash('sha256').update(`${image.width}x${image.height}:`).update(image.data).digest('hex');
-}
 
 function textDims(config: MiniCPMVConfig): MiniCPMTextDims {
   const t = config.text;

@@ -6,12 +6,11 @@
 import type { TensorSource } from '../../checkpoint/safetensors.js';
 import { ImageError } from '../../errors.js';
 import type { WeightPrecision } from '../../graph/quantize.js';
-import { cachedSession } from '../../runtime/model-cache.js';
-import type { GraphSession, RuntimeOptions } from '../../runtime/session.js';
+import { openGraph, type GraphSession, type RuntimeOptions } from '../../runtime/graph-session.js';
 import { get2dSinCosPosEmbed, getAbsPos, patchGrid, patchify, resamplePosEmbed } from '../parts/position-embedding.js';
-import { buildResamplerGraph, type ResamplerDims } from '../parts/resampler.js';
-import { readWeight, type VisionDims } from '../parts/layers.js';
-import { buildVisionGraph, readVisionPosEmbed } from './vision.js';
+import type { ResamplerDims } from '../parts/resampler.js';
+import { readWeight, type VisionDims } from '../parts/vision-dims.js';
+import { readVisionPosEmbed } from './vision-tables.js';
 
 /** One slice: normalised CHW float32 pixels (`(u8/255 − 0.5)/0.5`) of size 3×height×width. */
 export interface SliceInput {
@@ -82,14 +81,15 @@ export class VisionEncoder {
     // A run's activations go back when it ends instead of staying in an arena: 0.3 GB less held after an image, at
     // the same speed (1344², fp32 tower, 2 threads: 56.1–56.2 s without the arena, 53.5–60.2 s with it).
     const runtime: RuntimeOptions = { ...options.runtime, memoryArena: false };
-    const vision = await cachedSession({
+    const vision = await openGraph({
       part: 'vision', label: 'vision tower', source: weights, key: { dims: dims.vision, prefix: visionPrefix, buildOptions, precision },
-      build: (source) => buildVisionGraph(source, dims.vision, { prefix: visionPrefix, precision }).serialize(),
+      build: async (source) => (await import('./vision.js')).buildVisionGraph(source, dims.vision, { prefix: visionPrefix, precision }).serialize(),
     }, runtime);
     try {
-      const resampler = await cachedSession({
+      const resampler = await openGraph({
         part: 'resampler', label: 'resampler', source: weights, key: { dims: dims.resampler, prefix: resamplerPrefix, buildOptions },
-        build: (source) => buildResamplerGraph(source, dims.resampler, { prefix: resamplerPrefix }).serialize(),
+        build: async (source) =>
+          (await import('../parts/resampler.js')).buildResamplerGraph(source, dims.resampler, { prefix: resamplerPrefix }).serialize(),
       }, runtime);
       const maxBatch = Math.max(1, options.maxBatch ?? ((runtime.executionProvider ?? 'cpu') === 'cpu' ? 1 : 4));
       return new VisionEncoder(vision, resampler, storedPosEmbed, storedKeyPosEmbed, dims.vision, dims.resampler, maxBatch);

@@ -9,7 +9,7 @@ import { CheckpointError } from '../../errors.js';
 import { Graph } from '../../graph/builder.js';
 import type { WeightPrecision } from '../../graph/quantize.js';
 import type { TensorSource } from '../../checkpoint/safetensors.js';
-import { attention, layerNorm, linear, patchEmbedding, readWeight, type VisionDims } from '../parts/layers.js';
+import { attention, layerNorm, linear, patchEmbedding, type VisionDims } from '../parts/layers.js';
 
 export interface VisionGraphOptions {
   /** Checkpoint name prefix of the tower (default `vpm.`). */
@@ -68,7 +68,4 @@ export function buildVisionGraph(source: TensorSource, dims: VisionDims, options
   return g;
 }
 
-/** The stored position table `[gh·gw, d]` (`vpm.pos_embed` is [1, gh·gw, d]). */
-export function readVisionPosEmbed(source: TensorSource, dims: VisionDims, prefix = 'vpm.'): Float32Array {
-  return readWeight(source, `${prefix}pos_embed`, [1, dims.posGrid[0] * dims.posGrid[1], dims.embedDim]);
-}
+export { readVisionPosEmbed } from './vision-tables.js';

@@ -9,7 +9,7 @@ import { readGenerationConfig, type GenerationConfig } from '../../config/genera
 import { InvalidRequestError } from '../../errors.js';
 import type { RgbImage } from '../../image/index.js';
 import { DecoderRunner, type DecoderSequence } from '../../runtime/decoder-runner.js';
-import type { RuntimeOptions } from '../../runtime/session.js';
+import type { RuntimeOptions } from '../../runtime/graph-session.js';
 import { ChatTemplate } from '../../tokenizer/chat-template.js';
 import { loadTokenizer, requiredTokenId, type TokenizerFormat } from '../../tokenizer/load.js';
 import type { StreamDecoder, Tokenizer } from '../../tokenizer/tokenizer.js';

@@ -6,8 +6,7 @@
 import type { TensorSource } from '../../checkpoint/safetensors.js';
 import { ImageError } from '../../errors.js';
 import type { WeightPrecision } from '../../graph/quantize.js';
-import { cachedSession } from '../../runtime/model-cache.js';
-import type { GraphSession, RuntimeOptions } from '../../runtime/session.js';
+import { openGraph, type GraphSession, type RuntimeOptions } from '../../runtime/graph-session.js';
 import { patchify } from '../parts/position-embedding.js';
 import {
   buildVisionHeadGraph, buildVisionTailGraph, buildWindowMergerGraph, gatherRows, mergeOrder,
@@ -84,7 +83,7 @@ export class MiniCPMV46VisionEncoder {
     const sessions: GraphSession[] = [];
     try {
       for (const { part, label, build } of parts) {
-        sessions.push(await cachedSession({
+        sessions.push(await openGraph({
           part, label, source: weights, key: { family: 'minicpmv4_6', dims, precision },
           build: (source) => build(source, dims, { precision }).serialize(),
         }, runtime));

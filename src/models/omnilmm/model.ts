@@ -1,12 +1,12 @@
 // A loaded OmniLMM-12B: tokenizer, Eva tower + resampler sessions and the Mistral decoder, and the steps of the
 // official `OmniLMM12B.chat` (chat.py): prompt → ids → image features over the `<im_patch>` rows → generate().
 
-import { createHash } from 'node:crypto';
 import { openCheckpoint } from '../../checkpoint/open.js';
+import { imageKey } from '../../sha256.js';
 import { InvalidRequestError, TokenizerError } from '../../errors.js';
 import type { RgbImage } from '../../image/index.js';
 import { DecoderRunner, type DecoderSequence } from '../../runtime/decoder-runner.js';
-import type { RuntimeOptions } from '../../runtime/session.js';
+import type { RuntimeOptions } from '../../runtime/graph-session.js';
 import { loadTokenizer, requiredTokenId } from '../../tokenizer/load.js';
 import type { StreamDecoder, Tokenizer } from '../../tokenizer/tokenizer.js';
 import { llamaDims, type MiniCPMTextDims } from '../parts/decoder.js';
@@ -194,10 +194,6 @@ export class OmniLMMModel implements LoadedModel {
   }
 }
 
-/** SHA-256 of an image's size and pixels. */
-function imageKey(image: RgbImage): string {
-  return createHash('sha256').update(`${image.width}x${image.height}:`).update(image.data).digest('hex');
-}
 
 /** `init_omni_lmm` reads the ids of `<im_patch>`, `<im_start>`, `<im_end>`: they must be tokens of the tokenizer. */
 function readImageTokenIds(tokenizer: Tokenizer, dir: string): ImageTokenIds {

@@ -5,8 +5,7 @@
 import type { TensorSource } from '../../checkpoint/safetensors.js';
 import { ImageError } from '../../errors.js';
 import type { WeightPrecision } from '../../graph/quantize.js';
-import { cachedSession } from '../../runtime/model-cache.js';
-import type { GraphSession, RuntimeOptions } from '../../runtime/session.js';
+import { openGraph, type GraphSession, type RuntimeOptions } from '../../runtime/graph-session.js';
 import { patchGrid, patchify } from '../parts/position-embedding.js';
 import { buildResamplerGraph, type ResamplerDims } from '../parts/resampler.js';
 import { readWeight, type VisionDims } from '../parts/layers.js';
@@ -57,12 +56,12 @@ export class OmniLMMVisionEncoder {
     const storedKeyPosEmbed = readWeight(weights, `${RESAMPLER_PREFIX}pos_embed`, [queryNum, embedDim]);
     // fp32 is the default: both spellings name the same graph (and the same cache entry).
     const towerPrecision = precision === 'fp32' ? undefined : precision;
-    const vision = await cachedSession({
+    const vision = await openGraph({
       part: 'eva-vision', label: 'vision tower', source: weights, key: { dims: dims.vision, prefix: EVA_PREFIX, precision: towerPrecision },
       build: (source) => buildEvaVisionGraph(source, dims.vision, { prefix: EVA_PREFIX, precision: towerPrecision }).serialize(),
     }, runtime);
     try {
-      const resampler = await cachedSession({
+      const resampler = await openGraph({
         part: 'resampler', label: 'resampler', source: weights, key: { dims: dims.resampler, prefix: RESAMPLER_PREFIX },
         build: (source) => buildResamplerGraph(source, dims.resampler, { prefix: RESAMPLER_PREFIX }).serialize(),
       }, runtime);

@@ -26,20 +26,10 @@
 // from ~20 % to ~25 %; 32 was slower); 64 is upstream's chunk length, so the runs also split a prompt where it does.
 
 import { f } from '../../graph/builder.js';
-import type { DecoderDims, DecoderParts, LinearAttentionDims } from './decoder.js';
+import type { DecoderParts } from './decoder.js';
+import { convChannels, type DecoderDims, type LinearAttentionDims } from './decoder-dims.js';
 
-/** Most new positions of one run (a chunk of upstream's chunked delta rule). */
-export const DEFAULT_LINEAR_CHUNK = 64;
-
-/** Channels of the causal conv: queries, keys and values. */
-export function convChannels(l: LinearAttentionDims): number {
-  return 2 * l.numKeyHeads * l.keyHeadDim + l.numValueHeads * l.valueHeadDim;
-}
-
-/** The per-row state shapes of one linear-attention layer (without the batch axis). */
-export function linearStateShapes(l: LinearAttentionDims): { conv: [number, number]; recurrent: [number, number, number] } {
-  return { conv: [convChannels(l), l.convKernel - 1], recurrent: [l.numValueHeads, l.keyHeadDim, l.valueHeadDim] };
-}
+export { convChannels, DEFAULT_LINEAR_CHUNK, linearStateShapes } from './decoder-dims.js';
 
 /** The tensors of one linear-attention layer (`<weights>` = `…layers.<i>.linear_attn`) with their shapes. */
 export function gatedDeltaNetWeightShapes(dims: DecoderDims, weights: string): Map<string, number[]> {

@@ -2,44 +2,11 @@
 // multi-head scaled dot-product attention.
 
 import type { TensorSource } from '../../checkpoint/safetensors.js';
-import { CheckpointError } from '../../errors.js';
+import { readWeight } from './vision-dims.js';
 import { Graph, f } from '../../graph/builder.js';
 import { dynamicQuantizeMatMul, matMulNBits, quantizeColumnsInt8, quantizeMatrix, quantizeOptionsFor, type WeightPrecision } from '../../graph/quantize.js';
 
-/** Sizes of a timm VisionTransformer tower. */
-export interface VisionDims {
-  patchSize: number;
-  embedDim: number;
-  /** Blocks actually run (timm depth minus one when `drop_vision_last_layer`). */
-  depthUsed: number;
-  numHeads: number;
-  mlpHidden: number;
-  normEps: number;
-  /** The stored position table's grid [rows, cols]. */
-  posGrid: [number, number];
-}
-
-/** The tower sizes of a typed vision config (MiniCPM-V's SigLIP, OmniLMM's EVA02). */
-export function vitDims(v: {
-  patchSize: number; embedDim: number; usedDepth: number; numHeads: number; mlpHiddenDim: number; normEps: number;
-  posEmbedGrid: [number, number];
-}): VisionDims {
-  return {
-    patchSize: v.patchSize, embedDim: v.embedDim, depthUsed: v.usedDepth, numHeads: v.numHeads,
-    mlpHidden: v.mlpHiddenDim, normEps: v.normEps, posGrid: v.posEmbedGrid,
-  };
-}
-
-
-/** Reads a float tensor and checks its shape, so a config that does not fit the checkpoint fails clearly. */
-export function readWeight(source: TensorSource, name: string, shape: readonly number[]): Float32Array {
-  if (!source.has(name)) throw new CheckpointError(`the checkpoint has no tensor ${name}; is it a MiniCPM-V checkpoint?`);
-  const actual = source.info(name).shape;
-  if (actual.length !== shape.length || actual.some((d, i) => d !== shape[i])) {
-    throw new CheckpointError(`tensor ${name} has shape [${actual}] but the config implies [${shape}]; config.json does not match the weights`);
-  }
-  return source.float32(name);
-}
+export { readWeight, vitDims, type VisionDims } from './vision-dims.js';
 
 /** Transposes a row-major [rows, cols] matrix (a torch Linear weight [out, in] becomes a MatMul operand [in, out]). */
 export function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
