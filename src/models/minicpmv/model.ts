@@ -56,6 +56,8 @@ export const MAX_INPUT_LENGTH = 2048;
 export class MiniCPMVModel {
   /** The last image's slices, so that the next turn about the same image skips slicing and resizing. */
   private lastImage: { key: string; input: ImageInput } | null = null;
+  /** Images whose slices went through the vision encoder since the model was loaded. */
+  private encoded = 0;
 
   private constructor(
     readonly config: MiniCPMVConfig,
@@ -187,6 +189,7 @@ export class MiniCPMVModel {
       prompt.slices.map((s) => ({ pixels: slicePixels(s), height: s.height, width: s.width })),
       { pause },
     );
+    this.encoded += 1;
     const hidden = this.config.text.hiddenSize;
     spans.forEach(([start], j) => embeds.set(encoded[j]!.embeds, (start - from) * hidden));
     return embeds;
@@ -212,6 +215,11 @@ export class MiniCPMVModel {
       ? { key: prompt.imageKey, span: [spans[0]![0], spans[spans.length - 1]![1]] as const }
       : null;
     return this.decoder.startPrompt(prompt.ids, image, (from) => this.embed(prompt, from, pause), pause);
+  }
+
+  /** Images whose slices went through the vision encoder since the model was loaded (a reused image is not counted). */
+  get encodedImages(): number {
+    return this.encoded;
   }
 
   /** Token ids of a text as the chat path encodes it (BOS first). */
