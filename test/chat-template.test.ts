@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { InvalidRequestError, TokenizerError } from '../src/errors.js';
 import { ChatTemplate, renderChatTemplate, type ChatTemplateMessage } from '../src/tokenizer/chat-template.js';
-import { TokenizerJson } from '../src/tokenizer/tokenizer-json.js';
+import { chatTemplateFromDir, tokenizerJsonFromDir } from '../src/tokenizer/load-folder.js';
 import { fixturePath, readFixtureJson } from './helpers/fixtures.js';
 
 const FIXTURE = 'minicpmv46-tiny';
@@ -29,8 +29,8 @@ const chatCases = readFixtureJson<{ chat_template: ChatCase[] }>(FIXTURE, 'token
 const llmCases = readdirSync(fixturePath(FIXTURE, 'llm'))
   .filter((f) => f.endsWith('.json'))
   .map((f) => readFixtureJson<LlmCase>(FIXTURE, 'llm', f));
-const tokenizer = TokenizerJson.fromDir(MODEL_DIR);
-const template = ChatTemplate.fromDir(MODEL_DIR);
+const tokenizer = tokenizerJsonFromDir(MODEL_DIR);
+const template = chatTemplateFromDir(MODEL_DIR);
 
 /** apply_chat_template(messages, tokenize=False, **kwargs) as the fixture recorded its arguments. */
 function render(t: ChatTemplate, messages: ChatTemplateMessage[], kwargs: Record<string, unknown>): string {
@@ -103,14 +103,14 @@ test("without chat_template.jinja the template comes from tokenizer_config.json'
   mkdirSync(named);
   writeFileSync(join(named, 'tokenizer_config.json'), JSON.stringify({ ...config, chat_template: [{ name: 'tool_use', template: 'x' }, { name: 'default', template: officialSource }] }));
   const c = chatCases.find((x) => x.name === 'system_multi_turn')!;
-  assert.equal(render(ChatTemplate.fromDir(asString), c.messages, c.kwargs), c.text);
-  assert.equal(render(ChatTemplate.fromDir(named), c.messages, c.kwargs), c.text);
-  assert.equal(ChatTemplate.fromDir(named, 'tool_use').source, 'x');
-  assert.throws(() => ChatTemplate.fromDir(named, 'rag'), (err: unknown) => err instanceof TokenizerError && /no chat template named "rag"/.test(err.message));
+  assert.equal(render(chatTemplateFromDir(asString), c.messages, c.kwargs), c.text);
+  assert.equal(render(chatTemplateFromDir(named), c.messages, c.kwargs), c.text);
+  assert.equal(chatTemplateFromDir(named, 'tool_use').source, 'x');
+  assert.throws(() => chatTemplateFromDir(named, 'rag'), (err: unknown) => err instanceof TokenizerError && /no chat template named "rag"/.test(err.message));
 
   const none = join(scratch, 'none');
   mkdirSync(none);
   writeFileSync(join(none, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>' }));
-  assert.throws(() => ChatTemplate.fromDir(none), (err: unknown) => err instanceof TokenizerError && /has no chat template/.test(err.message));
+  assert.throws(() => chatTemplateFromDir(none), (err: unknown) => err instanceof TokenizerError && /has no chat template/.test(err.message));
   assert.throws(() => new ChatTemplate('{% if %}'), (err: unknown) => err instanceof TokenizerError && /not a valid Jinja template/.test(err.message));
 });

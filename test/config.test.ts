@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { folderFiles } from '../src/checkpoint/folder-files.js';
 import { boolean, fromDict, integer, integers, numbers, optional, string, strings } from '../src/config/fromDict.js';
 import { loadModelConfig, SUPPORTED_MODEL_TYPES, type ConfigOf, type ModelConfig } from '../src/models/registry.js';
 import { CheckpointError, FileNotFoundError, UnsupportedModelError } from '../src/errors.js';
@@ -269,7 +270,7 @@ function parseV46(edit: (config: Record<string, unknown>, processor: Record<stri
   const processor = v46Json('processor_config.json');
   edit(config, processor);
   const dir = modelDir({ 'config.json': config, 'processor_config.json': processor });
-  return parseMiniCPMV46Config({ dir, file: join(dir, 'config.json'), config });
+  return parseMiniCPMV46Config({ files: folderFiles(dir), file: join(dir, 'config.json'), config });
 }
 
 function assertV46Refused(
@@ -292,7 +293,7 @@ const F = 'full_attention';
 describe('MiniCPM-V 4.6 config (minicpmv46-tiny)', () => {
   it('parses config.json and processor_config.json to the README §2.1 values', () => {
     const file = join(V46_DIR, 'config.json');
-    const config = parseMiniCPMV46Config({ dir: V46_DIR, file, config: v46Json('config.json') });
+    const config = parseMiniCPMV46Config({ files: folderFiles(V46_DIR), file, config: v46Json('config.json') });
     assert.equal(config.modelType, 'minicpmv4_6');
     assert.equal(config.insertLayerId, 0);
     assert.equal(config.imageSize, 1120);
@@ -372,7 +373,7 @@ describe('MiniCPM-V 4.6 config (minicpmv46-tiny)', () => {
     assertV46Refused((_, p) => { (p['image_processor'] as Record<string, unknown>)['resample'] = 2; }, UnsupportedModelError, /"image_processor\.resample" is 2; supported: 3/);
     assertV46Refused((_, p) => { delete p['video_processor']; }, CheckpointError, /"video_processor" must be a JSON object, got nothing/);
     const dir = modelDir({ 'config.json': v46Json('config.json') });
-    assert.throws(() => parseMiniCPMV46Config({ dir, file: join(dir, 'config.json'), config: v46Json('config.json') }),
+    assert.throws(() => parseMiniCPMV46Config({ files: folderFiles(dir), file: join(dir, 'config.json'), config: v46Json('config.json') }),
       (err: Error) => err instanceof CheckpointError && err.message.startsWith(`${join(dir, 'processor_config.json')} is missing`));
   });
 });

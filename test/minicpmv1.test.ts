@@ -28,7 +28,7 @@ import { VisionEncoder, type SliceInput } from '../src/models/minicpmv/vision-en
 import { buildVisionGraph, readVisionPosEmbed } from '../src/models/minicpmv/vision.js';
 import type { VisionDims } from '../src/models/parts/layers.js';
 import { NodeGraphSession } from '../src/runtime/session.js';
-import { LlamaTokenizer } from '../src/tokenizer/llama.js';
+import { llamaTokenizerFromDir } from '../src/tokenizer/load-folder.js';
 import { fixturePath, maxAbsDiff, openGolden, readFixtureJson, repoRoot, nonSamplingSettings } from './helpers/fixtures.js';
 
 const FIXTURE = 'minicpmv1-tiny';
@@ -128,7 +128,7 @@ describe('tokenizer (tokenizer/cases.json)', () => {
   interface Cases { special_ids: Record<string, number>; encode: EncodeCase[]; decode: DecodeCase[] }
 
   const cases = readFixtureJson<Cases>(FIXTURE, 'tokenizer', 'cases.json');
-  const tokenizer = LlamaTokenizer.fromDir(MODEL_DIR);
+  const tokenizer = llamaTokenizerFromDir(MODEL_DIR);
   const { im_start_id: imStart, im_end_id: imEnd } = cases.special_ids;
 
   const decodeTextOrError = (ids: readonly number[]): string => {

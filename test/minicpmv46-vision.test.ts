@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test, type TestContext } from 'node:test';
+import { folderFiles } from '../src/checkpoint/folder-files.js';
 import { SafetensorsCheckpoint } from '../src/checkpoint/safetensors.js';
 import { ImageError, UnsupportedModelError } from '../src/errors.js';
 import { decodeImage } from '../src/image/index.js';
@@ -35,7 +36,7 @@ const CASES = ['grad_100x80_16x', 'grad_100x80_4x', 'shapes_448x448_16x', 'wide_
 
 const MODEL_DIR = fixturePath(FIXTURE, 'model');
 const config = readFixtureJson<Record<string, unknown>>(FIXTURE, 'model', 'config.json');
-const parse = (dict: Record<string, unknown>) => parseMiniCPMV46Config({ dir: MODEL_DIR, file: 'config.json', config: dict });
+const parse = (dict: Record<string, unknown>) => parseMiniCPMV46Config({ files: folderFiles(MODEL_DIR), file: 'config.json', config: dict });
 const dims = minicpmv46VisionDims(parse(config));
 let checkpoint: SafetensorsCheckpoint;
 let encoder: MiniCPMV46VisionEncoder;

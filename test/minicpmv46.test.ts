@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import OpenAI from 'openai';
 import { LocalEngine } from '../src/chat/local-engine.js';
 import { ChatServer, loadModel, type Model } from '../src/index.js';
-import { TokenizerJson } from '../src/tokenizer/tokenizer-json.js';
+import { tokenizerJsonFromDir } from '../src/tokenizer/load-folder.js';
 import { fixturePath, readFixtureJson, repoRoot } from './helpers/fixtures.js';
 
 const FIXTURE = 'minicpmv46-tiny';
@@ -113,7 +113,7 @@ describe('MiniCPM-V 4.6 through the library', () => {
 
   it('ends the prompt with an open <think> when thinking is on (the template with enable_thinking=true)', async () => {
     const result = await model.run({ messages: [{ role: 'user', content: 'Hi' }], thinking: true, decoding: 'greedy', maxNewTokens: 1 });
-    const tokenizer = TokenizerJson.fromDir(MODEL);
+    const tokenizer = tokenizerJsonFromDir(MODEL);
     assert.deepEqual(result.promptIds, tokenizer.encode('<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n'));
   });
 

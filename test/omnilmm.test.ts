@@ -28,7 +28,7 @@ import { buildEvaVisionGraph, readEvaPosEmbed } from '../src/models/omnilmm/visi
 import { familyOf, loadModelConfig, type ConfigOf, type ModelConfig } from '../src/models/registry.js';
 import { attentionBias, DecoderRunner } from '../src/runtime/decoder-runner.js';
 import { NodeGraphSession } from '../src/runtime/session.js';
-import { LlamaTokenizer } from '../src/tokenizer/llama.js';
+import { llamaTokenizerFromDir } from '../src/tokenizer/load-folder.js';
 import { fixturePath, maxAbsDiff, readFixtureJson, readGoldenTensors, nonSamplingSettings } from './helpers/fixtures.js';
 
 const FIXTURE = 'omnilmm12b-tiny';
@@ -142,7 +142,7 @@ interface TokenizerCases {
 
 describe('tokenizer and prompt (§4)', () => {
   const cases = readFixtureJson<TokenizerCases>(FIXTURE, 'tokenizer', 'cases.json');
-  const tokenizer = LlamaTokenizer.fromDir(MODEL_DIR);
+  const tokenizer = llamaTokenizerFromDir(MODEL_DIR);
   const imageTokens = { patch: 3200, start: 3201, end: 3202 };
 
   it('encodes and decodes every case like the slow LlamaTokenizer', () => {

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { after, before, test, type TestContext } from 'node:test';
+import { folderFiles } from '../src/checkpoint/folder-files.js';
 import { SafetensorsCheckpoint, type TensorInfo, type TensorSource } from '../src/checkpoint/safetensors.js';
 import { InvalidRequestError } from '../src/errors.js';
 import { beamSearch } from '../src/generation/beam-search.js';
@@ -43,7 +44,7 @@ interface LlmCase {
 
 const config = readFixtureJson<Record<string, unknown>>(FIXTURE, 'model', 'config.json');
 const generationConfig = readFixtureJson<{ eos_token_id: number[]; bos_token_id: number }>(FIXTURE, 'model', 'generation_config.json');
-const dims = textDims(parseMiniCPMV46Config({ dir: fixturePath(FIXTURE, 'model'), file: 'config.json', config }));
+const dims = textDims(parseMiniCPMV46Config({ files: folderFiles(fixturePath(FIXTURE, 'model')), file: 'config.json', config }));
 const vocab = dims.vocabSize;
 const caseNames = readdirSync(fixturePath(FIXTURE, 'llm'))
   .filter((f) => f.endsWith('.json'))

@@ -6,7 +6,7 @@ import { after, test } from 'node:test';
 import { TokenizerError } from '../src/errors.js';
 import { BYTE_TO_CHAR } from '../src/tokenizer/byte-level.js';
 import { onigToRegExp } from '../src/tokenizer/onig-regex.js';
-import { TokenizerJson } from '../src/tokenizer/tokenizer-json.js';
+import { tokenizerJsonFromDir } from '../src/tokenizer/load-folder.js';
 import type { DecodeOptions } from '../src/tokenizer/tokenizer.js';
 import { fixturePath, readFixtureJson } from './helpers/fixtures.js';
 
@@ -55,7 +55,7 @@ const cases = readFixtureJson<Cases>(FIXTURE, 'tokenizer', 'cases.json');
 const llmCases = readdirSync(fixturePath(FIXTURE, 'llm'))
   .filter((f) => f.endsWith('.json'))
   .map((f) => readFixtureJson<LlmCase>(FIXTURE, 'llm', f));
-const tokenizer = TokenizerJson.fromDir(MODEL_DIR);
+const tokenizer = tokenizerJsonFromDir(MODEL_DIR);
 
 /** Decodes ids one at a time; returns every chunk (the last is flush()'s). */
 function stream(ids: readonly number[], options?: DecodeOptions): string[] {
@@ -204,7 +204,7 @@ function folderWith(name: string, edit: (json: Record<string, unknown>) => void)
 
 test('bad tokenizer folders and files give a TokenizerError that says what is wrong', () => {
   const rejects = (dir: string, pattern: RegExp): void => {
-    assert.throws(() => TokenizerJson.fromDir(dir), (err: unknown) => err instanceof TokenizerError && pattern.test(err.message));
+    assert.throws(() => tokenizerJsonFromDir(dir), (err: unknown) => err instanceof TokenizerError && pattern.test(err.message));
   };
   rejects(join(scratch, 'missing'), /tokenizer folder not found/);
   const empty = join(scratch, 'empty');
@@ -234,7 +234,7 @@ test('tokenizer_config.json: added BOS/EOS and special tokens the vocabulary lac
   const dir = folderWith('bos-eos', () => {});
   const config = JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
   writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ ...config, add_bos_token: true, add_eos_token: true, eos_token: '<think>', cls_token: '<brandnew>' }));
-  const t = TokenizerJson.fromDir(dir);
+  const t = tokenizerJsonFromDir(dir);
   const hi = tokenizer.encode('hi');
   const [bos, think] = [tokenizer.pieceToId('<|im_start|>'), tokenizer.pieceToId('<think>')];
   assert.deepEqual(t.encode('hi'), [bos, ...hi, think]);

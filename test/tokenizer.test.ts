@@ -6,7 +6,7 @@ import { after, test } from 'node:test';
 import { InvalidRequestError, OmnilmmError, TokenizerError } from '../src/errors.js';
 import { ProtoWriter } from '../src/graph/protobuf.js';
 import { decodeText, EmptyAnswerError, imageBound } from '../src/models/minicpmv/tokens.js';
-import { LlamaTokenizer } from '../src/tokenizer/llama.js';
+import { llamaTokenizerFromDir } from '../src/tokenizer/load-folder.js';
 import { pythonStrip } from '../src/tokenizer/python-strings.js';
 import { SentencePieceProcessor } from '../src/tokenizer/sentencepiece.js';
 import { HOLD_BACK_TOKENS, StreamingDetokenizer } from '../src/tokenizer/streaming.js';
@@ -41,7 +41,7 @@ interface LlmRun { output_ids: number[]; new_token_ids: number[]; text: string }
 interface LlmCase { prompt: string; input_ids: number[]; seq_len: number; image_bound: [number, number][]; runs: Record<string, LlmRun> }
 
 const cases = readFixtureJson<Cases>(FIXTURE, 'tokenizer', 'cases.json');
-const tokenizer = LlamaTokenizer.fromDir(MODEL_DIR);
+const tokenizer = llamaTokenizerFromDir(MODEL_DIR);
 const { im_start_id: IM_START, im_end_id: IM_END } = cases.special_ids;
 
 function stream(ids: readonly number[], detok = new StreamingDetokenizer(tokenizer)): { chunks: string[]; text: string } {
@@ -282,20 +282,20 @@ function assertTokenizerError(load: () => unknown, message: RegExp): void {
 test('bad or missing files give a TokenizerError that says what is wrong', () => {
   const model = readFileSync(join(MODEL_DIR, 'tokenizer.model'));
   const config = readFileSync(join(MODEL_DIR, 'tokenizer_config.json'), 'utf8');
-  assertTokenizerError(() => LlamaTokenizer.fromDir(join(scratch, 'nowhere')), /not found/);
-  assertTokenizerError(() => LlamaTokenizer.fromDir(tokenizerDir('no-model', { 'tokenizer.model': null })), /tokenizer\.model is missing/);
-  assertTokenizerError(() => LlamaTokenizer.fromDir(tokenizerDir('truncated', { 'tokenizer.model': model.subarray(0, 1000) })), /not a valid SentencePiece model.*truncated/);
-  assertTokenizerError(() => LlamaTokenizer.fromDir(tokenizerDir('json-model', { 'tokenizer.model': config })), /not a valid SentencePiece model/);
-  assertTokenizerError(() => LlamaTokenizer.fromDir(tokenizerDir('empty-model', { 'tokenizer.model': new Uint8Array(0) })), /no pieces/);
-  assertTokenizerError(() => LlamaTokenizer.fromDir(tokenizerDir('no-config', { 'tokenizer_config.json': null })), /tokenizer_config\.json is missing/);
-  assertTokenizerError(() => LlamaTokenizer.fromDir(tokenizerDir('bad-config', { 'tokenizer_config.json': config.slice(0, 100) })), /tokenizer_config\.json is not valid JSON/);
-  assertTokenizerError(() => LlamaTokenizer.fromDir(tokenizerDir('bad-map', { 'special_tokens_map.json': '{' })), /special_tokens_map\.json is not valid JSON/);
+  assertTokenizerError(() => llamaTokenizerFromDir(join(scratch, 'nowhere')), /not found/);
+  assertTokenizerError(() => llamaTokenizerFromDir(tokenizerDir('no-model', { 'tokenizer.model': null })), /tokenizer\.model is missing/);
+  assertTokenizerError(() => llamaTokenizerFromDir(tokenizerDir('truncated', { 'tokenizer.model': model.subarray(0, 1000) })), /not a valid SentencePiece model.*truncated/);
+  assertTokenizerError(() => llamaTokenizerFromDir(tokenizerDir('json-model', { 'tokenizer.model': config })), /not a valid SentencePiece model/);
+  assertTokenizerError(() => llamaTokenizerFromDir(tokenizerDir('empty-model', { 'tokenizer.model': new Uint8Array(0) })), /no pieces/);
+  assertTokenizerError(() => llamaTokenizerFromDir(tokenizerDir('no-config', { 'tokenizer_config.json': null })), /tokenizer_config\.json is missing/);
+  assertTokenizerError(() => llamaTokenizerFromDir(tokenizerDir('bad-config', { 'tokenizer_config.json': config.slice(0, 100) })), /tokenizer_config\.json is not valid JSON/);
+  assertTokenizerError(() => llamaTokenizerFromDir(tokenizerDir('bad-map', { 'special_tokens_map.json': '{' })), /special_tokens_map\.json is not valid JSON/);
   const notLegacy = JSON.stringify({ ...JSON.parse(config), legacy: false });
-  assertTokenizerError(() => LlamaTokenizer.fromDir(tokenizerDir('not-legacy', { 'tokenizer_config.json': notLegacy })), /"legacy": false/);
+  assertTokenizerError(() => llamaTokenizerFromDir(tokenizerDir('not-legacy', { 'tokenizer_config.json': notLegacy })), /"legacy": false/);
   const badAdded = JSON.stringify({ ...JSON.parse(config), added_tokens_decoder: { x: { content: '<a>' } } });
-  assertTokenizerError(() => LlamaTokenizer.fromDir(tokenizerDir('bad-added', { 'tokenizer_config.json': badAdded })), /added_tokens_decoder/);
+  assertTokenizerError(() => llamaTokenizerFromDir(tokenizerDir('bad-added', { 'tokenizer_config.json': badAdded })), /added_tokens_decoder/);
   // Without special_tokens_map.json (optional in transformers) the tokenizer still loads.
-  assert.deepEqual(LlamaTokenizer.fromDir(tokenizerDir('no-map', { 'special_tokens_map.json': null })).encode('hi'), tokenizer.encode('hi'));
+  assert.deepEqual(llamaTokenizerFromDir(tokenizerDir('no-map', { 'special_tokens_map.json': null })).encode('hi'), tokenizer.encode('hi'));
   assertTokenizerError(() => tokenizer.decode([4000]), /token id 4000 is not in the tokenizer's vocabulary/);
   assertTokenizerError(() => tokenizer.decode([-1]), /token id -1/);
 });

@@ -1,7 +1,6 @@
 // generation_config.json: the checkpoint's generation defaults (transformers GenerationConfig keys we use).
 
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import type { ModelFiles } from '../checkpoint/model-files.js';
 import { boolean, fromDict, integer, integers, number, optional, type FromSchema } from './fromDict.js';
 import { readJsonFile } from './json.js';
 
@@ -21,9 +20,9 @@ const GENERATION_FIELDS = {
 
 export type GenerationConfig = FromSchema<typeof GENERATION_FIELDS>;
 
-/** Reads `dir/generation_config.json`; null when the checkpoint has none. */
-export function readGenerationConfig(dir: string): GenerationConfig | null {
-  const file = join(dir, 'generation_config.json');
-  if (!existsSync(file)) return null;
-  return fromDict(readJsonFile(file), GENERATION_FIELDS, { file });
+/** Reads the model folder's generation_config.json; null when the checkpoint has none. */
+export function readGenerationConfig(files: ModelFiles): GenerationConfig | null {
+  const name = 'generation_config.json';
+  if (!files.has(name)) return null;
+  return fromDict(readJsonFile(files, name), GENERATION_FIELDS, { file: files.describe(name) });
 }

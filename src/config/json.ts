@@ -1,18 +1,14 @@
 // Reading a checkpoint's JSON files with errors that name the file.
 
-import { readFileSync } from 'node:fs';
+import { readText, type LoaderError, type ModelFiles } from '../checkpoint/model-files.js';
 import { CheckpointError } from '../errors.js';
 
-export function readJsonFile(file: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new CheckpointError(`cannot read ${file}: ${(err as Error).message}`, { cause: err });
-  }
+/** The JSON file `name` of a model folder, parsed; `error` (a CheckpointError unless given) names the file when it cannot be read or parsed. */
+export function readJsonFile(files: ModelFiles, name: string, error: LoaderError = CheckpointError): unknown {
+  const text = readText(files, name, error);
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
-    throw new CheckpointError(`${file} is not valid JSON (${(err as Error).message}); download it again`, { cause: err });
+    throw new error(`${files.describe(name)} is not valid JSON (${(err as Error).message}); download it again`, { cause: err });
   }
 }

@@ -15,7 +15,7 @@ import type { WeightPrecision } from '../graph/quantize.js';
 import { MiniCPMVModel, TOKENIZER_FORMAT } from '../models/minicpmv/model.js';
 import { loadModelConfig } from '../models/registry.js';
 import type { GraphSession, GraphSpec } from '../runtime/graph-session.js';
-import { loadTokenizer } from '../tokenizer/load.js';
+import { loadTokenizer } from '../tokenizer/load-folder.js';
 import { WEB_MANIFEST_FORMAT, type WebManifest, type WebManifestFile } from '../browser/manifest.js';
 
 /** The model files a browser needs besides graphs and tensors (those that exist are copied). */

@@ -2,6 +2,7 @@
 // `models/registry.ts` lists, one line per family.
 
 import type { ChatModel } from '../chat/chat.js';
+import type { ModelFiles } from '../checkpoint/model-files.js';
 import type { WeightPrecision } from '../graph/quantize.js';
 import type { RgbImage } from '../image/index.js';
 import type { InspectOptions } from './messages.js';
@@ -58,8 +59,8 @@ export interface ImageInspection {
 
 /** A model folder's config.json, read but not yet interpreted. */
 export interface CheckpointConfig {
-  /** The model folder (a family may read more files from it, e.g. processor_config.json). */
-  dir: string;
+  /** The model folder's files (a family may read more of them, e.g. processor_config.json). */
+  files: ModelFiles;
   /** The path of config.json, for messages. */
   file: string;
   /** config.json's top-level object. */

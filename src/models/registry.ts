@@ -1,6 +1,7 @@
 // Which code runs which checkpoint: the model families, one line each (explicit imports), chosen by config.json's
 // model_type; a known checkpoint that no family runs (a later version, MiniCPM-o) is refused by its name.
 
+import { folderFiles } from '../checkpoint/folder-files.js';
 import { readConfigJson } from '../config/load.js';
 import { showValue } from '../config/fromDict.js';
 import { readGenerationConfig, type GenerationConfig } from '../config/generation.js';
@@ -67,7 +68,8 @@ function unsupportedCheckpoint(modelType: string, config: Record<string, unknown
  * UnsupportedModelError that names it and lists what is supported.
  */
 export function loadModelConfig(dir: string): ModelConfig {
-  const { file, config } = readConfigJson(dir);
+  const files = folderFiles(dir);
+  const { file, config } = readConfigJson(files);
   const modelType = config['model_type'];
   if (typeof modelType !== 'string') {
     throw new CheckpointError(`${file}: "model_type" must be a string naming the model family, got ${showValue(modelType)}; supported: ${supportedList()}`);
@@ -83,7 +85,7 @@ export function loadModelConfig(dir: string): ModelConfig {
   if (!family) {
     throw new UnsupportedModelError(`${file}: model_type "${modelType}" is not supported; supported: ${supportedList()}`);
   }
-  return { ...family.parseConfig({ dir, file, config }), dir, generation: readGenerationConfig(dir) };
+  return { ...family.parseConfig({ files, file, config }), dir, generation: readGenerationConfig(files) };
 }
 
 /** The family that parsed `config`. */

@@ -11,9 +11,9 @@
 //   "", "true", "false", or refuses `none|string`).
 // raise_exception(message) throws an InvalidRequestError with the template's message.
 
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import * as jinja from '@huggingface/jinja';
+import { readText, type ModelFiles } from '../checkpoint/model-files.js';
+import { readJsonFile } from '../config/json.js';
 import { InvalidRequestError, TokenizerError } from '../errors.js';
 import { pythonLstrip, pythonRstrip, pythonStrip, pythonStripChars } from './python-strings.js';
 import { isObject } from './tokenizer-json-spec.js';
@@ -45,17 +45,15 @@ export class ChatTemplate {
    * The template of a checkpoint folder: chat_template.jinja, else tokenizer_config.json's `chat_template` (a string,
    * or a list of named templates of which `name` is taken, "default" unless given).
    */
-  static fromDir(dir: string, name = 'default'): ChatTemplate {
-    const jinjaFile = join(dir, 'chat_template.jinja');
-    if (existsSync(jinjaFile)) return new ChatTemplate(readText(jinjaFile), jinjaFile);
-    const configFile = join(dir, 'tokenizer_config.json');
-    if (!existsSync(configFile)) throw new TokenizerError(`${dir} has neither chat_template.jinja nor tokenizer_config.json, so it has no chat template`);
-    let config: unknown;
-    try {
-      config = JSON.parse(readText(configFile));
-    } catch (err) {
-      throw new TokenizerError(`${configFile} is not valid JSON (${(err as Error).message}); download it again`, { cause: err });
+  static fromFiles(files: ModelFiles, name = 'default'): ChatTemplate {
+    if (files.has('chat_template.jinja')) {
+      return new ChatTemplate(readText(files, 'chat_template.jinja', TokenizerError), files.describe('chat_template.jinja'));
     }
+    const configFile = files.describe('tokenizer_config.json');
+    if (!files.has('tokenizer_config.json')) {
+      throw new TokenizerError(`${files.where} has neither chat_template.jinja nor tokenizer_config.json, so it has no chat template`);
+    }
+    const config = readJsonFile(files, 'tokenizer_config.json', TokenizerError);
     const value = isObject(config) ? config['chat_template'] : undefined;
     if (typeof value === 'string') return new ChatTemplate(value, `${configFile} (chat_template)`);
     if (Array.isArray(value)) {
@@ -63,7 +61,7 @@ export class ChatTemplate {
       if (named === undefined) throw new TokenizerError(`${configFile} has no chat template named ${JSON.stringify(name)}`);
       return new ChatTemplate(named.template, `${configFile} (chat_template ${name})`);
     }
-    throw new TokenizerError(`${dir} has no chat template (no chat_template.jinja, no "chat_template" in tokenizer_config.json)`);
+    throw new TokenizerError(`${files.where} has no chat template (no chat_template.jinja, no "chat_template" in tokenizer_config.json)`);
   }
 
   /** @param source the template text; `origin` names it in errors */
@@ -274,12 +272,4 @@ function strftimeNow(format: string): string {
       default: throw new Error(`strftime_now does not support the directive ${directive}`);
     }
   });
-}
-
-function readText(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new TokenizerError(`cannot read ${file}: ${(err as Error).message}`, { cause: err });
-  }
 }

@@ -9,8 +9,8 @@
 // Only what the slow tokenizer with `legacy: true` (the default) and `clean_up_tokenization_spaces: false` (the
 // LlamaTokenizer default) does is supported; other settings are refused with a TokenizerError.
 
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import type { ModelFiles } from '../checkpoint/model-files.js';
+import { readJsonFile } from '../config/json.js';
 import { TokenizerError } from '../errors.js';
 
 /** One entry of transformers' added vocabulary (an `AddedToken`). */
@@ -46,15 +46,14 @@ const LLAMA_DEFAULT_SPECIAL_TOKENS: Partial<Record<SpecialTokenKey, string>> = {
 type Json = Record<string, unknown>;
 
 /** Reads the tokenizer JSON files of a checkpoint folder. tokenizer_config.json is required, the others optional. */
-export function readLlamaTokenizerConfig(dir: string): LlamaTokenizerConfig {
-  const configFile = join(dir, 'tokenizer_config.json');
-  if (!existsSync(configFile)) {
+export function readLlamaTokenizerConfig(files: ModelFiles): LlamaTokenizerConfig {
+  const configFile = files.describe('tokenizer_config.json');
+  if (!files.has('tokenizer_config.json')) {
     throw new TokenizerError(`${configFile} is missing: the tokenizer needs it next to tokenizer.model (download it again)`);
   }
-  const config = readJsonObject(configFile);
-  const mapFile = join(dir, 'special_tokens_map.json');
-  const specialTokensMap = existsSync(mapFile) ? readJsonObject(mapFile) : null;
-  const addedFile = join(dir, 'added_tokens.json');
+  const config = readJsonObject(files, 'tokenizer_config.json');
+  const specialTokensMap = files.has('special_tokens_map.json') ? readJsonObject(files, 'special_tokens_map.json') : null;
+  const addedFile = files.describe('added_tokens.json');
 
   const legacyFormat = config['added_tokens_decoder'] === undefined;
   const source: Json = legacyFormat && specialTokensMap ? { ...config, ...specialTokensMap } : config;
@@ -78,9 +77,9 @@ export function readLlamaTokenizerConfig(dir: string): LlamaTokenizerConfig {
   let addedTokens: AddedTokenSpec[];
   if (!legacyFormat) {
     addedTokens = readAddedTokensDecoder(config['added_tokens_decoder'], configFile);
-  } else if (existsSync(addedFile)) {
+  } else if (files.has('added_tokens.json')) {
     const specials = new Set([...Object.values(specialTokens), ...additionalSpecialTokens]);
-    addedTokens = Object.entries(readJsonObject(addedFile)).map(([content, id]) => {
+    addedTokens = Object.entries(readJsonObject(files, 'added_tokens.json')).map(([content, id]) => {
       if (!Number.isSafeInteger(id) || (id as number) < 0) throw bad(addedFile, `the id of ${JSON.stringify(content)} is not a token id`);
       return { id: id as number, content, special: specials.has(content), lstrip: false, rstrip: false };
     });
@@ -142,20 +141,9 @@ function optionalBoolean(obj: Json, key: string, fallback: boolean, file: string
   return value;
 }
 
-function readJsonObject(file: string): Json {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new TokenizerError(`cannot read ${file}: ${(err as Error).message}`, { cause: err });
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new TokenizerError(`${file} is not valid JSON (${(err as Error).message}); download it again`, { cause: err });
-  }
-  if (!isObject(value)) throw bad(file, 'it is not a JSON object');
+function readJsonObject(files: ModelFiles, name: string): Json {
+  const value = readJsonFile(files, name, TokenizerError);
+  if (!isObject(value)) throw bad(files.describe(name), 'it is not a JSON object');
   return value;
 }
 

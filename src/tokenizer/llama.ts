@@ -6,8 +6,7 @@
 //           legacy space in front of a run that a special token follows (`PreTrainedTokenizer._decode` +
 //           `LlamaTokenizer.convert_tokens_to_string`)
 
-import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import type { ModelFiles } from '../checkpoint/model-files.js';
 import { TokenizerError } from '../errors.js';
 import { readLlamaTokenizerConfig, SPECIAL_TOKEN_KEYS, type AddedTokenSpec, type LlamaTokenizerConfig } from './llama-config.js';
 import { pythonLstrip, pythonRstrip } from './python-strings.js';
@@ -39,15 +38,18 @@ export class LlamaTokenizer implements Tokenizer {
   private readonly idLimit: number;
 
   /** Loads tokenizer.model, tokenizer_config.json and (when present) special_tokens_map.json / added_tokens.json. */
-  static fromDir(dir: string): LlamaTokenizer {
-    if (!existsSync(dir) || !statSync(dir).isDirectory()) {
-      throw new TokenizerError(`tokenizer folder not found: ${dir}`);
-    }
-    const modelFile = join(dir, 'tokenizer.model');
-    if (!existsSync(modelFile)) {
+  static fromFiles(files: ModelFiles): LlamaTokenizer {
+    const modelFile = files.describe('tokenizer.model');
+    if (!files.has('tokenizer.model')) {
       throw new TokenizerError(`${modelFile} is missing: this model needs its SentencePiece tokenizer.model (download it again)`);
     }
-    return new LlamaTokenizer(SentencePieceProcessor.fromFile(modelFile), readLlamaTokenizerConfig(dir));
+    let model: Uint8Array;
+    try {
+      model = files.bytes('tokenizer.model');
+    } catch (err) {
+      throw new TokenizerError((err as Error).message, { cause: err });
+    }
+    return new LlamaTokenizer(SentencePieceProcessor.fromBytes(model, modelFile), readLlamaTokenizerConfig(files));
   }
 
   constructor(readonly sentencePiece: SentencePieceProcessor, config: LlamaTokenizerConfig) {

@@ -1,6 +1,7 @@
 // The one place that turns a model folder's tokenizer files into a Tokenizer: a family names the format its upstream
 // code reads, and gets the interface back (no code outside tokenizer/ constructs a concrete tokenizer class).
 
+import type { ModelFiles } from '../checkpoint/model-files.js';
 import { TokenizerError } from '../errors.js';
 import { LlamaTokenizer } from './llama.js';
 import type { Tokenizer } from './tokenizer.js';
@@ -13,17 +14,17 @@ import { TokenizerJson } from './tokenizer-json.js';
  */
 export type TokenizerFormat = 'sentencepiece' | 'tokenizer.json';
 
-const TOKENIZER_LOADERS: Record<TokenizerFormat, (dir: string) => Tokenizer> = {
-  sentencepiece: (dir) => LlamaTokenizer.fromDir(dir),
-  'tokenizer.json': (dir) => TokenizerJson.fromDir(dir),
+const TOKENIZER_LOADERS: Record<TokenizerFormat, (files: ModelFiles) => Tokenizer> = {
+  sentencepiece: (files) => LlamaTokenizer.fromFiles(files),
+  'tokenizer.json': (files) => TokenizerJson.fromFiles(files),
 };
 
-/** The tokenizer of the model folder `dir`, read from the files of `format`. */
-export function loadTokenizer(dir: string, format: TokenizerFormat): Tokenizer {
-  return TOKENIZER_LOADERS[format](dir);
+/** The tokenizer of a model folder's files, read from the files of `format`. */
+export function tokenizerFromFiles(files: ModelFiles, format: TokenizerFormat): Tokenizer {
+  return TOKENIZER_LOADERS[format](files);
 }
 
-/** The tokenizer's bos or eos id where a family's code needs one; a TokenizerError names the folder when it has none. */
+/** The tokenizer's bos or eos id where a family's code needs one; a TokenizerError names the folder (`dir`) when it has none. */
 export function requiredTokenId(tokenizer: Tokenizer, which: 'bosId' | 'eosId', dir: string): number {
   const id = tokenizer[which];
   if (id === null) {

@@ -7,7 +7,6 @@
 // The trainer options split_digits, split_by_whitespace, split_by_number and split_by_unicode_script shape which
 // pieces exist when a model is trained; sentencepiece's BPE encoder does not apply them, so neither do we.
 
-import { existsSync, readFileSync } from 'node:fs';
 import { TokenizerError } from '../errors.js';
 import { bpeSegment, type BpeVocabulary } from './bpe.js';
 import { ProtobufError } from './protobuf.js';
@@ -42,18 +41,7 @@ export class SentencePieceProcessor {
   private readonly unknownPieceId: number;
   private readonly vocabulary: BpeVocabulary;
 
-  /** Reads a `tokenizer.model` file; throws TokenizerError when it is missing, corrupt or unsupported. */
-  static fromFile(path: string): SentencePieceProcessor {
-    if (!existsSync(path)) throw new TokenizerError(`SentencePiece model not found: ${path}`);
-    let bytes: Uint8Array;
-    try {
-      bytes = readFileSync(path);
-    } catch (err) {
-      throw new TokenizerError(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
-    }
-    return SentencePieceProcessor.fromBytes(bytes, path);
-  }
-
+  /** The model of a `tokenizer.model` file's bytes (`source` names it in errors); a TokenizerError when it is corrupt or unsupported. */
   static fromBytes(bytes: Uint8Array, source = 'tokenizer.model'): SentencePieceProcessor {
     let proto: ModelProto;
     try {

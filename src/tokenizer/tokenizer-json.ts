@@ -5,8 +5,7 @@
 //           ──► Split regex pieces ──► UTF-8 bytes ──► BPE merges ──► ids (plus BOS/EOS only where configured)
 //   decode: ids ──► the bytes of each token (byte-level characters → bytes) ──► UTF-8, bad bytes → U+FFFD
 
-import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import type { ModelFiles } from '../checkpoint/model-files.js';
 import { readJsonFile } from '../config/json.js';
 import { TokenizerError } from '../errors.js';
 import { AddedTokenSplitter, type AddedToken, type Segment } from './added-tokens.js';
@@ -39,13 +38,11 @@ export class TokenizerJson implements Tokenizer {
   private readonly bytesCache = new Map<number, Uint8Array>();
 
   /** Loads tokenizer.json and (when present) tokenizer_config.json from a checkpoint folder. */
-  static fromDir(dir: string): TokenizerJson {
-    if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new TokenizerError(`tokenizer folder not found: ${dir}`);
-    const jsonFile = join(dir, 'tokenizer.json');
-    if (!existsSync(jsonFile)) throw new TokenizerError(`${jsonFile} is missing: this model needs its tokenizer.json (download it again)`);
-    const configFile = join(dir, 'tokenizer_config.json');
-    const config = existsSync(configFile) ? readTokenizerFile(configFile) : undefined;
-    return TokenizerJson.fromJson(readTokenizerFile(jsonFile), config, jsonFile);
+  static fromFiles(files: ModelFiles): TokenizerJson {
+    const jsonFile = files.describe('tokenizer.json');
+    if (!files.has('tokenizer.json')) throw new TokenizerError(`${jsonFile} is missing: this model needs its tokenizer.json (download it again)`);
+    const config = files.has('tokenizer_config.json') ? readJsonFile(files, 'tokenizer_config.json', TokenizerError) : undefined;
+    return TokenizerJson.fromJson(readJsonFile(files, 'tokenizer.json', TokenizerError), config, jsonFile);
   }
 
   /** Builds the tokenizer from the parsed tokenizer.json and tokenizer_config.json (`source` names them in errors). */
@@ -234,12 +231,4 @@ function largestKey(map: ReadonlyMap<number, unknown>): number {
 /** A lenient UTF-8 decoder that keeps a leading byte-order mark (it is text the model produced). */
 function newUtf8Decoder() {
   return new TextDecoder('utf-8', { ignoreBOM: true });
-}
-
-function readTokenizerFile(file: string): unknown {
-  try {
-    return readJsonFile(file);
-  } catch (err) {
-    throw new TokenizerError((err as Error).message, { cause: err });
-  }
 }

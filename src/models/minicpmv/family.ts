@@ -3,7 +3,7 @@
 
 import { openCheckpoint } from '../../checkpoint/open.js';
 import { discardEntriesIfFailed } from '../../runtime/model-cache.js';
-import { loadTokenizer } from '../../tokenizer/load.js';
+import { loadTokenizer } from '../../tokenizer/load-folder.js';
 import type { ModelFamily } from '../family.js';
 import type { InspectOptions } from '../messages.js';
 import { refuseDownsampleMode } from '../single-image.js';

@@ -5,8 +5,7 @@
 // `MiniCPMV4_6VideoProcessor`); keys the 5.18 code does not read (drop_vision_last_layer, patch_size at the top level,
 // attn_output_gate, mtp_*, …) are not read here either.
 
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import type { ModelFiles } from '../../checkpoint/model-files.js';
 import {
   asDict, boolean, fromDict, integer, integers, number, numbers, optional, string, strings, type Origin,
 } from '../../config/fromDict.js';
@@ -205,7 +204,7 @@ const VIDEO_PROCESSOR_FIELDS = {
 };
 
 /** config.json (and processor_config.json beside it) of a MiniCPM-V 4.6 checkpoint, validated. */
-export function parseMiniCPMV46Config({ dir, file, config }: CheckpointConfig): MiniCPMV46Config {
+export function parseMiniCPMV46Config({ files, file, config }: CheckpointConfig): MiniCPMV46Config {
   const top = fromDict(config, MINICPMV46_FIELDS, { file });
   const text = parseQwen35TextConfig(config['text_config'], { file, prefix: 'text_config' });
   const vision = parseVisionConfig(config['vision_config'], { file, prefix: 'vision_config' });
@@ -215,11 +214,11 @@ export function parseMiniCPMV46Config({ dir, file, config }: CheckpointConfig): 
         'the window-attention merger must run after one of them',
     );
   }
-  const processor = readProcessorConfig(dir, vision.patchSize);
+  const processor = readProcessorConfig(files, vision.patchSize);
   for (const [name, p] of [['image_processor', processor.image], ['video_processor', processor.video]] as const) {
     if (p.downsampleMode !== top.downsampleMode) {
       throw new CheckpointError(
-        `${join(dir, 'processor_config.json')}: "${name}.downsample_mode" is "${p.downsampleMode}" but ${file} says ` +
+        `${files.describe('processor_config.json')}: "${name}.downsample_mode" is "${p.downsampleMode}" but ${file} says ` +
           `"${top.downsampleMode}": the processor's image tokens would not match the model's`,
       );
     }
@@ -296,13 +295,13 @@ function parseVisionConfig(raw: unknown, origin: Origin): MiniCPMV46VisionConfig
   };
 }
 
-/** `dir/processor_config.json`: the image and video processors, whose patch size must be the tower's. */
-export function readProcessorConfig(dir: string, visionPatchSize: number): MiniCPMV46ProcessorConfig {
-  const file = join(dir, 'processor_config.json');
-  if (!existsSync(file)) {
+/** The model folder's processor_config.json: the image and video processors, whose patch size must be the tower's. */
+export function readProcessorConfig(files: ModelFiles, visionPatchSize: number): MiniCPMV46ProcessorConfig {
+  const file = files.describe('processor_config.json');
+  if (!files.has('processor_config.json')) {
     throw new CheckpointError(`${file} is missing: MiniCPM-V 4.6 reads its image and video processing settings from it (download it again)`);
   }
-  const json = asDict(readJsonFile(file), { file });
+  const json = asDict(readJsonFile(files, 'processor_config.json'), { file });
   const image = fromDict(json['image_processor'], IMAGE_PROCESSOR_FIELDS, { file, prefix: 'image_processor' });
   const video = fromDict(json['video_processor'], VIDEO_PROCESSOR_FIELDS, { file, prefix: 'video_processor' });
   const settings = (p: typeof image, prefix: string): MiniCPMV46ImageProcessorConfig => {

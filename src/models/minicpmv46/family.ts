@@ -2,7 +2,7 @@
 // image processor (for inspect-image) and the model.
 
 import { discardEntriesIfFailed } from '../../runtime/model-cache.js';
-import { loadTokenizer } from '../../tokenizer/load.js';
+import { loadTokenizer } from '../../tokenizer/load-folder.js';
 import type { ModelFamily } from '../family.js';
 import { parseMiniCPMV46Config, type MiniCPMV46Config } from './config.js';
 import { imagePlaceholder, preprocessImage } from './image-processor.js';

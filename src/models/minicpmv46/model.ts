@@ -4,6 +4,7 @@
 
 import { createHash } from 'node:crypto';
 import type { ChatDefaults } from '../../chat/decoding.js';
+import { folderFiles } from '../../checkpoint/folder-files.js';
 import { openCheckpoint } from '../../checkpoint/open.js';
 import { readGenerationConfig, type GenerationConfig } from '../../config/generation.js';
 import { InvalidRequestError } from '../../errors.js';
@@ -11,7 +12,7 @@ import type { RgbImage } from '../../image/index.js';
 import { DecoderRunner, type DecoderSequence } from '../../runtime/decoder-runner.js';
 import type { RuntimeOptions } from '../../runtime/graph-session.js';
 import { ChatTemplate } from '../../tokenizer/chat-template.js';
-import { loadTokenizer, requiredTokenId, type TokenizerFormat } from '../../tokenizer/load.js';
+import { requiredTokenId, tokenizerFromFiles, type TokenizerFormat } from '../../tokenizer/load.js';
 import type { StreamDecoder, Tokenizer } from '../../tokenizer/tokenizer.js';
 import type { LoadOptions } from '../family.js';
 import { chatInputOf, type ChatInput, type ChatMessage, type DownsampleMode, type VideoFrames } from '../messages.js';
@@ -86,9 +87,10 @@ export class MiniCPMV46Model {
   }
 
   static async load(dir: string, config: MiniCPMV46Config, options: LoadOptions = {}): Promise<MiniCPMV46Model> {
-    const generation = readGenerationConfig(dir);
-    const tokenizer = loadTokenizer(dir, TOKENIZER_FORMAT);
-    const template = ChatTemplate.fromDir(dir);
+    const files = folderFiles(dir);
+    const generation = readGenerationConfig(files);
+    const tokenizer = tokenizerFromFiles(files, TOKENIZER_FORMAT);
+    const template = ChatTemplate.fromFiles(files);
     const weights = openCheckpoint(dir);
     try {
       const runtime: RuntimeOptions = { threads: options.threads, executionProvider: options.executionProvider, cache: options.cache };

@@ -2,7 +2,7 @@
 // uses, and the model.
 
 import { discardEntriesIfFailed } from '../../runtime/model-cache.js';
-import { loadTokenizer } from '../../tokenizer/load.js';
+import { loadTokenizer } from '../../tokenizer/load-folder.js';
 import type { ModelFamily } from '../family.js';
 import type { InspectOptions } from '../messages.js';
 import { refuseDownsampleMode } from '../single-image.js';

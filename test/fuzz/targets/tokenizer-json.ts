@@ -11,7 +11,7 @@ import { scratchDir, writeScratch } from '../engine/scratch.js';
 import { invariant, refusesOnlyWith, type FuzzTarget } from '../engine/target.js';
 
 /** The module and export that load a tokenizer folder: `<exportName>.fromDir(dir)`, or `<exportName>(dir)`. */
-const LOADER = { module: '../../../src/tokenizer/tokenizer-json.js', exportName: 'TokenizerJson' };
+const LOADER = { module: '../../../src/tokenizer/load-folder.js', exportName: 'tokenizerJsonFromDir' };
 
 type LoadDir = (dir: string) => Tokenizer;
 
@@ -43,7 +43,7 @@ const CONFIG = JSON.stringify({
 const TEXTS = ['', 'Hello world', ' leading space', 'naïve café 東京 🙂', '<|im_start|>user\nhi<|im_end|>', "it's 12345", 'a\u0000b\ud800c'];
 
 export const target: FuzzTarget = {
-  description: `bytes of tokenizer.json → ${LOADER.exportName}.fromDir(dir), encode() and decode() of sample texts`,
+  description: `bytes of tokenizer.json → ${LOADER.exportName}(dir), encode() and decode() of sample texts`,
   modules: ['tokenizer/tokenizer-json.js', 'tokenizer/tokenizer-json-spec.js', 'tokenizer/byte-level-bpe.js', 'tokenizer/byte-level.js',
     'tokenizer/added-tokens.js', 'tokenizer/onig-regex.js'],
   dictionary: [
