@@ -1,0 +1,51 @@
+// `omnilmm export-web`: writes a static folder that runs the model in a browser tab (src/export/web.ts).
+
+import { formatBytes } from '../../checkpoint/progress.js';
+import { InvalidRequestError } from '../../errors.js';
+import { exportWeb } from '../../export/web.js';
+import { parseCommandArgs, stringOption } from '../args.js';
+import { precisionOption } from './chat.js';
+import { DEFAULT_MODEL, resolveModelOption, type Command } from './common.js';
+
+const USAGE = 'omnilmm export-web --model <dir|org/name> --out <folder> [--precision P] [--vision-precision P]';
+
+export const exportWebCommand: Command = {
+  name: 'export-web',
+  summary: 'write a static folder that runs the model in a browser tab (WebGPU or WASM), no server needed',
+  help: `usage: ${USAGE}
+
+Writes <folder>/index.html with the page, our modules and onnxruntime-web, and <folder>/model/ with the graphs and
+their weights, the tensors the page reads, the tokenizer and config files, and manifest.json (sizes and SHA-256).
+Any static file server can host it, e.g. "cd <folder> && python3 -m http.server"; the page runs on one thread
+unless the server sends Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp.
+MiniCPM-V 1.0 and 2.0 so far. Each file must stay under 2 GB and the graphs under 4 GiB (a browser's limits).
+
+  --model <dir|org/name>   checkpoint folder or hub id (default ${DEFAULT_MODEL})
+  --out <folder>           where to write (new, empty, or an earlier export, which is replaced)
+  --precision P            the language model's linear layers: int4 (default: the smallest download), int8,
+                           int8-dq (int8 compute, fastest on WASM) or fp32
+  --vision-precision P     the vision tower's linear layers (default int8-dq)`,
+  async run(argv) {
+    const { values } = parseCommandArgs('export-web', argv, {
+      model: { type: 'string' },
+      out: { type: 'string' },
+      precision: { type: 'string' },
+      'vision-precision': { type: 'string' },
+    }, USAGE);
+    const out = stringOption(values, 'out');
+    if (out === undefined) throw new InvalidRequestError(`export-web: --out <folder> is required\nusage: ${USAGE}`);
+    const precision = precisionOption(values) ?? 'int4';
+    const visionPrecision = precisionOption(values, 'vision-precision') ?? 'int8-dq';
+    const modelId = stringOption(values, 'model') ?? DEFAULT_MODEL;
+    const dir = await resolveModelOption(values);
+    const started = Date.now();
+    const { manifest, totalBytes } = await exportWeb(dir, out, {
+      precision, visionPrecision, modelId, log: (line) => process.stderr.write(`${line}\n`),
+    });
+    const seconds = ((Date.now() - started) / 1000).toFixed(1);
+    process.stdout.write(
+      `exported ${manifest.name} (${precision}, vision ${visionPrecision}) to ${out}: ${manifest.files.length} model files, ` +
+        `${formatBytes(totalBytes)}, ${seconds} s\nhost it with any static file server, e.g. cd ${out} && python3 -m http.server\n`,
+    );
+  },
+};
