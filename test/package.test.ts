@@ -90,10 +90,10 @@ test('npm pack builds through prepack and ships only what runs, in under 1 MB', 
   const allowed = (path: string) =>
     ['package.json', 'README.md', 'LICENSE'].includes(path) ||
     /^dist\/src\/.+\.(js|d\.ts)$/.test(path) ||
-    /^dist\/src\/web\/(index\.html|app\.js|app\.css)$/.test(path);
+    /^dist\/src\/web\/(index\.html|app\.js|app\.css|live-camera\.js)$/.test(path);
   assert.deepEqual(paths.filter((path) => !allowed(path)), [], 'nothing but the compiled library, the page, README and LICENSE');
   for (const path of ['dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/main.js', 'dist/src/chat/engine-worker.js',
-    'dist/src/web/index.html', 'dist/src/web/app.js', 'dist/src/web/app.css', 'LICENSE', 'README.md']) {
+    'dist/src/web/index.html', 'dist/src/web/app.js', 'dist/src/web/app.css', 'dist/src/web/live-camera.js', 'LICENSE', 'README.md']) {
     assert.ok(paths.includes(path), `${path} is in the package`);
   }
   assert.ok(packed.size < MAX_PACKAGE_BYTES, `the package is ${packed.size} bytes`);

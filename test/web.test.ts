@@ -1,7 +1,7 @@
 // The chat page in headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core) against the server on
 // the tiny fixture model: an uploaded image and a streamed greedy answer equal to the fixture's, a second turn,
 // stop, drop and paste, the camera (Chromium's fake device), and the API-key prompt. Nothing but the server may be
-// contacted. A screenshot of a streamed answer next to its image is saved in test-artifacts/. Several images go
+// contacted. Live camera mode asks about one frame after another. A screenshot of a streamed answer next to its image is saved in test-artifacts/. Several images go
 // with the first question as image_url parts in order; an answer's reasoning is shown apart, collapsed.
 
 import assert from 'node:assert/strict';
@@ -258,6 +258,42 @@ test('the camera button takes a frame and asks about it', async () => {
   assert.equal(text!.text, 'What is in this picture?');
   await answers(page).first().and(page.locator('[data-state="done"]')).waitFor();
   assert.ok(!(await page.isVisible('#camera-dialog')));
+  await page.close();
+});
+
+test('live camera mode asks the standing question about one frame after another', async () => {
+  const page = await openPage(`${server.url}/`);
+  await connected(page);
+  await page.getByText('Greedy', { exact: true }).click();
+  await page.fill('#max-tokens', '4');
+  const bodies: { messages: { role: string; content: { type: string; text?: string; image_url?: { url: string } }[] }[] }[] = [];
+  page.on('request', (r) => {
+    if (r.url().endsWith('/v1/chat/completions')) bodies.push(r.postDataJSON());
+  });
+  await page.click('#open-camera');
+  await page.waitForFunction(() => document.getElementById('camera-video').videoWidth > 0);
+  assert.equal(await page.inputValue('#live-question'), 'What do you see? What changed?');
+  await page.fill('#live-question', 'What is on the screen?');
+  await page.click('#live-toggle');
+  await page.locator('#live-log li[data-state="done"]').nth(2).waitFor();
+  await page.click('#live-toggle');
+  assert.equal(await page.textContent('#live-toggle'), 'Start live');
+  assert.ok(await page.isVisible('#camera-dialog'), 'the dialog stays open when live mode stops');
+
+  // Each frame was its own single-turn question: one JPEG and the standing question.
+  assert.ok(bodies.length >= 3);
+  for (const body of bodies) {
+    assert.deepEqual(body.messages.map((m) => m.role), ['user']);
+    const [image, text] = body.messages[0]!.content;
+    assert.match(image!.image_url!.url, /^data:image\/jpeg;base64,/);
+    assert.equal(text!.text, 'What is on the screen?');
+  }
+  const done = page.locator('#live-log li[data-state="done"]');
+  assert.match((await done.last().locator('.meta').textContent())!, /^frame 1 · \d+\.\d s · new frame$/);
+  assert.match((await page.textContent('#live-latency'))!, /^last frame: \d+\.\d s$/);
+  for (let i = 0; i < 3; i++) assert.ok((await done.nth(i).locator('.text').textContent())!.length > 0);
+  await page.click('#camera-cancel');
+  assert.equal(await answers(page).count(), 0, 'live answers stay out of the conversation');
   await page.close();
 });
 

@@ -2,6 +2,8 @@
 // /v1/chat/completions (server-sent events), the model's reasoning (reasoning_content) shown apart, collapsed.
 // Plain browser JavaScript, no framework and nothing loaded from elsewhere.
 
+import { LiveCamera } from './live-camera.js';
+
 const $ = (id) => document.getElementById(id);
 
 /** Images in these types go as they are; anything else the browser can show is re-encoded as JPEG. */
@@ -192,6 +194,8 @@ async function openCamera() {
 }
 
 function closeCamera() {
+  liveCamera.stop();
+  showLiveState();
   cameraStream?.getTracks().forEach((track) => track.stop());
   cameraStream = null;
   $('camera-video').srcObject = null;
@@ -209,6 +213,49 @@ function captureFrame() {
   addImages([canvas.toDataURL('image/jpeg', 0.92)]);
   if (!$('question').value.trim()) $('question').value = DEFAULT_QUESTION;
   send();
+}
+
+/** Live mode: each frame is a new single-turn question (its JPEG and the standing question), answered in the dialog. */
+const liveCamera = new LiveCamera({
+  video: $('camera-video'),
+  questionInput: $('live-question'),
+  log: $('live-log'),
+  latency: $('live-latency'),
+  ask: askAboutFrame,
+  onError: (err) => {
+    closeCamera();
+    showError(err.message);
+  },
+});
+
+async function askAboutFrame(frame, question, signal, onText) {
+  frame.dataUrl ??= await jpegDataUrl(frame);
+  const messages = [{ role: 'user', content: [{ type: 'image_url', image_url: { url: frame.dataUrl } }, { type: 'text', text: question }] }];
+  let text = '';
+  await streamAnswer(signal, (chunk) => {
+    text += chunk;
+    onText(text);
+  }, () => {}, messages);
+  return { text };
+}
+
+async function jpegDataUrl({ width, height, data }) {
+  const canvas = new OffscreenCanvas(width, height);
+  canvas.getContext('2d').putImageData(new ImageData(data, width, height), 0, 0);
+  return readAsDataUrl(await canvas.convertToBlob({ type: 'image/jpeg', quality: 0.92 }));
+}
+
+function toggleLive() {
+  if (liveCamera.running) liveCamera.stop();
+  else liveCamera.start();
+  showLiveState();
+}
+
+function showLiveState() {
+  const running = liveCamera.running;
+  $('live-toggle').textContent = running ? 'Stop live' : 'Start live';
+  $('live-toggle').setAttribute('aria-pressed', String(running));
+  $('camera-capture').disabled = running;
 }
 
 // ---- decoding settings ------------------------------------------------------------------------------------------
@@ -374,13 +421,13 @@ function addMeta(bubble, result, ms) {
 }
 
 /**
- * POSTs the conversation and feeds the streamed text to onText (the answer) and onReasoning (its reasoning);
+ * POSTs the conversation (or the messages given) and feeds the streamed text to onText (the answer) and onReasoning (its reasoning);
  * resolves with {finishReason, usage}.
  */
-async function streamAnswer(signal, onText, onReasoning) {
+async function streamAnswer(signal, onText, onReasoning, messages = wireMessages()) {
   const body = JSON.stringify({
     model: $('model-name').textContent,
-    messages: wireMessages(),
+    messages,
     stream: true,
     stream_options: { include_usage: true },
     ...requestSettings(),
@@ -484,6 +531,9 @@ function wire() {
   $('camera-cancel').addEventListener('click', closeCamera);
   $('camera-capture').addEventListener('click', captureFrame);
   $('camera-dialog').addEventListener('close', closeCamera);
+  $('live-toggle').addEventListener('click', toggleLive);
+  // Enter in the standing question must not submit the dialog's form, which would close it.
+  $('camera-dialog').querySelector('form').addEventListener('submit', (e) => e.preventDefault());
 
   for (const radio of document.querySelectorAll('input[name="decoding"]')) radio.addEventListener('change', showDecodingFields);
   showDecodingFields();

@@ -1,0 +1,521 @@
+// The in-browser chat page: downloads and checks the model once (storage.js), runs it in this tab with
+// onnxruntime-web (lib/browser/web-model.js), and streams answers about images. Plain browser JavaScript, served as static files.
+
+import { LiveCamera, captureFrame } from './live-camera.js';
+import { loadModelFiles } from './storage.js';
+
+const $ = (id) => document.getElementById(id);
+
+const DEFAULT_QUESTION = 'What is in this picture?';
+const NOT_AN_IMAGE = 'this file is not an image the browser can decode';
+const BUNDLES = { wasm: '../vendor/onnxruntime-web/ort.wasm.min.mjs', webgpu: '../vendor/onnxruntime-web/ort.webgpu.min.mjs' };
+
+const engine = { backend: null, threads: 1, loadedFromStorage: false, downloadedBytes: 0 };
+
+const state = {
+  /** The conversation's images, in order: { url (for the preview), pixels ({ width, height, data } RGBA) }. */
+  images: [],
+  /** Which image the preview shows (an index into images). */
+  shown: -1,
+  /** The turns so far: {role: 'user'|'assistant', content}. */
+  messages: [],
+  /** Aborts the answer being generated. */
+  controller: null,
+  /** Counts conversations, so that an answer that ends after "New chat" leaves the new one alone. */
+  conversation: 0,
+};
+
+// ---- loading the model ------------------------------------------------------------------------------------------
+
+/** WebGPU when asked for with ?backend=webgpu or when a hardware adapter is there; a software (fallback) adapter is slower than WASM. */
+async function chooseBackend() {
+  const forced = new URLSearchParams(location.search).get('backend');
+  if (forced !== null && !(forced in BUNDLES)) throw new Error(`?backend=${forced} is not a backend: use ?backend=wasm or ?backend=webgpu`);
+  if (forced === 'wasm') return 'wasm';
+  const adapter = await navigator.gpu?.requestAdapter().catch(() => null);
+  if (forced === 'webgpu') {
+    if (!adapter) throw new Error('this browser has no WebGPU; open the page without ?backend=webgpu to use WASM');
+    return 'webgpu';
+  }
+  const software = adapter?.info?.isFallbackAdapter ?? adapter?.isFallbackAdapter;
+  return adapter && !software ? 'webgpu' : 'wasm';
+}
+
+async function loadModel() {
+  engine.backend = await chooseBackend();
+  engine.threads = crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+  $('engine-info').textContent = `${engine.backend.toUpperCase()} · ${engine.threads} thread${engine.threads > 1 ? 's' : ''}`;
+  const files = await loadModelFiles(location.href, showProgress);
+  engine.loadedFromStorage = files.loadedFromStorage;
+  engine.downloadedBytes = files.downloadedBytes;
+  $('model-name').textContent = files.manifest.name;
+  $('load-text').textContent = `${files.loadedFromStorage ? 'Stored model' : 'Downloaded'} (${megabytes(sumBytes(files.manifest))}); starting the engine…`;
+  let ort;
+  let openWebModel;
+  try {
+    ort = await import(BUNDLES[engine.backend]);
+    ({ openWebModel } = await import('../lib/browser/web-model.js'));
+  } catch (err) {
+    throw new Error(`the page's engine files could not be loaded (${err.message}) — export the model again`);
+  }
+  return openWebModel({ manifest: files.manifest, bytes: files.bytes, url: files.url, ort, backend: engine.backend, threads: engine.threads });
+}
+
+const sumBytes = (manifest) => manifest.files.reduce((sum, file) => sum + file.bytes, 0);
+const megabytes = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
+
+function showProgress({ file, doneBytes, totalBytes }) {
+  $('load-progress').max = Math.max(totalBytes, 1);
+  $('load-progress').value = doneBytes;
+  $('load-text').textContent = file ? `${file} — ${megabytes(doneBytes)} of ${megabytes(totalBytes)}` : `${megabytes(totalBytes)} checked`;
+}
+
+function setStatus(kind, title) {
+  $('status-dot').className = `dot ${kind}`;
+  $('status-dot').title = title;
+}
+
+const ready = loadModel().then((model) => {
+  $('load-panel').hidden = true;
+  $('send').disabled = false;
+  $('live-toggle').disabled = false;
+  setStatus('ok', 'ready');
+  return model;
+}, (err) => {
+  const message = err.message || String(err);
+  $('load-error').textContent = message;
+  $('load-error').hidden = false;
+  $('load-progress').hidden = true;
+  $('load-text').hidden = true;
+  setStatus('down', message);
+  throw new Error(message);
+});
+// The page shows a load error itself; callers of omnilmm.ready still get the rejection.
+ready.catch(() => {});
+
+// ---- running the model ------------------------------------------------------------------------------------------
+
+let engineQueue = Promise.resolve();
+
+/** Runs one generation at a time: the chat, live mode and omnilmm.run share the model. */
+function exclusive(task) {
+  const run = engineQueue.then(task, task);
+  engineQueue = run.catch(() => {});
+  return run;
+}
+
+/** Streams an answer into onText(text so far); resolves with the engine's result. */
+function generate(request, signal, onText) {
+  return exclusive(async () => {
+    const model = await ready;
+    signal?.throwIfAborted();
+    const chunks = model.stream(request, signal);
+    let text = '';
+    for (;;) {
+      const next = await chunks.next();
+      if (next.done) return next.value;
+      text += next.value;
+      onText(text);
+    }
+  });
+}
+
+// ---- images -----------------------------------------------------------------------------------------------------
+
+/** Decodes to RGBA exactly as stored (no colour conversion, no premultiplied alpha); `label` names it in the error. */
+async function decodeImage(blob, label) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(blob, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+  } catch {
+    throw new Error(`${label}: ${NOT_AN_IMAGE}`);
+  }
+  const context = new OffscreenCanvas(bitmap.width, bitmap.height).getContext('2d');
+  context.drawImage(bitmap, 0, 0);
+  const { data } = context.getImageData(0, 0, bitmap.width, bitmap.height);
+  const pixels = { width: bitmap.width, height: bitmap.height, data };
+  bitmap.close();
+  return pixels;
+}
+
+async function decodeDataUrl(url, label) {
+  let blob;
+  try {
+    blob = await (await fetch(url)).blob();
+  } catch {
+    throw new Error(`${label}: not a data: URL of an image`);
+  }
+  return decodeImage(blob, label);
+}
+
+function readAsDataUrl(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+/** Adds the files that decode, in order; each one that does not gets its own message. */
+async function useImageFiles(files) {
+  const images = [];
+  for (const file of files) {
+    try {
+      images.push({ pixels: await decodeImage(file, `“${file.name}”`), url: await readAsDataUrl(file) });
+    } catch (err) {
+      showError(err.message);
+    }
+  }
+  if (images.length > 0) addImages(images);
+}
+
+/** Images go with the first question: once a conversation has started, a new image starts a new one. */
+function addImages(images) {
+  if (state.messages.length > 0 || state.controller) {
+    newConversation();
+    state.images = [];
+    addNotice(images.length > 1 ? 'New images, new conversation.' : 'New image, new conversation.');
+  }
+  state.images.push(...images);
+  state.shown = state.images.length - 1;
+  renderImages();
+  $('question').focus();
+}
+
+/** Removes one image (or, without an index, all of them); a conversation that has started starts over. */
+function removeImage(index) {
+  if (state.messages.length > 0 || state.controller) newConversation();
+  if (index === undefined) state.images = [];
+  else state.images.splice(index, 1);
+  state.shown = Math.min(state.shown, state.images.length - 1);
+  if (state.shown < 0 && state.images.length > 0) state.shown = 0;
+  renderImages();
+}
+
+function renderImages() {
+  const count = state.images.length;
+  $('preview').hidden = count === 0;
+  if (count > 0) $('preview').src = state.images[state.shown].url;
+  else $('preview').removeAttribute('src');
+  $('drop-hint').hidden = count > 0;
+  $('remove-image').hidden = count === 0;
+  $('remove-image').textContent = count > 1 ? 'Remove all' : 'Remove';
+  $('thumbnails').replaceChildren(...state.images.map((image, i) => {
+    const item = document.createElement('li');
+    item.className = i === state.shown ? 'shown' : '';
+    const thumbnail = document.createElement('img');
+    thumbnail.src = image.url;
+    thumbnail.alt = `Image ${i + 1}`;
+    thumbnail.addEventListener('click', () => {
+      state.shown = i;
+      renderImages();
+    });
+    const remove = document.createElement('button');
+    remove.type = 'button';
+    remove.className = 'remove-thumbnail';
+    remove.textContent = '×';
+    remove.setAttribute('aria-label', `Remove image ${i + 1}`);
+    remove.addEventListener('click', () => removeImage(i));
+    item.append(thumbnail, remove);
+    return item;
+  }));
+  $('thumbnails').hidden = count < 2;
+}
+
+// ---- the camera -------------------------------------------------------------------------------------------------
+
+let cameraStream = null;
+
+async function openCamera() {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    showError('The camera needs a secure page: open this page as http://localhost or over https.');
+    return;
+  }
+  try {
+    cameraStream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment' }, audio: false });
+  } catch (err) {
+    showError(`The camera could not be opened: ${err.message || err.name}`);
+    return;
+  }
+  $('camera-video').srcObject = cameraStream;
+  $('camera-dialog').showModal();
+}
+
+function closeCamera() {
+  liveCamera.stop();
+  showLiveState();
+  cameraStream?.getTracks().forEach((track) => track.stop());
+  cameraStream = null;
+  $('camera-video').srcObject = null;
+  if ($('camera-dialog').open) $('camera-dialog').close();
+}
+
+async function captureAndAsk() {
+  if (!$('camera-video').videoWidth) return;
+  const { width, height, data } = captureFrame($('camera-video'));
+  const canvas = new OffscreenCanvas(width, height);
+  canvas.getContext('2d').putImageData(new ImageData(data, width, height), 0, 0);
+  const url = await readAsDataUrl(await canvas.convertToBlob({ type: 'image/png' }));
+  closeCamera();
+  addImages([{ url, pixels: { width, height, data } }]);
+  if (!$('question').value.trim()) $('question').value = DEFAULT_QUESTION;
+  send();
+}
+
+/** Live mode: each frame is a new single-turn question; the engine's timings tell whether it encoded the image again. */
+const liveCamera = new LiveCamera({
+  video: $('camera-video'),
+  questionInput: $('live-question'),
+  log: $('live-log'),
+  latency: $('live-latency'),
+  async ask(frame, question, signal, onText) {
+    const request = {
+      ...decodingSettings(),
+      images: [{ width: frame.width, height: frame.height, data: frame.data }],
+      messages: [{ role: 'user', content: question }],
+    };
+    const result = await generate(request, signal, onText);
+    return { text: result.text, reencoded: result.timings.images_encoded > 0 };
+  },
+  onError: (err) => {
+    closeCamera();
+    showError(err.message);
+  },
+});
+
+function toggleLive() {
+  if (liveCamera.running) liveCamera.stop();
+  else liveCamera.start();
+  showLiveState();
+}
+
+function showLiveState() {
+  $('live-toggle').textContent = liveCamera.running ? 'Stop live' : 'Start live';
+  $('live-toggle').setAttribute('aria-pressed', String(liveCamera.running));
+  $('camera-capture').disabled = liveCamera.running;
+}
+
+// ---- decoding settings ------------------------------------------------------------------------------------------
+
+function decoding() {
+  return document.querySelector('input[name="decoding"]:checked').value;
+}
+
+function showDecodingFields() {
+  const mode = decoding();
+  for (const field of document.querySelectorAll('.field[data-for]')) field.hidden = field.dataset.for !== mode;
+  $('decoding-note').textContent = {
+    sample: 'Sampling: varied answers.',
+    greedy: 'Greedy: always the most likely next token, the same answer every time.',
+    beam: 'Beam search: the answer appears all at once when it is complete.',
+  }[mode];
+}
+
+function numberField(id, fallback) {
+  const value = Number($(id).value);
+  return Number.isFinite(value) && $(id).value !== '' ? value : fallback;
+}
+
+function decodingSettings() {
+  const settings = { decoding: decoding(), maxNewTokens: Math.max(1, Math.round(numberField('max-tokens', 256))) };
+  if (settings.decoding === 'sample') {
+    settings.temperature = numberField('temperature', 0.7);
+    settings.topP = numberField('top-p', 0.8);
+    settings.topK = Math.max(1, Math.round(numberField('top-k', 100)));
+  }
+  return settings;
+}
+
+// ---- the conversation -------------------------------------------------------------------------------------------
+
+function newConversation() {
+  state.controller?.abort();
+  state.conversation += 1;
+  state.messages = [];
+  for (const el of [...$('transcript').children]) if (el.id !== 'empty-state') el.remove();
+  $('empty-state').hidden = false;
+}
+
+function addBubble(className, text) {
+  $('empty-state').hidden = true;
+  const bubble = document.createElement('div');
+  bubble.className = `message ${className}`;
+  const body = document.createElement('span');
+  body.className = 'text';
+  body.textContent = text;
+  bubble.append(body);
+  $('transcript').append(bubble);
+  $('transcript').scrollTop = $('transcript').scrollHeight;
+  return bubble;
+}
+
+const addNotice = (text) => addBubble('notice', text);
+const showError = (text) => addBubble('error', text);
+
+function setBusy(busy) {
+  $('send').hidden = busy;
+  $('stop').hidden = !busy;
+  setStatus(busy ? 'busy' : 'ok', busy ? 'answering' : 'ready');
+}
+
+async function send() {
+  const question = $('question').value.trim();
+  if (!question || state.controller) return;
+  $('question').value = '';
+  state.messages.push({ role: 'user', content: question });
+  addBubble('user', question);
+  const bubble = addBubble('assistant', '');
+  bubble.dataset.state = 'waiting';
+  const controller = new AbortController();
+  const conversation = state.conversation;
+  state.controller = controller;
+  setBusy(true);
+  let answer = '';
+  const started = performance.now();
+  const request = { ...decodingSettings(), images: state.images.map((image) => image.pixels), messages: [...state.messages] };
+  try {
+    const result = await generate(request, controller.signal, (text) => {
+      answer = text;
+      bubble.dataset.state = 'streaming';
+      bubble.querySelector('.text').textContent = text;
+      $('transcript').scrollTop = $('transcript').scrollHeight;
+    });
+    bubble.querySelector('.text').textContent = result.text;
+    bubble.dataset.state = 'done';
+    state.messages.push({ role: 'assistant', content: result.text });
+    addMeta(bubble, describeSpeed(result, performance.now() - started));
+  } catch (err) {
+    if (conversation !== state.conversation) return;
+    if (controller.signal.aborted) {
+      bubble.dataset.state = 'stopped';
+      addMeta(bubble, `stopped · ${seconds(performance.now() - started)}`);
+      // A stopped answer stays in the conversation as it is; one with no text takes its question back out.
+      if (answer) state.messages.push({ role: 'assistant', content: answer });
+      else {
+        state.messages.pop();
+        $('question').value = question;
+      }
+    } else {
+      bubble.remove();
+      state.messages.pop();
+      $('question').value = question;
+      showError(err.message);
+    }
+  } finally {
+    if (state.controller === controller) state.controller = null;
+    setBusy(false);
+  }
+}
+
+const seconds = (ms) => `${(ms / 1000).toFixed(1)} s`;
+
+/** "12 tokens · prefill 85.0 tok/s · decode 3.2 tok/s · 5.3 s": prefill counts the prompt tokens not reused. */
+function describeSpeed({ timings, finish_reason: finishReason }, ms) {
+  const rate = (tokens, s) => (s > 0 ? `${(tokens / s).toFixed(1)} tok/s` : '–');
+  const parts = [
+    `${timings.new_tokens} tokens`,
+    `prefill ${rate(timings.prompt_tokens - timings.reused_tokens, timings.prefill_s)}`,
+    `decode ${rate(timings.new_tokens, timings.decode_s)}`,
+  ];
+  if (timings.images_encoded > 0) parts.push(`image encoding ${timings.encode_s.toFixed(1)} s`);
+  parts.push(seconds(ms));
+  if (finishReason === 'length') parts.push('cut at max new tokens');
+  return parts.join(' · ');
+}
+
+function addMeta(bubble, text) {
+  const meta = document.createElement('span');
+  meta.className = 'meta';
+  meta.textContent = text;
+  bubble.append(meta);
+}
+
+// ---- the automation hook ----------------------------------------------------------------------------------------
+
+/** For scripts and tests: one generation from data: URLs and messages, with the result's ids. */
+async function run({ images = [], messages, decoding: mode = 'greedy', maxNewTokens, seed, temperature, topP, topK, repetitionPenalty }) {
+  const pixels = [];
+  for (const [i, url] of images.entries()) pixels.push(await decodeDataUrl(url, `image ${i + 1}`));
+  const request = { images: pixels, messages, decoding: mode, maxNewTokens, seed, temperature, topP, topK, repetitionPenalty };
+  for (const key of Object.keys(request)) if (request[key] === undefined) delete request[key];
+  const result = await generate(request, undefined, () => {});
+  return { ...result, backend: engine.backend };
+}
+
+window.omnilmm = {
+  ready,
+  run,
+  status: () => ({ backend: engine.backend, threads: engine.threads, loadedFromStorage: engine.loadedFromStorage, downloadedBytes: engine.downloadedBytes }),
+};
+
+// ---- wiring -----------------------------------------------------------------------------------------------------
+
+function wire() {
+  const dropZone = $('drop-zone');
+  $('choose-image').addEventListener('click', () => $('file-input').click());
+  dropZone.addEventListener('click', () => $('file-input').click());
+  dropZone.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' || e.key === ' ') {
+      e.preventDefault();
+      $('file-input').click();
+    }
+  });
+  $('file-input').addEventListener('change', () => {
+    const files = [...$('file-input').files];
+    $('file-input').value = '';
+    if (files.length > 0) useImageFiles(files);
+  });
+  $('remove-image').addEventListener('click', () => removeImage());
+  for (const type of ['dragenter', 'dragover']) {
+    document.addEventListener(type, (e) => {
+      e.preventDefault();
+      dropZone.classList.add('dragging');
+    });
+  }
+  document.addEventListener('dragleave', (e) => {
+    if (!e.relatedTarget) dropZone.classList.remove('dragging');
+  });
+  document.addEventListener('drop', (e) => {
+    e.preventDefault();
+    dropZone.classList.remove('dragging');
+    const files = [...(e.dataTransfer?.files ?? [])];
+    if (files.length > 0) useImageFiles(files);
+  });
+  document.addEventListener('paste', (e) => {
+    const items = [...(e.clipboardData?.items ?? [])].filter((i) => i.kind === 'file');
+    if (items.length === 0) return;
+    e.preventDefault();
+    useImageFiles(items.map((item) => item.getAsFile()));
+  });
+
+  $('open-camera').addEventListener('click', openCamera);
+  $('camera-cancel').addEventListener('click', closeCamera);
+  $('camera-capture').addEventListener('click', captureAndAsk);
+  $('camera-dialog').addEventListener('close', closeCamera);
+  $('live-toggle').addEventListener('click', toggleLive);
+  // Enter in the standing question must not submit the dialog's form, which would close it.
+  $('camera-dialog').querySelector('form').addEventListener('submit', (e) => e.preventDefault());
+
+  for (const radio of document.querySelectorAll('input[name="decoding"]')) radio.addEventListener('change', showDecodingFields);
+  showDecodingFields();
+
+  $('composer').addEventListener('submit', (e) => {
+    e.preventDefault();
+    send();
+  });
+  $('question').addEventListener('keydown', (e) => {
+    // Enter sends, Shift+Enter breaks the line; Enter that ends an IME composition (Chinese input) does neither.
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+      e.preventDefault();
+      send();
+    }
+  });
+  $('stop').addEventListener('click', () => state.controller?.abort());
+  $('new-chat').addEventListener('click', () => {
+    newConversation();
+    $('question').focus();
+  });
+}
+
+wire();
