@@ -52,8 +52,10 @@ export interface WebRequest {
 }
 
 export interface WebTimings {
-  /** Seconds from the request to the first new token (image encoding and prefill). */
-  prompt_s: number;
+  /** Seconds the vision encoder took for this request's image (0 when it was reused). */
+  encode_s: number;
+  /** Seconds from the request to the first new token, less encode_s: embedding and prefill. */
+  prefill_s: number;
   /** Seconds spent generating after the first token. */
   decode_s: number;
   prompt_tokens: number;
@@ -130,7 +132,7 @@ class BrowserModel implements WebModel {
 
   async *stream(request: WebRequest, signal?: AbortSignal): AsyncGenerator<string, WebResult, undefined> {
     const started = performance.now();
-    const encodedBefore = this.model.encodedImages;
+    const visionBefore = this.model.visionWork;
     let firstToken: number | null = null;
     const chat = streamChat(this.model, {
       messages: request.messages.map((m) => ({ role: m.role, content: m.content })),
@@ -155,18 +157,21 @@ class BrowserModel implements WebModel {
       yield next.value;
     }
     const ended = performance.now();
+    const vision = this.model.visionWork;
+    const encodeSeconds = vision.seconds - visionBefore.seconds;
     return {
       text: result.text,
       prompt_ids: result.promptIds,
       output_ids: result.outputIds,
       finish_reason: result.finishReason,
       timings: {
-        prompt_s: (firstToken - started) / 1000,
+        encode_s: encodeSeconds,
+        prefill_s: (firstToken - started) / 1000 - encodeSeconds,
         decode_s: (ended - firstToken) / 1000,
         prompt_tokens: result.promptIds.length,
         reused_tokens: result.cachedTokens,
         new_tokens: result.outputIds.length,
-        images_encoded: this.model.encodedImages - encodedBefore,
+        images_encoded: vision.images - visionBefore.images,
       },
     };
   }

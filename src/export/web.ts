@@ -209,12 +209,15 @@ function checkSizes(files: readonly WebManifestFile[]): void {
   }
 }
 
-/** The page (dist/src/web-app), our compiled modules (dist/src as lib/), onnxruntime-web and @huggingface/jinja. */
+/** The page (dist/src/web-app and two files of dist/src/web), our compiled modules (dist/src as lib/), onnxruntime-web and jinja. */
 function copyApp(out: string): void {
   const distSrc = dirname(dirname(fileURLToPath(import.meta.url)));
   const app = join(distSrc, 'web-app');
   cpSync(join(app, 'index.html'), join(out, 'index.html'));
   cpSync(app, join(out, 'app'), { recursive: true, filter: (path) => !path.endsWith('index.html') });
+  // What the page shares with the server-backed chat page: the live camera and the chat's styles.
+  cpSync(join(distSrc, 'web', 'live-camera.js'), join(out, 'app', 'live-camera.js'));
+  cpSync(join(distSrc, 'web', 'app.css'), join(out, 'app', 'chat.css'));
   cpSync(distSrc, join(out, 'lib'), {
     recursive: true,
     filter: (path) => !/\.(d\.ts|map)$/.test(path) && !path.startsWith(app),

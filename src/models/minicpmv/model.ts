@@ -56,8 +56,8 @@ export const MAX_INPUT_LENGTH = 2048;
 export class MiniCPMVModel {
   /** The last image's slices, so that the next turn about the same image skips slicing and resizing. */
   private lastImage: { key: string; input: ImageInput } | null = null;
-  /** Images whose slices went through the vision encoder since the model was loaded. */
-  private encoded = 0;
+  /** Images whose slices went through the vision encoder since the model was loaded, and the seconds it took. */
+  private encoded = { images: 0, seconds: 0 };
 
   private constructor(
     readonly config: MiniCPMVConfig,
@@ -185,11 +185,13 @@ export class MiniCPMVModel {
       const [first, end] = [spans[0]![0], spans[spans.length - 1]![1]];
       throw new InvalidRequestError(`position ${from} cuts the image [${first}, ${end}): embed from ≤ ${first} or ≥ ${end}`);
     }
+    const started = performance.now();
     const encoded = await this.vision.encode(
       prompt.slices.map((s) => ({ pixels: slicePixels(s), height: s.height, width: s.width })),
       { pause },
     );
-    this.encoded += 1;
+    this.encoded.images += 1;
+    this.encoded.seconds += (performance.now() - started) / 1000;
     const hidden = this.config.text.hiddenSize;
     spans.forEach(([start], j) => embeds.set(encoded[j]!.embeds, (start - from) * hidden));
     return embeds;
@@ -217,9 +219,12 @@ export class MiniCPMVModel {
     return this.decoder.startPrompt(prompt.ids, image, (from) => this.embed(prompt, from, pause), pause);
   }
 
-  /** Images whose slices went through the vision encoder since the model was loaded (a reused image is not counted). */
-  get encodedImages(): number {
-    return this.encoded;
+  /**
+   * Images whose slices went through the vision encoder since the model was loaded (a reused image is not counted),
+   * and the seconds that took.
+   */
+  get visionWork(): { readonly images: number; readonly seconds: number } {
+    return { ...this.encoded };
   }
 
   /** Token ids of a text as the chat path encodes it (BOS first). */

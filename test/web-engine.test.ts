@@ -1,0 +1,130 @@
+// The tiny MiniCPM-V 2.0 fixture exported with `omnilmm export-web` and run in headless Chromium through the page's
+// hook: on WASM the greedy answers are token-exact with the fixture's goldens (prompt ids, new ids, text); on WebGPU
+// (Chromium's SwiftShader adapter, on the CPU) the same; a second load reads the weights from browser storage.
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { extname, join, normalize } from 'node:path';
+import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { fixturePath, readFixtureJson, repoRoot } from './helpers/fixtures.js';
+
+declare const window: {
+  omnilmm: {
+    ready: Promise<unknown>;
+    run(request: object): Promise<{ text: string; prompt_ids: number[]; output_ids: number[]; backend: string }>;
+    status(): { backend: string; threads: number; loadedFromStorage: boolean };
+  };
+};
+declare const navigator: { gpu?: { requestAdapter(): Promise<{ info?: { vendor: string; architecture: string } } | null> } };
+
+const FIXTURE = 'minicpmv2-tiny';
+const CASES = ['single_turn_grad', 'zh_plain_gray', 'two_turn_wide'];
+
+interface LlmCase {
+  input: { file: string } | null;
+  msgs: { role: 'user' | 'assistant'; content: string }[];
+  input_ids: number[];
+  runs: Record<string, { new_token_ids: number[]; text: string; chat_kwargs: { max_new_tokens: number } }>;
+}
+
+const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css', '.json': 'application/json', '.wasm': 'application/wasm' };
+
+let out: string;
+let profile: string;
+let server: Server;
+let url: string;
+let context: BrowserContext;
+const requests: string[] = [];
+
+before(async () => {
+  out = mkdtempSync(join(tmpdir(), 'omnilmm-export-'));
+  await promisify(execFile)(process.execPath, [
+    join(repoRoot, 'dist/src/cli/main.js'), 'export-web', '--model', fixturePath(FIXTURE, 'model'), '--out', out,
+    '--precision', 'fp32', '--vision-precision', 'fp32',
+  ]);
+  // A static server that isolates the page (COOP/COEP), so WASM runs on two threads.
+  server = createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url!, 'http://x').pathname);
+    requests.push(path);
+    const file = normalize(join(out, path.endsWith('/') ? `${path}index.html` : path));
+    if (!file.startsWith(out) || !statSync(file, { throwIfNoEntry: false })?.isFile()) {
+      res.writeHead(404).end('not found');
+      return;
+    }
+    res.writeHead(200, {
+      'content-type': TYPES[extname(file)] ?? 'application/octet-stream',
+      'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp',
+    });
+    createReadStream(file).pipe(res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  profile = mkdtempSync(join(tmpdir(), 'omnilmm-chromium-'));
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    timeout: 300_000,
+    args: [
+      '--headless', '--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--enable-unsafe-webgpu', '--enable-unsafe-swiftshader',
+    ],
+  });
+  context.setDefaultTimeout(600_000);
+});
+
+after(async () => {
+  await context?.close();
+  server?.close();
+  for (const dir of [out, profile]) if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+async function openPage(backend: 'wasm' | 'webgpu'): Promise<Page> {
+  const page = await context.newPage();
+  page.on('pageerror', (err) => assert.fail(`script error on the page: ${err.message}`));
+  await page.goto(`${url}/?backend=${backend}`);
+  await page.waitForFunction(() => window.omnilmm !== undefined);
+  await page.evaluate(() => window.omnilmm.ready);
+  return page;
+}
+
+function dataUrl(file: string): string {
+  return `data:image/png;base64,${readFileSync(fixturePath(FIXTURE, file)).toString('base64')}`;
+}
+
+async function checkCases(page: Page, backend: string): Promise<void> {
+  for (const name of CASES) {
+    const c = readFixtureJson<LlmCase>(FIXTURE, 'llm', `${name}.json`);
+    const greedy = c.runs['greedy']!;
+    const request = { images: c.input ? [dataUrl(c.input.file)] : [], messages: c.msgs, decoding: 'greedy', maxNewTokens: greedy.chat_kwargs.max_new_tokens };
+    const result = await page.evaluate((r) => window.omnilmm.run(r), request);
+    assert.equal(result.backend, backend);
+    assert.deepEqual(result.prompt_ids, c.input_ids, `${name}: prompt ids`);
+    assert.deepEqual(result.output_ids, greedy.new_token_ids, `${name}: new ids`);
+    assert.equal(result.text, greedy.text, `${name}: text`);
+  }
+}
+
+test('WASM: greedy answers are token-exact with the fixture; a reload reads the model from browser storage', async () => {
+  const page = await openPage('wasm');
+  assert.equal((await page.evaluate(() => window.omnilmm.status())).threads, 2);
+  await checkCases(page, 'wasm');
+  await page.close();
+  const before = requests.filter((p) => p.startsWith('/model/') && p !== '/model/manifest.json').length;
+  const again = await openPage('wasm');
+  assert.equal((await again.evaluate(() => window.omnilmm.status())).loadedFromStorage, true);
+  assert.equal(requests.filter((p) => p.startsWith('/model/') && p !== '/model/manifest.json').length, before, 'no model file was downloaded again');
+  await again.close();
+});
+
+test('WebGPU (SwiftShader): greedy answers equal the fixture', async (t) => {
+  const page = await openPage('webgpu');
+  const adapter = await page.evaluate(async () => (await navigator.gpu!.requestAdapter())?.info ?? null);
+  t.diagnostic(`WebGPU adapter: ${JSON.stringify(adapter)}`);
+  await checkCases(page, 'webgpu');
+  await page.close();
+});
