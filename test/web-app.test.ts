@@ -1,6 +1,7 @@
 // The in-browser page (src/web-app) in headless Chromium, on an export folder assembled here with a stand-in engine
 // (lib/browser/web-model.js with the real engine's API, written below): the download with its progress bar, Cache Storage
 // across reloads and exports, clear messages for damaged exports and images, the chat, the backends, live camera mode.
+// Screenshots of the chat, a load error and live mode are saved in test-artifacts/.
 
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -27,6 +28,7 @@ const LAUNCH_ARGS = [
 ];
 const GRAD = fixturePath('minicpmv2-tiny', 'images', 'grad_100x80.png');
 const WEIGHTS_BYTES = 3 * 1024 * 1024;
+const ARTIFACTS = join(repoRoot, 'test-artifacts');
 
 /**
  * Stands in for lib/browser/web-model.js: it reads every file through the page's bytes() and url(), records what it
@@ -331,6 +333,8 @@ test('a truncated, a damaged and a missing file each give a one-line message nam
     else assert.match(message!, c.message);
     assert.equal(shown, message, 'the page shows the message omnilmm.ready rejects with');
     assert.ok(await page.isVisible('#load-error'));
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, `web-app-${c.folder}.png`) });
     const runError = await page.evaluate(() => window.omnilmm.run({ messages: [{ role: 'user', content: 'hi' }] }).then(() => null, (e: Error) => e.message));
     assert.equal(runError, message);
     const badPath = c.folder === 'missing' ? 'tokenizer.json' : c.folder === 'truncated' ? 'graphs/decoder.onnx' : 'graphs/decoder.weights-0.bin';
@@ -369,6 +373,8 @@ test('the chat: an image (its exact pixels), a streamed answer with speeds, a Ch
   assert.deepEqual(requests[1].messages.map((m: { role: string }) => m.role), ['user', 'assistant', 'user']);
   assert.equal(requests[1].images[0].checksum, checksum);
   assert.doesNotMatch((await answers.nth(1).locator('.meta').textContent())!, /image encoding/);
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, 'web-app-chat.png') });
 
   // 3. Sampling settings reach the engine; a long answer is stopped and stays as it was shown.
   await page.getByText('Sampling', { exact: true }).click();
@@ -414,7 +420,7 @@ test('a corrupt image gives a clear message through omnilmm.run and in the page'
   await page.close();
 });
 
-test('live camera mode answers frame after frame; an unchanged frame is sent again and its encoding reused', async () => {
+test('live camera mode answers frame after frame; an unchanged frame is sent again and its encoding reused; one frame goes to the chat', async () => {
   writeExport(join(root, 'live'), modelFiles());
   const page = await openPage(`${plain.url}/live/`);
   assert.equal(await loadResult(page), null);
@@ -425,6 +431,8 @@ test('live camera mode answers frame after frame; an unchanged frame is sent aga
   const done = page.locator('#live-log li[data-state="done"]');
   await done.nth(2).waitFor();
   await page.click('#live-toggle');
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, 'web-app-live.png') });
   assert.equal(await page.textContent('#live-toggle'), 'Start live');
 
   // The log is newest first: frame 1 was encoded, the identical frames after it were the same pixels again.
@@ -441,7 +449,13 @@ test('live camera mode answers frame after frame; an unchanged frame is sent aga
     assert.deepEqual(request.images, requests[0].images);
     assert.equal(request.images[0].width, 64);
   }
-  await page.click('#camera-cancel');
+
+  // Out of live mode, Capture and ask puts one frame into the chat with the default question.
+  await page.click('#camera-capture');
+  await page.locator('.message.assistant[data-state="done"]').waitFor();
+  assert.equal(await page.textContent('.message.assistant .text'), '1 images; turn 1: What is in this picture?');
+  assert.match((await page.getAttribute('#preview', 'src'))!, /^data:image\/png;base64,/);
+  assert.ok(await page.isHidden('#camera-dialog'));
   await page.close();
 });
 

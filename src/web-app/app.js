@@ -83,6 +83,7 @@ const ready = loadModel().then((model) => {
   return model;
 }, (err) => {
   const message = err.message || String(err);
+  $('model-name').textContent = 'not loaded';
   $('load-error').textContent = message;
   $('load-error').hidden = false;
   $('load-progress').hidden = true;

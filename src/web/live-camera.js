@@ -1,7 +1,7 @@
 // Live camera mode, shared by the server-backed page and the in-browser page: a standing question about a new frame
 // each time the previous answer has finished; a frame that barely changed is replaced by the last one sent, pixel for pixel.
 
-export const DEFAULT_LIVE_QUESTION = 'What do you see? What changed?';
+const DEFAULT_LIVE_QUESTION = 'What do you see? What changed?';
 
 /** Frames are compared as grey copies this small: enough to see a person move, blind to sensor noise. */
 const THUMBNAIL_WIDTH = 32;
@@ -11,7 +11,7 @@ const THUMBNAIL_HEIGHT = 24;
  * levels per pixel) counts as unchanged. Webcam noise and JPEG flicker stay around 1-3; a hand in the picture or a
  * turned camera gives 15 and more.
  */
-export const CHANGE_THRESHOLD = 6;
+const CHANGE_THRESHOLD = 6;
 /** The log keeps this many answers, newest first. */
 const LOG_LENGTH = 20;
 /** Waiting for a new video frame gives up after this long, so a stalled camera cannot stall the loop. */
@@ -37,7 +37,7 @@ function greyThumbnail(source) {
   return grey;
 }
 
-export function meanAbsoluteDifference(a, b) {
+function meanAbsoluteDifference(a, b) {
   let sum = 0;
   for (let i = 0; i < a.length; i++) sum += Math.abs(a[i] - b[i]);
   return sum / a.length;
