@@ -1,6 +1,7 @@
 // The tiny MiniCPM-V 2.0 fixture exported with `omnilmm export-web` and run in headless Chromium through the page's
 // hook: on WASM the greedy answers are token-exact with the fixture's goldens (prompt ids, new ids, text), and a
-// second load reads the weights from browser storage; export-web's bad input is refused with a clear message.
+// second load reads the weights from browser storage; on WebGPU (Chromium's SwiftShader adapter, on the CPU) the
+// greedy answers equal the goldens too; export-web's bad input is refused with a clear message.
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -13,6 +14,7 @@ import { promisify } from 'node:util';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { fixturePath, readFixtureJson, repoRoot } from './helpers/fixtures.js';
 
+declare const navigator: { gpu?: { requestAdapter(): Promise<{ info?: { vendor: string; architecture: string } } | null> } };
 declare const window: {
   omnilmm: {
     ready: Promise<unknown>;
@@ -70,6 +72,8 @@ before(async () => {
     timeout: 300_000,
     args: [
       '--headless', '--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      // A WebGPU adapter on the CPU (SwiftShader): without these flags Chromium here has none.
+      '--enable-unsafe-webgpu', '--enable-unsafe-swiftshader',
     ],
   });
   context.setDefaultTimeout(600_000);
@@ -117,6 +121,18 @@ test('WASM: greedy answers are token-exact with the fixture; a reload reads the 
   assert.equal((await again.evaluate(() => window.omnilmm.status())).loadedFromStorage, true);
   assert.equal(requests.filter((p) => p.startsWith('/model/') && p !== '/model/manifest.json').length, before, 'no model file was downloaded again');
   await again.close();
+});
+
+test('WebGPU (SwiftShader): greedy answers are token-exact with the fixture too', async (t) => {
+  const page = await openPage('webgpu');
+  const adapter = await page.evaluate(async () => {
+    const info = (await navigator.gpu?.requestAdapter())?.info;
+    return info ? `${info.vendor} ${info.architecture}` : null;
+  });
+  t.diagnostic(`WebGPU adapter: ${adapter}`);
+  assert.ok(adapter, 'Chromium gives a WebGPU adapter');
+  await checkCases(page, 'webgpu');
+  await page.close();
 });
 
 test('export-web refuses what it cannot export, in one line', async () => {

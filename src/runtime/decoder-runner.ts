@@ -367,10 +367,12 @@ export class DecoderRunner {
       feeds.attention_bias = { type: 'float32', data: attentionBias(rows, seq, past), dims: [rows, 1, seq, past + seq] };
     }
     // Without cached positions the past is fed empty: the graph then neither scores nor normalises capacity slots
-    // that are all masked (for a 528-token prompt that was a third of the prefill's time).
-    const capacity = past === 0 ? 0 : this.cache.capacity;
+    // that are all masked (for a 528-token prompt that was a third of the prefill's time). A session that cannot
+    // take an empty input (WebGPU) gets the whole buffer, every slot masked (the graph reads P from the bias).
+    const emptyPast = past === 0 && this.session.acceptsEmptyInputs;
+    const capacity = emptyPast ? 0 : this.cache.capacity;
     const pastDims = [rows, this.cache.kvHeads, capacity, this.cache.headDim];
-    const pastOf = (buffer: Float32Array) => (past === 0 ? new Float32Array(0) : this.cache.view(buffer, rows));
+    const pastOf = (buffer: Float32Array) => (emptyPast ? new Float32Array(0) : this.cache.view(buffer, rows));
     this.attentionLayers.forEach((layer, j) => {
       feeds[`past_key_${layer}`] = { type: 'float32', data: pastOf(this.cache.keys[j]!), dims: pastDims };
       feeds[`past_value_${layer}`] = { type: 'float32', data: pastOf(this.cache.values[j]!), dims: pastDims };

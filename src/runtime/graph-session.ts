@@ -14,6 +14,8 @@ export type HostTensor =
 export interface GraphSession {
   readonly label: string;
   readonly inputNames: readonly string[];
+  /** Whether an input may hold no elements (a dimension of 0); WebGPU cannot bind an empty buffer. */
+  readonly acceptsEmptyInputs: boolean;
   run(feeds: Record<string, HostTensor>, outputNames?: string[]): Promise<Record<string, HostTensor>>;
   release(): Promise<void>;
 }

@@ -16,11 +16,16 @@ export interface WebSessionOptions {
 }
 
 export class WebGraphSession implements GraphSession {
+  readonly acceptsEmptyInputs: boolean;
+
   private constructor(
     private readonly ort: OrtWebModule,
     private readonly session: OrtWeb.InferenceSession,
     readonly label: string,
-  ) {}
+    backend: WebBackend,
+  ) {
+    this.acceptsEmptyInputs = backend !== 'webgpu';
+  }
 
   /** Creates the session from the graph's bytes (or URL) and its external weights. */
   static async create(label: string, model: Uint8Array | string, options: WebSessionOptions): Promise<WebGraphSession> {
@@ -35,7 +40,7 @@ export class WebGraphSession implements GraphSession {
         typeof model === 'string'
           ? await ort.InferenceSession.create(model, sessionOptions)
           : await ort.InferenceSession.create(model, sessionOptions);
-      return new WebGraphSession(ort, session, label);
+      return new WebGraphSession(ort, session, label, backend);
     } catch (err) {
       throw new RuntimeError(`could not create the ${label} session on ${backend}: ${errorText(err)}`, { cause: err });
     }

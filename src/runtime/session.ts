@@ -100,6 +100,8 @@ export class NodeGraphSession implements GraphSession {
     }
   }
 
+  readonly acceptsEmptyInputs = true;
+
   get inputNames(): readonly string[] {
     return this.session.inputNames;
   }
