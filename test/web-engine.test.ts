@@ -5,13 +5,14 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
-import { extname, join, normalize } from 'node:path';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { StaticSite } from '../src/server/static-site.js';
 import { fixturePath, readFixtureJson, repoRoot } from './helpers/fixtures.js';
 
 declare const navigator: { gpu?: { requestAdapter(): Promise<{ info?: { vendor: string; architecture: string } } | null> } };
@@ -33,11 +34,10 @@ interface LlmCase {
   runs: Record<string, { new_token_ids: number[]; text: string; chat_kwargs: { max_new_tokens: number } }>;
 }
 
-const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css', '.json': 'application/json', '.wasm': 'application/wasm' };
 
 let out: string;
 let profile: string;
-let server: Server;
+let site: StaticSite;
 let url: string;
 let context: BrowserContext;
 const requests: string[] = [];
@@ -48,23 +48,9 @@ before(async () => {
     join(repoRoot, 'dist/src/cli/main.js'), 'export-web', '--model', fixturePath(FIXTURE, 'model'), '--out', out,
     '--precision', 'fp32', '--vision-precision', 'fp32',
   ]);
-  // A static server that isolates the page (COOP/COEP), so WASM runs on two threads.
-  server = createServer((req, res) => {
-    const path = decodeURIComponent(new URL(req.url!, 'http://x').pathname);
-    requests.push(path);
-    const file = normalize(join(out, path.endsWith('/') ? `${path}index.html` : path));
-    if (!file.startsWith(out) || !statSync(file, { throwIfNoEntry: false })?.isFile()) {
-      res.writeHead(404).end('not found');
-      return;
-    }
-    res.writeHead(200, {
-      'content-type': TYPES[extname(file)] ?? 'application/octet-stream',
-      'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp',
-    });
-    createReadStream(file).pipe(res);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  // Served as `omnilmm serve --web` serves it: cross-origin isolated (COOP/COEP), so WASM runs on two threads.
+  site = await StaticSite.start(out, { onRequest: (path) => requests.push(path) });
+  url = site.url;
   profile = mkdtempSync(join(tmpdir(), 'omnilmm-chromium-'));
   context = await chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium',
@@ -81,7 +67,7 @@ before(async () => {
 
 after(async () => {
   await context?.close();
-  server?.close();
+  await site?.close();
   for (const dir of [out, profile]) if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -150,4 +136,31 @@ test('export-web refuses what it cannot export, in one line', async () => {
   assert.doesNotMatch(other.stderr, /\n\s+at /, 'no stack trace');
   const notEmpty = await cli(['--model', fixturePath(FIXTURE, 'model'), '--out', join(repoRoot, 'src')]);
   assert.match(notEmpty.stderr, /is not empty and holds no earlier export/);
+});
+
+test('omnilmm serve --web serves an export, cross-origin isolated', async () => {
+  const child = spawn(process.execPath, [join(repoRoot, 'dist/src/cli/main.js'), 'serve', '--web', out, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  try {
+    let stderr = '';
+    const page = await new Promise<string>((resolve, reject) => {
+      child.stderr.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+        const match = /page: (http:\S+)/.exec(stderr);
+        if (match) resolve(match[1]!);
+      });
+      child.once('exit', (code) => reject(new Error(`serve --web exited with ${code}: ${stderr}`)));
+    });
+    const res = await fetch(page);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('cross-origin-opener-policy'), 'same-origin');
+    assert.equal(res.headers.get('cross-origin-embedder-policy'), 'require-corp');
+    assert.match(await res.text(), /<title>omnilmm in the browser<\/title>/);
+    assert.equal((await fetch(`${page}model/manifest.json`)).headers.get('content-type'), 'application/json');
+    assert.equal((await fetch(`${page}../../etc/passwd`)).status, 404);
+  } finally {
+    child.kill('SIGINT');
+  }
+  const refused = await promisify(execFile)(process.execPath, [join(repoRoot, 'dist/src/cli/main.js'), 'serve', '--web', join(repoRoot, 'src')])
+    .then(() => assert.fail('serve --web on a folder without index.html should fail'), (err: { code: number; stderr: string }) => err);
+  assert.match(refused.stderr, /has no index\.html: pass a folder that omnilmm export-web wrote/);
 });

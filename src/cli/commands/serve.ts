@@ -3,13 +3,14 @@
 import { WorkerEngine } from '../../chat/worker-engine.js';
 import { InvalidRequestError } from '../../errors.js';
 import { ChatServer, DEFAULT_MAX_QUEUE, DEFAULT_PORT } from '../../server/server.js';
+import { StaticSite } from '../../server/static-site.js';
 import { numberOption, parseCommandArgs, stringOption } from '../args.js';
 import { precisionOption } from './chat.js';
 import { DEFAULT_MODEL, type Command } from './common.js';
 
 const USAGE =
   'omnilmm serve --model <dir|org/name> [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--max-queue N] ' +
-  '[--allow-remote-images] [--threads N] [--precision P] [--vision-precision P]';
+  '[--allow-remote-images] [--threads N] [--precision P] [--vision-precision P]\n       omnilmm serve --web <folder> [--host 127.0.0.1] [--port 8080]';
 
 export const serveCommand: Command = {
   name: 'serve',
@@ -17,6 +18,8 @@ export const serveCommand: Command = {
   help: `usage: ${USAGE}
 
   --model <dir|org/name>   checkpoint folder or hub id (default ${DEFAULT_MODEL})
+  --web <folder>           serve a folder that export-web wrote instead (the model runs in the browser), with the
+                           headers that let its WASM use several threads (COOP/COEP); no model is loaded here
   --host <address>         address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for every network).
                            On a loopback address only requests addressed to localhost are answered (a guard
                            against DNS rebinding): a reverse proxy in front must pass "Host: localhost"
@@ -39,6 +42,7 @@ Endpoints: GET / (chat page), GET /health, GET /v1/models, POST /v1/chat/complet
   async run(argv) {
     const { values, positionals } = parseCommandArgs('serve', argv, {
       model: { type: 'string' },
+      web: { type: 'string' },
       host: { type: 'string' },
       port: { type: 'string' },
       'api-key': { type: 'string' },
@@ -56,6 +60,13 @@ Endpoints: GET / (chat page), GET /health, GET /v1/models, POST /v1/chat/complet
     const threads = numberOption(values, 'threads', { integer: true, min: 1 });
     const precision = precisionOption(values);
     const visionPrecision = precisionOption(values, 'vision-precision');
+    const web = stringOption(values, 'web');
+    if (web !== undefined) {
+      const others = ['model', 'api-key', 'max-queue', 'allow-remote-images', 'threads', 'precision', 'vision-precision'].filter((k) => values[k] !== undefined);
+      if (others.length > 0) throw new InvalidRequestError(`--web serves static files only; --${others[0]} does not apply to it\nusage: ${USAGE}`);
+      await serveWebFolder(web, stringOption(values, 'host'), port);
+      return;
+    }
     const modelId = stringOption(values, 'model') ?? DEFAULT_MODEL;
 
     process.stderr.write(`loading ${modelId}…\n`);
@@ -103,4 +114,20 @@ function listenError(err: unknown, port: number): unknown {
   if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') return new InvalidRequestError('--host is not an address of this machine');
   if (code === 'EACCES') return new InvalidRequestError(`not allowed to listen on port ${port}: use a port above 1023`);
   return err;
+}
+
+/** `serve --web`: the export's files until Ctrl-C. */
+async function serveWebFolder(folder: string, host: string | undefined, port: number): Promise<void> {
+  let site: StaticSite;
+  try {
+    site = await StaticSite.start(folder, { host, port });
+  } catch (err) {
+    throw listenError(err, port);
+  }
+  process.stderr.write(`serving ${folder} (cross-origin isolated)\n  page: ${site.url}/\nPress Ctrl-C to stop.\n`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  await site.close();
 }
