@@ -16,8 +16,8 @@ export const exportWebCommand: Command = {
 
 Writes <folder>/index.html with the page, our modules and onnxruntime-web, and <folder>/model/ with the graphs and
 their weights, the tensors the page reads, the tokenizer and config files, and manifest.json (sizes and SHA-256).
-Any static file server can host it, e.g. "cd <folder> && python3 -m http.server"; the page runs on one thread
-unless the server sends Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp.
+"omnilmm serve --web <folder>" hosts it, or any static file server; the page runs on one thread unless the
+server sends Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp (serve --web does).
 MiniCPM-V 1.0 and 2.0 so far. Each file must stay under 2 GB and the graphs under 4 GiB (a browser's limits).
 
   --model <dir|org/name>   checkpoint folder or hub id (default ${DEFAULT_MODEL})
@@ -45,7 +45,7 @@ MiniCPM-V 1.0 and 2.0 so far. Each file must stay under 2 GB and the graphs unde
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     process.stdout.write(
       `exported ${manifest.name} (${precision}, vision ${visionPrecision}) to ${out}: ${manifest.files.length} model files, ` +
-        `${formatBytes(totalBytes)}, ${seconds} s\nhost it with any static file server, e.g. cd ${out} && python3 -m http.server\n`,
+        `${formatBytes(totalBytes)}, ${seconds} s\nserve it with: omnilmm serve --web ${out}  (or any static file server)\n`,
     );
   },
 };
