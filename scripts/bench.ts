@@ -47,13 +47,12 @@ import { withDefaultPrecisions } from '../src/models/family.js';
 import { familyOf, loadModelConfig, type LoadedModel, type LoadOptions } from '../src/models/registry.js';
 import { onModelCacheEvent } from '../src/runtime/model-cache.js';
 import { defaultThreads } from '../src/runtime/session.js';
+import { benchImage, PREFILL_TOKENS, QUESTION } from './bench-inputs.js';
 import { QUIET_LIMIT_CORES, showLoad, startPhase, type PhaseLoad } from './cpu-load.js';
 
 const USAGE =
   'npm run bench -- --model <dir> [--precision fp32|int8|int4|int8-dq] [--vision-precision fp32|int8|int4|int8-dq] [--image f] ' +
   '[--threads N] [--cache-dir <dir>] [--json] [--out f]';
-const PREFILL_TOKENS = 512;
-const QUESTION = 'What is in the picture? Describe every object, its colour and where it is.';
 const DECODE_TOKENS = 128;
 /** The first turn's answer in the follow-up conversation (about 16 tokens). */
 const TURN1_ANSWER = 'The picture shows a colour gradient crossed by a grid of thin lines.';
@@ -257,23 +256,6 @@ function longQuestion(model: LoadedModel, image: RgbImage, tokens: number): stri
   let copies = 1;
   while (model.prepare([{ role: 'user', content: question(copies) }], image).ids.length < tokens) copies++;
   return question(copies);
-}
-
-/** A size×size image: the given file resized (sharp), or a colour gradient with a grid of lines. */
-async function benchImage(file: string | undefined, size: number): Promise<RgbImage> {
-  if (file) {
-    const { default: sharp } = await import('sharp');
-    const data = await sharp(readFileSync(file)).resize(size, size, { fit: 'fill' }).removeAlpha().raw().toBuffer();
-    return { width: size, height: size, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
-  }
-  const data = new Uint8Array(size * size * 3);
-  for (let y = 0; y < size; y++) {
-    for (let x = 0; x < size; x++) {
-      const line = x % 64 === 0 || y % 64 === 0 ? 255 : 0;
-      data.set([(x * 255) / size, (y * 255) / size, line], (y * size + x) * 3);
-    }
-  }
-  return { width: size, height: size, data };
 }
 
 /**

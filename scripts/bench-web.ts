@@ -1,0 +1,154 @@
+// Benchmarks an `export-web` folder in headless Chromium (Debian's /usr/bin/chromium), through the page's hook, with
+// the same inputs as bench.ts (a 448×448 image and a question that brings the prompt to 512 tokens):
+//
+//   node dist/scripts/bench-web.js --export <folder> [--backend wasm|webgpu] [--new-tokens N] [--json] [--out <file>]
+//
+// Figures:
+//   first_load_s       page open → model ready, with nothing stored: download, SHA-256 checks, Cache Storage, sessions
+//   storage_load_s     the same on a second page, the files read from browser storage (no download)
+//   encode_448_s       the vision tower and resampler for the image (the engine's encode_s)
+//   prefill_tok_s      the prompt's tokens ÷ the rest of the time to the first token
+//   decode_tok_s       the tokens after the first ÷ the time they took (greedy, up to --new-tokens, default 16)
+//   peak_renderer_mb   the highest resident memory of Chromium's renderer processes (the tab) while all this ran,
+//                      sampled every 250 ms from /proc; peak_gpu_process_mb the same for its GPU process (WebGPU)
+//   threads            WASM threads the page used (2 on two cores: the folder is served cross-origin isolated)
+// Run it under ../shared/tools/quiet-run to know how quiet the machine was.
+
+import { readFileSync, readdirSync, rmSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { chromium } from 'playwright-core';
+import sharp from 'sharp';
+import { MemoryModelFiles } from '../src/checkpoint/model-files.js';
+import { parseMiniCPMVConfig } from '../src/models/minicpmv/config.js';
+import { prepareImageInput } from '../src/models/minicpmv/image-input.js';
+import { buildPrompt } from '../src/models/minicpmv/prompt.js';
+import { StaticSite } from '../src/server/static-site.js';
+import { tokenizerFromFiles } from '../src/tokenizer/load.js';
+import { benchImage, PREFILL_TOKENS, QUESTION } from './bench-inputs.js';
+
+declare const window: {
+  omnilmm: {
+    ready: Promise<unknown>;
+    run(request: object): Promise<{ output_ids: number[]; timings: { encode_s: number; prefill_s: number; decode_s: number; prompt_tokens: number; reused_tokens: number; new_tokens: number } }>;
+    status(): { backend: string; threads: number; loadedFromStorage: boolean };
+  };
+};
+
+const USAGE = 'node dist/scripts/bench-web.js --export <folder> [--backend wasm|webgpu] [--new-tokens N] [--json] [--out <file>]';
+
+/** The question repeated until MiniCPM-V's prompt about the image reaches PREFILL_TOKENS (as bench.ts's longQuestion). */
+function longQuestion(modelDir: string, image: Awaited<ReturnType<typeof benchImage>>): { text: string; tokens: number } {
+  const files = new MemoryModelFiles(modelDir, new Map(
+    ['config.json', 'tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json']
+      .map((name) => [name, new Uint8Array(readFileSync(join(modelDir, name)))] as const),
+  ));
+  const config = parseMiniCPMVConfig(JSON.parse(files.text('config.json')) as Record<string, unknown>, 'config.json');
+  const tokenizer = tokenizerFromFiles(files, 'sentencepiece');
+  const placeholder = prepareImageInput(image, config).placeholder;
+  for (let copies = 1; ; copies++) {
+    const text = Array.from({ length: copies }, () => QUESTION).join(' ');
+    const tokens = tokenizer.encode(buildPrompt([{ role: 'user', content: text }], placeholder)).length;
+    if (tokens >= PREFILL_TOKENS) return { text, tokens };
+  }
+}
+
+/** Resident memory (MB) of Chromium's renderer and GPU processes right now. */
+function chromiumMemory(): { renderer: number; gpu: number } {
+  const sum = { renderer: 0, gpu: 0 };
+  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (!cmdline.includes('chromium')) continue;
+      const kind = cmdline.includes('--type=renderer') ? 'renderer' : cmdline.includes('--type=gpu-process') ? 'gpu' : null;
+      if (!kind) continue;
+      const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (rss) sum[kind] += Number(rss[1]) / 1024;
+    } catch {
+      // The process ended while it was read.
+    }
+  }
+  return sum;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { export: { type: 'string' }, backend: { type: 'string' }, 'new-tokens': { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string' } },
+  });
+  if (!values.export) throw new Error(`--export <folder> is required\nusage: ${USAGE}`);
+  const backend = values.backend ?? 'wasm';
+  const newTokens = Number(values['new-tokens'] ?? 16);
+  const image = await benchImage(undefined, 448);
+  const question = longQuestion(join(values.export, 'model'), image);
+  const png = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } }).png().toBuffer();
+  const dataUrl = `data:image/png;base64,${png.toString('base64')}`;
+
+  const site = await StaticSite.start(values.export);
+  const profile = mkdtempSync(join(tmpdir(), 'omnilmm-bench-web-'));
+  const peak = { renderer: 0, gpu: 0 };
+  const sampler = setInterval(() => {
+    const now = chromiumMemory();
+    peak.renderer = Math.max(peak.renderer, now.renderer);
+    peak.gpu = Math.max(peak.gpu, now.gpu);
+  }, 250);
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    timeout: 300_000,
+    args: ['--headless', '--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--enable-unsafe-webgpu', '--enable-unsafe-swiftshader'],
+  });
+  context.setDefaultTimeout(3_600_000);
+  try {
+    const open = async () => {
+      const page = await context.newPage();
+      const started = performance.now();
+      await page.goto(`${site.url}/?backend=${backend}`);
+      await page.waitForFunction(() => window.omnilmm !== undefined);
+      await page.evaluate(() => window.omnilmm.ready);
+      return { page, seconds: (performance.now() - started) / 1000 };
+    };
+    const first = await open();
+    await first.page.close();
+    const again = await open();
+    const status = await again.page.evaluate(() => window.omnilmm.status());
+    if (!status.loadedFromStorage) throw new Error('the second load did not come from browser storage');
+    const result = await again.page.evaluate((request) => window.omnilmm.run(request), {
+      images: [dataUrl], messages: [{ role: 'user', content: question.text }], decoding: 'greedy', maxNewTokens: newTokens,
+    });
+    const t = result.timings;
+    const figures = {
+      backend: status.backend,
+      threads: status.threads,
+      first_load_s: first.seconds,
+      storage_load_s: again.seconds,
+      encode_448_s: t.encode_s,
+      prompt_tokens: t.prompt_tokens,
+      prefill_tok_s: (t.prompt_tokens - t.reused_tokens) / t.prefill_s,
+      new_tokens: t.new_tokens,
+      decode_tok_s: t.new_tokens > 1 ? (t.new_tokens - 1) / t.decode_s : null,
+      peak_renderer_mb: Math.round(peak.renderer),
+      peak_gpu_process_mb: Math.round(peak.gpu),
+    };
+    const json = `${JSON.stringify(figures, null, 2)}\n`;
+    if (values.out) writeFileSync(values.out, json);
+    if (values.json) {
+      process.stdout.write(json);
+    } else {
+      for (const [name, value] of Object.entries(figures)) {
+        process.stdout.write(`${name.padEnd(20)} ${typeof value === 'number' && !Number.isInteger(value) ? value.toFixed(2) : value}\n`);
+      }
+    }
+  } finally {
+    clearInterval(sampler);
+    await context.close();
+    await site.close();
+    rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`bench-web: ${err.message}\n`);
+  process.exitCode = 1;
+});
