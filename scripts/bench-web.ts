@@ -12,7 +12,8 @@
 //   peak_renderer_mb   the highest resident memory of Chromium's renderer processes (the tab) while all this ran,
 //                      sampled every 250 ms from /proc; peak_gpu_process_mb the same for its GPU process (WebGPU)
 //   threads            WASM threads the page used (2 on two cores: the folder is served cross-origin isolated)
-// Run it under ../shared/tools/quiet-run to know how quiet the machine was.
+//   others_avg_cores   the CPU that processes other than this one and Chromium took during each phase (cpu-load.ts),
+//                      the highest here and per phase in load_by_phase; past 0.1 the figures are disturbed
 
 import { readFileSync, readdirSync, rmSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,6 +28,7 @@ import { buildPrompt } from '../src/models/minicpmv/prompt.js';
 import { StaticSite } from '../src/server/static-site.js';
 import { tokenizerFromFiles } from '../src/tokenizer/load.js';
 import { benchImage, PREFILL_TOKENS, QUESTION } from './bench-inputs.js';
+import { showLoad, startPhase, type PhaseLoad } from './cpu-load.js';
 
 declare const window: {
   omnilmm: {
@@ -52,6 +54,28 @@ function longQuestion(modelDir: string, image: Awaited<ReturnType<typeof benchIm
     const tokens = tokenizer.encode(buildPrompt([{ role: 'user', content: text }], placeholder)).length;
     if (tokens >= PREFILL_TOKENS) return { text, tokens };
   }
+}
+
+/** CPU seconds Chromium's processes have used so far (user + system; /proc/<pid>/stat counts in 1/100 s). */
+function chromiumCpuSeconds(): number {
+  let ticks = 0;
+  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('chromium')) continue;
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // The process ended while it was read.
+    }
+  }
+  return ticks / 100;
+}
+
+/** Starts a phase whose others' CPU leaves out Chromium's (the browser works for us). */
+function startBrowserPhase(): () => PhaseLoad {
+  const chromiumBefore = chromiumCpuSeconds();
+  const end = startPhase();
+  return () => end(chromiumCpuSeconds() - chromiumBefore);
 }
 
 /** Resident memory (MB) of Chromium's renderer and GPU processes right now. */
@@ -101,22 +125,28 @@ async function main(): Promise<void> {
   });
   context.setDefaultTimeout(3_600_000);
   try {
+    const loads: Record<string, PhaseLoad> = {};
     const open = async () => {
       const page = await context.newPage();
       const started = performance.now();
+      const phase = startBrowserPhase();
       await page.goto(`${site.url}/?backend=${backend}`);
       await page.waitForFunction(() => window.omnilmm !== undefined);
       await page.evaluate(() => window.omnilmm.ready);
-      return { page, seconds: (performance.now() - started) / 1000 };
+      return { page, seconds: (performance.now() - started) / 1000, load: phase() };
     };
     const first = await open();
+    loads.first_load = first.load;
     await first.page.close();
     const again = await open();
+    loads.storage_load = again.load;
     const status = await again.page.evaluate(() => window.omnilmm.status());
     if (!status.loadedFromStorage) throw new Error('the second load did not come from browser storage');
+    const chat = startBrowserPhase();
     const result = await again.page.evaluate((request) => window.omnilmm.run(request), {
       images: [dataUrl], messages: [{ role: 'user', content: question.text }], decoding: 'greedy', maxNewTokens: newTokens,
     });
+    loads.chat_turn = chat();
     const t = result.timings;
     const figures = {
       backend: status.backend,
@@ -130,6 +160,8 @@ async function main(): Promise<void> {
       decode_tok_s: t.new_tokens > 1 ? (t.new_tokens - 1) / t.decode_s : null,
       peak_renderer_mb: Math.round(peak.renderer),
       peak_gpu_process_mb: Math.round(peak.gpu),
+      others_avg_cores: Math.max(...Object.values(loads).map((l) => l.othersAvgCores ?? 0)),
+      load_by_phase: Object.fromEntries(Object.entries(loads).map(([phase, l]) => [phase, l.othersAvgCores])),
     };
     const json = `${JSON.stringify(figures, null, 2)}\n`;
     if (values.out) writeFileSync(values.out, json);
@@ -137,8 +169,10 @@ async function main(): Promise<void> {
       process.stdout.write(json);
     } else {
       for (const [name, value] of Object.entries(figures)) {
+        if (name === 'load_by_phase') continue;
         process.stdout.write(`${name.padEnd(20)} ${typeof value === 'number' && !Number.isInteger(value) ? value.toFixed(2) : value}\n`);
       }
+      for (const [phase, load] of Object.entries(loads)) process.stdout.write(`others' CPU, ${phase.padEnd(13)} ${showLoad(load)}\n`);
     }
   } finally {
     clearInterval(sampler);

@@ -667,7 +667,7 @@ class ScriptedEngine implements Engine {
   async *stream(request: EngineRequest): AsyncGenerator<string, ChatResult, undefined> {
     this.requests.push(request);
     for (const chunk of this.chunks) yield chunk;
-    return { text: this.chunks.join(''), promptIds: [1, 2, 3], outputIds: [4, 5, 6, 7], finishReason: 'stop', cachedTokens: 0 };
+    return { text: this.chunks.join(''), promptIds: [1, 2, 3], outputIds: [4, 5, 6, 7], finishReason: 'stop', cachedTokens: 0, seconds: { prompt: 0, decode: 0 } };
   }
   async tokenize(): Promise<number[]> {
     return [];

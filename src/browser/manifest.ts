@@ -23,8 +23,11 @@ export interface WebManifest {
   model_id: string;
   precision: string;
   vision_precision: string;
-  /** Each graph by part: its model file, its external weights (null: none) and the description it was built from. */
-  graphs: Record<string, { model: string; weights: string | null; key: string }>;
+  /**
+   * Each graph by part: its model file, its external weight files (the name the model gives each, and its path here)
+   * and the description it was built from.
+   */
+  graphs: Record<string, { model: string; weights: { location: string; path: string }[]; key: string }>;
   /** The tensors host code reads (token embeddings, position tables), as stored in the checkpoint. */
   tensors: { name: string; path: string; dtype: DType; shape: number[] }[];
   files: WebManifestFile[];

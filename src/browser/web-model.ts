@@ -54,9 +54,9 @@ export interface WebRequest {
 export interface WebTimings {
   /** Seconds the vision encoder took for this request's image (0 when it was reused). */
   encode_s: number;
-  /** Seconds from the request to the first new token, less encode_s: embedding and prefill. */
+  /** Seconds from the request to the first new token's logits, less encode_s: embedding and prefill. */
   prefill_s: number;
-  /** Seconds spent generating after the first token. */
+  /** Seconds spent generating after the first token (new_tokens − 1 decode steps). */
   decode_s: number;
   prompt_tokens: number;
   /** Prompt positions reused from the previous request's KV cache. */
@@ -107,7 +107,8 @@ export async function openWebModel(options: WebModelOptions): Promise<WebModel> 
     if (entry.key !== JSON.stringify(graph.key)) {
       throw new WebModelError(`the export's ${graph.label} was built for other options than this page asks for: export the model again`);
     }
-    const externalData = entry.weights ? { path: 'weights.bin', data: await options.url(entry.weights) } : null;
+    const externalData = [];
+    for (const weights of entry.weights) externalData.push({ path: weights.location, data: await options.url(weights.path) });
     return WebGraphSession.create(graph.label, await options.bytes(entry.model), { ort: options.ort, backend: options.backend, externalData });
   };
   const model = await MiniCPMVModel.create(config, tokenizer, tensors, {
@@ -131,9 +132,7 @@ class BrowserModel implements WebModel {
   }
 
   async *stream(request: WebRequest, signal?: AbortSignal): AsyncGenerator<string, WebResult, undefined> {
-    const started = performance.now();
     const visionBefore = this.model.visionWork;
-    let firstToken: number | null = null;
     const chat = streamChat(this.model, {
       messages: request.messages.map((m) => ({ role: m.role, content: m.content })),
       images: request.images.map(toRgb),
@@ -149,14 +148,12 @@ class BrowserModel implements WebModel {
     let result: ChatResult;
     for (;;) {
       const next = await chat.next();
-      firstToken ??= performance.now();
       if (next.done) {
         result = next.value;
         break;
       }
       yield next.value;
     }
-    const ended = performance.now();
     const vision = this.model.visionWork;
     const encodeSeconds = vision.seconds - visionBefore.seconds;
     return {
@@ -166,8 +163,8 @@ class BrowserModel implements WebModel {
       finish_reason: result.finishReason,
       timings: {
         encode_s: encodeSeconds,
-        prefill_s: (firstToken - started) / 1000 - encodeSeconds,
-        decode_s: (ended - firstToken) / 1000,
+        prefill_s: result.seconds.prompt - encodeSeconds,
+        decode_s: result.seconds.decode,
         prompt_tokens: result.promptIds.length,
         reused_tokens: result.cachedTokens,
         new_tokens: result.outputIds.length,

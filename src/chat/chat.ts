@@ -75,6 +75,11 @@ export interface ChatResult {
   finishReason: FinishReason;
   /** Prompt tokens taken from the KV cache of the previous request instead of being prefilled again. */
   cachedTokens: number;
+  /**
+   * Seconds from the request to the first token's logits (image encoding, embedding and prefill), and from there to
+   * the end (the decode steps after the first token).
+   */
+  seconds: { prompt: number; decode: number };
 }
 
 /**
@@ -82,6 +87,7 @@ export interface ChatResult {
  * gets a turn, so timers and messages (an abort among them) are handled while an answer is generated.
  */
 export async function* streamChat(model: ChatModel, request: ChatRequest): AsyncGenerator<string, ChatResult, undefined> {
+  const started = performance.now();
   const decoding = resolveDecoding(request, model.chatDefaults);
   const stops = checkStops(request.stop);
   if (decoding.numBeams > model.maxBeams) {
@@ -108,7 +114,8 @@ export async function* streamChat(model: ChatModel, request: ChatRequest): Async
     beamSearchVersion: model.beamSearchVersion,
     signal: request.signal,
   };
-  const steps = pausingBeforeCalls(sequence, pause);
+  let prefilled: number | null = null;
+  const steps = pausingBeforeCalls(sequence, pause, () => (prefilled = performance.now()));
   const outputIds: number[] = [];
   const result = (text: string, stopped: boolean): ChatResult => ({
     text,
@@ -116,6 +123,10 @@ export async function* streamChat(model: ChatModel, request: ChatRequest): Async
     outputIds,
     finishReason: stopped || model.eosTokenIds.includes(outputIds[outputIds.length - 1]!) ? 'stop' : 'length',
     cachedTokens: sequence.reusedLength,
+    seconds: {
+      prompt: ((prefilled ?? performance.now()) - started) / 1000,
+      decode: prefilled === null ? 0 : (performance.now() - prefilled) / 1000,
+    },
   });
   if (decoding.numBeams > 1) {
     outputIds.push(...(await beamSearch(steps, options)).ids);
@@ -187,12 +198,14 @@ function pauseFor(signal: AbortSignal | undefined): () => Promise<void> {
 }
 
 /** The sequence with `pause` before each model call. */
-function pausingBeforeCalls(sequence: LogitsModel, pause: () => Promise<void>): LogitsModel {
+function pausingBeforeCalls(sequence: LogitsModel, pause: () => Promise<void>, onPrefilled: () => void): LogitsModel {
   return {
     vocabSize: sequence.vocabSize,
     prefill: async () => {
       await pause();
-      return sequence.prefill();
+      const logits = await sequence.prefill();
+      onPrefilled();
+      return logits;
     },
     step: async (tokens, parents) => {
       await pause();

@@ -16,6 +16,7 @@ import { MiniCPMVModel, TOKENIZER_FORMAT } from '../models/minicpmv/model.js';
 import { loadModelConfig } from '../models/registry.js';
 import type { GraphSession, GraphSpec } from '../runtime/graph-session.js';
 import { loadTokenizer } from '../tokenizer/load-folder.js';
+import { splitExternalData } from './split-weights.js';
 import { WEB_MANIFEST_FORMAT, type WebManifest, type WebManifestFile } from '../browser/manifest.js';
 
 /** The model files a browser needs besides graphs and tensors (those that exist are copied). */
@@ -32,6 +33,8 @@ const ORT_WEB_FILES = [
 /** An ArrayBuffer larger than this cannot be relied on in every browser; a wasm32 heap holds at most 4 GiB in all. */
 const MAX_FILE_BYTES = 2 ** 31 - 1;
 const MAX_WASM_BYTES = 4 * 2 ** 30;
+/** Larger weight files are split into pieces of at most this size (each one ArrayBuffer when the page loads it). */
+const MAX_PIECE_BYTES = 2 ** 30;
 
 export interface WebExportOptions {
   precision: WeightPrecision;
@@ -70,13 +73,19 @@ export async function exportWeb(dir: string, out: string, options: WebExportOpti
       options.log?.(`building the ${graph.label}…`);
       const built = await graph.build(checkpoint);
       const model = `graphs/${graph.part}.onnx`;
-      writeFileSync(join(modelDir, model), built.model);
-      let weights: string | null = null;
-      if (built.weights) {
-        weights = `graphs/${graph.part}.weights.bin`;
-        cpSync(built.weights.path, join(modelDir, weights));
-        built.weights.remove();
+      const weights: { location: string; path: string }[] = [];
+      let modelBytes = built.model;
+      if (built.weights && built.weights.byteLength > MAX_PIECE_BYTES) {
+        const path = (i: number) => `graphs/${graph.part}.weights-${i}.bin`;
+        const split = splitExternalData(built.model, built.weights.path, MAX_PIECE_BYTES, (i) => `weights-${i}.bin`, (i) => join(modelDir, path(i)));
+        modelBytes = split.model;
+        split.files.forEach((location, i) => weights.push({ location, path: path(i) }));
+      } else if (built.weights) {
+        weights.push({ location: 'weights.bin', path: `graphs/${graph.part}.weights.bin` });
+        cpSync(built.weights.path, join(modelDir, weights[0]!.path));
       }
+      built.weights?.remove();
+      writeFileSync(join(modelDir, model), modelBytes);
       graphs[graph.part] = { model, weights, key: JSON.stringify(graph.key) };
       return exportedGraphStub(graph.label);
     };
@@ -185,13 +194,13 @@ async function sha256File(path: string): Promise<string> {
 }
 
 async function describeFiles(modelDir: string, graphs: WebManifest['graphs']): Promise<WebManifestFile[]> {
-  const large = new Set(Object.values(graphs).flatMap((g) => [g.model, g.weights ?? '']));
+  const large = new Set(Object.values(graphs).flatMap((g) => [g.model, ...g.weights.map((w) => w.path)]));
   const files: WebManifestFile[] = [];
   const walk = (folder: string): string[] =>
     readdirSync(folder, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(folder, e.name)) : [join(folder, e.name)]));
   for (const path of walk(modelDir).sort()) {
     const name = relative(modelDir, path).split('\\').join('/');
-    const kind = name.endsWith('.weights.bin') ? 'weights' : large.has(name) ? 'graph' : 'small';
+    const kind = !large.has(name) ? 'small' : name.endsWith('.onnx') ? 'graph' : 'weights';
     files.push({ path: name, bytes: statSync(path).size, sha256: await sha256File(path), kind });
   }
   return files;
@@ -201,7 +210,7 @@ function checkSizes(files: readonly WebManifestFile[]): void {
   const tooLarge = files.filter((f) => f.bytes > MAX_FILE_BYTES);
   if (tooLarge.length > 0) {
     throw new InvalidRequestError(
-      `${tooLarge.map((f) => f.path).join(', ')} would be over 2 GB, which a browser cannot load as one file: export with --precision int4`,
+      `${tooLarge.map((f) => f.path).join(', ')} would be over 2 GB, which a browser cannot load as one file: this model is too large for export-web`,
     );
   }
   const graphBytes = files.filter((f) => f.kind !== 'small').reduce((sum, f) => sum + f.bytes, 0);

@@ -25,6 +25,12 @@ export class ProtoWriter {
     this.varint((field << 3) | wireType);
   }
 
+  /** Appends bytes that are already encoded fields (copied from another message). */
+  raw(bytes: Uint8Array): this {
+    this.push(bytes);
+    return this;
+  }
+
   int(field: number, value: bigint | number): this {
     this.tag(field, 0);
     this.varint(value);

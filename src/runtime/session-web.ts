@@ -11,8 +11,8 @@ export type WebBackend = 'wasm' | 'webgpu';
 export interface WebSessionOptions {
   ort: OrtWebModule;
   backend: WebBackend;
-  /** The graph's external-data file as the graph names it (`weights.bin`) and where it is: a URL or its bytes. */
-  externalData?: { path: string; data: string | Uint8Array } | null;
+  /** The graph's external-data files as the graph names them (`weights.bin`) and where each is: a URL or its bytes. */
+  externalData?: readonly { path: string; data: string | Uint8Array }[];
 }
 
 export class WebGraphSession implements GraphSession {
@@ -33,7 +33,7 @@ export class WebGraphSession implements GraphSession {
     const sessionOptions: OrtWeb.InferenceSession.SessionOptions = {
       executionProviders: [backend],
       graphOptimizationLevel: 'all',
-      ...(externalData ? { externalData: [externalData] } : {}),
+      ...(externalData && externalData.length > 0 ? { externalData: [...externalData] } : {}),
     };
     try {
       const session =

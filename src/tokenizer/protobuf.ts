@@ -23,6 +23,11 @@ export class ProtoReader {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
+  /** Where the next read starts (a byte index into the whole buffer). */
+  get offset(): number {
+    return this.pos;
+  }
+
   /** Reads the next field's tag, or returns null at the end of the message. */
   nextField(): { field: number; wireType: number } | null {
     if (this.pos >= this.end) return null;
