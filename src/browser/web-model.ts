@@ -10,12 +10,11 @@ import type { Decoding } from '../chat/decoding.js';
 import { CheckpointError, OmnilmmError } from '../errors.js';
 import type { WeightPrecision } from '../graph/quantize.js';
 import type { RgbImage } from '../image/rgb.js';
-import { parseMiniCPMVConfig } from '../models/minicpmv/config.js';
-import { MiniCPMVModel, TOKENIZER_FORMAT } from '../models/minicpmv/model.js';
+import type { DownsampleMode, Message } from '../models/messages.js';
 import type { GraphSpec } from '../runtime/graph-session.js';
 import { WebGraphSession, type OrtWebModule, type WebBackend } from '../runtime/session-web.js';
-import { tokenizerFromFiles } from '../tokenizer/load.js';
 import { WEB_MANIFEST_FORMAT, type WebManifest } from './manifest.js';
+import { createWebModel, type WebChatModel } from './web-families.js';
 
 /** The export cannot be used as it is (an unknown format, a file or graph it lacks). */
 export class WebModelError extends OmnilmmError {}
@@ -41,7 +40,12 @@ export interface RgbaImage {
 
 export interface WebRequest {
   images: readonly RgbaImage[];
-  messages: readonly { role: 'user' | 'assistant'; content: string }[];
+  /** As the library takes them: a content is text or parts (`{type: "image"}`, `{type: "text", text}`). */
+  messages: readonly Message[];
+  /** MiniCPM-V 4.6's visual token downsampling (left out: the model's default). */
+  downsampleMode?: DownsampleMode;
+  /** MiniCPM-V 4.6 thinks before it answers. */
+  thinking?: boolean;
   decoding: Decoding;
   maxNewTokens?: number;
   seed?: number;
@@ -89,17 +93,12 @@ export async function openWebModel(options: WebModelOptions): Promise<WebModel> 
   if (manifest.format !== WEB_MANIFEST_FORMAT) {
     throw new WebModelError(`the model's manifest has format "${manifest.format}", not "${WEB_MANIFEST_FORMAT}": export the model again with this version`);
   }
-  if (manifest.model_type !== 'minicpmv') {
-    throw new WebModelError(`this export holds ${manifest.name} (model_type "${manifest.model_type}"), which the browser engine does not run`);
-  }
   options.ort.env.wasm.numThreads = options.threads;
   const small = new Map<string, Uint8Array>();
   for (const file of manifest.files) {
     if (file.kind === 'small' && !file.path.startsWith('tensors/')) small.set(file.path, await options.bytes(file.path));
   }
   const files = new MemoryModelFiles('the exported model', small);
-  const config = parseMiniCPMVConfig(JSON.parse(files.text('config.json')) as Record<string, unknown>, 'config.json');
-  const tokenizer = tokenizerFromFiles(files, TOKENIZER_FORMAT);
   const tensors = await hostTensors(manifest, options.bytes);
   const openGraph = async (graph: GraphSpec) => {
     const entry = manifest.graphs[graph.part];
@@ -111,7 +110,7 @@ export async function openWebModel(options: WebModelOptions): Promise<WebModel> 
     for (const weights of entry.weights) externalData.push({ path: weights.location, data: await options.url(weights.path) });
     return WebGraphSession.create(graph.label, await options.bytes(entry.model), { ort: options.ort, backend: options.backend, externalData });
   };
-  const model = await MiniCPMVModel.create(config, tokenizer, tensors, {
+  const model = await createWebModel(manifest.model_type, files, tensors, {
     precision: manifest.precision as WeightPrecision, visionPrecision: manifest.vision_precision as WeightPrecision, maxBeams: 3, openGraph,
   }, 'the exported model');
   return new BrowserModel(model, options.backend);
@@ -119,7 +118,7 @@ export async function openWebModel(options: WebModelOptions): Promise<WebModel> 
 
 class BrowserModel implements WebModel {
   constructor(
-    private readonly model: MiniCPMVModel,
+    private readonly model: WebChatModel,
     readonly backend: WebBackend,
   ) {}
 
@@ -134,8 +133,10 @@ class BrowserModel implements WebModel {
   async *stream(request: WebRequest, signal?: AbortSignal): AsyncGenerator<string, WebResult, undefined> {
     const visionBefore = this.model.visionWork;
     const chat = streamChat(this.model, {
-      messages: request.messages.map((m) => ({ role: m.role, content: m.content })),
+      messages: request.messages,
       images: request.images.map(toRgb),
+      downsampleMode: request.downsampleMode,
+      thinking: request.thinking,
       decoding: request.decoding,
       maxNewTokens: request.maxNewTokens,
       seed: request.seed,

@@ -12,17 +12,17 @@ import { readAt } from '../checkpoint/read-at.js';
 import type { RowReader, TensorSource } from '../checkpoint/safetensors.js';
 import { InvalidRequestError, RuntimeError } from '../errors.js';
 import type { WeightPrecision } from '../graph/quantize.js';
-import { MiniCPMVModel, TOKENIZER_FORMAT } from '../models/minicpmv/model.js';
 import { loadModelConfig } from '../models/registry.js';
 import type { GraphSession, GraphSpec } from '../runtime/graph-session.js';
-import { loadTokenizer } from '../tokenizer/load-folder.js';
+import { folderFiles } from '../checkpoint/folder-files.js';
+import { checkWebModelType, createWebModel } from '../browser/web-families.js';
 import { splitExternalData } from './split-weights.js';
 import { WEB_MANIFEST_FORMAT, type WebManifest, type WebManifestFile } from '../browser/manifest.js';
 
-/** The model files a browser needs besides graphs and tensors (those that exist are copied). */
-const MODEL_TEXT_FILES = [
-  'config.json', 'generation_config.json', 'tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json',
-];
+/** The model folder's files a browser reads besides graphs and tensors: configs, tokenizer, chat template. */
+function isModelTextFile(dir: string, name: string): boolean {
+  return /\.(json|jinja|model|txt)$/.test(name) && !name.endsWith('.index.json') && statSync(join(dir, name)).isFile();
+}
 
 /** onnxruntime-web's files the page loads: the WASM bundle and the WebGPU one, with their runtimes. */
 const ORT_WEB_FILES = [
@@ -56,11 +56,7 @@ export interface WebExportResult {
  */
 export async function exportWeb(dir: string, out: string, options: WebExportOptions): Promise<WebExportResult> {
   const config = loadModelConfig(dir);
-  if (config.modelType !== 'minicpmv') {
-    throw new InvalidRequestError(
-      `export-web runs MiniCPM-V 1.0 and 2.0 so far; ${dir} holds model_type "${config.modelType}", which the browser engine does not run yet`,
-    );
-  }
+  checkWebModelType(config.modelType);
   prepareFolder(out);
   const modelDir = join(out, 'model');
   try {
@@ -91,8 +87,7 @@ export async function exportWeb(dir: string, out: string, options: WebExportOpti
     };
     const hostReads = recordingHostReads(checkpoint);
     try {
-      const tokenizer = loadTokenizer(dir, TOKENIZER_FORMAT);
-      const model = await MiniCPMVModel.create(config, tokenizer, hostReads.source, {
+      const model = await createWebModel(config.modelType, folderFiles(dir), hostReads.source, {
         precision: options.precision, visionPrecision: options.visionPrecision, maxBeams: 3, openGraph: exportGraph,
       }, dir);
       await model.release();
@@ -103,7 +98,7 @@ export async function exportWeb(dir: string, out: string, options: WebExportOpti
         copyTensorBytes(info, join(modelDir, path));
         return { name, path, dtype: info.dtype, shape: info.shape };
       });
-      for (const file of MODEL_TEXT_FILES) if (existsSync(join(dir, file))) cpSync(join(dir, file), join(modelDir, file));
+      for (const file of readdirSync(dir)) if (isModelTextFile(dir, file)) cpSync(join(dir, file), join(modelDir, file));
       options.log?.('hashing the files…');
       const files = await describeFiles(modelDir, graphs);
       const manifest: WebManifest = {

@@ -131,12 +131,45 @@ async function decodeImage(blob, label) {
   } catch {
     throw new Error(`${label}: ${NOT_AN_IMAGE}`);
   }
-  const context = new OffscreenCanvas(bitmap.width, bitmap.height).getContext('2d');
-  context.drawImage(bitmap, 0, 0);
-  const { data } = context.getImageData(0, 0, bitmap.width, bitmap.height);
+  const data = readUnpremultiplied(bitmap) ?? readThroughCanvas(bitmap);
   const pixels = { width: bitmap.width, height: bitmap.height, data };
   bitmap.close();
   return pixels;
+}
+
+/**
+ * The bitmap's RGBA bytes through a WebGL texture, which keeps the colour of transparent pixels (as PIL's
+ * convert('RGB') does); null where WebGL 2 is missing or the image is larger than a texture may be.
+ */
+function readUnpremultiplied(bitmap) {
+  const gl = new OffscreenCanvas(1, 1).getContext('webgl2', { premultipliedAlpha: false });
+  if (!gl || Math.max(bitmap.width, bitmap.height) > gl.getParameter(gl.MAX_TEXTURE_SIZE)) return null;
+  const texture = gl.createTexture();
+  const framebuffer = gl.createFramebuffer();
+  try {
+    gl.bindTexture(gl.TEXTURE_2D, texture);
+    gl.pixelStorei(gl.UNPACK_PREMULTIPLY_ALPHA_WEBGL, false);
+    gl.pixelStorei(gl.UNPACK_COLORSPACE_CONVERSION_WEBGL, gl.NONE);
+    gl.pixelStorei(gl.UNPACK_FLIP_Y_WEBGL, false);
+    gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA8, gl.RGBA, gl.UNSIGNED_BYTE, bitmap);
+    gl.bindFramebuffer(gl.FRAMEBUFFER, framebuffer);
+    gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, texture, 0);
+    if (gl.checkFramebufferStatus(gl.FRAMEBUFFER) !== gl.FRAMEBUFFER_COMPLETE) return null;
+    const data = new Uint8ClampedArray(bitmap.width * bitmap.height * 4);
+    gl.readPixels(0, 0, bitmap.width, bitmap.height, gl.RGBA, gl.UNSIGNED_BYTE, data);
+    return gl.getError() === gl.NO_ERROR ? data : null;
+  } finally {
+    gl.deleteFramebuffer(framebuffer);
+    gl.deleteTexture(texture);
+    gl.getExtension('WEBGL_lose_context')?.loseContext();
+  }
+}
+
+/** The bitmap's RGBA bytes through a 2-D canvas (which premultiplies: fully transparent pixels lose their colour). */
+function readThroughCanvas(bitmap) {
+  const context = new OffscreenCanvas(bitmap.width, bitmap.height).getContext('2d');
+  context.drawImage(bitmap, 0, 0);
+  return context.getImageData(0, 0, bitmap.width, bitmap.height).data;
 }
 
 async function decodeDataUrl(url, label) {
@@ -435,10 +468,10 @@ function addMeta(bubble, text) {
 // ---- the automation hook ----------------------------------------------------------------------------------------
 
 /** For scripts and tests: one generation from data: URLs and messages, with the result's ids. */
-async function run({ images = [], messages, decoding: mode = 'greedy', maxNewTokens, seed, temperature, topP, topK, repetitionPenalty }) {
+async function run({ images = [], messages, decoding: mode = 'greedy', maxNewTokens, seed, temperature, topP, topK, repetitionPenalty, downsampleMode, thinking }) {
   const pixels = [];
   for (const [i, url] of images.entries()) pixels.push(await decodeDataUrl(url, `image ${i + 1}`));
-  const request = { images: pixels, messages, decoding: mode, maxNewTokens, seed, temperature, topP, topK, repetitionPenalty };
+  const request = { images: pixels, messages, decoding: mode, maxNewTokens, seed, temperature, topP, topK, repetitionPenalty, downsampleMode, thinking };
   for (const key of Object.keys(request)) if (request[key] === undefined) delete request[key];
   const result = await generate(request, undefined, () => {});
   return { ...result, backend: engine.backend };

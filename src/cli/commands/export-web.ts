@@ -18,7 +18,8 @@ Writes <folder>/index.html with the page, our modules and onnxruntime-web, and <
 their weights, the tensors the page reads, the tokenizer and config files, and manifest.json (sizes and SHA-256).
 "omnilmm serve --web <folder>" hosts it, or any static file server; the page runs on one thread unless the
 server sends Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp (serve --web does).
-MiniCPM-V 1.0 and 2.0 so far. Each file must stay under 2 GB and the graphs under 4 GiB (a browser's limits).
+MiniCPM-V 1.0, 2.0 and 4.6. Weight files over 1 GiB are split; the graphs must stay under 4 GiB (a browser's
+WebAssembly memory), so OmniLMM-12B does not fit.
 
   --model <dir|org/name>   checkpoint folder or hub id (default ${DEFAULT_MODEL})
   --out <folder>           where to write (new, empty, or an earlier export, which is replaced)

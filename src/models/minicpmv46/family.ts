@@ -1,6 +1,8 @@
 // MiniCPM-V 4.6 (model_type "minicpmv4_6") as the registry sees it: config parsing, its tokenizer.json tokenizer, the
 // image processor (for inspect-image) and the model.
 
+import { folderFiles } from '../../checkpoint/folder-files.js';
+import { openCheckpoint } from '../../checkpoint/open.js';
 import { discardEntriesIfFailed } from '../../runtime/model-cache.js';
 import { loadTokenizer } from '../../tokenizer/load-folder.js';
 import type { ModelFamily } from '../family.js';
@@ -30,5 +32,12 @@ export const minicpmv46Family: ModelFamily<MiniCPMV46Config> = {
     };
   },
   // A load that fails (a tensor missing, a full disk) takes back what it wrote into the converted-model cache.
-  load: (dir, config, options) => discardEntriesIfFailed(() => MiniCPMV46Model.load(dir, config, options)),
+  load: (dir, config, options) => discardEntriesIfFailed(async () => {
+    const weights = openCheckpoint(dir);
+    try {
+      return await MiniCPMV46Model.create(config, folderFiles(dir), weights, options, dir);
+    } finally {
+      weights.close();
+    }
+  }),
 };

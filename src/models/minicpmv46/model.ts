@@ -2,12 +2,12 @@
 // decoder, and the steps of the official `processor(...)` → `model.generate(...)` (prompt with placeholders → ids →
 // visual rows scattered over the `<|image_pad|>` / `<|video_pad|>` positions → decoder).
 
-import { createHash } from 'node:crypto';
 import type { ChatDefaults } from '../../chat/decoding.js';
-import { folderFiles } from '../../checkpoint/folder-files.js';
-import { openCheckpoint } from '../../checkpoint/open.js';
+import type { ModelFiles } from '../../checkpoint/model-files.js';
+import type { TensorSource } from '../../checkpoint/safetensors.js';
 import { readGenerationConfig, type GenerationConfig } from '../../config/generation.js';
 import { InvalidRequestError } from '../../errors.js';
+import { imageKey, Sha256 } from '../../sha256.js';
 import type { RgbImage } from '../../image/index.js';
 import { DecoderRunner, type DecoderSequence } from '../../runtime/decoder-runner.js';
 import type { RuntimeOptions } from '../../runtime/graph-session.js';
@@ -22,7 +22,7 @@ import { positionsOf, promptText } from './prompt.js';
 import { TEXT_NAMES, textDims } from './text.js';
 import { preprocessVideo, type MiniCPMV46VideoOptions } from './video.js';
 import { MiniCPMV46VisionEncoder } from './vision-encoder.js';
-import { minicpmv46VisionDims } from './vision.js';
+import { minicpmv46VisionDims } from './vision-layout.js';
 
 export const TOKENIZER_FORMAT: TokenizerFormat = 'tokenizer.json';
 
@@ -69,6 +69,9 @@ export class MiniCPMV46Model {
   private readonly bosId: number;
   /** The last images' preprocessing, so that the next turn about them skips resizing. */
   private lastImages: { key: string; images: PreprocessedImage[] } | null = null;
+  /** Prompts whose visual units went through the vision encoder since the model was loaded, and the seconds it took. */
+  private encoded = { images: 0, seconds: 0 };
+  readonly name = 'MiniCPM-V 4.6';
 
   private constructor(
     readonly config: MiniCPMV46Config,
@@ -86,15 +89,25 @@ export class MiniCPMV46Model {
     this.bosId = generation?.bosTokenId ?? this.imStartId;
   }
 
-  static async load(dir: string, config: MiniCPMV46Config, options: LoadOptions = {}): Promise<MiniCPMV46Model> {
-    const files = folderFiles(dir);
+  /**
+   * The model over a model folder's files (config, tokenizer, template) and an opened checkpoint (or a host's
+   * stand-in for one): `where` names the folder in messages. The graphs come from `options.openGraph`.
+   */
+  static async create(
+    config: MiniCPMV46Config,
+    files: ModelFiles,
+    weights: TensorSource,
+    options: LoadOptions,
+    where: string,
+  ): Promise<MiniCPMV46Model> {
     const generation = readGenerationConfig(files);
     const tokenizer = tokenizerFromFiles(files, TOKENIZER_FORMAT);
     const template = ChatTemplate.fromFiles(files);
-    const weights = openCheckpoint(dir);
+    const runtime: RuntimeOptions = {
+      threads: options.threads, executionProvider: options.executionProvider, cache: options.cache, openGraph: options.openGraph,
+    };
+    const vision = await MiniCPMV46VisionEncoder.create(weights, minicpmv46VisionDims(config), { runtime, precision: options.visionPrecision });
     try {
-      const runtime: RuntimeOptions = { threads: options.threads, executionProvider: options.executionProvider, cache: options.cache };
-      const vision = await MiniCPMV46VisionEncoder.create(weights, minicpmv46VisionDims(config), { runtime, precision: options.visionPrecision });
       const decoder = await DecoderRunner.create(weights, textDims(config), {
         ...runtime,
         ...TEXT_NAMES,
@@ -102,9 +115,10 @@ export class MiniCPMV46Model {
         maxRows: options.maxBeams ?? 3,
         precision: options.precision,
       });
-      return new MiniCPMV46Model(config, tokenizer, template, vision, decoder, generation, dir);
-    } finally {
-      weights.close();
+      return new MiniCPMV46Model(config, tokenizer, template, vision, decoder, generation, where);
+    } catch (err) {
+      await vision.release();
+      throw err;
     }
   }
 
@@ -162,7 +176,7 @@ export class MiniCPMV46Model {
   /** The images' preprocessing; the last images' are kept, so the next turn about them skips resizing. */
   private preprocessed(images: readonly RgbImage[], options: MiniCPMV46ImageOptions): PreprocessedImage[] {
     if (images.length === 0) return [];
-    const key = `${options.downsampleMode}:${images.map(pixelHash).join(',')}`;
+    const key = `${options.downsampleMode}:${images.map(imageKey).join(',')}`;
     if (this.lastImages?.key !== key) this.lastImages = { key, images: images.map((image) => preprocessImage(image, options)) };
     return this.lastImages.images;
   }
@@ -195,11 +209,14 @@ export class MiniCPMV46Model {
       throw new InvalidRequestError(`position ${from} cuts the visual rows [${positions[0]}, ${positions[positions.length - 1]! + 1})`);
     }
     const hidden = this.config.text.hiddenSize;
+    const started = performance.now();
     const features = await this.vision.encode(
       prompt.slices.map((s) => ({ pixels: s.pixels, height: s.image.height, width: s.image.width })),
       prompt.downsampleMode,
       { pause },
     );
+    this.encoded.images += 1;
+    this.encoded.seconds += (performance.now() - started) / 1000;
     let row = 0;
     for (const rows of features) {
       for (let r = 0; r < rows.length / hidden; r++, row++) {
@@ -236,19 +253,20 @@ export class MiniCPMV46Model {
     return this.tokenizer.streamDecoder({ skipSpecialTokens: true });
   }
 
+  /** Prompts whose images or video went through the vision encoder (reused rows are not counted), and the seconds it took. */
+  get visionWork(): { readonly images: number; readonly seconds: number } {
+    return { ...this.encoded };
+  }
+
   async release(): Promise<void> {
     await this.vision.release();
     await this.decoder.release();
   }
 }
 
-function pixelHash(image: RgbImage): string {
-  return createHash('sha256').update(`${image.width}x${image.height}:`).update(image.data).digest('hex');
-}
-
 /** SHA-256 of every visual unit's pixels and the mode: equal keys give equal visual rows. */
 function visualKey(slices: readonly VisionSlice[], mode: DownsampleMode): string {
-  const hash = createHash('sha256').update(mode);
+  const hash = new Sha256().update(mode);
   for (const slice of slices) hash.update(`|${slice.image.width}x${slice.image.height}:`).update(slice.image.data);
-  return hash.digest('hex');
+  return hash.hex();
 }

@@ -8,10 +8,7 @@ import { ImageError } from '../../errors.js';
 import type { WeightPrecision } from '../../graph/quantize.js';
 import { openGraph, type GraphSession, type RuntimeOptions } from '../../runtime/graph-session.js';
 import { patchify } from '../parts/position-embedding.js';
-import {
-  buildVisionHeadGraph, buildVisionTailGraph, buildWindowMergerGraph, gatherRows, mergeOrder,
-  nearestPositionIds, patchOrder, scatterRows, type MiniCPMV46VisionDims,
-} from './vision.js';
+import { gatherRows, mergeOrder, nearestPositionIds, patchOrder, scatterRows, type MiniCPMV46VisionDims } from './vision-layout.js';
 import type { DownsampleMode } from '../messages.js';
 
 /** One slice: normalised CHW float32 pixels (`(u8 − 127.5) / 127.5`) of 3×height×width, sides multiples of the patch. */
@@ -76,16 +73,16 @@ export class MiniCPMV46VisionEncoder {
     // Activations go back when a run ends instead of staying in an arena (the vision graphs run now and then).
     const runtime: RuntimeOptions = { ...options.runtime, memoryArena: false };
     const parts = [
-      { part: 'vision-head', label: 'vision tower (head)', build: buildVisionHeadGraph },
-      { part: 'vit-merger', label: 'vision window merger', build: buildWindowMergerGraph },
-      { part: 'vision-tail', label: 'vision tower (tail) and merger', build: buildVisionTailGraph },
-    ];
+      { part: 'vision-head', label: 'vision tower (head)', builder: 'buildVisionHeadGraph' },
+      { part: 'vit-merger', label: 'vision window merger', builder: 'buildWindowMergerGraph' },
+      { part: 'vision-tail', label: 'vision tower (tail) and merger', builder: 'buildVisionTailGraph' },
+    ] as const;
     const sessions: GraphSession[] = [];
     try {
-      for (const { part, label, build } of parts) {
+      for (const { part, label, builder } of parts) {
         sessions.push(await openGraph({
           part, label, source: weights, key: { family: 'minicpmv4_6', dims, precision },
-          build: (source) => build(source, dims, { precision }).serialize(),
+          build: async (source) => (await import('./vision.js'))[builder](source, dims, { precision }).serialize(),
         }, runtime));
       }
     } catch (err) {
