@@ -15,18 +15,24 @@
 //   others_avg_cores   the CPU that processes other than this one and Chromium took during each phase (cpu-load.ts),
 //                      the highest here and per phase in load_by_phase; past 0.1 the figures are disturbed
 
-import { readFileSync, readdirSync, rmSync, mkdtempSync, writeFileSync } from 'node:fs';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
 import sharp from 'sharp';
-import { MemoryModelFiles } from '../src/checkpoint/model-files.js';
-import { parseMiniCPMVConfig } from '../src/models/minicpmv/config.js';
-import { prepareImageInput } from '../src/models/minicpmv/image-input.js';
-import { buildPrompt } from '../src/models/minicpmv/prompt.js';
+import { createWebModel } from '../src/browser/web-families.js';
+import type { WebManifest } from '../src/browser/manifest.js';
+import { toFloat32 } from '../src/checkpoint/dtypes.js';
+import { folderFiles } from '../src/checkpoint/folder-files.js';
+import { TensorRows } from '../src/checkpoint/rows.js';
+import type { TensorSource } from '../src/checkpoint/safetensors.js';
+import { toChatInput } from '../src/chat/chat-input.js';
+import type { WeightPrecision } from '../src/graph/quantize.js';
+import type { RgbImage } from '../src/image/rgb.js';
+import type { GraphSession } from '../src/runtime/graph-session.js';
 import { StaticSite } from '../src/server/static-site.js';
-import { tokenizerFromFiles } from '../src/tokenizer/load.js';
 import { benchImage, PREFILL_TOKENS, QUESTION } from './bench-inputs.js';
 import { showLoad, startPhase, type PhaseLoad } from './cpu-load.js';
 
@@ -40,19 +46,37 @@ declare const window: {
 
 const USAGE = 'node dist/scripts/bench-web.js --export <folder> [--backend wasm|webgpu] [--new-tokens N] [--json] [--out <file>]';
 
-/** The question repeated until MiniCPM-V's prompt about the image reaches PREFILL_TOKENS (as bench.ts's longQuestion). */
-function longQuestion(modelDir: string, image: Awaited<ReturnType<typeof benchImage>>): { text: string; tokens: number } {
-  const files = new MemoryModelFiles(modelDir, new Map(
-    ['config.json', 'tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json']
-      .map((name) => [name, new Uint8Array(readFileSync(join(modelDir, name)))] as const),
-  ));
-  const config = parseMiniCPMVConfig(JSON.parse(files.text('config.json')) as Record<string, unknown>, 'config.json');
-  const tokenizer = tokenizerFromFiles(files, 'sentencepiece');
-  const placeholder = prepareImageInput(image, config).placeholder;
-  for (let copies = 1; ; copies++) {
-    const text = Array.from({ length: copies }, () => QUESTION).join(' ');
-    const tokens = tokenizer.encode(buildPrompt([{ role: 'user', content: text }], placeholder)).length;
-    if (tokens >= PREFILL_TOKENS) return { text, tokens };
+/**
+ * The question repeated until the model's prompt about the image reaches PREFILL_TOKENS (as bench.ts's longQuestion):
+ * the exported model is created with stand-in graphs (nothing runs), only to prepare prompts.
+ */
+async function longQuestion(modelDir: string, image: RgbImage): Promise<{ text: string; tokens: number }> {
+  const manifest = JSON.parse(readFileSync(join(modelDir, 'manifest.json'), 'utf8')) as WebManifest;
+  const infos = new Map(manifest.tensors.map((t) => {
+    const file = join(modelDir, t.path);
+    return [t.name, { name: t.name, dtype: t.dtype, shape: t.shape, offset: 0, byteLength: statSync(file).size, file }] as const;
+  }));
+  const info = (name: string) => infos.get(name) ?? assert.fail(`the export has no tensor ${name}`);
+  const tensors: TensorSource = {
+    names: () => [...infos.keys()],
+    has: (name) => infos.has(name),
+    info,
+    float32: (name) => toFloat32(readFileSync(info(name).file), info(name).dtype, name),
+    rows: (name) => new TensorRows(info(name)),
+    close: () => {},
+  };
+  const stub: GraphSession = { label: 'stand-in', inputNames: [], acceptsEmptyInputs: true, run: () => assert.fail('no graph runs here'), release: async () => {} };
+  const model = await createWebModel(manifest.model_type, folderFiles(modelDir), tensors, {
+    precision: manifest.precision as WeightPrecision, visionPrecision: manifest.vision_precision as WeightPrecision, openGraph: async () => stub,
+  }, modelDir);
+  try {
+    for (let copies = 1; ; copies++) {
+      const text = Array.from({ length: copies }, () => QUESTION).join(' ');
+      const tokens = model.prepare(toChatInput([{ role: 'user', content: text }], { images: [image] })).ids.length;
+      if (tokens >= PREFILL_TOKENS) return { text, tokens };
+    }
+  } finally {
+    await model.release();
   }
 }
 
@@ -104,7 +128,7 @@ async function main(): Promise<void> {
   const backend = values.backend ?? 'wasm';
   const newTokens = Number(values['new-tokens'] ?? 16);
   const image = await benchImage(undefined, 448);
-  const question = longQuestion(join(values.export, 'model'), image);
+  const question = await longQuestion(join(values.export, 'model'), image);
   const png = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } }).png().toBuffer();
   const dataUrl = `data:image/png;base64,${png.toString('base64')}`;
 
