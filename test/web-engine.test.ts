@@ -138,9 +138,9 @@ test('WebGPU (SwiftShader): greedy answers are token-exact with the fixture too'
   await page.close();
 });
 
-test('MiniCPM-V 4.6 on WASM: greedy answers are token-exact with the fixture (several images, a system turn, 4x mode)', async () => {
-  const page = await openPage('wasm', '/minicpmv46');
-  for (const name of CASES_46) {
+async function check46(backend: 'wasm' | 'webgpu', cases: readonly string[]): Promise<void> {
+  const page = await openPage(backend, '/minicpmv46');
+  for (const name of cases) {
     const c = readFixtureJson<Chat46>(FIXTURE_46, 'llm', `${name}.json`);
     const request = {
       images: c.images.map((image) => dataUrl(image.file, FIXTURE_46)),
@@ -151,12 +151,19 @@ test('MiniCPM-V 4.6 on WASM: greedy answers are token-exact with the fixture (se
       maxNewTokens: c.runs.greedy.generate_kwargs.max_new_tokens,
     };
     const result = await page.evaluate((r) => window.omnilmm.run(r), request);
+    assert.equal(result.backend, backend);
     assert.deepEqual(result.prompt_ids, c.input_ids, `${name}: prompt ids`);
     assert.deepEqual(result.output_ids, c.runs.greedy.new_token_ids, `${name}: new ids`);
     assert.equal(result.text, c.runs.greedy.text, `${name}: text`);
   }
   await page.close();
-});
+}
+
+test('MiniCPM-V 4.6 on WASM: greedy answers are token-exact with the fixture (several images, a system turn, 4x mode)', () =>
+  check46('wasm', CASES_46));
+
+test('MiniCPM-V 4.6 on WebGPU (SwiftShader): greedy answers are token-exact with the fixture', () =>
+  check46('webgpu', ['text_only', 'single_image_grad']));
 
 test('export-web refuses what it cannot export, in one line', async () => {
   const cli = (args: string[]) =>
