@@ -1,7 +1,8 @@
 // The tiny MiniCPM-V 2.0 and 4.6 fixtures exported with `omnilmm export-web` and run in headless Chromium through
 // the page's hook: on WASM the greedy answers are token-exact with the fixtures' goldens (prompt ids, new ids, text),
 // and a second load reads the weights from browser storage; on WebGPU (Chromium's SwiftShader adapter, on the CPU)
-// MiniCPM-V 2.0's greedy answers equal the goldens too; export-web's bad input is refused with a clear message.
+// the greedy answers equal the goldens too; live camera mode answers frame after frame, reusing an unchanged frame's
+// encoding; `serve --web` hosts an export; export-web's bad input is refused with a clear message.
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -13,9 +14,11 @@ import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { StaticSite } from '../src/server/static-site.js';
+import { writeY4m } from './helpers/camera.js';
 import { fixturePath, readFixtureJson, repoRoot } from './helpers/fixtures.js';
 
 declare const navigator: { gpu?: { requestAdapter(): Promise<{ info?: { vendor: string; architecture: string } } | null> } };
+declare const document: { getElementById(id: string): any };
 declare const window: {
   omnilmm: {
     ready: Promise<unknown>;
@@ -68,6 +71,8 @@ before(async () => {
   site = await StaticSite.start(out, { onRequest: (path) => requests.push(path) });
   url = site.url;
   profile = mkdtempSync(join(tmpdir(), 'omnilmm-chromium-'));
+  const video = join(out, 'camera.y4m');
+  writeY4m(video);
   context = await chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium',
     headless: true,
@@ -76,6 +81,8 @@ before(async () => {
       '--headless', '--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
       // A WebGPU adapter on the CPU (SwiftShader): without these flags Chromium here has none.
       '--enable-unsafe-webgpu', '--enable-unsafe-swiftshader',
+      // A camera that plays the test's video, with no permission prompt.
+      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', `--use-file-for-fake-video-capture=${video}`,
     ],
   });
   context.setDefaultTimeout(600_000);
@@ -164,6 +171,23 @@ test('MiniCPM-V 4.6 on WASM: greedy answers are token-exact with the fixture (se
 
 test('MiniCPM-V 4.6 on WebGPU (SwiftShader): greedy answers are token-exact with the fixture', () =>
   check46('webgpu', ['text_only', 'single_image_grad']));
+
+test('live camera mode on the real engine: three frames in a row, the unchanged ones answered without re-encoding', async () => {
+  const page = await openPage('wasm');
+  await page.click('#open-camera');
+  await page.waitForFunction(() => document.getElementById('camera-video').videoWidth > 0);
+  await page.click('#live-toggle');
+  const done = page.locator('#live-log li[data-state="done"]');
+  await done.nth(2).waitFor();
+  await page.click('#live-toggle');
+  // The log is newest first: the first frame was encoded, the camera's nearly equal frames after it were not.
+  const metas = await done.locator('.meta').allTextContents();
+  assert.match(metas.at(-1)!, /^frame 1 · \d+\.\d s · new frame · re-encoded$/);
+  for (const meta of metas.slice(-3, -1)) assert.match(meta, /^frame \d+ · \d+\.\d s · unchanged, last frame sent again · image reused$/);
+  const answers = await done.locator('.text').allTextContents();
+  assert.ok(answers.every((text) => text.length > 0), 'every frame was answered');
+  await page.close();
+});
 
 test('export-web refuses what it cannot export, in one line', async () => {
   const cli = (args: string[]) =>
