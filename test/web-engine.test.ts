@@ -1,5 +1,5 @@
-// The tiny MiniCPM-V 2.0 and 4.6 fixtures exported with `omnilmm export-web` and run in headless Chromium through
-// the page's hook: on WASM the greedy answers are token-exact with the fixtures' goldens (prompt ids, new ids, text),
+// The tiny MiniCPM-V 2.0, 4.6 and 1.0 fixtures exported with `omnilmm export-web` and run in headless Chromium
+// through the page's hook: on WASM the greedy answers are token-exact with the fixtures' goldens (prompt ids, new ids, text),
 // and a second load reads the weights from browser storage; on WebGPU (Chromium's SwiftShader adapter, on the CPU)
 // the greedy answers equal the goldens too; live camera mode answers frame after frame, reusing an unchanged frame's
 // encoding; `serve --web` hosts an export; export-web's bad input is refused with a clear message.
@@ -29,6 +29,8 @@ declare const window: {
 
 const FIXTURE = 'minicpmv2-tiny';
 const FIXTURE_46 = 'minicpmv46-tiny';
+const FIXTURE_1 = 'minicpmv1-tiny';
+const CASES_1 = ['tall_hk_like', 'zh_gray', 'two_turn_worldmap'];
 /** MiniCPM-V 4.6's chats with images or none (a video is read where the model runs: Node only). */
 const CASES_46 = ['text_only', 'single_image_grad', 'multi_image_uniform', 'multi_turn_system', 'long_prompt_hk_4x', 'mixed_grid_16x', 'eos_stop'];
 
@@ -52,6 +54,7 @@ interface LlmCase {
 
 let out: string;
 let out46: string;
+let out1: string;
 let profile: string;
 let site: StaticSite;
 let url: string;
@@ -61,7 +64,8 @@ const requests: string[] = [];
 before(async () => {
   out = mkdtempSync(join(tmpdir(), 'omnilmm-export-'));
   out46 = join(out, 'minicpmv46');
-  for (const [fixture, folder] of [[FIXTURE, out], [FIXTURE_46, out46]] as const) {
+  out1 = join(out, 'minicpmv1');
+  for (const [fixture, folder] of [[FIXTURE, out], [FIXTURE_46, out46], [FIXTURE_1, out1]] as const) {
     await promisify(execFile)(process.execPath, [
       join(repoRoot, 'dist/src/cli/main.js'), 'export-web', '--model', fixturePath(fixture, 'model'), '--out', folder,
       '--precision', 'fp32', '--vision-precision', 'fp32',
@@ -108,11 +112,13 @@ function dataUrl(file: string, fixture = FIXTURE): string {
   return `data:image/${type};base64,${readFileSync(fixturePath(fixture, file)).toString('base64')}`;
 }
 
-async function checkCases(page: Page, backend: string): Promise<void> {
-  for (const name of CASES) {
-    const c = readFixtureJson<LlmCase>(FIXTURE, 'llm', `${name}.json`);
+async function checkCases(page: Page, backend: string, fixture = FIXTURE, cases = CASES): Promise<void> {
+  for (const name of cases) {
+    const c = readFixtureJson<LlmCase>(fixture, 'llm', `${name}.json`);
     const greedy = c.runs['greedy']!;
-    const request = { images: c.input ? [dataUrl(c.input.file)] : [], messages: c.msgs, decoding: 'greedy', maxNewTokens: greedy.chat_kwargs.max_new_tokens };
+    const request = {
+      images: c.input ? [dataUrl(c.input.file, fixture)] : [], messages: c.msgs, decoding: 'greedy', maxNewTokens: greedy.chat_kwargs.max_new_tokens,
+    };
     const result = await page.evaluate((r) => window.omnilmm.run(r), request);
     assert.equal(result.backend, backend);
     assert.deepEqual(result.prompt_ids, c.input_ids, `${name}: prompt ids`);
@@ -142,6 +148,12 @@ test('WebGPU (SwiftShader): greedy answers are token-exact with the fixture too'
   t.diagnostic(`WebGPU adapter: ${adapter}`);
   assert.ok(adapter, 'Chromium gives a WebGPU adapter');
   await checkCases(page, 'webgpu');
+  await page.close();
+});
+
+test('MiniCPM-V 1.0 on WASM: greedy answers are token-exact with the fixture', async () => {
+  const page = await openPage('wasm', '/minicpmv1');
+  await checkCases(page, 'wasm', FIXTURE_1, CASES_1);
   await page.close();
 });
 

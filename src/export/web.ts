@@ -1,12 +1,15 @@
-// `omnilmm export-web`: a static folder a browser runs the model from — the page, our compiled modules, onnxruntime-web,
-// and the model as graphs with external weights, the tensors the host reads (token embeddings, position tables), the
-// tokenizer and config files, and a manifest of sizes and SHA-256 hashes.
+// `omnilmm export-web`: a static folder a browser runs the model from — the page, our compiled modules,
+// onnxruntime-web, and the model as graphs with external weights, the tensors the host reads (token embeddings,
+// position tables), the tokenizer and config files, and a manifest of sizes and SHA-256 hashes.
 
 import { createHash } from 'node:crypto';
 import { closeSync, cpSync, createReadStream, existsSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { WEB_MANIFEST_FORMAT, type WebManifest, type WebManifestFile } from '../browser/manifest.js';
+import { checkWebModelType, createWebModel } from '../browser/web-families.js';
+import { folderFiles } from '../checkpoint/folder-files.js';
 import { openCheckpoint } from '../checkpoint/open.js';
 import { readAt } from '../checkpoint/read-at.js';
 import type { RowReader, TensorSource } from '../checkpoint/safetensors.js';
@@ -14,10 +17,7 @@ import { InvalidRequestError, RuntimeError } from '../errors.js';
 import type { WeightPrecision } from '../graph/quantize.js';
 import { loadModelConfig } from '../models/registry.js';
 import type { GraphSession, GraphSpec } from '../runtime/graph-session.js';
-import { folderFiles } from '../checkpoint/folder-files.js';
-import { checkWebModelType, createWebModel } from '../browser/web-families.js';
 import { splitExternalData } from './split-weights.js';
-import { WEB_MANIFEST_FORMAT, type WebManifest, type WebManifestFile } from '../browser/manifest.js';
 
 /** The model folder's files a browser reads besides graphs and tensors: configs, tokenizer, chat template. */
 function isModelTextFile(dir: string, name: string): boolean {
