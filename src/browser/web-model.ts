@@ -106,9 +106,14 @@ export async function openWebModel(options: WebModelOptions): Promise<WebModel> 
     if (entry.key !== JSON.stringify(graph.key)) {
       throw new WebModelError(`the export's ${graph.label} was built for other options than this page asks for: export the model again`);
     }
-    const externalData = [];
-    for (const weights of entry.weights) externalData.push({ path: weights.location, data: await options.url(weights.path) });
-    return WebGraphSession.create(graph.label, await options.bytes(entry.model), { ort: options.ort, backend: options.backend, externalData });
+    const externalData: { path: string; data: string }[] = [];
+    try {
+      for (const weights of entry.weights) externalData.push({ path: weights.location, data: await options.url(weights.path) });
+      return await WebGraphSession.create(graph.label, await options.bytes(entry.model), { ort: options.ort, backend: options.backend, externalData });
+    } finally {
+      // Once the session holds the weights, their blob: URLs may go (a URL keeps its blob alive until revoked).
+      for (const { data } of externalData) if (data.startsWith('blob:')) URL.revokeObjectURL(data);
+    }
   };
   const model = await createWebModel(manifest.model_type, files, tensors, {
     precision: manifest.precision as WeightPrecision, visionPrecision: manifest.vision_precision as WeightPrecision, maxBeams: 3, openGraph,
