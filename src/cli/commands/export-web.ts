@@ -24,7 +24,7 @@ WebAssembly memory), so OmniLMM-12B does not fit.
   --model <dir|org/name>   checkpoint folder or hub id (default ${DEFAULT_MODEL})
   --out <folder>           where to write (new, empty, or an earlier export, which is replaced)
   --precision P            the language model's linear layers: int8-dq (default: int8 compute, which decodes
-                           MiniCPM-V 2.0 6× faster than int4 on WASM), int4 (the smallest download), int8 or fp32
+                           MiniCPM-V 2.0 6–8× faster than int4 on WASM), int4 (the smallest download), int8 or fp32
   --vision-precision P     the vision tower's linear layers (default int8-dq)`,
   async run(argv) {
     const { values } = parseCommandArgs('export-web', argv, {
