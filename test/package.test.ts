@@ -90,11 +90,11 @@ test('npm pack builds through prepack and ships only what runs, in under 1 MB', 
   const allowed = (path: string) =>
     ['package.json', 'README.md', 'LICENSE'].includes(path) ||
     /^dist\/src\/.+\.(js|d\.ts)$/.test(path) ||
-    /^dist\/src\/web\/(index\.html|app\.js|app\.css|live-camera\.js)$/.test(path) ||
+    /^dist\/src\/web\/(index\.html|app\.js|app\.css|live-camera\.js|chat-shell\.js)$/.test(path) ||
     /^dist\/src\/web-app\/(index\.html|app\.js|app\.css|storage\.js)$/.test(path);
   assert.deepEqual(paths.filter((path) => !allowed(path)), [], 'nothing but the compiled library, the two pages, README and LICENSE');
   for (const path of ['dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/main.js', 'dist/src/chat/engine-worker.js',
-    'dist/src/web/index.html', 'dist/src/web/app.js', 'dist/src/web/app.css', 'dist/src/web/live-camera.js',
+    'dist/src/web/index.html', 'dist/src/web/app.js', 'dist/src/web/app.css', 'dist/src/web/live-camera.js', 'dist/src/web/chat-shell.js',
     'dist/src/web-app/index.html', 'dist/src/web-app/app.js', 'dist/src/web-app/storage.js', 'LICENSE', 'README.md']) {
     assert.ok(paths.includes(path), `${path} is in the package`);
   }

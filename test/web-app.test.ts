@@ -100,6 +100,7 @@ function writeExport(dir: string, files: ModelFiles, listed: ModelFiles = files)
   put('index.html', readFileSync(join(repoRoot, 'src', 'web-app', 'index.html')));
   for (const name of ['app.js', 'app.css', 'storage.js']) put(`app/${name}`, readFileSync(join(repoRoot, 'src', 'web-app', name)));
   put('app/live-camera.js', readFileSync(join(repoRoot, 'src', 'web', 'live-camera.js')));
+  put('app/chat-shell.js', readFileSync(join(repoRoot, 'src', 'web', 'chat-shell.js')));
   put('app/chat.css', readFileSync(join(repoRoot, 'src', 'web', 'app.css')));
   put('lib/browser/web-model.js', FAKE_ENGINE);
   put('vendor/onnxruntime-web/ort.wasm.min.mjs', "export const bundle = 'wasm';\n");

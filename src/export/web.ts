@@ -220,8 +220,8 @@ function copyApp(out: string): void {
   const app = join(distSrc, 'web-app');
   cpSync(join(app, 'index.html'), join(out, 'index.html'));
   cpSync(app, join(out, 'app'), { recursive: true, filter: (path) => !path.endsWith('index.html') });
-  // What the page shares with the server-backed chat page: the live camera and the chat's styles.
-  cpSync(join(distSrc, 'web', 'live-camera.js'), join(out, 'app', 'live-camera.js'));
+  // What the page shares with the server-backed chat page: its controls, the live camera and the chat's styles.
+  for (const shared of ['chat-shell.js', 'live-camera.js']) cpSync(join(distSrc, 'web', shared), join(out, 'app', shared));
   cpSync(join(distSrc, 'web', 'app.css'), join(out, 'app', 'chat.css'));
   cpSync(distSrc, join(out, 'lib'), {
     recursive: true,

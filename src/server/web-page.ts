@@ -15,6 +15,7 @@ const FILES: Record<string, string> = {
   'app.css': 'text/css; charset=utf-8',
   'app.js': 'text/javascript; charset=utf-8',
   'live-camera.js': 'text/javascript; charset=utf-8',
+  'chat-shell.js': 'text/javascript; charset=utf-8',
 };
 
 // Everything comes from this server; images are data: or blob: URLs, the camera is a media stream.

@@ -1,6 +1,7 @@
 // The in-browser chat page: downloads and checks the model once (storage.js), runs it in this tab with
 // onnxruntime-web (lib/browser/web-model.js), and streams answers about images. Plain browser JavaScript, served as static files.
 
+import { createChatShell, readAsDataUrl } from './chat-shell.js';
 import { LiveCamera, captureFrame } from './live-camera.js';
 import { loadModelFiles } from './storage.js';
 
@@ -182,15 +183,6 @@ async function decodeDataUrl(url, label) {
   return decodeImage(blob, label);
 }
 
-function readAsDataUrl(file) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(reader.result);
-    reader.onerror = () => reject(reader.error);
-    reader.readAsDataURL(file);
-  });
-}
-
 /** Adds the files that decode, in order; each one that does not gets its own message. */
 async function useImageFiles(files) {
   const images = [];
@@ -204,86 +196,7 @@ async function useImageFiles(files) {
   if (images.length > 0) addImages(images);
 }
 
-/** Images go with the first question: once a conversation has started, a new image starts a new one. */
-function addImages(images) {
-  if (state.messages.length > 0 || state.controller) {
-    newConversation();
-    state.images = [];
-    addNotice(images.length > 1 ? 'New images, new conversation.' : 'New image, new conversation.');
-  }
-  state.images.push(...images);
-  state.shown = state.images.length - 1;
-  renderImages();
-  $('question').focus();
-}
-
-/** Removes one image (or, without an index, all of them); a conversation that has started starts over. */
-function removeImage(index) {
-  if (state.messages.length > 0 || state.controller) newConversation();
-  if (index === undefined) state.images = [];
-  else state.images.splice(index, 1);
-  state.shown = Math.min(state.shown, state.images.length - 1);
-  if (state.shown < 0 && state.images.length > 0) state.shown = 0;
-  renderImages();
-}
-
-function renderImages() {
-  const count = state.images.length;
-  $('preview').hidden = count === 0;
-  if (count > 0) $('preview').src = state.images[state.shown].url;
-  else $('preview').removeAttribute('src');
-  $('drop-hint').hidden = count > 0;
-  $('remove-image').hidden = count === 0;
-  $('remove-image').textContent = count > 1 ? 'Remove all' : 'Remove';
-  $('thumbnails').replaceChildren(...state.images.map((image, i) => {
-    const item = document.createElement('li');
-    item.className = i === state.shown ? 'shown' : '';
-    const thumbnail = document.createElement('img');
-    thumbnail.src = image.url;
-    thumbnail.alt = `Image ${i + 1}`;
-    thumbnail.addEventListener('click', () => {
-      state.shown = i;
-      renderImages();
-    });
-    const remove = document.createElement('button');
-    remove.type = 'button';
-    remove.className = 'remove-thumbnail';
-    remove.textContent = '×';
-    remove.setAttribute('aria-label', `Remove image ${i + 1}`);
-    remove.addEventListener('click', () => removeImage(i));
-    item.append(thumbnail, remove);
-    return item;
-  }));
-  $('thumbnails').hidden = count < 2;
-}
-
 // ---- the camera -------------------------------------------------------------------------------------------------
-
-let cameraStream = null;
-
-async function openCamera() {
-  if (!navigator.mediaDevices?.getUserMedia) {
-    showError('The camera needs a secure page: open this page as http://localhost or over https.');
-    return;
-  }
-  try {
-    cameraStream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment' }, audio: false });
-  } catch (err) {
-    showError(`The camera could not be opened: ${err.message || err.name}`);
-    return;
-  }
-  $('camera-video').srcObject = cameraStream;
-  $('camera-dialog').showModal();
-}
-
-function closeCamera() {
-  liveCamera.stop();
-  showLiveState();
-  cameraStream?.getTracks().forEach((track) => track.stop());
-  cameraStream = null;
-  $('camera-video').srcObject = null;
-  if ($('camera-dialog').open) $('camera-dialog').close();
-}
 
 async function captureAndAsk() {
   if (!$('camera-video').videoWidth) return;
@@ -318,38 +231,7 @@ const liveCamera = new LiveCamera({
   },
 });
 
-function toggleLive() {
-  if (liveCamera.running) liveCamera.stop();
-  else liveCamera.start();
-  showLiveState();
-}
-
-function showLiveState() {
-  $('live-toggle').textContent = liveCamera.running ? 'Stop live' : 'Start live';
-  $('live-toggle').setAttribute('aria-pressed', String(liveCamera.running));
-  $('camera-capture').disabled = liveCamera.running;
-}
-
 // ---- decoding settings ------------------------------------------------------------------------------------------
-
-function decoding() {
-  return document.querySelector('input[name="decoding"]:checked').value;
-}
-
-function showDecodingFields() {
-  const mode = decoding();
-  for (const field of document.querySelectorAll('.field[data-for]')) field.hidden = field.dataset.for !== mode;
-  $('decoding-note').textContent = {
-    sample: 'Sampling: varied answers.',
-    greedy: 'Greedy: always the most likely next token, the same answer every time.',
-    beam: 'Beam search: the answer appears all at once when it is complete.',
-  }[mode];
-}
-
-function numberField(id, fallback) {
-  const value = Number($(id).value);
-  return Number.isFinite(value) && $(id).value !== '' ? value : fallback;
-}
 
 function decodingSettings() {
   const settings = { decoding: decoding(), maxNewTokens: Math.max(1, Math.round(numberField('max-tokens', 256))) };
@@ -362,36 +244,6 @@ function decodingSettings() {
 }
 
 // ---- the conversation -------------------------------------------------------------------------------------------
-
-function newConversation() {
-  state.controller?.abort();
-  state.conversation += 1;
-  state.messages = [];
-  for (const el of [...$('transcript').children]) if (el.id !== 'empty-state') el.remove();
-  $('empty-state').hidden = false;
-}
-
-function addBubble(className, text) {
-  $('empty-state').hidden = true;
-  const bubble = document.createElement('div');
-  bubble.className = `message ${className}`;
-  const body = document.createElement('span');
-  body.className = 'text';
-  body.textContent = text;
-  bubble.append(body);
-  $('transcript').append(bubble);
-  $('transcript').scrollTop = $('transcript').scrollHeight;
-  return bubble;
-}
-
-const addNotice = (text) => addBubble('notice', text);
-const showError = (text) => addBubble('error', text);
-
-function setBusy(busy) {
-  $('send').hidden = busy;
-  $('stop').hidden = !busy;
-  setStatus(busy ? 'busy' : 'ok', busy ? 'answering' : 'ready');
-}
 
 async function send() {
   const question = $('question').value.trim();
@@ -485,71 +337,9 @@ window.omnilmm = {
 
 // ---- wiring -----------------------------------------------------------------------------------------------------
 
-function wire() {
-  const dropZone = $('drop-zone');
-  $('choose-image').addEventListener('click', () => $('file-input').click());
-  dropZone.addEventListener('click', () => $('file-input').click());
-  dropZone.addEventListener('keydown', (e) => {
-    if (e.key === 'Enter' || e.key === ' ') {
-      e.preventDefault();
-      $('file-input').click();
-    }
-  });
-  $('file-input').addEventListener('change', () => {
-    const files = [...$('file-input').files];
-    $('file-input').value = '';
-    if (files.length > 0) useImageFiles(files);
-  });
-  $('remove-image').addEventListener('click', () => removeImage());
-  for (const type of ['dragenter', 'dragover']) {
-    document.addEventListener(type, (e) => {
-      e.preventDefault();
-      dropZone.classList.add('dragging');
-    });
-  }
-  document.addEventListener('dragleave', (e) => {
-    if (!e.relatedTarget) dropZone.classList.remove('dragging');
-  });
-  document.addEventListener('drop', (e) => {
-    e.preventDefault();
-    dropZone.classList.remove('dragging');
-    const files = [...(e.dataTransfer?.files ?? [])];
-    if (files.length > 0) useImageFiles(files);
-  });
-  document.addEventListener('paste', (e) => {
-    const items = [...(e.clipboardData?.items ?? [])].filter((i) => i.kind === 'file');
-    if (items.length === 0) return;
-    e.preventDefault();
-    useImageFiles(items.map((item) => item.getAsFile()));
-  });
-
-  $('open-camera').addEventListener('click', openCamera);
-  $('camera-cancel').addEventListener('click', closeCamera);
-  $('camera-capture').addEventListener('click', captureAndAsk);
-  $('camera-dialog').addEventListener('close', closeCamera);
-  $('live-toggle').addEventListener('click', toggleLive);
-  // Enter in the standing question must not submit the dialog's form, which would close it.
-  $('camera-dialog').querySelector('form').addEventListener('submit', (e) => e.preventDefault());
-
-  for (const radio of document.querySelectorAll('input[name="decoding"]')) radio.addEventListener('change', showDecodingFields);
-  showDecodingFields();
-
-  $('composer').addEventListener('submit', (e) => {
-    e.preventDefault();
-    send();
-  });
-  $('question').addEventListener('keydown', (e) => {
-    // Enter sends, Shift+Enter breaks the line; Enter that ends an IME composition (Chinese input) does neither.
-    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
-      e.preventDefault();
-      send();
-    }
-  });
-  $('stop').addEventListener('click', () => state.controller?.abort());
-  $('new-chat').addEventListener('click', () => {
-    newConversation();
-    $('question').focus();
-  });
-}
-
+const { addImages, closeCamera, decoding, numberField, addBubble, showError, setBusy, wire } = createChatShell(state, {
+  useImageFiles, send, captureFrame: captureAndAsk, liveCamera, setStatus,
+  stop: () => state.controller?.abort(),
+  samplingNote: 'Sampling: varied answers.',
+});
 wire();

@@ -2,6 +2,7 @@
 // /v1/chat/completions (server-sent events), the model's reasoning (reasoning_content) shown apart, collapsed.
 // Plain browser JavaScript, no framework and nothing loaded from elsewhere.
 
+import { createChatShell, readAsDataUrl } from './chat-shell.js';
 import { LiveCamera } from './live-camera.js';
 
 const $ = (id) => document.getElementById(id);
@@ -15,7 +16,7 @@ const DEFAULT_QUESTION = 'What is in this picture?';
 const KEY_STORAGE = 'omnilmm.apiKey';
 
 const state = {
-  /** data: URLs of the conversation's images, in order. */
+  /** The conversation's images, in order: { url } (a data: URL, sent as it is). */
   images: [],
   /** Which image the preview shows (an index into images). */
   shown: -1,
@@ -90,16 +91,7 @@ async function useImageFiles(files) {
       showError(`This browser cannot read “${file.name}”: try a JPEG, PNG, WebP or GIF file.`);
     }
   }
-  if (urls.length > 0) addImages(urls);
-}
-
-function readAsDataUrl(file) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(reader.result);
-    reader.onerror = () => reject(reader.error);
-    reader.readAsDataURL(file);
-  });
+  if (urls.length > 0) addImages(urls.map((url) => ({ url })));
 }
 
 /** Decodes in the browser and re-encodes as JPEG, at most MAX_SIDE pixels on the longer side. */
@@ -114,93 +106,7 @@ async function reencode(file) {
   return canvas.toDataURL('image/jpeg', 0.92);
 }
 
-/** Images go with the first question: once a conversation has started, a new image starts a new one. */
-function addImages(dataUrls) {
-  if (state.messages.length > 0 || state.controller) {
-    newConversation();
-    state.images = [];
-    addNotice(dataUrls.length > 1 ? 'New images, new conversation.' : 'New image, new conversation.');
-  }
-  state.images.push(...dataUrls);
-  state.shown = state.images.length - 1;
-  renderImages();
-  $('question').focus();
-}
-
-/** Removes one image (or, without an index, all of them); a conversation that has started starts over. */
-function removeImage(index) {
-  if (state.messages.length > 0 || state.controller) newConversation();
-  if (index === undefined) state.images = [];
-  else state.images.splice(index, 1);
-  state.shown = Math.min(state.shown, state.images.length - 1);
-  if (state.shown < 0 && state.images.length > 0) state.shown = 0;
-  renderImages();
-}
-
-/** The preview (the image chosen), the thumbnails with their remove buttons (two images or more), the buttons. */
-function renderImages() {
-  const count = state.images.length;
-  if (count > 0) {
-    $('preview').src = state.images[state.shown];
-    $('preview').hidden = false;
-  } else {
-    $('preview').hidden = true;
-    $('preview').removeAttribute('src');
-  }
-  $('drop-hint').hidden = count > 0;
-  $('remove-image').hidden = count === 0;
-  $('remove-image').textContent = count > 1 ? 'Remove all' : 'Remove';
-  const list = $('thumbnails');
-  list.replaceChildren(...state.images.map((url, i) => {
-    const item = document.createElement('li');
-    item.className = i === state.shown ? 'shown' : '';
-    const image = document.createElement('img');
-    image.src = url;
-    image.alt = `Image ${i + 1}`;
-    image.addEventListener('click', () => {
-      state.shown = i;
-      renderImages();
-    });
-    const remove = document.createElement('button');
-    remove.type = 'button';
-    remove.className = 'remove-thumbnail';
-    remove.textContent = '×';
-    remove.title = `Remove image ${i + 1}`;
-    remove.setAttribute('aria-label', `Remove image ${i + 1}`);
-    remove.addEventListener('click', () => removeImage(i));
-    item.append(image, remove);
-    return item;
-  }));
-  list.hidden = count < 2;
-}
-
 // ---- the camera -------------------------------------------------------------------------------------------------
-
-let cameraStream = null;
-
-async function openCamera() {
-  if (!navigator.mediaDevices?.getUserMedia) {
-    showError('The camera needs a secure page: open this page as http://localhost or over https.');
-    return;
-  }
-  try {
-    cameraStream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment' }, audio: false });
-  } catch (err) {
-    showError(`The camera could not be opened: ${err.message || err.name}`);
-    return;
-  }
-  $('camera-video').srcObject = cameraStream;
-  $('camera-dialog').showModal();
-}
-
-function closeCamera() {
-  liveCamera.stop();
-  showLiveState();
-  cameraStream?.getTracks().forEach((track) => track.stop());
-  cameraStream = null;
-  $('camera-video').srcObject = null;
-  if ($('camera-dialog').open) $('camera-dialog').close();
-}
 
 function captureFrame() {
   const video = $('camera-video');
@@ -210,7 +116,7 @@ function captureFrame() {
   canvas.height = video.videoHeight;
   canvas.getContext('2d').drawImage(video, 0, 0);
   closeCamera();
-  addImages([canvas.toDataURL('image/jpeg', 0.92)]);
+  addImages([{ url: canvas.toDataURL('image/jpeg', 0.92) }]);
   if (!$('question').value.trim()) $('question').value = DEFAULT_QUESTION;
   send();
 }
@@ -245,39 +151,7 @@ async function jpegDataUrl({ width, height, data }) {
   return readAsDataUrl(await canvas.convertToBlob({ type: 'image/jpeg', quality: 0.92 }));
 }
 
-function toggleLive() {
-  if (liveCamera.running) liveCamera.stop();
-  else liveCamera.start();
-  showLiveState();
-}
-
-function showLiveState() {
-  const running = liveCamera.running;
-  $('live-toggle').textContent = running ? 'Stop live' : 'Start live';
-  $('live-toggle').setAttribute('aria-pressed', String(running));
-  $('camera-capture').disabled = running;
-}
-
 // ---- decoding settings ------------------------------------------------------------------------------------------
-
-function decoding() {
-  return document.querySelector('input[name="decoding"]:checked').value;
-}
-
-function showDecodingFields() {
-  const mode = decoding();
-  for (const field of document.querySelectorAll('.field[data-for]')) field.hidden = field.dataset.for !== mode;
-  $('decoding-note').textContent = {
-    sample: 'Sampling: varied answers (the model’s defaults: top-k 100, repetition penalty 1.05).',
-    greedy: 'Greedy: always the most likely next token, the same answer every time.',
-    beam: 'Beam search: the answer appears all at once when it is complete.',
-  }[mode];
-}
-
-function numberField(id, fallback) {
-  const value = Number($(id).value);
-  return Number.isFinite(value) && $(id).value !== '' ? value : fallback;
-}
 
 function requestSettings() {
   const settings = { max_tokens: Math.max(1, Math.round(numberField('max-tokens', 1024))) };
@@ -294,40 +168,11 @@ function requestSettings() {
 
 // ---- the conversation -------------------------------------------------------------------------------------------
 
-function newConversation() {
-  state.controller?.abort();
-  state.conversation += 1;
-  state.messages = [];
-  for (const el of [...$('transcript').children]) if (el.id !== 'empty-state') el.remove();
-  $('empty-state').hidden = false;
-}
-
-function addBubble(className, text) {
-  $('empty-state').hidden = true;
-  const bubble = document.createElement('div');
-  bubble.className = `message ${className}`;
-  const body = document.createElement('span');
-  body.className = 'text';
-  body.textContent = text;
-  bubble.append(body);
-  $('transcript').append(bubble);
-  scrollToEnd();
-  return bubble;
-}
-
-const addNotice = (text) => addBubble('notice', text);
-const showError = (text) => addBubble('error', text);
-
-function scrollToEnd() {
-  const transcript = $('transcript');
-  transcript.scrollTop = transcript.scrollHeight;
-}
-
 /** The OpenAI-format messages: the images go with the first user message, in order, before its text. */
 function wireMessages() {
   return state.messages.map((message, i) => {
     if (i !== 0 || state.images.length === 0) return { role: message.role, content: message.content };
-    const images = state.images.map((url) => ({ type: 'image_url', image_url: { url } }));
+    const images = state.images.map(({ url }) => ({ type: 'image_url', image_url: { url } }));
     return { role: 'user', content: [...images, { type: 'text', text: message.content }] };
   });
 }
@@ -346,12 +191,6 @@ function showReasoning(bubble, text) {
     bubble.prepend(block);
   }
   block.querySelector('.reasoning-text').textContent = text;
-}
-
-function setBusy(busy) {
-  $('send').hidden = busy;
-  $('stop').hidden = !busy;
-  setStatus(busy ? 'busy' : 'ok', busy ? 'answering' : 'ready');
 }
 
 async function send() {
@@ -489,72 +328,11 @@ function stop() {
 
 // ---- wiring -----------------------------------------------------------------------------------------------------
 
-function wire() {
-  const dropZone = $('drop-zone');
-  $('choose-image').addEventListener('click', () => $('file-input').click());
-  dropZone.addEventListener('click', () => $('file-input').click());
-  dropZone.addEventListener('keydown', (e) => {
-    if (e.key === 'Enter' || e.key === ' ') {
-      e.preventDefault();
-      $('file-input').click();
-    }
-  });
-  $('file-input').addEventListener('change', () => {
-    const files = [...$('file-input').files];
-    $('file-input').value = '';
-    if (files.length > 0) useImageFiles(files);
-  });
-  $('remove-image').addEventListener('click', () => removeImage());
-  for (const type of ['dragenter', 'dragover']) {
-    document.addEventListener(type, (e) => {
-      e.preventDefault();
-      dropZone.classList.add('dragging');
-    });
-  }
-  document.addEventListener('dragleave', (e) => {
-    if (!e.relatedTarget) dropZone.classList.remove('dragging');
-  });
-  document.addEventListener('drop', (e) => {
-    e.preventDefault();
-    dropZone.classList.remove('dragging');
-    const files = [...(e.dataTransfer?.files ?? [])];
-    if (files.length > 0) useImageFiles(files);
-  });
-  document.addEventListener('paste', (e) => {
-    const items = [...(e.clipboardData?.items ?? [])].filter((i) => i.kind === 'file' && i.type.startsWith('image/'));
-    if (items.length === 0) return;
-    e.preventDefault();
-    useImageFiles(items.map((item) => item.getAsFile()));
-  });
-
-  $('open-camera').addEventListener('click', openCamera);
-  $('camera-cancel').addEventListener('click', closeCamera);
-  $('camera-capture').addEventListener('click', captureFrame);
-  $('camera-dialog').addEventListener('close', closeCamera);
-  $('live-toggle').addEventListener('click', toggleLive);
-  // Enter in the standing question must not submit the dialog's form, which would close it.
-  $('camera-dialog').querySelector('form').addEventListener('submit', (e) => e.preventDefault());
-
-  for (const radio of document.querySelectorAll('input[name="decoding"]')) radio.addEventListener('change', showDecodingFields);
-  showDecodingFields();
-
-  $('composer').addEventListener('submit', (e) => {
-    e.preventDefault();
-    send();
-  });
-  $('question').addEventListener('keydown', (e) => {
-    // Enter sends, Shift+Enter breaks the line; Enter that ends an IME composition (Chinese input) does neither.
-    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
-      e.preventDefault();
-      send();
-    }
-  });
-  $('stop').addEventListener('click', stop);
-  $('new-chat').addEventListener('click', () => {
-    newConversation();
-    $('question').focus();
-  });
-}
-
+const {
+  addImages, closeCamera, decoding, numberField, addBubble, showError, scrollToEnd, setBusy, wire,
+} = createChatShell(state, {
+  useImageFiles, send, stop, captureFrame, liveCamera, setStatus,
+  samplingNote: 'Sampling: varied answers (the model’s defaults: top-k 100, repetition penalty 1.05).',
+});
 wire();
 connect();
