@@ -31,7 +31,7 @@ import type { TensorSource } from '../src/checkpoint/safetensors.js';
 import { toChatInput } from '../src/chat/chat-input.js';
 import type { WeightPrecision } from '../src/graph/quantize.js';
 import type { RgbImage } from '../src/image/rgb.js';
-import type { GraphSession } from '../src/runtime/graph-session.js';
+import { standInSession } from '../src/export/web.js';
 import { StaticSite } from '../src/server/static-site.js';
 import { benchImage, PREFILL_TOKENS, QUESTION } from './bench-inputs.js';
 import { showLoad, startPhase, type PhaseLoad } from './cpu-load.js';
@@ -65,9 +65,8 @@ async function longQuestion(modelDir: string, image: RgbImage): Promise<{ text: 
     rows: (name) => new TensorRows(info(name)),
     close: () => {},
   };
-  const stub: GraphSession = { label: 'stand-in', inputNames: [], acceptsEmptyInputs: true, run: () => assert.fail('no graph runs here'), release: async () => {} };
   const model = await createWebModel(manifest.model_type, folderFiles(modelDir), tensors, {
-    precision: manifest.precision as WeightPrecision, visionPrecision: manifest.vision_precision as WeightPrecision, openGraph: async () => stub,
+    precision: manifest.precision as WeightPrecision, visionPrecision: manifest.vision_precision as WeightPrecision, openGraph: async (graph) => standInSession(graph.label),
   }, modelDir);
   try {
     for (let copies = 1; ; copies++) {

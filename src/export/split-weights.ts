@@ -68,19 +68,24 @@ function copyTensors(weightsPath: string, tensors: readonly ExternalTensor[], pl
   const input = openSync(weightsPath, 'r');
   const outputs = Array.from({ length: count }, (_, i) => openSync(target(i), 'w'));
   try {
-    const buffer = new Uint8Array(64 * 2 ** 20);
     for (const tensor of tensors) {
       const place = placements.get(tensor.offset)!;
-      for (let done = 0; done < tensor.length; ) {
-        const n = readAt(input, buffer.subarray(0, Math.min(buffer.length, tensor.length - done)), tensor.offset + done);
-        if (n === 0) throw new RuntimeError(`${weightsPath} ended before a weight that the graph names`);
-        writeSync(outputs[place.file]!, buffer, 0, n, place.offset + done);
-        done += n;
-      }
+      copyRange(input, tensor.offset, tensor.length, outputs[place.file]!, place.offset, `${weightsPath} ended before a weight that the graph names`);
     }
   } finally {
     closeSync(input);
     for (const fd of outputs) closeSync(fd);
+  }
+}
+
+/** Copies `length` bytes at `from` of one open file to `to` of another, in pieces of at most 64 MiB. */
+export function copyRange(input: number, from: number, length: number, output: number, to: number, whenShort: string): void {
+  const buffer = new Uint8Array(Math.min(length, 64 * 2 ** 20));
+  for (let done = 0; done < length; ) {
+    const n = readAt(input, buffer.subarray(0, Math.min(buffer.length, length - done)), from + done);
+    if (n === 0) throw new RuntimeError(whenShort);
+    writeSync(output, buffer, 0, n, to + done);
+    done += n;
   }
 }
 

@@ -3,7 +3,7 @@
 // position tables), the tokenizer and config files, and a manifest of sizes and SHA-256 hashes.
 
 import { createHash } from 'node:crypto';
-import { closeSync, cpSync, createReadStream, existsSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, cpSync, createReadStream, existsSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,13 +11,12 @@ import { WEB_MANIFEST_FORMAT, type WebManifest, type WebManifestFile } from '../
 import { checkWebModelType, createWebModel } from '../browser/web-families.js';
 import { folderFiles } from '../checkpoint/folder-files.js';
 import { openCheckpoint } from '../checkpoint/open.js';
-import { readAt } from '../checkpoint/read-at.js';
 import type { RowReader, TensorSource } from '../checkpoint/safetensors.js';
 import { InvalidRequestError, RuntimeError } from '../errors.js';
 import type { WeightPrecision } from '../graph/quantize.js';
 import { loadModelConfig } from '../models/registry.js';
 import type { GraphSession, GraphSpec } from '../runtime/graph-session.js';
-import { splitExternalData } from './split-weights.js';
+import { copyRange, splitExternalData } from './split-weights.js';
 
 /** The model folder's files a browser reads besides graphs and tensors: configs, tokenizer, chat template. */
 function isModelTextFile(dir: string, name: string): boolean {
@@ -83,7 +82,7 @@ export async function exportWeb(dir: string, out: string, options: WebExportOpti
       built.weights?.remove();
       writeFileSync(join(modelDir, model), modelBytes);
       graphs[graph.part] = { model, weights, key: JSON.stringify(graph.key) };
-      return exportedGraphStub(graph.label);
+      return standInSession(graph.label);
     };
     const hostReads = recordingHostReads(checkpoint);
     try {
@@ -132,13 +131,13 @@ function prepareFolder(out: string): void {
   mkdirSync(out, { recursive: true });
 }
 
-/** A session that is never run: the export only needs the graphs built. */
-function exportedGraphStub(label: string): GraphSession {
+/** A session that is never run, for a model that is only built (an export) or only prepares prompts (a bench). */
+export function standInSession(label: string): GraphSession {
   return {
     label,
     inputNames: [],
     acceptsEmptyInputs: true,
-    run: () => Promise.reject(new RuntimeError(`internal error: the exported ${label} graph was run during the export`)),
+    run: () => Promise.reject(new RuntimeError(`internal error: the ${label} stand-in session was run`)),
     release: async () => {},
   };
 }
@@ -164,18 +163,12 @@ function recordingHostReads(checkpoint: TensorSource): { source: TensorSource; n
   return { source, names: () => [...read] };
 }
 
-/** Copies a tensor's bytes as stored (its checkpoint dtype, row-major) in 64 MiB pieces. */
+/** Copies a tensor's bytes as stored (its checkpoint dtype, row-major). */
 function copyTensorBytes(info: { file: string; offset: number; byteLength: number }, target: string): void {
   const input = openSync(info.file, 'r');
   const output = openSync(target, 'w');
   try {
-    const buffer = new Uint8Array(Math.min(info.byteLength, 64 * 2 ** 20));
-    for (let done = 0; done < info.byteLength; ) {
-      const n = readAt(input, buffer.subarray(0, Math.min(buffer.length, info.byteLength - done)), info.offset + done);
-      if (n === 0) throw new RuntimeError(`${info.file} ended early while copying a tensor: the checkpoint changed on disk`);
-      writeSync(output, buffer, 0, n);
-      done += n;
-    }
+    copyRange(input, info.offset, info.byteLength, output, 0, `${info.file} ended early while copying a tensor: the checkpoint changed on disk`);
   } finally {
     closeSync(input);
     closeSync(output);
