@@ -42,6 +42,12 @@ export function withDefaultPrecisions<T extends LoadOptions>(options: T): T & { 
   return { ...options, precision: options.precision ?? DEFAULT_PRECISION, visionPrecision: options.visionPrecision ?? DEFAULT_VISION_PRECISION };
 }
 
+/** The runtime part of load options, which every graph session of a model gets. */
+export function runtimeOptions(options: LoadOptions): RuntimeOptions {
+  const { threads, executionProvider, cache, openGraph, profile } = options;
+  return { threads, executionProvider, cache, openGraph, profile };
+}
+
 export interface LoadedModel extends ChatModel {
   release(): Promise<void>;
 }

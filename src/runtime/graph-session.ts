@@ -53,6 +53,11 @@ export interface RuntimeOptions {
   memoryArena?: boolean;
   /** How graphs become sessions (default: Node's converted-model cache, `cachedSession`). */
   openGraph?: GraphOpener;
+  /**
+   * Node only: ONNX Runtime traces every run of each session, kernel by kernel, into `<profile><label>_<time>.json`
+   * (written when the session is released; scripts/profile-decode.ts reads it).
+   */
+  profile?: string;
 }
 
 /** The session of a described graph, through the host's opener; Node's is loaded only when no other is given. */

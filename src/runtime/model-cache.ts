@@ -47,7 +47,7 @@ const CHECKPOINT_RECORD = 'checkpoint.json';
 /** Options that change how a session runs, never the graph: left out of the key. */
 const RUNTIME_ONLY_OPTIONS = new Set([
   'threads', 'executionProvider', 'cache', 'memoryArena', 'maxSeq', 'maxRows', 'prefillChunk', 'maxBeams', 'maxBatch', 'hub',
-  'maxSnapshots', 'openGraph',
+  'maxSnapshots', 'openGraph', 'profile',
 ]);
 
 /** What the cache reports while a model loads (for progress bars and tests). */

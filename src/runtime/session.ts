@@ -25,6 +25,7 @@ export class NodeGraphSession implements GraphSession {
   private constructor(
     private readonly session: ort.InferenceSession,
     readonly label: string,
+    private readonly profiling: boolean,
   ) {}
 
   /**
@@ -59,6 +60,7 @@ export class NodeGraphSession implements GraphSession {
     const session = await NodeGraphSession.open(label, modelPath, options, {
       // Up to the layout transforms of level 'all', which are cheap and are applied again at each start.
       graphOptimizationLevel: 'extended',
+      enableProfiling: false,
       optimizedModelFilePath: join(targetDir, 'model.onnx'),
       extra: {
         session: {
@@ -87,6 +89,7 @@ export class NodeGraphSession implements GraphSession {
       graphOptimizationLevel: 'all',
       executionProviders: [options.executionProvider ?? 'cpu'],
       enableCpuMemArena: options.memoryArena ?? true,
+      ...(options.profile !== undefined && { enableProfiling: true, profileFilePrefix: `${options.profile}${label.replace(/[^A-Za-z0-9]+/g, '-')}` }),
       ...more,
     };
     try {
@@ -94,7 +97,7 @@ export class NodeGraphSession implements GraphSession {
         typeof model === 'string'
           ? await ort.InferenceSession.create(model, sessionOptions)
           : await ort.InferenceSession.create(model, sessionOptions);
-      return new NodeGraphSession(session, label);
+      return new NodeGraphSession(session, label, sessionOptions.enableProfiling === true);
     } catch (err) {
       throw new RuntimeError(`could not create the ${label} session: ${(err as Error).message}`, { cause: err });
     }
@@ -124,6 +127,7 @@ export class NodeGraphSession implements GraphSession {
   }
 
   async release(): Promise<void> {
+    if (this.profiling) await this.session.endProfiling();
     await this.session.release();
   }
 }

@@ -6,7 +6,6 @@ import { imageKey } from '../../sha256.js';
 import { InvalidRequestError } from '../../errors.js';
 import type { RgbImage } from '../../image/index.js';
 import { DecoderRunner, type DecoderSequence } from '../../runtime/decoder-runner.js';
-import type { RuntimeOptions } from '../../runtime/graph-session.js';
 import { requiredTokenId } from '../../tokenizer/load.js';
 import type { StreamDecoder, Tokenizer } from '../../tokenizer/tokenizer.js';
 import { llamaDims, type MiniCPMTextDims } from '../parts/decoder-dims.js';
@@ -14,7 +13,7 @@ import { prepareImageInput, slicePixels, type ImageInput } from './image-input.j
 import { buildPrompt } from './prompt.js';
 import { type ChatInput, type ChatMessage } from '../messages.js';
 import { singleImageConversation } from '../single-image.js';
-import type { LoadOptions } from '../family.js';
+import { runtimeOptions, type LoadOptions } from '../family.js';
 import type { ResamplerDims } from '../parts/resampler.js';
 import type { MiniCPMVConfig } from './config.js';
 import { decodeText, imageBound } from './tokens.js';
@@ -80,9 +79,7 @@ export class MiniCPMVModel {
     where: string,
   ): Promise<MiniCPMVModel> {
     const eosTokenId = requiredTokenId(tokenizer, 'eosId', where);
-    const runtime: RuntimeOptions = {
-      threads: options.threads, executionProvider: options.executionProvider, cache: options.cache, openGraph: options.openGraph,
-    };
+    const runtime = runtimeOptions(options);
     const dims = { vision: vitDims(config.vision), resampler: resamplerDims(config) };
     const vision = await VisionEncoder.create(weights, dims, { runtime, precision: options.visionPrecision });
     try {

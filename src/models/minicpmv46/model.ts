@@ -10,11 +10,10 @@ import { InvalidRequestError } from '../../errors.js';
 import { imageKey, Sha256 } from '../../sha256.js';
 import type { RgbImage } from '../../image/index.js';
 import { DecoderRunner, type DecoderSequence } from '../../runtime/decoder-runner.js';
-import type { RuntimeOptions } from '../../runtime/graph-session.js';
 import { ChatTemplate } from '../../tokenizer/chat-template.js';
 import { requiredTokenId, tokenizerFromFiles, type TokenizerFormat } from '../../tokenizer/load.js';
 import type { StreamDecoder, Tokenizer } from '../../tokenizer/tokenizer.js';
-import type { LoadOptions } from '../family.js';
+import { runtimeOptions, type LoadOptions } from '../family.js';
 import { chatInputOf, type ChatInput, type ChatMessage, type DownsampleMode, type VideoFrames } from '../messages.js';
 import type { MiniCPMV46Config } from './config.js';
 import { preprocessImage, type MiniCPMV46ImageOptions, type PreprocessedImage, type VisionSlice } from './image-processor.js';
@@ -103,9 +102,7 @@ export class MiniCPMV46Model {
     const generation = readGenerationConfig(files);
     const tokenizer = tokenizerFromFiles(files, TOKENIZER_FORMAT);
     const template = ChatTemplate.fromFiles(files);
-    const runtime: RuntimeOptions = {
-      threads: options.threads, executionProvider: options.executionProvider, cache: options.cache, openGraph: options.openGraph,
-    };
+    const runtime = runtimeOptions(options);
     const vision = await MiniCPMV46VisionEncoder.create(weights, minicpmv46VisionDims(config), { runtime, precision: options.visionPrecision });
     try {
       const decoder = await DecoderRunner.create(weights, textDims(config), {

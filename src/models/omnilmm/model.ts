@@ -6,7 +6,6 @@ import { imageKey } from '../../sha256.js';
 import { InvalidRequestError, TokenizerError } from '../../errors.js';
 import type { RgbImage } from '../../image/index.js';
 import { DecoderRunner, type DecoderSequence } from '../../runtime/decoder-runner.js';
-import type { RuntimeOptions } from '../../runtime/graph-session.js';
 import { loadTokenizer } from '../../tokenizer/load-folder.js';
 import { requiredTokenId } from '../../tokenizer/load.js';
 import type { StreamDecoder, Tokenizer } from '../../tokenizer/tokenizer.js';
@@ -15,7 +14,7 @@ import type { ChatInput, ChatMessage } from '../messages.js';
 import { singleImageConversation } from '../single-image.js';
 import type { ResamplerDims } from '../parts/resampler.js';
 import { vitDims } from '../parts/layers.js';
-import type { LoadedModel, LoadOptions } from '../family.js';
+import { runtimeOptions, type LoadedModel, type LoadOptions } from '../family.js';
 import type { OmniLMMConfig } from './config.js';
 import { imagePixels, resizeImage } from './image-input.js';
 import { buildPrompt, IMAGE_TOKENS } from './prompt.js';
@@ -75,7 +74,7 @@ export class OmniLMMModel implements LoadedModel {
     const imageTokens = readImageTokenIds(tokenizer, dir);
     const weights = openCheckpoint(dir);
     try {
-      const runtime: RuntimeOptions = { threads: options.threads, executionProvider: options.executionProvider, cache: options.cache };
+      const runtime = runtimeOptions(options);
       const dims = { vision: vitDims(config.vision), resampler: resamplerDims(config) };
       const vision = await OmniLMMVisionEncoder.create(weights, dims, runtime, options.visionPrecision);
       try {
