@@ -297,7 +297,7 @@ test('omnilmm convert fills a cache folder, says where and how big, and names a 
 });
 
 const BENCH_FIELDS = [
-  'load_cold_s', 'load_warm_s', 'encode_448_s', 'encode_1344_s', 'encode_1344_per_slice_s', 'prefill_tok_s', 'decode_tok_s',
+  'load_cold_s', 'load_warm_s', 'encode_448_s', 'encode_1344_s', 'encode_1344_per_slice_s', 'prefill_tok_s', 'decode_tok_s', 'decode_d0_tok_s',
   'peak_rss_mb', 'bandwidth_gb_s', 'decode_bound_tok_s', 'decode_pct_of_bound',
 ];
 
