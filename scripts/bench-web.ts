@@ -34,7 +34,7 @@ import type { RgbImage } from '../src/image/rgb.js';
 import { standInSession } from '../src/export/web.js';
 import { StaticSite } from '../src/server/static-site.js';
 import { benchImage, PREFILL_TOKENS, QUESTION } from './bench-inputs.js';
-import { showLoad, startPhase, type PhaseLoad } from './cpu-load.js';
+import { showLoad, startBrowserPhase, type PhaseLoad } from './cpu-load.js';
 
 declare const window: {
   omnilmm: {
@@ -77,28 +77,6 @@ async function longQuestion(modelDir: string, image: RgbImage): Promise<{ text: 
   } finally {
     await model.release();
   }
-}
-
-/** CPU seconds Chromium's processes have used so far (user + system; /proc/<pid>/stat counts in 1/100 s). */
-function chromiumCpuSeconds(): number {
-  let ticks = 0;
-  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
-    try {
-      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('chromium')) continue;
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // The process ended while it was read.
-    }
-  }
-  return ticks / 100;
-}
-
-/** Starts a phase whose others' CPU leaves out Chromium's (the browser works for us). */
-function startBrowserPhase(): () => PhaseLoad {
-  const chromiumBefore = chromiumCpuSeconds();
-  const end = startPhase();
-  return () => end(chromiumCpuSeconds() - chromiumBefore);
 }
 
 /** Resident memory (MB) of Chromium's renderer and GPU processes right now. */

@@ -2,7 +2,7 @@
 // machine's busy time in /proc/stat minus this process's own (process.cpuUsage counts every thread of it, ONNX
 // Runtime's pool included). A figure taken while others used more than QUIET_LIMIT_CORES is disturbed.
 
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Above this many cores taken by other processes on average, a phase's figure is called disturbed. */
 export const QUIET_LIMIT_CORES = 0.1;
@@ -58,4 +58,26 @@ export function startPhase(): (childCpuS?: number) => PhaseLoad {
 export function showLoad(load: PhaseLoad): string {
   if (load.othersAvgCores === null) return 'n/a';
   return `${load.othersAvgCores.toFixed(2)}${load.othersAvgCores > QUIET_LIMIT_CORES ? ' (disturbed)' : ''}`;
+}
+
+/** CPU seconds Chromium's processes have used so far (user + system; /proc/<pid>/stat counts in 1/100 s). */
+function chromiumCpuSeconds(): number {
+  let ticks = 0;
+  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('chromium')) continue;
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // The process ended while it was read.
+    }
+  }
+  return ticks / 100;
+}
+
+/** Starts a phase whose others' CPU leaves out Chromium's (the browser works for us). */
+export function startBrowserPhase(): () => PhaseLoad {
+  const chromiumBefore = chromiumCpuSeconds();
+  const end = startPhase();
+  return () => end(chromiumCpuSeconds() - chromiumBefore);
 }
