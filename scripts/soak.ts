@@ -99,7 +99,7 @@ async function main(): Promise<number> {
   const images = await makeImagePool();
   const kinds = chosenKinds.filter((kind) => kind !== 'golden' || model === resolve(GOLDEN_MODEL));
   if (kinds.length === 0) throw new RangeError('--kinds: golden needs the tiny MiniCPM-V 2 fixture model');
-  // The golden answers are the official code's, which the exact fp32 path reproduces (the default is int8).
+  // The golden answers are the official code's, which the exact fp32 path reproduces (the default is int8-dq).
   const exact = kinds.includes('golden') ? ['--precision', 'fp32', '--vision-precision', 'fp32'] : [];
   const extra = ['--threads', '2', '--max-queue', String(maxQueue), ...exact, ...(port === undefined ? [] : ['--port', String(port)])];
   const server = await startServer(model, extra);

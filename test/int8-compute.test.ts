@@ -68,12 +68,12 @@ test('DynamicQuantizeMatMul: activations per tensor to uint8, int8 weights per c
   }
 });
 
-test('the defaults are int8 for the language model and int8-dq for the vision tower; what is asked is kept', () => {
-  assert.equal(DEFAULT_PRECISION, 'int8');
+test('the defaults are int8-dq for the language model and the vision tower; what is asked is kept', () => {
+  assert.equal(DEFAULT_PRECISION, 'int8-dq');
   assert.equal(DEFAULT_VISION_PRECISION, 'int8-dq');
-  assert.deepEqual(withDefaultPrecisions({ threads: 1 }), { threads: 1, precision: 'int8', visionPrecision: 'int8-dq' });
+  assert.deepEqual(withDefaultPrecisions({ threads: 1 }), { threads: 1, precision: 'int8-dq', visionPrecision: 'int8-dq' });
   assert.deepEqual(withDefaultPrecisions({ precision: 'fp32', visionPrecision: 'fp32' }), { precision: 'fp32', visionPrecision: 'fp32' });
-  assert.deepEqual(withDefaultPrecisions({ visionPrecision: 'int4' }), { precision: 'int8', visionPrecision: 'int4' });
+  assert.deepEqual(withDefaultPrecisions({ visionPrecision: 'int4' }), { precision: 'int8-dq', visionPrecision: 'int4' });
 });
 
 /** The cache events of one load (the model released at once), by part. */
@@ -89,12 +89,12 @@ async function loadEvents(options: Parameters<typeof loadModel>[1]): Promise<Map
   return events;
 }
 
-test('loadModel with no precision builds the int8 language model and int8-dq tower; fp32 asked by name is exact', async () => {
+test('loadModel with no precision builds the int8-dq language model and tower; fp32 asked by name is exact', async () => {
   const byDefault = await loadEvents({});
   assert.ok(byDefault.size >= 2, 'the load built its graphs into the cache');
   for (const event of byDefault.values()) assert.equal(event.type, 'written');
   // The same graphs again, asked for by name: every part is found in the cache, in the same folders.
-  const named = await loadEvents({ precision: 'int8', visionPrecision: 'int8-dq' });
+  const named = await loadEvents({ precision: 'int8-dq', visionPrecision: 'int8-dq' });
   for (const [part, event] of byDefault) {
     assert.equal(named.get(part)?.type, 'hit', part);
     assert.equal((named.get(part) as { folder: string }).folder, (event as { folder: string }).folder, part);

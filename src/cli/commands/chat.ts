@@ -50,10 +50,10 @@ export const chatCommand: Command = {
                              sampling settings: with --decoding beam or greedy they are an error, not ignored
   --max-new-tokens N         most tokens to generate (default 1024; at most the model's context)
   --threads N                CPU threads (default: all cores)
-  --precision P              the language model's linear layers (lm_head included): int8 (default: blocks of
-                             128, a quarter of fp32's memory, faster decoding; answers drift from fp32 after a
-                             few tokens), fp32 (exact, token for token the official answer), int4 (coarser),
-                             int8-dq (int8 compute: faster prompts, slower decoding); the embedding table stays fp32
+  --precision P              the language model's linear layers (lm_head included): int8-dq (default: int8
+                             weights and int8 compute, a quarter of fp32's memory; answers drift from fp32 after
+                             a few tokens), fp32 (exact, token for token the official answer), int8 (in blocks
+                             of 128: slower prompts), int4 (coarser, half the memory); the embedding table stays fp32
   --vision-precision P       the same for the vision tower: int8-dq (default: int8 weights and int8 compute, moved
                              the fixtures' image features by 1–2% RMS), fp32 (exact), int8, int4 (coarser).
                              --precision fp32 --vision-precision fp32 is the exact path.

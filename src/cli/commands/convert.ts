@@ -24,7 +24,7 @@ model.onnx + weights.bin into the cache, keyed by the checkpoint's files, the op
 chat and serve with the same options load from there. A model already converted is only checked.
 
   --model <dir|org/name>      checkpoint folder or hub id (default ${DEFAULT_MODEL})
-  --precision P               the language model's linear layers, as for chat (default int8)
+  --precision P               the language model's linear layers, as for chat (default int8-dq)
   --vision-precision P        the vision tower's linear layers, as for chat (default int8-dq)
   --cache-dir <dir>           the cache folder (default: $OMNILMM_CACHE, else ~/.cache/omnilmm)
   --threads N                 CPU threads for checking the converted sessions (default: all cores)`,

@@ -31,8 +31,8 @@ export const serveCommand: Command = {
   --allow-remote-images    fetch http(s) image URLs (public addresses only); otherwise images must be
                            base64 data: URLs
   --threads <n>            CPU threads (default: all cores)
-  --precision <p>          the language model's linear layers (lm_head included): int8 (default), fp32 (exact),
-                           int4 or int8-dq, as for chat
+  --precision <p>          the language model's linear layers (lm_head included): int8-dq (default), fp32
+                           (exact), int8 or int4, as for chat
   --vision-precision <p>   the vision tower's linear layers: int8-dq (default: int8 compute, 1–2% RMS on the
                            fixtures' image features), fp32 (exact), int8 or int4, as for chat
 
