@@ -97,6 +97,32 @@ test('a graph whose weights are all small has no weight file and is loaded from 
   await session.release();
 });
 
+test('a session from a file suspends until its next run, which reads the file again; others ignore suspend', async () => {
+  const rowOne = async (session: NodeGraphSession) =>
+    [...((await session.run({ index: { type: 'int64', data: BigInt64Array.from([1n]), dims: [1] } })).w_row!.data as Float32Array)];
+  const modelFile = (values: number[]) => rowsGraph([{ name: 'w', rows: 2, cols: 3, data: Float32Array.from(values) }]).serialize().model;
+  const path = join(tempDir, 'suspended.onnx');
+  writeFileSync(path, modelFile([1, 2, 3, 4, 5, 6]));
+  const fromFile = await NodeGraphSession.fromFile('suspended', path, { threads: 1 });
+  try {
+    assert.deepEqual(await rowOne(fromFile), [4, 5, 6]);
+    await fromFile.suspend();
+    // The next run opens the file again: it now holds other weights.
+    writeFileSync(path, modelFile([1, 2, 3, 7, 8, 9]));
+    assert.deepEqual(await rowOne(fromFile), [7, 8, 9]);
+    assert.deepEqual(fromFile.inputNames, ['index']);
+  } finally {
+    await fromFile.release();
+    rmSync(path);
+  }
+  await assert.rejects(rowOne(fromFile), (err: Error) => err instanceof RuntimeError && /already released/.test(err.message));
+
+  const inMemory = await NodeGraphSession.create('in memory', rowsGraph([{ name: 'w', rows: 2, cols: 3, data: Float32Array.from([1, 2, 3, 4, 5, 6]) }]).serialize(), { threads: 1 });
+  await inMemory.suspend();
+  assert.deepEqual(await rowOne(inMemory), [4, 5, 6]);
+  await inMemory.release();
+});
+
 test('a session that cannot be created still removes the weight folder', async () => {
   const g = new Graph('broken', { tempDir });
   const x = g.input('x', 'float32', [1, 400]);

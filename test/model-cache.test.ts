@@ -41,10 +41,13 @@ interface LlmCase {
   runs: Record<string, Run>;
 }
 const grad = readFixtureJson<LlmCase>(FIXTURE, 'llm', 'single_turn_grad.json');
-const greedyRun = grad.runs.greedy!;
+const shapes = readFixtureJson<LlmCase>(FIXTURE, 'llm', 'repeat_rp_shapes.json');
 
-/** Loads the copied checkpoint, answers the fixture's greedy run, and returns the cache events of the load. */
-async function loadAndAnswer(): Promise<{ events: ModelCacheEvent[]; outputIds: number[] }> {
+/**
+ * Loads the copied checkpoint and answers two fixture cases' greedy runs, each with its own image (the vision
+ * sessions, suspended after the first image, open again for the second); returns the cache events of the load.
+ */
+async function loadAndAnswer(): Promise<{ events: ModelCacheEvent[]; outputIds: number[][] }> {
   const events: ModelCacheEvent[] = [];
   const stop = onModelCacheEvent((event) => events.push(event));
   const config = loadModelConfig(MODEL);
@@ -55,30 +58,37 @@ async function loadAndAnswer(): Promise<{ events: ModelCacheEvent[]; outputIds: 
     stop();
   }
   try {
-    const image = await decodeImage(readFileSync(fixturePath(FIXTURE, grad.input.file)));
-    const result = await runChat(model, {
-      messages: grad.msgs, image, decoding: 'greedy',
-      repetitionPenalty: greedyRun.chat_kwargs.repetition_penalty, maxNewTokens: greedyRun.chat_kwargs.max_new_tokens,
-    });
-    return { events, outputIds: result.outputIds };
+    const outputIds: number[][] = [];
+    for (const llmCase of [grad, shapes]) {
+      const run = llmCase.runs.greedy!;
+      const image = await decodeImage(readFileSync(fixturePath(FIXTURE, llmCase.input.file)));
+      const result = await runChat(model, {
+        messages: llmCase.msgs, image, decoding: 'greedy',
+        repetitionPenalty: run.chat_kwargs.repetition_penalty, maxNewTokens: run.chat_kwargs.max_new_tokens,
+      });
+      outputIds.push(result.outputIds);
+    }
+    return { events, outputIds };
   } finally {
     await model.release();
   }
 }
 
+const goldenIds = [grad, shapes].map((llmCase) => llmCase.runs.greedy!.new_token_ids);
+
 const ofType = <T extends ModelCacheEvent['type']>(events: ModelCacheEvent[], type: T) =>
   events.filter((e): e is Extract<ModelCacheEvent, { type: T }> => e.type === type);
 
-test('the first load builds and writes every part; the second builds nothing and answers token-exact', async () => {
+test('the first load builds and writes every part; the second builds nothing; both answer two images token-exact', async () => {
   const first = await loadAndAnswer();
   assert.deepEqual(ofType(first.events, 'build').map((e) => e.part).sort(), ['decoder', 'resampler', 'vision']);
   assert.equal(ofType(first.events, 'written').length, 3);
-  assert.deepEqual(first.outputIds, greedyRun.new_token_ids);
+  assert.deepEqual(first.outputIds, goldenIds);
 
   const second = await loadAndAnswer();
   assert.deepEqual(ofType(second.events, 'build'), []);
   assert.deepEqual(ofType(second.events, 'hit').map((e) => e.part).sort(), ['decoder', 'resampler', 'vision']);
-  assert.deepEqual(second.outputIds, greedyRun.new_token_ids);
+  assert.deepEqual(second.outputIds, goldenIds);
   // An entry is ONNX Runtime's optimised model, with a weights.bin beside it when it has tensors over 1 MiB.
   for (const hit of ofType(second.events, 'hit')) {
     const files = readdirSync(hit.folder).sort();
@@ -243,14 +253,14 @@ test('an incomplete or corrupt entry is rebuilt, and the model still answers tok
   const repaired = await loadAndAnswer();
   assert.deepEqual(ofType(repaired.events, 'rebuild').map((e) => e.part).sort(), ['decoder', 'vision']);
   assert.deepEqual(ofType(repaired.events, 'build').map((e) => e.part).sort(), ['decoder', 'vision']);
-  assert.deepEqual(repaired.outputIds, greedyRun.new_token_ids);
+  assert.deepEqual(repaired.outputIds, goldenIds);
 
   // A model file ONNX Runtime refuses (same size, garbage bytes) is rebuilt too.
   const model = join(folders.get('resampler')!, 'model.onnx');
   writeFileSync(model, readFileSync(model).fill(7));
   const again = await loadAndAnswer();
   assert.deepEqual(ofType(again.events, 'rebuild').map((e) => e.part), ['resampler']);
-  assert.deepEqual(again.outputIds, greedyRun.new_token_ids);
+  assert.deepEqual(again.outputIds, goldenIds);
 });
 
 const run = promisify(execFile);

@@ -23,6 +23,12 @@ export interface LoadOptions extends RuntimeOptions {
    * the norms and the resampler stay fp32.
    */
   visionPrecision?: WeightPrecision;
+  /**
+   * Keep the vision tower's sessions open between images (MiniCPM-V 1.0, 2.0 and 4.6). By default they are suspended
+   * after each image where reopening is cheap (GraphSession.suspend), so that the tower's memory (0.5 GB for
+   * MiniCPM-V 2.0 at int8) is not held while the decoder answers; a new image then waits 0.2–0.4 s for them.
+   */
+  keepVisionLoaded?: boolean;
 }
 
 /**

@@ -22,11 +22,19 @@ export function runtimeVersion(): string {
 
 /** One ONNX Runtime session. `run` is synchronous inside ONNX Runtime: call it from a worker thread. */
 export class NodeGraphSession implements GraphSession {
+  readonly inputNames: readonly string[];
+  private released = false;
+
   private constructor(
-    private readonly session: ort.InferenceSession,
+    /** null while suspended. */
+    private session: ort.InferenceSession | null,
     readonly label: string,
     private readonly profiling: boolean,
-  ) {}
+    /** Opens the session again after `suspend` (sessions created from a file); null when it cannot. */
+    private readonly reopen: (() => Promise<ort.InferenceSession>) | null,
+  ) {
+    this.inputNames = session!.inputNames;
+  }
 
   /**
    * Creates the session. A model with an external-data file is written beside it and loaded from that path (ONNX
@@ -37,17 +45,24 @@ export class NodeGraphSession implements GraphSession {
    */
   static async create(label: string, model: SerializedModel, options: RuntimeOptions = {}): Promise<NodeGraphSession> {
     try {
-      if (!model.weights) return await NodeGraphSession.open(label, model.model, options);
-      writeFileSync(model.weights.modelPath, model.model);
-      return await NodeGraphSession.open(label, model.weights.modelPath, options);
+      const path = model.weights ? model.weights.modelPath : null;
+      if (path !== null) writeFileSync(path, model.model);
+      const sessionOptions = NodeGraphSession.sessionOptions(label, options);
+      return new NodeGraphSession(await NodeGraphSession.open(label, path ?? model.model, sessionOptions), label, !!sessionOptions.enableProfiling, null);
     } finally {
       model.weights?.remove();
     }
   }
 
-  /** Creates the session from a model file on disk (a converted model: its external weights lie beside it, mapped). */
-  static fromFile(label: string, modelPath: string, options: RuntimeOptions = {}): Promise<NodeGraphSession> {
-    return NodeGraphSession.open(label, modelPath, options);
+  /**
+   * Creates the session from a model file on disk (a converted model: its external weights lie beside it, mapped);
+   * it can be suspended, and opens the file again at its next run.
+   */
+  static async fromFile(label: string, modelPath: string, options: RuntimeOptions = {}): Promise<NodeGraphSession> {
+    const sessionOptions = NodeGraphSession.sessionOptions(label, options);
+    const open = () => NodeGraphSession.open(label, modelPath, sessionOptions);
+    // A traced session is never suspended: its trace is written when the session ends.
+    return new NodeGraphSession(await open(), label, !!sessionOptions.enableProfiling, sessionOptions.enableProfiling ? null : open);
   }
 
   /**
@@ -57,7 +72,8 @@ export class NodeGraphSession implements GraphSession {
    * is most of the time a session takes to start. The result depends on the CPU and the runtime's version.
    */
   static async saveOptimized(label: string, modelPath: string, targetDir: string, options: RuntimeOptions = {}): Promise<void> {
-    const session = await NodeGraphSession.open(label, modelPath, options, {
+    const session = await NodeGraphSession.open(label, modelPath, {
+      ...NodeGraphSession.sessionOptions(label, options),
       // Up to the layout transforms of level 'all', which are cheap and are applied again at each start.
       graphOptimizationLevel: 'extended',
       enableProfiling: false,
@@ -76,13 +92,8 @@ export class NodeGraphSession implements GraphSession {
     await session.release();
   }
 
-  private static async open(
-    label: string,
-    model: string | Uint8Array,
-    options: RuntimeOptions,
-    more: ort.InferenceSession.SessionOptions = {},
-  ): Promise<NodeGraphSession> {
-    const sessionOptions: ort.InferenceSession.SessionOptions = {
+  private static sessionOptions(label: string, options: RuntimeOptions): ort.InferenceSession.SessionOptions {
+    return {
       intraOpNumThreads: options.threads ?? defaultThreads(),
       interOpNumThreads: 1,
       executionMode: 'sequential',
@@ -90,14 +101,14 @@ export class NodeGraphSession implements GraphSession {
       executionProviders: [options.executionProvider ?? 'cpu'],
       enableCpuMemArena: options.memoryArena ?? true,
       ...(options.profile !== undefined && { enableProfiling: true, profileFilePrefix: `${options.profile}${label.replace(/[^A-Za-z0-9]+/g, '-')}` }),
-      ...more,
     };
+  }
+
+  private static async open(label: string, model: string | Uint8Array, sessionOptions: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
     try {
-      const session =
-        typeof model === 'string'
-          ? await ort.InferenceSession.create(model, sessionOptions)
-          : await ort.InferenceSession.create(model, sessionOptions);
-      return new NodeGraphSession(session, label, sessionOptions.enableProfiling === true);
+      return typeof model === 'string'
+        ? await ort.InferenceSession.create(model, sessionOptions)
+        : await ort.InferenceSession.create(model, sessionOptions);
     } catch (err) {
       throw new RuntimeError(`could not create the ${label} session: ${(err as Error).message}`, { cause: err });
     }
@@ -105,16 +116,14 @@ export class NodeGraphSession implements GraphSession {
 
   readonly acceptsEmptyInputs = true;
 
-  get inputNames(): readonly string[] {
-    return this.session.inputNames;
-  }
-
   async run(feeds: Record<string, HostTensor>, outputNames?: string[]): Promise<Record<string, HostTensor>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(t.type, t.data, t.dims);
+    if (this.released) throw new RuntimeError(`the ${this.label} session was already released`);
+    const session = this.session ?? (this.session = await this.reopen!());
     let results: ort.InferenceSession.ReturnType;
     try {
-      results = outputNames ? await this.session.run(ortFeeds, outputNames) : await this.session.run(ortFeeds);
+      results = outputNames ? await session.run(ortFeeds, outputNames) : await session.run(ortFeeds);
     } catch (err) {
       throw new RuntimeError(`the ${this.label} graph failed: ${(err as Error).message}`, { cause: err });
     }
@@ -126,8 +135,20 @@ export class NodeGraphSession implements GraphSession {
     return out;
   }
 
+  /** Gives the session's memory back until the next run, for a session created from a file; others stay open. */
+  async suspend(): Promise<void> {
+    if (!this.reopen || !this.session) return;
+    const session = this.session;
+    this.session = null;
+    await session.release();
+  }
+
   async release(): Promise<void> {
-    if (this.profiling) await this.session.endProfiling();
-    await this.session.release();
+    const session = this.session;
+    this.released = true;
+    this.session = null;
+    if (!session) return;
+    if (this.profiling) await session.endProfiling();
+    await session.release();
   }
 }

@@ -81,7 +81,7 @@ export class MiniCPMVModel {
     const eosTokenId = requiredTokenId(tokenizer, 'eosId', where);
     const runtime = runtimeOptions(options);
     const dims = { vision: vitDims(config.vision), resampler: resamplerDims(config) };
-    const vision = await VisionEncoder.create(weights, dims, { runtime, precision: options.visionPrecision });
+    const vision = await VisionEncoder.create(weights, dims, { runtime, precision: options.visionPrecision, keepLoaded: options.keepVisionLoaded });
     try {
       const decoder = await DecoderRunner.create(weights, textDims(config), {
         ...runtime,

@@ -38,6 +38,8 @@ export interface VisionEncoderOptions {
   maxBatch?: number;
   /** How the tower's linear layers (qkv, proj, fc1, fc2) keep their weights (default fp32; the resampler stays fp32). */
   precision?: WeightPrecision;
+  /** Keep both sessions open after `encode` (default: suspended, see LoadOptions.keepVisionLoaded). */
+  keepLoaded?: boolean;
 }
 
 interface GridTables {
@@ -60,6 +62,7 @@ export class VisionEncoder {
     readonly visionDims: VisionDims,
     readonly resamplerDims: ResamplerDims,
     private readonly maxBatch: number,
+    private readonly keepLoaded: boolean,
   ) {}
 
   static async create(
@@ -76,7 +79,7 @@ export class VisionEncoder {
     const resamplerPrefix = options.resamplerPrefix;
     // Every encoder option except the session's own settings may shape a graph, so all of them are in its cache key;
     // the precision shapes only the tower (fp32, the default, by either spelling).
-    const buildOptions = { ...options, runtime: undefined, maxBatch: undefined, precision: undefined };
+    const buildOptions = { ...options, runtime: undefined, maxBatch: undefined, precision: undefined, keepLoaded: undefined };
     const precision = options.precision === 'fp32' ? undefined : options.precision;
     // A run's activations go back when it ends instead of staying in an arena: 0.3 GB less held after an image, at
     // the same speed (1344², fp32 tower, 2 threads: 56.1–56.2 s without the arena, 53.5–60.2 s with it).
@@ -92,7 +95,7 @@ export class VisionEncoder {
           (await import('../parts/resampler.js')).buildResamplerGraph(source, dims.resampler, { prefix: resamplerPrefix }).serialize(),
       }, runtime);
       const maxBatch = Math.max(1, options.maxBatch ?? ((runtime.executionProvider ?? 'cpu') === 'cpu' ? 1 : 4));
-      return new VisionEncoder(vision, resampler, storedPosEmbed, storedKeyPosEmbed, dims.vision, dims.resampler, maxBatch);
+      return new VisionEncoder(vision, resampler, storedPosEmbed, storedKeyPosEmbed, dims.vision, dims.resampler, maxBatch, !!options.keepLoaded);
     } catch (err) {
       await vision.release();
       throw err;
@@ -101,7 +104,8 @@ export class VisionEncoder {
 
   /**
    * Encodes slices, results in input order; slices of equal size share batched runs (up to `maxBatch` each).
-   * `pause` is awaited before each run (e.g. a turn of the event loop that throws on an abort).
+   * `pause` is awaited before each run (e.g. a turn of the event loop that throws on an abort). Afterwards the
+   * sessions are suspended unless `keepLoaded`.
    */
   async encode(
     slices: readonly SliceInput[],
@@ -115,13 +119,17 @@ export class VisionEncoder {
       else groups.set(key, [i]);
     });
     const results: EncodedSlice[] = new Array(slices.length);
-    for (const group of groups.values()) {
-      for (let first = 0; first < group.length; first += this.maxBatch) {
-        const indices = group.slice(first, first + this.maxBatch);
-        await options.pause?.();
-        const encoded = await this.encodeBatch(indices.map((i) => slices[i]!), options);
-        indices.forEach((sliceIndex, k) => (results[sliceIndex] = encoded[k]!));
+    try {
+      for (const group of groups.values()) {
+        for (let first = 0; first < group.length; first += this.maxBatch) {
+          const indices = group.slice(first, first + this.maxBatch);
+          await options.pause?.();
+          const encoded = await this.encodeBatch(indices.map((i) => slices[i]!), options);
+          indices.forEach((sliceIndex, k) => (results[sliceIndex] = encoded[k]!));
+        }
       }
+    } finally {
+      if (!this.keepLoaded) await Promise.all([this.vision.suspend?.(), this.resampler.suspend?.()]);
     }
     return results;
   }

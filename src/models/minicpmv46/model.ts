@@ -103,7 +103,7 @@ export class MiniCPMV46Model {
     const tokenizer = tokenizerFromFiles(files, TOKENIZER_FORMAT);
     const template = ChatTemplate.fromFiles(files);
     const runtime = runtimeOptions(options);
-    const vision = await MiniCPMV46VisionEncoder.create(weights, minicpmv46VisionDims(config), { runtime, precision: options.visionPrecision });
+    const vision = await MiniCPMV46VisionEncoder.create(weights, minicpmv46VisionDims(config), { runtime, precision: options.visionPrecision, keepLoaded: options.keepVisionLoaded });
     try {
       const decoder = await DecoderRunner.create(weights, textDims(config), {
         ...runtime,

@@ -26,6 +26,8 @@ export interface MiniCPMV46VisionEncoderOptions {
    * and the merger stay fp32.
    */
   precision?: WeightPrecision;
+  /** Keep the sessions open after `encode` (default: suspended, see LoadOptions.keepVisionLoaded). */
+  keepLoaded?: boolean;
 }
 
 /** Every stage of one slice, rows in the official (row-major) order of their grid, for parity checks. */
@@ -61,6 +63,7 @@ export class MiniCPMV46VisionEncoder {
     private readonly windowMerger: GraphSession,
     private readonly tail: GraphSession,
     readonly dims: MiniCPMV46VisionDims,
+    private readonly keepLoaded: boolean,
   ) {}
 
   static async create(
@@ -89,12 +92,13 @@ export class MiniCPMV46VisionEncoder {
       for (const session of sessions) await session.release();
       throw err;
     }
-    return new MiniCPMV46VisionEncoder(sessions[0]!, sessions[1]!, sessions[2]!, dims);
+    return new MiniCPMV46VisionEncoder(sessions[0]!, sessions[1]!, sessions[2]!, dims, !!options.keepLoaded);
   }
 
   /**
    * The merger rows of each slice ([h·w/16 or h·w/4, text hidden], the slice's placeholder rows), one run per slice,
    * results in input order. `pause` is awaited before each slice (e.g. a turn of the event loop that throws on an abort).
+   * Afterwards the sessions are suspended unless `keepLoaded`.
    */
   async encode(
     slices: readonly MiniCPMV46Slice[],
@@ -102,9 +106,13 @@ export class MiniCPMV46VisionEncoder {
     options: { pause?: () => Promise<void> } = {},
   ): Promise<Float32Array[]> {
     const results: Float32Array[] = [];
-    for (const slice of slices) {
-      await options.pause?.();
-      results.push((await this.run(slice, mode, false)).imageFeatures);
+    try {
+      for (const slice of slices) {
+        await options.pause?.();
+        results.push((await this.run(slice, mode, false)).imageFeatures);
+      }
+    } finally {
+      if (!this.keepLoaded) await Promise.all([this.head.suspend?.(), this.windowMerger.suspend?.(), this.tail.suspend?.()]);
     }
     return results;
   }
