@@ -18,7 +18,7 @@ import { dequantizeMatrix, matMulNBits, quantizeMatrix, quantizeOptionsFor } fro
 import { decodeImage } from '../src/image/index.js';
 import { familyOf, loadModelConfig } from '../src/models/registry.js';
 import { cachedSession, checkpointCacheFolder, onModelCacheEvent, type ModelCacheEvent } from '../src/runtime/model-cache.js';
-import type { RuntimeOptions } from '../src/runtime/session.js';
+import { NodeGraphSession, type RuntimeOptions } from '../src/runtime/session.js';
 import { fixturePath, maxAbsDiff, readFixtureJson, repoRoot } from './helpers/fixtures.js';
 
 const FIXTURE = 'minicpmv2-tiny';
@@ -125,6 +125,31 @@ async function tinyGraphFolder(key: unknown, options: RuntimeOptions): Promise<s
   assert.ok(folder && 'folder' in folder);
   return folder.folder;
 }
+
+test('the vision sessions from the cache are suspended after each image, unless keepVisionLoaded', async () => {
+  const suspended: string[] = [];
+  const original = NodeGraphSession.prototype.suspend;
+  NodeGraphSession.prototype.suspend = async function (this: NodeGraphSession) {
+    suspended.push(this.label);
+    return original.call(this);
+  };
+  try {
+    const config = loadModelConfig(MODEL);
+    const image = await decodeImage(readFileSync(fixturePath(FIXTURE, grad.input.file)));
+    for (const keepVisionLoaded of [undefined, true]) {
+      suspended.length = 0;
+      const model = await familyOf(config).load(MODEL, config, { threads: 1, keepVisionLoaded });
+      try {
+        await runChat(model, { messages: grad.msgs, image, decoding: 'greedy', maxNewTokens: 2 });
+      } finally {
+        await model.release();
+      }
+      assert.deepEqual(suspended.sort(), keepVisionLoaded ? [] : ['resampler', 'vision tower'], `keepVisionLoaded: ${keepVisionLoaded}`);
+    }
+  } finally {
+    NodeGraphSession.prototype.suspend = original;
+  }
+});
 
 test('options that reach the builders change the key; run-time options do not', async () => {
   const plain = await tinyGraphFolder({ dims: 1 }, {});
