@@ -23,17 +23,19 @@ export function runtimeVersion(): string {
 /** One ONNX Runtime session. `run` is synchronous inside ONNX Runtime: call it from a worker thread. */
 export class NodeGraphSession implements GraphSession {
   readonly inputNames: readonly string[];
+  /** null while suspended and once released. */
+  private session: ort.InferenceSession | null;
   private released = false;
 
   private constructor(
-    /** null while suspended. */
-    private session: ort.InferenceSession | null,
+    session: ort.InferenceSession,
     readonly label: string,
     private readonly profiling: boolean,
     /** Opens the session again after `suspend` (sessions created from a file); null when it cannot. */
     private readonly reopen: (() => Promise<ort.InferenceSession>) | null,
   ) {
-    this.inputNames = session!.inputNames;
+    this.session = session;
+    this.inputNames = session.inputNames;
   }
 
   /**
@@ -117,10 +119,10 @@ export class NodeGraphSession implements GraphSession {
   readonly acceptsEmptyInputs = true;
 
   async run(feeds: Record<string, HostTensor>, outputNames?: string[]): Promise<Record<string, HostTensor>> {
-    const ortFeeds: Record<string, ort.Tensor> = {};
-    for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(t.type, t.data, t.dims);
     if (this.released) throw new RuntimeError(`the ${this.label} session was already released`);
     const session = this.session ?? (this.session = await this.reopen!());
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(t.type, t.data, t.dims);
     let results: ort.InferenceSession.ReturnType;
     try {
       results = outputNames ? await session.run(ortFeeds, outputNames) : await session.run(ortFeeds);
