@@ -15,6 +15,8 @@
 //                    resampler for every slice, plus the prompt's token embeddings
 //   prefill_tok_s    that prompt through the decoder
 //   decode_tok_s     128 greedy steps after it, EOS ignored (the decoder is driven directly)
+//   prefill_text_tok_s  a text prompt of at least 512 tokens (the same question repeated, no image) through the
+//                    decoder after the answer above: the workload of llama-bench's pp512, to compare with it
 //   decode_d0_tok_s  128 greedy steps after a one-word text prompt (about 8 tokens): decode from an empty context
 //   encode_1344_s    the image path for 1344×1344, for families that slice images (MiniCPM-V): the overview and its
 //                    slices; encode_1344_per_slice_s divides by them
@@ -142,6 +144,7 @@ async function main(): Promise<void> {
       for (let k = 0; k < DECODE_TOKENS; k++) logits = (await sequence.step([argmax(logits)]))[0]!;
     });
     const decode = since(start);
+    const textPrefill = await phase('prefill_text', () => timeTextPrefill(model));
     const decodeD0 = await phase('decode_d0', () => timeShortDecode(model));
     const encode1344 = prompt.slices ? await phase('encode_1344', async () => timeEncode(model, await benchImage(values.image, 1344))) : null;
     const turns = await phase('turns', () => timeTurns(model, inverted(image448)));
@@ -168,6 +171,8 @@ async function main(): Promise<void> {
       }),
       prefill_tokens: prefillTokens,
       prefill_tok_s: prefillTokens / prefill,
+      prefill_text_tokens: textPrefill.tokens,
+      prefill_text_tok_s: textPrefill.tokens / textPrefill.seconds,
       decode_tokens: DECODE_TOKENS,
       decode_tok_s: decodeTokS,
       decode_d0_tok_s: DECODE_TOKENS / decodeD0,
@@ -231,6 +236,17 @@ async function timeTurns(model: LoadedModel, image: RgbImage): Promise<{ turn1: 
   return { turn1, turn2: since(start) };
 }
 
+/** A text prompt of at least PREFILL_TOKENS tokens through the decoder (llama-bench's pp512): its tokens and seconds. */
+async function timeTextPrefill(model: LoadedModel): Promise<{ tokens: number; seconds: number }> {
+  let copies = 1;
+  const prompt = (n: number) => model.prepare([{ role: 'user', content: Array.from({ length: n }, () => QUESTION).join(' ') }], null);
+  while (prompt(copies).ids.length < PREFILL_TOKENS) copies++;
+  const sequence = await model.startPrompt(prompt(copies));
+  const start = performance.now();
+  await sequence.prefill();
+  return { tokens: prompt(copies).ids.length - sequence.reusedLength, seconds: since(start) };
+}
+
 /** Seconds for DECODE_TOKENS greedy steps after a one-word text prompt (llama-bench's tg128 from an empty context). */
 async function timeShortDecode(model: LoadedModel): Promise<number> {
   const sequence = await model.startPrompt(model.prepare([{ role: 'user', content: 'Hello' }], null));
@@ -284,7 +300,7 @@ function longQuestion(model: LoadedModel, image: RgbImage, tokens: number): stri
 /** Figure → the phase whose load it is shown with. */
 const PHASE_OF: Record<string, string> = {
   load_cold_s: 'load_cold', load_warm_s: 'load_warm', encode_448_s: 'encode_448', prefill_tok_s: 'prefill',
-  decode_tok_s: 'decode', decode_d0_tok_s: 'decode_d0', encode_1344_s: 'encode_1344', ttft_turn1_s: 'turns', ttft_turn2_s: 'turns', bandwidth_gb_s: 'bandwidth',
+  decode_tok_s: 'decode', prefill_text_tok_s: 'prefill_text', decode_d0_tok_s: 'decode_d0', encode_1344_s: 'encode_1344', ttft_turn1_s: 'turns', ttft_turn2_s: 'turns', bandwidth_gb_s: 'bandwidth',
 };
 
 function table(result: Record<string, unknown>, loads: Record<string, PhaseLoad>): string {

@@ -332,7 +332,7 @@ test('omnilmm convert fills a cache folder, says where and how big, and names a 
 });
 
 const BENCH_FIELDS = [
-  'load_cold_s', 'load_warm_s', 'encode_448_s', 'encode_1344_s', 'encode_1344_per_slice_s', 'prefill_tok_s', 'decode_tok_s', 'decode_d0_tok_s',
+  'load_cold_s', 'load_warm_s', 'encode_448_s', 'encode_1344_s', 'encode_1344_per_slice_s', 'prefill_tok_s', 'prefill_text_tok_s', 'decode_tok_s', 'decode_d0_tok_s',
   'peak_rss_mb', 'bandwidth_gb_s', 'decode_bound_tok_s', 'decode_pct_of_bound',
 ];
 
@@ -347,4 +347,5 @@ test('npm run bench on the tiny model writes JSON with every figure', async () =
     assert.ok(Number.isFinite(result[field]) && (result[field] as number) > 0, `${field} = ${String(result[field])}`);
   }
   assert.equal(result.encode_1344_slices, 10);
+  assert.ok((result.prefill_text_tokens as number) >= 512, `prefill_text_tokens = ${String(result.prefill_text_tokens)}`);
 });
