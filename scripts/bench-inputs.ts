@@ -2,6 +2,7 @@
 
 import { readFileSync } from 'node:fs';
 import type { RgbImage } from '../src/image/index.js';
+import type { LoadedModel } from '../src/models/registry.js';
 
 /** Prompt tokens of the timed chat turn: a question repeated until the prompt reaches this length. */
 export const PREFILL_TOKENS = 512;
@@ -22,4 +23,20 @@ export async function benchImage(file: string | undefined, size: number): Promis
     }
   }
   return { width: size, height: size, data };
+}
+
+/**
+ * A text prompt of at least PREFILL_TOKENS tokens through the decoder (llama-bench's pp512): `lead`, then QUESTION
+ * repeated. Returns the tokens it ran (those not reused from the cache) and the seconds.
+ */
+export async function timeTextPrefill(model: LoadedModel, lead = ''): Promise<{ tokens: number; seconds: number }> {
+  const prompt = (copies: number) =>
+    model.prepare([{ role: 'user', content: lead + Array.from({ length: copies }, () => QUESTION).join(' ') }], null);
+  let copies = 1;
+  while (prompt(copies).ids.length < PREFILL_TOKENS) copies++;
+  const ids = prompt(copies);
+  const sequence = await model.startPrompt(ids);
+  const start = performance.now();
+  await sequence.prefill();
+  return { tokens: ids.ids.length - sequence.reusedLength, seconds: (performance.now() - start) / 1000 };
 }

@@ -51,7 +51,7 @@ import { familyOf, loadModelConfig, type LoadedModel, type LoadOptions } from '.
 import { onModelCacheEvent } from '../src/runtime/model-cache.js';
 import { defaultThreads } from '../src/runtime/session.js';
 import { copyBandwidth } from './bandwidth.js';
-import { benchImage, PREFILL_TOKENS, QUESTION } from './bench-inputs.js';
+import { benchImage, PREFILL_TOKENS, QUESTION, timeTextPrefill } from './bench-inputs.js';
 import { QUIET_LIMIT_CORES, showLoad, startPhase, type PhaseLoad } from './cpu-load.js';
 
 const USAGE =
@@ -234,17 +234,6 @@ async function timeTurns(model: LoadedModel, image: RgbImage): Promise<{ turn1: 
   start = performance.now();
   await runChat(model, { messages, image, decoding: 'greedy', maxNewTokens: 1 });
   return { turn1, turn2: since(start) };
-}
-
-/** A text prompt of at least PREFILL_TOKENS tokens through the decoder (llama-bench's pp512): its tokens and seconds. */
-async function timeTextPrefill(model: LoadedModel): Promise<{ tokens: number; seconds: number }> {
-  let copies = 1;
-  const prompt = (n: number) => model.prepare([{ role: 'user', content: Array.from({ length: n }, () => QUESTION).join(' ') }], null);
-  while (prompt(copies).ids.length < PREFILL_TOKENS) copies++;
-  const sequence = await model.startPrompt(prompt(copies));
-  const start = performance.now();
-  await sequence.prefill();
-  return { tokens: prompt(copies).ids.length - sequence.reusedLength, seconds: since(start) };
 }
 
 /** Seconds for DECODE_TOKENS greedy steps after a one-word text prompt (llama-bench's tg128 from an empty context). */
