@@ -26,7 +26,7 @@ export interface LoadOptions extends RuntimeOptions {
   /**
    * Keep the vision tower's sessions open between images (MiniCPM-V 1.0, 2.0 and 4.6). By default they are suspended
    * after each image where reopening is cheap (GraphSession.suspend), so that the tower's memory (0.5 GB for
-   * MiniCPM-V 2.0 at int8) is not held while the decoder answers; a new image then waits 0.2–0.4 s for them.
+   * MiniCPM-V 2.0 at int8) is not held while the decoder answers; a new image then waits 0.2–0.5 s for them.
    */
   keepVisionLoaded?: boolean;
 }

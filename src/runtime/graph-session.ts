@@ -19,7 +19,7 @@ export interface GraphSession {
   run(feeds: Record<string, HostTensor>, outputNames?: string[]): Promise<Record<string, HostTensor>>;
   /**
    * Gives the session's memory back until its next run, which opens it again, where that is cheap (Node's sessions
-   * from a converted model's files: 0.2–0.4 s for MiniCPM-V 2.0's int8 vision tower); elsewhere nothing happens.
+   * from a converted model's files: 0.2–0.5 s for MiniCPM-V 2.0's int8 vision tower); elsewhere nothing happens.
    */
   suspend?(): Promise<void>;
   release(): Promise<void>;

@@ -36,7 +36,7 @@ export const serveCommand: Command = {
   --vision-precision <p>   the vision tower's linear layers: int8-dq (default: int8 compute, 1–2% RMS on the
                            fixtures' image features), fp32 (exact), int8 or int4, as for chat
   --keep-vision-loaded     keep the vision tower open between images: each new image (live camera frames) starts
-                           0.2–0.4 s sooner, for ~0.5 GB more held while answering (MiniCPM-V 2.0 at int8; by
+                           0.2–0.5 s sooner, for ~0.5 GB more held while answering (MiniCPM-V 2.0 at int8; by
                            default the tower is closed after each image)
 
 Endpoints: GET / (chat page), GET /health, GET /v1/models, POST /v1/chat/completions (OpenAI format, with
