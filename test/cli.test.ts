@@ -397,3 +397,8 @@ test('on a terminal: the convert bar fits 80 columns and ends at 100 %', async (
   for (const bar of bars) assert.ok(bar.length <= 79, `${bar.length} columns: ${bar}`);
   assert.match(bars.at(-1)!, /\] 100% 9\.5 MB\/9\.5 MB/);
 });
+
+test('serve knows --keep-vision-loaded as a flag, and refuses it with --web (which serves static files only)', async () => {
+  assertCleanError(await cli(['serve', '--web', scratch, '--keep-vision-loaded']), /--keep-vision-loaded does not apply to it/);
+  assertCleanError(await cli(['serve', '--keep-vision-loaded=yes']), /'--keep-vision-loaded' does not take an argument/);
+});
