@@ -25,18 +25,24 @@ export async function benchImage(file: string | undefined, size: number): Promis
   return { width: size, height: size, data };
 }
 
+/** `lead`, then QUESTION repeated until `tokensOf(text)` (the prompt it makes) reaches `tokens`. */
+export function longQuestion(tokensOf: (text: string) => number, tokens = PREFILL_TOKENS, lead = ''): { text: string; tokens: number } {
+  for (let copies = 1; ; copies++) {
+    const text = lead + Array.from({ length: copies }, () => QUESTION).join(' ');
+    const count = tokensOf(text);
+    if (count >= tokens) return { text, tokens: count };
+  }
+}
+
 /**
- * A text prompt of at least PREFILL_TOKENS tokens through the decoder (llama-bench's pp512): `lead`, then QUESTION
- * repeated. Returns the tokens it ran (those not reused from the cache) and the seconds.
+ * A text prompt of at least PREFILL_TOKENS tokens through the decoder (llama-bench's pp512): a longQuestion after
+ * `lead`. Returns the tokens it ran (those not reused from the cache) and the seconds.
  */
 export async function timeTextPrefill(model: LoadedModel, lead = ''): Promise<{ tokens: number; seconds: number }> {
-  const prompt = (copies: number) =>
-    model.prepare([{ role: 'user', content: lead + Array.from({ length: copies }, () => QUESTION).join(' ') }], null);
-  let copies = 1;
-  while (prompt(copies).ids.length < PREFILL_TOKENS) copies++;
-  const ids = prompt(copies);
-  const sequence = await model.startPrompt(ids);
+  const prepare = (text: string) => model.prepare([{ role: 'user', content: text }], null);
+  const prompt = prepare(longQuestion((text) => prepare(text).ids.length, PREFILL_TOKENS, lead).text);
+  const sequence = await model.startPrompt(prompt);
   const start = performance.now();
   await sequence.prefill();
-  return { tokens: ids.ids.length - sequence.reusedLength, seconds: (performance.now() - start) / 1000 };
+  return { tokens: prompt.ids.length - sequence.reusedLength, seconds: (performance.now() - start) / 1000 };
 }

@@ -33,7 +33,7 @@ import type { WeightPrecision } from '../src/graph/quantize.js';
 import type { RgbImage } from '../src/image/rgb.js';
 import { standInSession } from '../src/export/web.js';
 import { StaticSite } from '../src/server/static-site.js';
-import { benchImage, PREFILL_TOKENS, QUESTION } from './bench-inputs.js';
+import { benchImage, longQuestion } from './bench-inputs.js';
 import { showLoad, startBrowserPhase, type PhaseLoad } from './cpu-load.js';
 
 declare const window: {
@@ -47,10 +47,10 @@ declare const window: {
 const USAGE = 'node dist/scripts/bench-web.js --export <folder> [--backend wasm|webgpu] [--new-tokens N] [--json] [--out <file>]';
 
 /**
- * The question repeated until the model's prompt about the image reaches PREFILL_TOKENS (as bench.ts's longQuestion):
+ * The question repeated until the model's prompt about the image reaches PREFILL_TOKENS (longQuestion):
  * the exported model is created with stand-in graphs (nothing runs), only to prepare prompts.
  */
-async function longQuestion(modelDir: string, image: RgbImage): Promise<{ text: string; tokens: number }> {
+async function webLongQuestion(modelDir: string, image: RgbImage): Promise<{ text: string; tokens: number }> {
   const manifest = JSON.parse(readFileSync(join(modelDir, 'manifest.json'), 'utf8')) as WebManifest;
   const infos = new Map(manifest.tensors.map((t) => {
     const file = join(modelDir, t.path);
@@ -69,11 +69,7 @@ async function longQuestion(modelDir: string, image: RgbImage): Promise<{ text: 
     precision: manifest.precision as WeightPrecision, visionPrecision: manifest.vision_precision as WeightPrecision, openGraph: async (graph) => standInSession(graph.label),
   }, modelDir);
   try {
-    for (let copies = 1; ; copies++) {
-      const text = Array.from({ length: copies }, () => QUESTION).join(' ');
-      const tokens = model.prepare(toChatInput([{ role: 'user', content: text }], { images: [image] })).ids.length;
-      if (tokens >= PREFILL_TOKENS) return { text, tokens };
-    }
+    return longQuestion((text) => model.prepare(toChatInput([{ role: 'user', content: text }], { images: [image] })).ids.length);
   } finally {
     await model.release();
   }
@@ -105,7 +101,7 @@ async function main(): Promise<void> {
   const backend = values.backend ?? 'wasm';
   const newTokens = Number(values['new-tokens'] ?? 16);
   const image = await benchImage(undefined, 448);
-  const question = await longQuestion(join(values.export, 'model'), image);
+  const question = await webLongQuestion(join(values.export, 'model'), image);
   const png = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } }).png().toBuffer();
   const dataUrl = `data:image/png;base64,${png.toString('base64')}`;
 

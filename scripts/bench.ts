@@ -51,7 +51,7 @@ import { familyOf, loadModelConfig, type LoadedModel, type LoadOptions } from '.
 import { onModelCacheEvent } from '../src/runtime/model-cache.js';
 import { defaultThreads } from '../src/runtime/session.js';
 import { copyBandwidth } from './bandwidth.js';
-import { benchImage, PREFILL_TOKENS, QUESTION, timeTextPrefill } from './bench-inputs.js';
+import { benchImage, longQuestion, timeTextPrefill } from './bench-inputs.js';
 import { QUIET_LIMIT_CORES, showLoad, startPhase, type PhaseLoad } from './cpu-load.js';
 
 const USAGE =
@@ -123,7 +123,7 @@ async function main(): Promise<void> {
 
     // One chat turn about the 448×448 image with a long question: encode, prefill, decode.
     const image448 = await benchImage(values.image, 448);
-    const question = longQuestion(model, image448, PREFILL_TOKENS);
+    const question = longQuestion((text) => model.prepare([{ role: 'user', content: text }], image448).ids.length).text;
     const prompt = model.prepare([{ role: 'user', content: question }], image448) as BenchPrompt;
     // A warm-up turn first, as llama-bench runs one before it measures: a session's first runs also pay for mapping
     // its weights in from the cache and for growing its arena (the first 528-token prefill ~15 % slower). Its image
@@ -276,14 +276,6 @@ async function timeEncode(model: LoadedModel, image: RgbImage): Promise<{ second
   const start = performance.now();
   await model.startPrompt(prompt);
   return { seconds: since(start), slices: prompt.slices?.length ?? 1 };
-}
-
-/** QUESTION repeated until the prompt with the image has at least `tokens` tokens. */
-function longQuestion(model: LoadedModel, image: RgbImage, tokens: number): string {
-  const question = (copies: number) => Array.from({ length: copies }, () => QUESTION).join(' ');
-  let copies = 1;
-  while (model.prepare([{ role: 'user', content: question(copies) }], image).ids.length < tokens) copies++;
-  return question(copies);
 }
 
 /** Figure → the phase whose load it is shown with. */

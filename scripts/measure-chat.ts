@@ -19,8 +19,7 @@ import { argmax } from '../src/generation/processors.js';
 import type { RgbImage } from '../src/image/index.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../src/graph/quantize.js';
 import { familyOf, loadModelConfig, type LoadedModel } from '../src/models/registry.js';
-
-const QUESTION = 'What is in the picture? Describe every object, its colour and where it is.';
+import { QUESTION } from './bench-inputs.js';
 
 interface Timed {
   wall: number;

@@ -20,7 +20,7 @@ import { quantizeOptionsFor, WEIGHT_PRECISIONS, type WeightPrecision } from '../
 import { withDefaultPrecisions } from '../src/models/family.js';
 import { familyOf, loadModelConfig, type LoadedModel } from '../src/models/registry.js';
 import { defaultThreads } from '../src/runtime/session.js';
-import { benchImage, QUESTION } from './bench-inputs.js';
+import { benchImage, longQuestion } from './bench-inputs.js';
 import { showLoad, startPhase, type PhaseLoad } from './cpu-load.js';
 
 const USAGE = 'node dist/scripts/profile-decode.js --model <dir> [--precision int4|int8|fp32|int8-dq] [--threads N] [--depth N] [--steps N] [--json]';
@@ -100,11 +100,8 @@ async function decodeSteps(model: LoadedModel, depth: number, steps: number): Pr
 async function depthPrompt(model: LoadedModel, depth: number): Promise<{ ids: number[] }> {
   if (depth === 0) return model.prepare([{ role: 'user', content: 'Hello' }], null);
   const image = await benchImage(undefined, 448);
-  for (let copies = 1; ; copies++) {
-    const content = Array.from({ length: copies }, () => QUESTION).join(' ');
-    const prompt = model.prepare([{ role: 'user', content }], image);
-    if (prompt.ids.length >= depth) return prompt;
-  }
+  const prepare = (text: string) => model.prepare([{ role: 'user', content: text }], image);
+  return prepare(longQuestion((text) => prepare(text).ids.length, depth).text);
 }
 
 /** The decoder session's trace: the largest trace file (the decoder's runs outnumber every other graph's). */
