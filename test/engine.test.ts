@@ -398,3 +398,14 @@ test('close stops the running answer, and the closed engine refuses new work', a
   await assert.rejects(collect(engine.stream(longAnswer)), InvalidRequestError);
   await assert.rejects(engine.tokenize('hi'), InvalidRequestError);
 });
+
+test('a thread count that is not a whole number of at least 1 is refused as such, in every family', async () => {
+  for (const fixture of ['minicpmv2-tiny', 'minicpmv1-tiny', 'minicpmv46-tiny', 'omnilmm12b-tiny']) {
+    const dir = fixturePath(fixture, 'model');
+    const config = loadModelConfig(dir);
+    for (const threads of [0, 1.5, Number.NaN]) {
+      await assert.rejects(familyOf(config).load(dir, config, { threads }), (err: unknown) =>
+        err instanceof InvalidRequestError && /threads must be a whole number of at least 1/.test(err.message), `${fixture}, threads ${threads}`);
+    }
+  }
+});

@@ -2,6 +2,7 @@
 // `models/registry.ts` lists, one line per family.
 
 import type { ChatModel } from '../chat/chat.js';
+import { InvalidRequestError } from '../errors.js';
 import type { ModelFiles } from '../checkpoint/model-files.js';
 import type { WeightPrecision } from '../graph/quantize.js';
 import type { RgbImage } from '../image/index.js';
@@ -49,9 +50,12 @@ export function withDefaultPrecisions<T extends LoadOptions>(options: T): T & { 
   return { ...options, precision: options.precision ?? DEFAULT_PRECISION, visionPrecision: options.visionPrecision ?? DEFAULT_VISION_PRECISION };
 }
 
-/** The runtime part of load options, which every graph session of a model gets. */
+/** The runtime part of load options, which every graph session of a model gets; a bad thread count is refused here. */
 export function runtimeOptions(options: LoadOptions): RuntimeOptions {
   const { threads, executionProvider, cache, openGraph, profile } = options;
+  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) {
+    throw new InvalidRequestError(`threads must be a whole number of at least 1 (or left out for one per core), got ${threads}`);
+  }
   return { threads, executionProvider, cache, openGraph, profile };
 }
 
