@@ -15,6 +15,7 @@ import { runChat } from '../src/chat/chat.js';
 import { openCheckpoint } from '../src/checkpoint/open.js';
 import { Graph, type SerializedModel } from '../src/graph/builder.js';
 import { dequantizeMatrix, matMulNBits, quantizeMatrix, quantizeOptionsFor } from '../src/graph/quantize.js';
+import { RuntimeError } from '../src/errors.js';
 import { decodeImage } from '../src/image/index.js';
 import { familyOf, loadModelConfig } from '../src/models/registry.js';
 import { cachedSession, checkpointCacheFolder, onModelCacheEvent, type ModelCacheEvent } from '../src/runtime/model-cache.js';
@@ -198,6 +199,29 @@ test('weights over 1 MiB are kept packed in weights.bin; a session from the entr
   } finally {
     source.close();
   }
+});
+
+test('a graph ONNX Runtime refuses fails with its own error, not blamed on the disk, and leaves no entry', async () => {
+  const build = (): SerializedModel => {
+    const g = new Graph('refused');
+    g.output(g.op('NoSuchOperator', [g.input('x', 'float32', [1])], '/refused/op'), 'y', 'float32', [1]);
+    return g.serialize();
+  };
+  const source = openCheckpoint(MODEL);
+  try {
+    for (const cache of [CACHE, false] as const) {
+      await assert.rejects(
+        cachedSession({ part: 'refused', label: 'refused graph', source, key: null, build }, { threads: 1, cache }),
+        (err: Error) => err instanceof RuntimeError && /could not create the refused graph session/.test(err.message) &&
+          !/disk/.test(err.message),
+      );
+    }
+  } finally {
+    source.close();
+  }
+  const keyFolder = checkpointCacheFolder(CACHE, MODEL);
+  const left = existsSync(keyFolder) ? readdirSync(keyFolder).filter((name) => name.startsWith('refused')) : [];
+  assert.deepEqual(left, []);
 });
 
 /** y = x, a graph without weights. */

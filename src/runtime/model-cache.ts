@@ -23,8 +23,8 @@
 
 import { createHash } from 'node:crypto';
 import {
-  closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync,
-  writeFileSync,
+  closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statfsSync,
+  statSync, writeFileSync,
 } from 'node:fs';
 import { cpus, homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -260,11 +260,12 @@ function removeEntry(folder: string, part: string, reason: string): void {
  */
 async function writeEntry(folder: string, graph: GraphSpec, model: SerializedModel, optimizeFor: RuntimeOptions | null): Promise<void> {
   const staging = `${folder}.partial-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
+  let builtBytes = model.model.byteLength;
   try {
     if (model.weights) model.weights.moveTo(staging);
     else mkdirSync(staging);
     writeFileSync(join(staging, MODEL_FILE), model.model);
-    const builtBytes = folderBytes(staging);
+    builtBytes = folderBytes(staging);
     if (optimizeFor) await replaceByOptimized(staging, graph.label, optimizeFor);
     const files: Record<string, number> = {};
     for (const name of readdirSync(staging)) files[name] = statSync(join(staging, name)).size;
@@ -284,11 +285,27 @@ async function writeEntry(folder: string, graph: GraphSpec, model: SerializedMod
   } catch (err) {
     model.weights?.remove();
     rmSync(staging, { recursive: true, force: true });
+    if (!isDiskProblem(err, folder, builtBytes)) throw err;
     throw new RuntimeError(
       `could not write the converted ${graph.label} to ${folder}: ${(err as Error).message}; free disk space there, ` +
         'point OMNILMM_CACHE at a folder with room, or turn the cache off (OMNILMM_CACHE=off, or the cache: false option)',
       { cause: err },
     );
+  }
+}
+
+/**
+ * Whether a failed write is the disk's to answer for: a file-system error, or any failure while the disk holds less
+ * than twice the graph as built (the optimised entry keeps packed copies beside the weights). Anything else, such
+ * as ONNX Runtime refusing the graph, is not, and keeps its own message.
+ */
+function isDiskProblem(err: unknown, folder: string, builtBytes: number): boolean {
+  if (typeof (err as NodeJS.ErrnoException).code === 'string') return true;
+  try {
+    const disk = statfsSync(dirname(folder));
+    return disk.bavail * disk.bsize < 2 * builtBytes;
+  } catch {
+    return false;
   }
 }
 
@@ -353,7 +370,6 @@ function safetensorsHeader(path: string): Uint8Array {
   }
 }
 
-/** Reads into `buffer` from `position` until it is full or the file ends; returns the bytes read. */
 let codeHash: string | null = null;
 
 /** sha256 of the compiled graph builders (every .js file under dist/src/graph and dist/src/models). */
