@@ -35,14 +35,19 @@ export function longQuestion(tokensOf: (text: string) => number, tokens = PREFIL
 }
 
 /**
- * A text prompt of at least PREFILL_TOKENS tokens through the decoder (llama-bench's pp512): a longQuestion after
- * `lead`. Returns the tokens it ran (those not reused from the cache) and the seconds.
+ * A text prompt of at least `tokens` tokens through the decoder (by default llama-bench's pp512): a longQuestion
+ * after `lead`. Returns the tokens it ran (those not reused from the cache) and the seconds.
  */
-export async function timeTextPrefill(model: LoadedModel, lead = ''): Promise<{ tokens: number; seconds: number }> {
-  const prepare = (text: string) => model.prepare([{ role: 'user', content: text }], null);
-  const prompt = prepare(longQuestion((text) => prepare(text).ids.length, PREFILL_TOKENS, lead).text);
+export async function timeTextPrefill(model: LoadedModel, lead = '', tokens = PREFILL_TOKENS): Promise<{ tokens: number; seconds: number }> {
+  const prompt = textPrompt(model, tokens, lead);
   const sequence = await model.startPrompt(prompt);
   const start = performance.now();
   await sequence.prefill();
   return { tokens: prompt.ids.length - sequence.reusedLength, seconds: (performance.now() - start) / 1000 };
+}
+
+/** A text-only chat prompt of at least `tokens` tokens: `lead`, then QUESTION repeated. */
+export function textPrompt(model: LoadedModel, tokens: number, lead = ''): ReturnType<LoadedModel['prepare']> {
+  const prepare = (text: string) => model.prepare([{ role: 'user', content: text }], null);
+  return prepare(longQuestion((text) => prepare(text).ids.length, tokens, lead).text);
 }
