@@ -1,6 +1,7 @@
 // What the Node bench (bench.ts) and the browser bench (bench-web.ts) feed the model, so their figures compare.
 
 import { readFileSync } from 'node:fs';
+import { argmax } from '../src/generation/processors.js';
 import type { RgbImage } from '../src/image/index.js';
 import type { LoadedModel } from '../src/models/registry.js';
 
@@ -35,19 +36,36 @@ export function longQuestion(tokensOf: (text: string) => number, tokens = PREFIL
 }
 
 /**
- * A text prompt of at least `tokens` tokens through the decoder (by default llama-bench's pp512): a longQuestion
+ * A text prompt of at least `tokens` tokens through the decoder (by default llama-bench's pp512): a longPrompt
  * after `lead`. Returns the tokens it ran (those not reused from the cache) and the seconds.
  */
 export async function timeTextPrefill(model: LoadedModel, lead = '', tokens = PREFILL_TOKENS): Promise<{ tokens: number; seconds: number }> {
-  const prompt = textPrompt(model, tokens, lead);
+  const prompt = longPrompt(model, tokens, null, lead);
   const sequence = await model.startPrompt(prompt);
   const start = performance.now();
   await sequence.prefill();
   return { tokens: prompt.ids.length - sequence.reusedLength, seconds: (performance.now() - start) / 1000 };
 }
 
-/** A text-only chat prompt of at least `tokens` tokens: `lead`, then QUESTION repeated. */
-export function textPrompt(model: LoadedModel, tokens: number, lead = ''): ReturnType<LoadedModel['prepare']> {
-  const prepare = (text: string) => model.prepare([{ role: 'user', content: text }], null);
+type Prompt = ReturnType<LoadedModel['prepare']>;
+
+/** A chat prompt of at least `tokens` tokens: `lead`, then QUESTION repeated, about `image` where one is given. */
+export function longPrompt(model: LoadedModel, tokens: number, image: RgbImage | null = null, lead = ''): Prompt {
+  const prepare = (text: string) => model.prepare([{ role: 'user', content: text }], image);
   return prepare(longQuestion((text) => prepare(text).ids.length, tokens, lead).text);
+}
+
+/** The prompt before decode steps at `depth`: a one-word question for 0 (decode from an empty context), else a longPrompt. */
+export function depthPrompt(model: LoadedModel, depth: number, image: RgbImage | null = null): Prompt {
+  return depth === 0 ? model.prepare([{ role: 'user', content: 'Hello' }], null) : longPrompt(model, depth, image);
+}
+
+/** Seconds of `steps` greedy steps after `prompt` (its prefill and `warmup` steps before them not timed). */
+export async function timeDecode(model: LoadedModel, prompt: Prompt, steps: number, warmup = 0): Promise<number> {
+  const sequence = await model.startPrompt(prompt);
+  let logits = await sequence.prefill();
+  for (let k = 0; k < warmup; k++) logits = (await sequence.step([argmax(logits)]))[0]!;
+  const start = performance.now();
+  for (let k = 0; k < steps; k++) logits = (await sequence.step([argmax(logits)]))[0]!;
+  return (performance.now() - start) / 1000;
 }

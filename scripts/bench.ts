@@ -51,7 +51,7 @@ import { familyOf, loadModelConfig, type LoadedModel, type LoadOptions } from '.
 import { onModelCacheEvent } from '../src/runtime/model-cache.js';
 import { defaultThreads } from '../src/runtime/session.js';
 import { copyBandwidth } from './bandwidth.js';
-import { benchImage, longQuestion, timeTextPrefill } from './bench-inputs.js';
+import { benchImage, depthPrompt, longQuestion, timeDecode, timeTextPrefill } from './bench-inputs.js';
 import { QUIET_LIMIT_CORES, showLoad, startPhase, type PhaseLoad } from './cpu-load.js';
 
 const USAGE =
@@ -145,7 +145,7 @@ async function main(): Promise<void> {
     });
     const decode = since(start);
     const textPrefill = await phase('prefill_text', () => timeTextPrefill(model));
-    const decodeD0 = await phase('decode_d0', () => timeShortDecode(model));
+    const decodeD0 = await phase('decode_d0', () => timeDecode(model, depthPrompt(model, 0), DECODE_TOKENS));
     const encode1344 = prompt.slices ? await phase('encode_1344', async () => timeEncode(model, await benchImage(values.image, 1344))) : null;
     const turns = await phase('turns', () => timeTurns(model, inverted(image448)));
     await model.release();
@@ -234,15 +234,6 @@ async function timeTurns(model: LoadedModel, image: RgbImage): Promise<{ turn1: 
   start = performance.now();
   await runChat(model, { messages, image, decoding: 'greedy', maxNewTokens: 1 });
   return { turn1, turn2: since(start) };
-}
-
-/** Seconds for DECODE_TOKENS greedy steps after a one-word text prompt (llama-bench's tg128 from an empty context). */
-async function timeShortDecode(model: LoadedModel): Promise<number> {
-  const sequence = await model.startPrompt(model.prepare([{ role: 'user', content: 'Hello' }], null));
-  let logits = await sequence.prefill();
-  const start = performance.now();
-  for (let k = 0; k < DECODE_TOKENS; k++) logits = (await sequence.step([argmax(logits)]))[0]!;
-  return since(start);
 }
 
 /** The image with its channels rotated (R, G, B → G, B, R): the same size, other pixels. */

@@ -19,12 +19,11 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { resolveModel } from '../src/checkpoint/resolve.js';
-import { argmax } from '../src/generation/processors.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../src/graph/quantize.js';
 import { withDefaultPrecisions } from '../src/models/family.js';
 import { familyOf, loadModelConfig, type LoadedModel } from '../src/models/registry.js';
 import { defaultThreads } from '../src/runtime/session.js';
-import { PREFILL_TOKENS, textPrompt, timeTextPrefill } from './bench-inputs.js';
+import { depthPrompt, PREFILL_TOKENS, timeDecode, timeTextPrefill } from './bench-inputs.js';
 import { QUIET_LIMIT_CORES, startPhase } from './cpu-load.js';
 
 const USAGE =
@@ -65,14 +64,14 @@ async function main(): Promise<void> {
       !Number.isInteger(depth) || depth < 0 || (work === 'prefill' && depth > 0)) {
     throw new Error(`usage: ${USAGE} (counts are whole numbers ≥ 1; --depth is for decode)`);
   }
-  const llamaArgs = [
-    '-m', values.gguf, '-t', String(threads), '-r', '1', '-fa', '0,1', '-o', 'json',
-    ...(work === 'prefill' ? ['-p', String(tokens), '-n', '0'] : ['-p', '0', '-n', String(tokens), '-d', String(depth)]),
-  ];
   if (values['model-process']) {
     await serveRounds(values.model, work, precision, threads, tokens, depth);
     return;
   }
+  const llamaArgs = [
+    '-m', values.gguf, '-t', String(threads), '-r', '1', '-fa', '0,1', '-o', 'json',
+    ...(work === 'prefill' ? ['-p', String(tokens), '-n', '0'] : ['-p', '0', '-n', String(tokens), '-d', String(depth)]),
+  ];
   const model = await ModelProcess.start([...process.argv.slice(2), '--model-process']);
   const results: Round[] = [];
   try {
@@ -207,12 +206,7 @@ async function prefillRate(model: LoadedModel, tokens: number, round: number): P
 
 /** Greedy steps per second after a text prompt of `depth` tokens; the prompt's prefill is not timed. */
 async function decodeRate(model: LoadedModel, depth: number, steps: number): Promise<number> {
-  const sequence = await model.startPrompt(depth === 0 ? model.prepare([{ role: 'user', content: 'Hello' }], null) : textPrompt(model, depth));
-  let logits = await sequence.prefill();
-  for (let k = 0; k < WARMUP_STEPS; k++) logits = (await sequence.step([argmax(logits)]))[0]!;
-  const start = performance.now();
-  for (let k = 0; k < steps; k++) logits = (await sequence.step([argmax(logits)]))[0]!;
-  return steps / ((performance.now() - start) / 1000);
+  return steps / await timeDecode(model, depthPrompt(model, depth), steps, WARMUP_STEPS);
 }
 
 function showRound(round: number, r: Round): string {

@@ -20,7 +20,7 @@ import { quantizeOptionsFor, WEIGHT_PRECISIONS, type WeightPrecision } from '../
 import { withDefaultPrecisions } from '../src/models/family.js';
 import { familyOf, loadModelConfig, type LoadedModel } from '../src/models/registry.js';
 import { defaultThreads } from '../src/runtime/session.js';
-import { benchImage, longQuestion } from './bench-inputs.js';
+import { benchImage, depthPrompt } from './bench-inputs.js';
 import { showLoad, startPhase, type PhaseLoad } from './cpu-load.js';
 
 const USAGE = 'node dist/scripts/profile-decode.js --model <dir> [--precision int4|int8|fp32|int8-dq] [--threads N] [--depth N] [--steps N] [--json]';
@@ -80,7 +80,7 @@ async function main(): Promise<void> {
 /** Prefills the depth prompt, then times WARMUP_STEPS + `steps` greedy steps; the model is released after. */
 async function decodeSteps(model: LoadedModel, depth: number, steps: number): Promise<{ hostMs: number[]; promptTokens: number; load: PhaseLoad }> {
   try {
-    const prompt = await depthPrompt(model, depth);
+    const prompt = depthPrompt(model, depth, depth === 0 ? null : await benchImage(undefined, 448));
     const sequence = await model.startPrompt(prompt);
     let logits = await sequence.prefill();
     const hostMs: number[] = [];
@@ -94,14 +94,6 @@ async function decodeSteps(model: LoadedModel, depth: number, steps: number): Pr
   } finally {
     await model.release();
   }
-}
-
-/** A prompt of about `depth` tokens: QUESTION repeated after a 448×448 image, or a one-word question for depth 0. */
-async function depthPrompt(model: LoadedModel, depth: number): Promise<{ ids: number[] }> {
-  if (depth === 0) return model.prepare([{ role: 'user', content: 'Hello' }], null);
-  const image = await benchImage(undefined, 448);
-  const prepare = (text: string) => model.prepare([{ role: 'user', content: text }], image);
-  return prepare(longQuestion((text) => prepare(text).ids.length, depth).text);
 }
 
 /** The decoder session's trace: the largest trace file (the decoder's runs outnumber every other graph's). */
