@@ -2,28 +2,54 @@
 
 import { readFileSync } from 'node:fs';
 import { argmax } from '../src/generation/processors.js';
+import { InvalidRequestError } from '../src/errors.js';
 import type { RgbImage } from '../src/image/index.js';
+import type { PartsMessage, VideoFrames } from '../src/models/messages.js';
 import type { LoadedModel } from '../src/models/registry.js';
 
 /** Prompt tokens of the timed chat turn: a question repeated until the prompt reaches this length. */
 export const PREFILL_TOKENS = 512;
 export const QUESTION = 'What is in the picture? Describe every object, its colour and where it is.';
 
-/** A size×size image: the given file resized (sharp), or a colour gradient with a grid of lines. */
+/** A size×size image: the given file resized (sharp), or syntheticImage. */
 export async function benchImage(file: string | undefined, size: number): Promise<RgbImage> {
   if (file) {
     const { default: sharp } = await import('sharp');
     const data = await sharp(readFileSync(file)).resize(size, size, { fit: 'fill' }).removeAlpha().raw().toBuffer();
     return { width: size, height: size, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
   }
-  const data = new Uint8Array(size * size * 3);
-  for (let y = 0; y < size; y++) {
-    for (let x = 0; x < size; x++) {
-      const line = x % 64 === 0 || y % 64 === 0 ? 255 : 0;
-      data.set([(x * 255) / size, (y * 255) / size, line], (y * size + x) * 3);
+  return syntheticImage(size, size);
+}
+
+/** A colour gradient with a grid of lines every 64 pixels, the grid moved `shift` pixels right and down. */
+function syntheticImage(width: number, height: number, shift = 0): RgbImage {
+  const data = new Uint8Array(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const line = (x - shift) % 64 === 0 || (y - shift) % 64 === 0 ? 255 : 0;
+      data.set([(x * 255) / width, (y * 255) / height, line], (y * width + x) * 3);
     }
   }
-  return { width: size, height: size, data };
+  return { width, height, data };
+}
+
+/** Frames of the bench's video clip. */
+export const VIDEO_FRAMES = 4;
+
+/** The bench's video clip: VIDEO_FRAMES 640×480 syntheticImages taken one a second, the grid moving 8 pixels a frame. */
+export function benchVideo(): VideoFrames {
+  return { frames: Array.from({ length: VIDEO_FRAMES }, (_, i) => syntheticImage(640, 480, 8 * i)), fps: 1 };
+}
+
+/** The prompt of a question about `video`, or null for a family that takes no video. */
+export function videoPrompt(model: LoadedModel, video: VideoFrames): Prompt | null {
+  const messages: PartsMessage[] = [{ role: 'user', content: [{ type: 'video' }, { type: 'text', text: 'What happens in the video?' }] }];
+  try {
+    return model.prepare({ messages, images: [], video, thinking: false });
+  } catch (err) {
+    if (err instanceof InvalidRequestError) return null;
+    throw err;
+  }
 }
 
 /** `lead`, then QUESTION repeated until `tokensOf(text)` (the prompt it makes) reaches `tokens`. */

@@ -20,6 +20,8 @@
 //   decode_d0_tok_s  128 greedy steps after a one-word text prompt (about 8 tokens): decode from an empty context
 //   encode_1344_s    the image path for 1344×1344, for families that slice images (MiniCPM-V): the overview and its
 //                    slices; encode_1344_per_slice_s divides by them
+//   encode_video_s   the video path of a question about a 4-second 640×480 clip at 1 fps (encode_video_frames
+//                    frames, the video processor's defaults), for families that take video (MiniCPM-V 4.6)
 //   peak_rss_mb      the peak resident memory (getrusage maxrss) of the process that loads the model warm and runs
 //                    everything above: what answering needs
 //   bandwidth_gb_s   STREAM's copy kernel (memcpy of a 256 MiB buffer into another, far beyond the caches) on two
@@ -51,7 +53,7 @@ import { familyOf, loadModelConfig, type LoadedModel, type LoadOptions } from '.
 import { onModelCacheEvent } from '../src/runtime/model-cache.js';
 import { defaultThreads } from '../src/runtime/session.js';
 import { copyBandwidth } from './bandwidth.js';
-import { benchImage, depthPrompt, longQuestion, timeDecode, timeTextPrefill } from './bench-inputs.js';
+import { benchImage, benchVideo, depthPrompt, longQuestion, timeDecode, timeTextPrefill, videoPrompt } from './bench-inputs.js';
 import { QUIET_LIMIT_CORES, showLoad, startPhase, type PhaseLoad } from './cpu-load.js';
 
 const USAGE =
@@ -147,6 +149,9 @@ async function main(): Promise<void> {
     const textPrefill = await phase('prefill_text', () => timeTextPrefill(model));
     const decodeD0 = await phase('decode_d0', () => timeDecode(model, depthPrompt(model, 0), DECODE_TOKENS));
     const encode1344 = prompt.slices ? await phase('encode_1344', async () => timeEncode(model, await benchImage(values.image, 1344))) : null;
+    const video = benchVideo();
+    const aboutVideo = videoPrompt(model, video);
+    const encodeVideo = aboutVideo ? await phase('encode_video', () => timeStart(model, aboutVideo)) : null;
     const turns = await phase('turns', () => timeTurns(model, inverted(image448)));
     await model.release();
 
@@ -169,6 +174,7 @@ async function main(): Promise<void> {
         encode_1344_slices: encode1344.slices,
         encode_1344_per_slice_s: encode1344.seconds / encode1344.slices,
       }),
+      ...(encodeVideo !== null && { encode_video_s: encodeVideo, encode_video_frames: video.frames.length }),
       prefill_tokens: prefillTokens,
       prefill_tok_s: prefillTokens / prefill,
       prefill_text_tokens: textPrefill.tokens,
@@ -264,15 +270,20 @@ async function timeLoad(load: () => Promise<{ release(): Promise<void> }>): Prom
 /** The image path's time for one image, as a chat turn starts: every slice through the tower and the resampler. */
 async function timeEncode(model: LoadedModel, image: RgbImage): Promise<{ seconds: number; slices: number }> {
   const prompt = model.prepare([{ role: 'user', content: 'Describe the picture.' }], image) as BenchPrompt;
+  return { seconds: await timeStart(model, prompt), slices: prompt.slices?.length ?? 1 };
+}
+
+/** Seconds for a prompt's start of a chat turn: its images or frames through the vision graphs, its embeddings. */
+async function timeStart(model: LoadedModel, prompt: ReturnType<LoadedModel['prepare']>): Promise<number> {
   const start = performance.now();
   await model.startPrompt(prompt);
-  return { seconds: since(start), slices: prompt.slices?.length ?? 1 };
+  return since(start);
 }
 
 /** Figure → the phase whose load it is shown with. */
 const PHASE_OF: Record<string, string> = {
   load_cold_s: 'load_cold', load_warm_s: 'load_warm', encode_448_s: 'encode_448', prefill_tok_s: 'prefill',
-  decode_tok_s: 'decode', prefill_text_tok_s: 'prefill_text', decode_d0_tok_s: 'decode_d0', encode_1344_s: 'encode_1344', ttft_turn1_s: 'turns', ttft_turn2_s: 'turns', bandwidth_gb_s: 'bandwidth',
+  decode_tok_s: 'decode', prefill_text_tok_s: 'prefill_text', decode_d0_tok_s: 'decode_d0', encode_1344_s: 'encode_1344', encode_video_s: 'encode_video', ttft_turn1_s: 'turns', ttft_turn2_s: 'turns', bandwidth_gb_s: 'bandwidth',
 };
 
 function table(result: Record<string, unknown>, loads: Record<string, PhaseLoad>): string {

@@ -372,4 +372,14 @@ test('npm run bench on the tiny model writes JSON with every figure', async () =
   }
   assert.equal(result.encode_1344_slices, 10);
   assert.ok((result.prefill_text_tokens as number) >= 512, `prefill_text_tokens = ${String(result.prefill_text_tokens)}`);
+  assert.ok(!('encode_video_s' in result), 'MiniCPM-V 2.0 takes no video');
+});
+
+test('npm run bench times the video path for a family that takes video (MiniCPM-V 4.6)', async () => {
+  const bench = join(repoRoot, 'dist', 'scripts', 'bench.js');
+  const { stdout } = await run(process.execPath, [bench, '--model', fixturePath('minicpmv46-tiny', 'model'), '--threads', '1', '--json']);
+  const result = JSON.parse(stdout) as Record<string, unknown>;
+  assert.ok(typeof result.encode_video_s === 'number' && result.encode_video_s > 0, `encode_video_s = ${String(result.encode_video_s)}`);
+  assert.equal(result.encode_video_frames, 4);
+  assert.equal(typeof (result.load_by_phase as Record<string, unknown>).encode_video, 'number');
 });
