@@ -53,7 +53,7 @@ export interface RuntimeOptions {
   cache?: string | false;
   /**
    * Keep the memory a run frees in ONNX Runtime's arena for the next run (default true). Off for graphs that run
-   * now and then with large activations (MiniCPM-V's vision tower): that memory goes back when the run ends.
+   * now and then with large activations (MiniCPM-V 1.0 and 2.0's vision tower): that memory goes back when the run ends.
    */
   memoryArena?: boolean;
   /** How graphs become sessions (default: Node's converted-model cache, `cachedSession`). */

@@ -73,8 +73,10 @@ export class MiniCPMV46VisionEncoder {
   ): Promise<MiniCPMV46VisionEncoder> {
     // fp32, the default, by either spelling shares one cache entry.
     const precision = options.precision === 'fp32' ? undefined : options.precision;
-    // Activations go back when a run ends instead of staying in an arena (the vision graphs run now and then).
-    const runtime: RuntimeOptions = { ...options.runtime, memoryArena: false };
+    // ONNX Runtime's arena keeps a slice's activations for the next slice or frame: without it every run maps its
+    // large buffers afresh and faults in each page (README "MiniCPM-V 4.6 at full size"). Suspending the sessions
+    // after `encode` gives the arena back.
+    const runtime: RuntimeOptions = { ...options.runtime, memoryArena: true };
     const parts = [
       { part: 'vision-head', label: 'vision tower (head)', builder: 'buildVisionHeadGraph' },
       { part: 'vit-merger', label: 'vision window merger', builder: 'buildWindowMergerGraph' },
