@@ -26,8 +26,8 @@ export interface LoadOptions extends RuntimeOptions {
   visionPrecision?: WeightPrecision;
   /**
    * Keep the vision tower's sessions open between images (MiniCPM-V 1.0, 2.0 and 4.6). By default they are suspended
-   * after each image where reopening is cheap (GraphSession.suspend), so that the tower's memory (0.5 GB for
-   * MiniCPM-V 2.0 at int8) is not held while the decoder answers; a new image then waits 0.2–0.5 s for them.
+   * after each image where they can be reopened (GraphSession.suspend), so that the tower's memory is not held while
+   * the decoder answers; a new image then waits for them (README "Server and web page" has the cost per model).
    */
   keepVisionLoaded?: boolean;
 }

@@ -36,8 +36,8 @@ export const serveCommand: Command = {
   --vision-precision <p>   the vision tower's linear layers: int8-dq (default: int8 compute, 1–2% RMS on the
                            fixtures' image features), fp32 (exact), int8 or int4, as for chat
   --keep-vision-loaded     keep the vision tower open between images: each new image (live camera frames) starts
-                           0.2–0.5 s sooner, for ~0.5 GB more held while answering (MiniCPM-V 2.0 at int8; by
-                           default the tower is closed after each image)
+                           sooner, for more memory held while answering (MiniCPM-V 2.0 at int8: 0.2–0.5 s, ~0.5 GB;
+                           4.6: ~1.7 s for 1344², ~1 GB; by default the tower is closed after each image)
 
 Endpoints: GET / (chat page), GET /health, GET /v1/models, POST /v1/chat/completions (OpenAI format, with
 "stream", "max_tokens", "temperature" (0 = greedy), "top_p", "seed", "stop", and the extensions "top_k",

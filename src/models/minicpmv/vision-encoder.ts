@@ -81,8 +81,8 @@ export class VisionEncoder {
     // the precision shapes only the tower (fp32, the default, by either spelling).
     const buildOptions = { ...options, runtime: undefined, maxBatch: undefined, precision: undefined, keepLoaded: undefined };
     const precision = options.precision === 'fp32' ? undefined : options.precision;
-    // A run's activations go back when it ends instead of staying in an arena: 0.3 GB less held after an image, at
-    // the same speed (1344², fp32 tower, 2 threads: 56.1–56.2 s without the arena, 53.5–60.2 s with it).
+    // A run's activations go back when it ends instead of staying in an arena: a lower peak, which keeps the default
+    // under 4 GB, for a slower 1344² image (README "Memory").
     const runtime: RuntimeOptions = { ...options.runtime, memoryArena: false };
     const vision = await openGraph({
       part: 'vision', label: 'vision tower', source: weights, key: { dims: dims.vision, prefix: visionPrefix, buildOptions, precision },
