@@ -82,7 +82,7 @@ export class VisionEncoder {
     const buildOptions = { ...options, runtime: undefined, maxBatch: undefined, precision: undefined, keepLoaded: undefined };
     const precision = options.precision === 'fp32' ? undefined : options.precision;
     // A run's activations go back when it ends instead of staying in an arena: a lower peak, which keeps the default
-    // under 4 GB, for a slower 1344² image (README "Memory").
+    // under 4 GB, for a slower 1344² image (README "Performance", where the memory goes).
     const runtime: RuntimeOptions = { ...options.runtime, memoryArena: false };
     const vision = await openGraph({
       part: 'vision', label: 'vision tower', source: weights, key: { dims: dims.vision, prefix: visionPrefix, buildOptions, precision },
