@@ -15,8 +15,9 @@
 // which is the recurrence S ← S·exp(g_t); δ = β_t (v_t − Sᵀk_t); S ← S + k_t δᵀ; o_t = Sᵀq_t, step by step.
 // T is found by block inversion (unitLowerInverse), as stable as the forward substitution of
 // `torch.linalg.solve_triangular` (a series Σ(−A)ⁿ of matrix powers is not: with keys of pairwise cosine 0.5 its
-// float32 error reached 68 where the inverse's entries are ≤ 1). It sits in an If: one position (a decode step) needs
-// none (T = I), and a run of s positions pads A to the chunk length.
+// float32 error reached 68 where the inverse's entries are ≤ 1); a run of s positions pads A to the chunk length.
+// A run of one position (a decode step) takes the recurrence itself instead, as upstream does with a cache
+// (`torch_recurrent_gated_delta_rule`): an If on s picks the branch.
 // Why one chunk per run, measured with onnxruntime-node 1.30 on this CPU (1 thread, MiniCPM-V 4.6 layer sizes, per-
 // node profile; the machine was shared, so figures vary by 2×): a one-position run spends ~2 ms per layer on the
 // delta rule and the conv besides the projections, a run of 64 positions ~0.15–0.3 ms per position. A Scan over
@@ -138,7 +139,7 @@ export function gatedDeltaNet(
   const logDecay = g.op('Mul', [softplus, g.weight(`${weights}.-exp(A_log)`, negA, [l.numValueHeads])], `${node}/decay/Mul`);
   const decay = g.op('Transpose', [logDecay], `${node}/decay/Transpose`, { perm: [0, 2, 1] });
 
-  const rule = deltaRuleChunk(parts, `${node}/delta_rule`, { q, k, v, beta, decay, state: past.recurrent }, place.chunk);
+  const rule = deltaRule(parts, `${node}/delta_rule`, { q, k, v, beta, decay, state: past.recurrent }, place.chunk);
 
   // 4. RMSNormGated over dv (weight as stored) × silu(z), then out_proj.
   const o = g.op('Transpose', [rule.output], `${node}/out/Transpose`, { perm: [0, 2, 1, 3] });
@@ -163,22 +164,62 @@ function repeatHeads(parts: DecoderParts, t: string, l: LinearAttentionDims, nod
   return g.op('Reshape', [expanded, g.ints([0, 0, l.numValueHeads, l.keyHeadDim])], `${node}/repeat/Reshape`);
 }
 
+/** The graph values the delta rule reads: q, k [b,H,s,dk], v [b,H,s,dv], β and g [b,H,s], the state S₀ [b,H,dk,dv]. */
+interface DeltaRuleInputs {
+  q: string;
+  k: string;
+  v: string;
+  beta: string;
+  decay: string;
+  state: string;
+}
+
 /**
- * The delta rule over one chunk of s positions from the state S₀ (see the file header), all heads at once:
+ * The delta rule over the run's s positions: an If on s = 1 (a decode step) takes the recurrence itself
+ * (deltaRuleStep), any other s the chunked form (deltaRuleChunk). Returns o [b,H,s,dv] and S₁ [b,H,dk,dv].
+ */
+function deltaRule(parts: DecoderParts, node: string, t: DeltaRuleInputs, chunk: number): { output: string; state: string } {
+  const { g } = parts;
+  const single = g.op('Equal', [g.op('Shape', [t.decay], `${node}/seq/Shape`, { start: 2, end: 3 }), g.ints([1])], `${node}/single/Equal`);
+  const outputs = [{ type: 'float32', rank: 4 }, { type: 'float32', rank: 4 }] as const;
+  const pair = (rule: { output: string; state: string }) => [rule.output, rule.state];
+  const [output, state] = g.node('If', [single], {
+    name: `${node}/If`,
+    attrs: {
+      then_branch: g.subgraph(`${node}/step`, outputs, () => pair(deltaRuleStep(parts, `${node}/step`, t))),
+      else_branch: g.subgraph(`${node}/chunk`, outputs, () => pair(deltaRuleChunk(parts, `${node}/chunk`, t, chunk))),
+    },
+    outputs: 2,
+  }) as [string, string];
+  return { output, state };
+}
+
+/**
+ * One position (upstream `torch_recurrent_gated_delta_rule`'s step), all heads at once:
+ *   S = S₀ · exp(g);   δ = β · (v − k·S);   S₁ = S + kᵀ·δ;   o = q·S₁
+ */
+function deltaRuleStep(parts: DecoderParts, node: string, t: DeltaRuleInputs): { output: string; state: string } {
+  const { g } = parts;
+  const column = (x: string, name: string) => g.op('Unsqueeze', [x, g.ints([3])], `${node}/${name}/Unsqueeze`);
+  const decayed = g.op('Mul', [t.state, column(g.op('Exp', [t.decay], `${node}/decay/Exp`), 'decay')], `${node}/decay/Mul`);
+  const recalled = g.op('MatMul', [t.k, decayed], `${node}/recall/MatMul`);
+  const delta = g.op('Mul', [g.op('Sub', [t.v, recalled], `${node}/delta/Sub`), column(t.beta, 'beta')], `${node}/delta/Mul`);
+  const update = g.op('FusedMatMul', [t.k, delta], `${node}/update/FusedMatMul`, { transA: 1 }, 'com.microsoft');
+  const state = g.op('Add', [decayed, update], `${node}/state/Add`);
+  return { output: g.op('MatMul', [t.q, state], `${node}/output/MatMul`), state };
+}
+
+/**
+ * The delta rule over one chunk of s > 1 positions from the state S₀ (see the file header), all heads at once:
  *
  *   g [b,H,s] ─ CumSum ─► c ─┬─ Sub(cᵢ − cⱼ) ─ Exp ─ Trilu(lower) ─► D [b,H,s,s]
  *                            └─ Exp ─► e
- *   (β·k) kᵀ ⊙ D ─ Trilu(strictly lower) ─► A ─ unitLowerInverse ─► T          (If s > 1; else T = I)
+ *   (β·k) kᵀ ⊙ D ─ Trilu(strictly lower) ─► A ─ unitLowerInverse ─► T
  *   T · [β·v | β·k ⊙ e] ─ Split ─► U, W;   v' = U − W·S₀
  *   o  = (q ⊙ e)·S₀ + ((q kᵀ) ⊙ D)·v'
  *   S₁ = S₀ ⊙ exp(c_last) + (k ⊙ exp(c_last − c))ᵀ·v'
  */
-function deltaRuleChunk(
-  parts: DecoderParts,
-  node: string,
-  t: { q: string; k: string; v: string; beta: string; decay: string; state: string },
-  chunk: number,
-): { output: string; state: string } {
+function deltaRuleChunk(parts: DecoderParts, node: string, t: DeltaRuleInputs, chunk: number): { output: string; state: string } {
   const { g, dims } = parts;
   const l = dims.linearAttention!;
   const column = (x: string, name: string) => g.op('Unsqueeze', [x, g.ints([3])], `${node}/${name}/Unsqueeze`);
@@ -195,19 +236,8 @@ function deltaRuleChunk(
   const weighted = g.op('Mul', [kk, decayMatrix], `${node}/kk/Mul`);
   const strict = g.op('Trilu', [weighted, g.constant('int64', [], [-1n])], `${node}/kk/Trilu`, { upper: 0 });
   const rhs = g.op('Concat', [vBeta, g.op('Mul', [kBeta, growth], `${node}/k_cumdecay/Mul`)], `${node}/rhs/Concat`, { axis: -1 });
-  // One position (a decode step): A is empty and T = I, so the inversion, padded to the whole chunk, is skipped.
-  const single = g.op('Equal', [g.op('Shape', [t.decay], `${node}/seq/Shape`, { start: 2, end: 3 }), g.ints([1])], `${node}/single/Equal`);
-  const out4 = [{ type: 'float32', rank: 4 }] as const;
-  const [solved] = g.node('If', [single], {
-    name: `${node}/solve/If`,
-    attrs: {
-      then_branch: g.subgraph(`${node}/solve/one`, out4, () => [rhs]),
-      else_branch: g.subgraph(`${node}/solve/chunk`, out4, () => [
-        g.op('MatMul', [unitLowerInverse(parts, strict, chunk, `${node}/inverse`), rhs], `${node}/solve/MatMul`),
-      ]),
-    },
-  }) as [string];
-  const [u, w] = g.node('Split', [solved!, g.ints([l.valueHeadDim, l.keyHeadDim])], { name: `${node}/solve/Split`, attrs: { axis: 3 }, outputs: 2 }) as [
+  const solved = g.op('MatMul', [unitLowerInverse(parts, strict, chunk, `${node}/inverse`), rhs], `${node}/solve/MatMul`);
+  const [u, w] = g.node('Split', [solved, g.ints([l.valueHeadDim, l.keyHeadDim])], { name: `${node}/solve/Split`, attrs: { axis: 3 }, outputs: 2 }) as [
     string,
     string,
   ];
