@@ -34,7 +34,7 @@ function syntheticImage(width: number, height: number, shift = 0): RgbImage {
 }
 
 /** Frames of the bench's video clip. */
-export const VIDEO_FRAMES = 4;
+const VIDEO_FRAMES = 4;
 
 /** The bench's video clip: VIDEO_FRAMES 640×480 syntheticImages taken one a second, the grid moving 8 pixels a frame. */
 export function benchVideo(): VideoFrames {

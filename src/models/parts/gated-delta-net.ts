@@ -7,7 +7,7 @@
 //
 // One run treats its s new positions as ONE chunk of the chunked delta rule (upstream
 // `torch_chunk_gated_delta_rule`, whose chunks are 64 positions long), so the graph needs no Loop or Scan: the
-// host runs a long prompt in parts of at most `chunk` positions, and a decode step is the same graph with s = 1.
+// host runs a long prompt in parts of at most `chunk` positions (a decode step, s = 1, takes the recurrence; below).
 // Per run, per head, with c = cumsum(g) and D[i,j] = exp(c_i − c_j) for j ≤ i (else 0):
 //   A   = strictly lower part of (β·k kᵀ) ⊙ D              T = (I + A)⁻¹   (unit lower triangular)
 //   U   = T (β·v)        W = T (β·k ⊙ exp(c))              v' = U − W S₀
@@ -19,11 +19,11 @@
 // A run of one position (a decode step) takes the recurrence itself instead, as upstream does with a cache
 // (`torch_recurrent_gated_delta_rule`): an If on s picks the branch.
 // Why one chunk per run, measured with onnxruntime-node 1.30 on this CPU (1 thread, MiniCPM-V 4.6 layer sizes, per-
-// node profile; the machine was shared, so figures vary by 2×): a one-position run spends ~2 ms per layer on the
-// delta rule and the conv besides the projections, a run of 64 positions ~0.15–0.3 ms per position. A Scan over
-// positions repeats the one-position work (reading and writing the whole [Hv, dk, dv] state) at every position, so
-// on a 2000-token prompt it would cost ~10× more there; the chunked form turns it into [s, s] and [s, dk] matrix
-// products. Runs of 64 and 128 positions cost about the same per position (the delta rule's share of a run grows
+// node profile; the machine was shared, so figures vary by 2×): a one-position run through the chunked form spent
+// ~2 ms per layer on the delta rule and the conv besides the projections, a run of 64 positions ~0.15–0.3 ms per
+// position. A Scan over positions repeats the one-position work (reading and writing the whole [Hv, dk, dv] state)
+// at every position, so on a 2000-token prompt it would cost ~10× more there; the chunked form turns it into [s, s]
+// and [s, dk] matrix products. Runs of 64 and 128 positions cost about the same per position (the delta rule's share of a run grows
 // from ~20 % to ~25 %; 32 was slower); 64 is upstream's chunk length, so the runs also split a prompt where it does.
 
 import { f } from '../../graph/builder.js';
@@ -68,7 +68,7 @@ export interface LinearLayerPlace {
  *      │                                  Σ_k tap_k ⊙ Slice[k, k+s) ─ SiLU ─┘ (depthwise causal conv1d, no bias)
  *      │     ─ Split ─► q, k [b,s,Hk,dk] ─ L2 norm (q also × dk^-½) ─ repeat to Hv heads* ─┐
  *      │              └► v [b,s,Hv,dv] ────────────────────────────────────────────────────┤
- *      ├─ in_proj_b ─ Sigmoid ─► β [b,Hv,s]                                                 ├─ delta rule (deltaRuleChunk) ─┬─► recurrent_i
+ *      ├─ in_proj_b ─ Sigmoid ─► β [b,Hv,s]                                                 ├─ delta rule (deltaRule) ──────┬─► recurrent_i
  *      ├─ in_proj_a ─ Add dt_bias ─ Softplus ─ Mul −exp(A_log) ─► g [b,Hv,s] ──────────────┘   past_recurrent [b,Hv,dk,dv] ┘
  *      └─ in_proj_z ─ SiLU ─► gate                      o [b,Hv,s,dv] ─ Transpose ─ RMSNorm(norm.weight, over dv) ─ Mul gate
  *                                                                                 ─ Reshape [b,s,Hv·dv] ─ out_proj ─► output
