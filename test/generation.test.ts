@@ -266,6 +266,19 @@ test('invalid options are rejected with InvalidRequestError', async () => {
   await assert.rejects(beamSearch(chain(), { ...base, numBeams: 2, doSample: true }), InvalidRequestError);
 });
 
+test('sampling refuses a temperature or repetition penalty that overflows float32 scores; greedy and a small value still work', async () => {
+  // logits 3, 2, 1: 3 / 1e-40 is beyond float32's 3.4e38; 3 / 1e-20 = 3e20 is not
+  const sample = (options: Partial<GenerationOptions>) => collect(generate(chain(), { ...base, doSample: true, seed: 1, ...options }));
+  await assert.rejects(sample({ temperature: 1e-40 }), (err: Error) => err instanceof InvalidRequestError && /^temperature 1e-40 is too small/.test(err.message));
+  assert.deepEqual(await sample({ temperature: 1e-20 }), [A, B, EOS]);
+  // the penalty divides BOS's score; give BOS a positive logit so that 1 / 1e-40 overflows
+  const bosFirst = toy([['prompt', logitsOf([[BOS, 1], [A, 3]])], [A, logitsOf([[EOS, 5]])]]);
+  const penalized = generate(bosFirst, { ...base, doSample: true, seed: 1, repetitionPenalty: 1e-40 });
+  await assert.rejects(collect(penalized), (err: Error) => err instanceof InvalidRequestError && /^repetitionPenalty 1e-40 is too small/.test(err.message));
+  const greedy = generate(toy([['prompt', logitsOf([[BOS, 1], [A, 3]])], [A, logitsOf([[EOS, 5]])], [BOS, logitsOf([[EOS, 5]])]]), { ...base, repetitionPenalty: 1e-40 });
+  assert.deepEqual(await collect(greedy), [BOS, EOS]);
+});
+
 // ---- beam search (BeamSearchScorer), derived by hand with probabilities: a beam's sum is ln(product) ----------
 
 test('beam: EOS in the top ranks closes a hypothesis; finalize lets the unfinished beams compete', async () => {

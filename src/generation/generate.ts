@@ -1,6 +1,6 @@
 // Greedy search and sampling as an async iterator of token ids (transformers 4.36 `greedy_search` / `sample`).
 
-import { InvalidRequestError } from '../errors.js';
+import { InvalidRequestError, RuntimeError } from '../errors.js';
 import { checkLogitsRow, resolveOptions, type ResolvedOptions } from './options.js';
 import { applyRepetitionPenalty, applyTemperature, applyTopK, applyTopP, argmax, softmax } from './processors.js';
 import { randomSeed, sampleIndex, Xoshiro128StarStar } from './rng.js';
@@ -42,15 +42,41 @@ async function* run(model: LogitsModel, options: ResolvedOptions): AsyncGenerato
   }
 }
 
-/** Processes one row of logits (in place) and picks the next token from it. */
+/**
+ * Processes one row of logits (in place) and picks the next token from it. When sampling, a penalty or temperature
+ * so small that it takes a finite score to +Infinity is refused: the softmax of such a row is NaN (torch's
+ * multinomial fails there too); greedy decoding is what such a value tends to.
+ */
 function nextToken(scores: Float32Array, penalized: ReadonlySet<number>, options: ResolvedOptions, rng?: Xoshiro128StarStar): number {
-  if (options.repetitionPenalty !== 1) applyRepetitionPenalty(scores, penalized, options.repetitionPenalty);
-  if (!rng) return argmax(scores);
-  if (options.temperature !== 1) applyTemperature(scores, options.temperature);
+  if (!rng) {
+    if (options.repetitionPenalty !== 1) applyRepetitionPenalty(scores, penalized, options.repetitionPenalty);
+    return argmax(scores);
+  }
+  if (!belowInfinity(scores)) throw new RuntimeError('cannot sample: the model returned NaN or infinite logits');
+  if (options.repetitionPenalty !== 1) {
+    applyRepetitionPenalty(scores, penalized, options.repetitionPenalty);
+    if (!belowInfinity(scores)) throw tooSmall('repetitionPenalty', options.repetitionPenalty);
+  }
+  if (options.temperature !== 1) {
+    applyTemperature(scores, options.temperature);
+    if (!belowInfinity(scores)) throw tooSmall('temperature', options.temperature);
+  }
   if (options.topK !== 0) applyTopK(scores, options.topK);
   if (options.topP < 1) applyTopP(scores, options.topP);
   softmax(scores);
   return sampleIndex(scores, rng);
+}
+
+/** Whether every score is below +Infinity (and none is NaN). */
+function belowInfinity(scores: Float32Array): boolean {
+  for (let i = 0; i < scores.length; i++) if (!(scores[i]! < Infinity)) return false;
+  return true;
+}
+
+function tooSmall(option: string, value: number): InvalidRequestError {
+  return new InvalidRequestError(
+    `${option} ${value} is too small to sample with: the scores divided by it overflow float32; use a larger value, or greedy decoding`,
+  );
 }
 
 function endsWithStop(generated: readonly number[], stopSequences: readonly (readonly number[])[]): boolean {
