@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { InvalidRequestError, loadModel, VideoError, type Model } from '../src/index.js';
 import type { DecodingSettings } from '../src/chat/decoding.js';
-import { decodeWithFfmpeg, PpmStream, readVideoPath } from '../src/chat/media-source.js';
+import { decodeWithFfmpeg, frameNameOrder, PpmStream, readVideoPath } from '../src/chat/media-source.js';
 import { ReasoningStream, splitReasoning } from '../src/chat/reasoning.js';
 import { decodeImage } from '../src/image/index.js';
 import { chatInputOf, parseConversation, placeMedia } from '../src/models/messages.js';
@@ -165,6 +165,16 @@ test('a folder of frames is read in name order at the given fps (default 1)', as
   await assert.rejects(readVideoPath(join(folder, 'absent')), /video not found/);
 });
 
+test('frame names sort as a numbered sequence: digit runs by value, zero-padded names as text', () => {
+  const sorted = (names: string[]) => [...names].sort(frameNameOrder);
+  assert.deepEqual(sorted(['10.jpg', '2.jpg', '1.png']), ['1.png', '2.jpg', '10.jpg']);
+  assert.deepEqual(sorted(['frame_10.png', 'frame_9.png', 'frame_100.png', 'frame_1.png']), ['frame_1.png', 'frame_9.png', 'frame_10.png', 'frame_100.png']);
+  assert.deepEqual(sorted(['f_002.png', 'f_010.png', 'f_001.png']), ['f_001.png', 'f_002.png', 'f_010.png']);
+  assert.deepEqual(sorted(['b1.png', 'a2.png', 'a10.png', 'a1b.png', 'a1.png']), ['a1.png', 'a1b.png', 'a2.png', 'a10.png', 'b1.png']);
+  // equal values with different padding still get one order
+  assert.deepEqual(sorted(['x01.png', 'x1.png']), ['x01.png', 'x1.png']);
+});
+
 test('PpmStream cuts a PPM stream into RGB frames, however it is chunked', () => {
   const bytes = Buffer.concat([
     Buffer.from('P6\n2 1\n255\n'), Buffer.from([1, 2, 3, 4, 5, 6]),
@@ -195,9 +205,10 @@ test('a video file is decoded by ffmpeg at the fps asked for; without ffmpeg the
     assert.deepEqual(frames.map((f) => [...f.data]), [[1, 2, 3], [4, 5, 6]]);
     const args = readFileSync(join(scratch, 'args'), 'utf8');
     assert.match(args, /-i \S+clip\.mp4 /);
-    assert.match(args, /-vf fps=2 /);
+    assert.match(args, /-vf fps=2:eof_action=pass /);
     assert.match(args, /-pix_fmt rgb24/);
     assert.deepEqual((await readVideoPath(clip)).fps, 1);
+    await assert.rejects(decodeWithFfmpeg(clip, 1e9), (err: Error) => err instanceof InvalidRequestError && /up to 120 frames a second/.test(err.message));
     process.env.OMNILMM_FFMPEG = join(scratch, 'no-such-ffmpeg');
     await assert.rejects(decodeWithFfmpeg(clip, 1), (err: Error) => err instanceof VideoError && /needs ffmpeg, which is not installed/.test(err.message));
   } finally {

@@ -1,5 +1,5 @@
 // Reading a chat request's images and video (Node only): images given as bytes or pixels; a video's frames given as
-// pixels or image bytes, a folder of frame images (taken in name order), or a video file decoded by the system's
+// pixels or image bytes, a folder of frame images (in name order, numbers by value), or a video file decoded by the system's
 // ffmpeg into raw RGB frames (PPM) at a chosen rate.
 
 import { spawn } from 'node:child_process';
@@ -13,7 +13,7 @@ import { checkVideoOptions, type VideoFrames, type VideoOptions } from '../model
 export interface VideoRequest extends VideoOptions {
   /** The frames in order, as pixels or encoded image bytes; give this or `file`. */
   frames?: readonly (RgbImage | Uint8Array)[];
-  /** A folder of frame images (JPEG, PNG, WebP, GIF; read in name order) or a video file (decoded with ffmpeg). */
+  /** A folder of frame images (JPEG, PNG, WebP, GIF; read in name order, numbers by value) or a video file (decoded with ffmpeg). */
   file?: string;
   /**
    * Frames per second: the rate `frames` and a folder's frames were taken at (default 1: one frame a second); for a
@@ -23,6 +23,8 @@ export interface VideoRequest extends VideoOptions {
 }
 
 const FRAME_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif']);
+/** The fastest rate a video file is decoded at. */
+const MAX_FILE_FPS = 120;
 /** Most bytes of RGB frames one video may decode to. */
 const MAX_VIDEO_BYTES = 4 * 1024 ** 3;
 
@@ -78,12 +80,32 @@ export async function readVideoPath(path: string, fps?: number, fileFps = 1): Pr
   return { frames: await decodeWithFfmpeg(path, rate), fps: rate };
 }
 
-/** The folder's image files, decoded, in name order (the order Python's sorted() gives). */
+/**
+ * Frame names in the order a numbered sequence means: runs of digits compare as numbers (`frame_2.png` before
+ * `frame_10.png`, as ffmpeg's `frame_%d.png` writes them), everything else by code unit; zero-padded names keep the
+ * plain text order.
+ */
+export function frameNameOrder(a: string, b: string): number {
+  const parts = (name: string) => name.match(/\d+|\D+/g) ?? [];
+  const [left, right] = [parts(a), parts(b)];
+  for (let i = 0; i < Math.min(left.length, right.length); i++) {
+    const [x, y] = [left[i]!, right[i]!];
+    if (x === y) continue;
+    if (/^\d/.test(x) && /^\d/.test(y)) {
+      const byValue = Number(BigInt(x) - BigInt(y));
+      if (byValue !== 0) return Math.sign(byValue);
+    }
+    return x < y ? -1 : 1;
+  }
+  return left.length - right.length || (a < b ? -1 : a > b ? 1 : 0);
+}
+
+/** The folder's image files, decoded, in frame-name order (frameNameOrder). */
 async function readFrameFolder(folder: string): Promise<RgbImage[]> {
   const names = (await readdir(folder, { withFileTypes: true }))
     .filter((e) => e.isFile() && FRAME_EXTENSIONS.has(extname(e.name).toLowerCase()))
     .map((e) => e.name)
-    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    .sort(frameNameOrder);
   if (names.length === 0) throw new VideoError(`the folder ${folder} has no frame images (JPEG, PNG, WebP or GIF files)`);
   const frames: RgbImage[] = [];
   let bytes = 0;
@@ -101,10 +123,21 @@ function ffmpegCommand(): string {
   return process.env.OMNILMM_FFMPEG || 'ffmpeg';
 }
 
-/** Decodes a video file with ffmpeg into RGB frames at `fps` frames a second (its `fps` filter picks them). */
+/**
+ * Decodes a video file with ffmpeg into RGB frames at `fps` frames a second (its `fps` filter picks them). The filter
+ * passes the frame at the clip's end instead of rounding it away (`eof_action=pass`), so a clip gets a frame for every
+ * started 1/fps, as the official sampler keeps one frame per started second: at 1 fps a 4.4 s clip gives 5 frames, not
+ * 4, and a 0.4 s clip 1, not none.
+ */
 export function decodeWithFfmpeg(path: string, fps: number): Promise<RgbImage[]> {
+  if (!(fps > 0 && fps <= MAX_FILE_FPS)) {
+    return Promise.reject(
+      new InvalidRequestError(`a video file is decoded at up to ${MAX_FILE_FPS} frames a second (faster only repeats frames), not ${fps}`),
+    );
+  }
   const command = ffmpegCommand();
-  const args = ['-nostdin', '-v', 'error', '-i', path, '-vf', `fps=${fps}`, '-f', 'image2pipe', '-c:v', 'ppm', '-pix_fmt', 'rgb24', '-'];
+  const filter = `fps=${fps}:eof_action=pass`;
+  const args = ['-nostdin', '-v', 'error', '-i', path, '-vf', filter, '-f', 'image2pipe', '-c:v', 'ppm', '-pix_fmt', 'rgb24', '-'];
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const parser = new PpmStream();
