@@ -285,6 +285,11 @@ test('sampleFrames: one frame per started second, and the 0.1 s + linspace branc
   // 5 s > max 3: timestamps 0.0 … 4.9 (50) at 2 fps → int(t·2) capped at 9; linspace(0, 49, 3) = [0, 24.5, 49] → 0, 24, 49
   // → timestamps 0.0, 2.4, 4.9 → frames 0, 4, 9.
   assert.deepEqual(sampleFrames({ fps: 2, duration: 5, totalNumFrames: 10 }, 3), [0, 4, 9]);
+  // 20 frames said to be taken at 1e-9 fps: 2e10 s, 2e11 timestamps i/10 → frame int(i·1e-10); linspace keeps 128:
+  // the 1st at i = ⌊(2e11 − 1)/127⌋ ≈ 1.57e9 → frame 0, the 64th at ≈ 1.008e11 → 10, the last at 2e11 − 1 → 19.
+  const slow = sampleFrames({ fps: 1e-9, duration: 2e10, totalNumFrames: 20 }, 128);
+  assert.equal(slow.length, 128);
+  assert.deepEqual([slow[0], slow[1], slow[64], slow[127]], [0, 0, 10, 19]);
   assert.throws(() => sampleFrames({ fps: 2, duration: 5, totalNumFrames: 10 }, 3, 2), InvalidRequestError);
 });
 

@@ -66,9 +66,12 @@ export function sampleFrames(timing: Required<VideoTiming> & { totalNumFrames: n
     throw new InvalidRequestError(`stack_frames ${stackFrames} is not supported (the official 5.18 processor mishandles it); use stack_frames 1`);
   }
   if (duration > maxNumFrames) {
-    const timestamps = Array.from({ length: Math.trunc(duration / 0.1) }, (_, i) => i / 10); // round(i·0.1, 1)
-    const main = timestamps.map((t) => Math.min(Math.trunc(t * fps), totalNumFrames - 1));
-    return main.length > maxNumFrames ? linspaceIndices(main.length, maxNumFrames).map((i) => main[i]!) : main;
+    // The i-th timestamp is round(i·0.1, 1) = i / 10; only the ones kept are computed (a clip given at a tiny fps
+    // lasts so long that the whole list would not fit in memory).
+    const count = Math.trunc(duration / 0.1);
+    const frameAt = (i: number) => Math.min(Math.trunc((i / 10) * fps), totalNumFrames - 1);
+    const kept = count > maxNumFrames ? linspaceIndices(count, maxNumFrames) : Array.from({ length: count }, (_, i) => i);
+    return kept.map(frameAt);
   }
   return Array.from({ length: Math.ceil(duration) }, (_, i) => Math.trunc(i * fps));
 }
