@@ -6,6 +6,7 @@ import { after, test } from 'node:test';
 import { TokenizerError } from '../src/errors.js';
 import { BYTE_TO_CHAR } from '../src/tokenizer/byte-level.js';
 import { onigToRegExp } from '../src/tokenizer/onig-regex.js';
+import { TokenIndex, TokenList } from '../src/tokenizer/token-table.js';
 import { tokenizerJsonFromDir } from '../src/tokenizer/load-folder.js';
 import type { DecodeOptions } from '../src/tokenizer/tokenizer.js';
 import { fixturePath, readFixtureJson } from './helpers/fixtures.js';
@@ -244,4 +245,21 @@ test('tokenizer_config.json: added BOS/EOS and special tokens the vocabulary lac
   assert.equal(t.size, cases.vocab_size_with_added + 1);
   assert.equal(t.pieceToId('<brandnew>'), cases.vocab_size_with_added);
   assert.equal(t.decode(t.encode('a<brandnew>b'), { skipSpecialTokens: true }), 'ab');
+});
+
+test('TokenIndex and TokenList answer as the Maps they are built from: every key, absent keys, sparse ids', () => {
+  const tokens = new Map<string, number>([['', 7], ['a', 0], ['ab', 1], ['ba', 2], ['Ġthe', 3], ['😀x', 4], ['日本', 9]]);
+  for (let i = 0; i < 5000; i++) tokens.set(`t${i.toString(36)}${'é'.repeat(i % 3)}`, 10 + 2 * i);
+  const index = new TokenIndex(tokens);
+  assert.equal(index.size, tokens.size);
+  for (const [token, id] of tokens) assert.equal(index.get(token), id, JSON.stringify(token));
+  for (const absent of ['abc', 'b', 'Ġth', 'Ġthee', '😀', 't0é', 'T0', 'x']) {
+    assert.equal(index.get(absent), undefined, absent);
+    assert.equal(index.has(absent), false);
+  }
+  const byId = new Map([...tokens].map(([token, id]) => [id, token]));
+  const list = new TokenList(byId);
+  assert.equal(list.size, 10 + 2 * 4999 + 1);
+  for (const [id, token] of byId) assert.equal(list.get(id), token);
+  for (const absent of [5, 6, 8, 11, 10 + 2 * 4999 + 1, -1, 2.5, Number.NaN]) assert.equal(list.get(absent), undefined, String(absent));
 });

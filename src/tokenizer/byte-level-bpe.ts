@@ -8,6 +8,7 @@
 
 import { TokenizerError } from '../errors.js';
 import { BYTE_TO_CHAR, bytesToByteLevel } from './byte-level.js';
+import { TokenIndex } from './token-table.js';
 
 const utf8Encoder = new TextEncoder();
 
@@ -80,16 +81,19 @@ export class ByteLevelBpe {
   private readonly mergeRanks: PairTable;
   private readonly mergedIds: Int32Array;
   private readonly cache = new Map<string, readonly number[]>();
+  /** The vocabulary, kept only to look whole pieces up (`ignoreMerges`); merging needs only the tables above. */
+  private readonly wholePieces: TokenIndex | null;
 
   /**
    * @param vocab token → id of the learned vocabulary
    * @param merges the merge rules in rank order, each as its two tokens
    */
   constructor(
-    private readonly vocab: ReadonlyMap<string, number>,
+    vocab: ReadonlyMap<string, number>,
     merges: readonly (readonly [string, string])[],
-    private readonly options: BpeModelOptions,
+    options: BpeModelOptions,
   ) {
+    this.wholePieces = options.ignoreMerges ? new TokenIndex(vocab) : null;
     for (let b = 0; b < 256; b++) this.byteIds[b] = vocab.get(BYTE_TO_CHAR[b]!) ?? -1;
     this.mergedIds = new Int32Array(merges.length);
     this.mergeRanks = new PairTable(merges.length);
@@ -114,8 +118,8 @@ export class ByteLevelBpe {
     if (cached !== undefined) return cached;
     const bytes = utf8Encoder.encode(piece);
     let ids: readonly number[] | undefined;
-    if (this.options.ignoreMerges) {
-      const whole = this.vocab.get(bytesToByteLevel(bytes));
+    if (this.wholePieces) {
+      const whole = this.wholePieces.get(bytesToByteLevel(bytes));
       if (whole !== undefined) ids = [whole];
     }
     ids ??= this.mergeBytes(bytes);

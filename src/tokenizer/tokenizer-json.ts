@@ -13,6 +13,7 @@ import { tokenToBytes } from './byte-level.js';
 import { ByteLevelBpe } from './byte-level-bpe.js';
 import { onigToRegExp } from './onig-regex.js';
 import { parseTokenizerJson, type TokenizerJsonSpec } from './tokenizer-json-spec.js';
+import { TokenIndex, TokenList } from './token-table.js';
 import type { DecodeOptions, EncodeOptions, StreamDecoder, Tokenizer } from './tokenizer.js';
 
 export class TokenizerJson implements Tokenizer {
@@ -20,8 +21,8 @@ export class TokenizerJson implements Tokenizer {
   readonly namedTokens: Readonly<Record<string, string>>;
   readonly size: number;
   private readonly bpe: ByteLevelBpe;
-  private readonly idToToken = new Map<number, string>();
-  private readonly tokenToIdMap = new Map<string, number>();
+  private readonly idToToken: TokenList;
+  private readonly tokenToIdMap: TokenIndex;
   private readonly specialIds = new Set<number>();
   private readonly rawSplitter: AddedTokenSplitter;
   private readonly normalizedSplitter: AddedTokenSplitter;
@@ -59,14 +60,16 @@ export class TokenizerJson implements Tokenizer {
 
   constructor(spec: TokenizerJsonSpec) {
     this.bpe = new ByteLevelBpe(spec.vocab, spec.merges, { ignoreMerges: spec.ignoreMerges });
+    const idToToken = new Map<number, string>();
+    const tokenToId = new Map<string, number>();
     for (const [token, id] of spec.vocab) {
-      this.idToToken.set(id, token);
-      this.tokenToIdMap.set(token, id);
+      idToToken.set(id, token);
+      tokenToId.set(token, id);
     }
     // Added tokens, then (as transformers' _post_init does) the special tokens of tokenizer_config.json: an added
     // token becomes special, a vocabulary token becomes a special added token, any other gets the next free id.
     const added = new Map<string, AddedToken>(spec.addedTokens.map((t) => [t.content, t]));
-    let nextId = Math.max(largestKey(this.idToToken), ...spec.addedTokens.map((t) => t.id)) + 1;
+    let nextId = Math.max(largestKey(idToToken), ...spec.addedTokens.map((t) => t.id)) + 1;
     for (const content of [...Object.values(spec.specialTokens), ...spec.extraSpecialTokens]) {
       if (content === '') continue;
       const existing = added.get(content);
@@ -78,11 +81,13 @@ export class TokenizerJson implements Tokenizer {
       added.set(content, { id, content, special: true, singleWord: false, lstrip: false, rstrip: false, normalized: false });
     }
     for (const token of added.values()) {
-      this.idToToken.set(token.id, token.content);
-      this.tokenToIdMap.set(token.content, token.id);
+      idToToken.set(token.id, token.content);
+      tokenToId.set(token.content, token.id);
       if (token.special) this.specialIds.add(token.id);
     }
-    this.size = largestKey(this.idToToken) + 1;
+    this.idToToken = new TokenList(idToToken);
+    this.tokenToIdMap = new TokenIndex(tokenToId);
+    this.size = this.idToToken.size;
 
     this.nfc = spec.normalizer === 'NFC';
     const addedTokens = [...added.values()];
