@@ -16,6 +16,7 @@ import sharp from 'sharp';
 import type { ChatResult } from '../src/chat/chat.js';
 import type { Engine, EngineRequest } from '../src/chat/engine-types.js';
 import { LocalEngine } from '../src/chat/local-engine.js';
+import { WorkerEngine } from '../src/chat/worker-engine.js';
 import { GenerationQueue } from '../src/server/queue.js';
 import { isPublicAddress } from '../src/server/remote-image.js';
 import { ChatServer, type ServerOptions } from '../src/server/server.js';
@@ -236,6 +237,36 @@ describe('answers equal the fixture', () => {
     assert.match(page.headers.get('content-type')!, /^text\/html/);
     assert.match(page.headers.get('content-security-policy')!, /default-src 'none'/);
   });
+
+  test('GET /v1/models/{id} is the listed model for its id, and a 404 naming "model" for any other', async () => {
+    const id = fixturePath(FIXTURE, 'model');
+    const listed = (await client(server).models.list()).data;
+    // The client percent-encodes the id's slashes; curl sends them as they are.
+    assert.deepEqual(await client(server).models.retrieve(id), listed[0]);
+    assert.deepEqual(await (await fetch(`${server.url}/v1/models/${id}`)).json(), { id, object: 'model', created: 0, owned_by: 'omnilmm' });
+    for (const other of ['gpt-4o', `${id}x`, '%E0%A4%A']) {
+      const err = await apiError(client(server).models.retrieve(other));
+      assert.equal(err.status, 404, other);
+      assert.equal(err.type, 'invalid_request_error');
+      assert.equal(err.param, 'model');
+      assert.equal(err.code, 'model_not_found');
+    }
+  });
+
+  test('HEAD is answered wherever GET is: the same status and headers, no body', async () => {
+    for (const path of ['/', '/app.js', '/health', '/v1/models', `/v1/models/${encodeURIComponent(fixturePath(FIXTURE, 'model'))}`]) {
+      const get = await fetch(`${server.url}${path}`);
+      const getBody = Buffer.from(await get.arrayBuffer());
+      const head = await fetch(`${server.url}${path}`, { method: 'HEAD' });
+      assert.equal(head.status, 200, path);
+      assert.equal(head.headers.get('content-type'), get.headers.get('content-type'), path);
+      assert.equal(head.headers.get('content-length'), String(getBody.length), path);
+      assert.equal((await head.arrayBuffer()).byteLength, 0, path);
+    }
+    const post = await fetch(`${server.url}/v1/chat/completions`, { method: 'HEAD' });
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.get('allow'), 'POST');
+  });
 });
 
 describe('bad requests get OpenAI error objects with the right status', () => {
@@ -278,6 +309,13 @@ describe('bad requests get OpenAI error objects with the right status', () => {
       assert.equal(err.status, 400, JSON.stringify(body));
       assert.equal(err.param, param, JSON.stringify(body));
     }
+  });
+
+  test('more beams than the model was loaded for (3, the default) is 400 naming "num_beams"', async () => {
+    const err = await apiError(client(server).chat.completions.create({ model: 'tiny', messages: wireMessages(grad), num_beams: 4 } as never));
+    assert.equal(err.status, 400);
+    assert.equal(err.param, 'num_beams');
+    assert.match(err.message, /at most 3\b/);
   });
 
   test('a max_tokens beyond the context is 400, and an overflowing number is shown as it was read', async () => {
@@ -335,6 +373,9 @@ describe('bad requests get OpenAI error objects with the right status', () => {
     }));
     const cause = (huge as { cause?: { message?: string; cause?: unknown } }).cause;
     assert.equal(huge.status, 413, `${huge.constructor.name}: ${huge.message}; cause: ${cause?.message} ${String(cause?.cause)}`);
+    // The body holds no image: the message is about the body, with the 20 MiB default limit.
+    assert.match(huge.message, /the request body is over 20 MiB/);
+    assert.doesNotMatch(huge.message, /send a smaller image/);
     // 8000 × 6000 of one colour: a few kilobytes of PNG, 48 million pixels (the default limit is 40 million).
     const bomb = await sharp({ create: { width: 8000, height: 6000, channels: 3, background: '#808080' } }).png().toBuffer();
     assert.ok(bomb.length < 1 << 20);
@@ -442,14 +483,21 @@ describe('bad requests get OpenAI error objects with the right status', () => {
   });
 
   test('a request addressed to another host name is refused (DNS rebinding)', async () => {
-    const status = await new Promise<number | undefined>((resolve, reject) => {
-      const req = httpRequest(`${server.url}/v1/models`, { headers: { host: 'attacker.example' } }, (res) => {
+    const port = server.port;
+    const statusFor = (host: string) => new Promise<number | undefined>((resolve, reject) => {
+      const req = httpRequest(`${server.url}/v1/models`, { headers: { host } }, (res) => {
         res.resume();
         resolve(res.statusCode);
       });
       req.on('error', reject).end();
     });
-    assert.equal(status, 403);
+    const refused = [
+      'attacker.example', `127.0.0.1.evil.example:${port}`, '127.evil.example', `127.0.0.256:${port}`, '127.1', '128.0.0.1',
+      'localhost.evil.example', `[::2]:${port}`,
+    ];
+    for (const host of refused) assert.equal(await statusFor(host), 403, host);
+    const loopback = [`127.0.0.1:${port}`, '127.255.10.1', `localhost:${port}`, 'LocalHost', 'app.localhost', `[::1]:${port}`];
+    for (const host of loopback) assert.equal(await statusFor(host), 200, host);
   });
 });
 
@@ -659,9 +707,25 @@ test('LocalEngine.close() stops the running request and refuses the waiting ones
   assert.equal(await waitingResult, 'AbortError');
 });
 
+test('with the worker-thread engine (what serve runs) num_beams 3 is the fixture beam run, and 4 is over the limit', async () => {
+  const worker = await WorkerEngine.start(fixturePath(FIXTURE, 'model'), { threads: 1, precision: 'fp32', visionPrecision: 'fp32' });
+  const server = await ChatServer.start({ engine: worker, port: 0, log: () => {} });
+  try {
+    const body = { model: 'tiny', messages: wireMessages(grad), max_tokens: 24 };
+    const completion = await client(server).chat.completions.create({ ...body, num_beams: 3 } as never) as OpenAI.ChatCompletion;
+    assert.equal(completion.choices[0]!.message.content, grad.runs['beam3_rp1.2']!.text);
+    const err = await apiError(client(server).chat.completions.create({ ...body, num_beams: 4 } as never));
+    assert.equal(err.status, 400);
+    assert.equal(err.param, 'num_beams');
+  } finally {
+    await server.close();
+    await worker.close();
+  }
+});
+
 /** An engine that answers every request with the same chunks and keeps the requests it was given. */
 class ScriptedEngine implements Engine {
-  readonly info = { modelId: 'scripted', dir: '', modelType: 'minicpmv', contextLength: 4096 };
+  readonly info = { modelId: 'scripted', dir: '', modelType: 'minicpmv', contextLength: 4096, maxBeams: 3 };
   readonly requests: EngineRequest[] = [];
   constructor(private readonly chunks: string[]) {}
   async *stream(request: EngineRequest): AsyncGenerator<string, ChatResult, undefined> {
@@ -711,6 +775,50 @@ describe('several images, system messages, downsample_mode and thinking', () => 
       await client(server).chat.completions.create({ model: 'scripted', messages: [{ role: 'user', content: 'Hi' }], chat_template_kwargs: { enable_thinking: true } } as never);
       assert.equal(engine.requests[1]!.thinking, true);
       assert.equal(engine.requests[1]!.downsampleMode, undefined);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a data: URL in any case is read: URL schemes and media types are case-insensitive', async () => {
+    const engine = new ScriptedEngine(['A gradient.']);
+    const server = await ChatServer.start({ engine, port: 0, log: () => {} });
+    try {
+      const bytes = png('grad_100x80.png');
+      const base64 = bytes.toString('base64');
+      for (const url of [`DATA:IMAGE/PNG;BASE64,${base64}`, `Data:Image/Png;Base64,${base64}`]) {
+        await client(server).chat.completions.create({
+          model: 'scripted', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url } }] }],
+        });
+        assert.deepEqual(engine.requests.map((r) => r.images!.map((image) => Buffer.from(image))).at(-1), [bytes], url.slice(0, 24));
+      }
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('no tools, "tool_choice": "none" and text-only "modalities" ask for nothing more and are answered; real asks are 400', async () => {
+    const engine = new ScriptedEngine(['Hello.']);
+    const server = await ChatServer.start({ engine, port: 0, log: () => {} });
+    try {
+      const messages = [{ role: 'user', content: 'Hi' }];
+      const answered: Record<string, unknown>[] = [
+        { tools: [] }, { tools: [], tool_choice: 'none' }, { functions: [] }, { modalities: ['text'] },
+      ];
+      for (const fields of answered) {
+        const completion = await client(server).chat.completions.create({ model: 'scripted', messages, ...fields } as never) as OpenAI.ChatCompletion;
+        assert.equal(completion.choices[0]!.message.content, 'Hello.', JSON.stringify(fields));
+      }
+      const tool = { type: 'function', function: { name: 'now', parameters: { type: 'object', properties: {} } } };
+      const refused: [Record<string, unknown>, string][] = [
+        [{ tools: [tool] }, 'tools'], [{ tools: {} }, 'tools'], [{ tool_choice: 'auto' }, 'tool_choice'],
+        [{ modalities: ['text', 'audio'] }, 'modalities'], [{ modalities: ['audio'] }, 'modalities'], [{ modalities: [] }, 'modalities'],
+      ];
+      for (const [fields, param] of refused) {
+        const err = await apiError(client(server).chat.completions.create({ model: 'scripted', messages, ...fields } as never));
+        assert.equal(err.status, 400, JSON.stringify(fields));
+        assert.equal(err.param, param, JSON.stringify(fields));
+      }
     } finally {
       await server.close();
     }

@@ -33,6 +33,8 @@ export interface EngineInfo {
   dir: string;
   modelType: string;
   contextLength: number;
+  /** The most beams a request may ask for: what the model was loaded for. */
+  maxBeams: number;
 }
 
 export interface Engine {

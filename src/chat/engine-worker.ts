@@ -17,7 +17,7 @@ async function load({ dir, options }: WorkerData): Promise<LoadedModel | null> {
   try {
     const config = loadModelConfig(dir);
     const model = await familyOf(config).load(dir, config, withDefaultPrecisions(options));
-    send({ type: 'ready', modelType: config.modelType, contextLength: model.contextLength });
+    send({ type: 'ready', modelType: config.modelType, contextLength: model.contextLength, maxBeams: model.maxBeams });
     return model;
   } catch (err) {
     send({ type: 'load-error', error: errorToWire(err) });

@@ -72,6 +72,11 @@ export class Model {
     return yield* streamChat(this.loaded, await toChatRequest(request));
   }
 
+  /** The most beams a request may ask for: what the model was loaded for. */
+  get maxBeams(): number {
+    return this.loaded.maxBeams;
+  }
+
   /** The settings the upstream chat.py uses for this model (see OmniLMMChat). */
   get chatPySettings(): DecodingSettings {
     return this.loaded.chatPySettings;

@@ -34,6 +34,7 @@ export class LocalEngine implements Engine {
       dir: model.dir,
       modelType: config.modelType,
       contextLength: config.text.maxPositionEmbeddings,
+      maxBeams: model.maxBeams,
     });
   }
 

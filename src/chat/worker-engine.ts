@@ -3,7 +3,7 @@
 //
 // Messages (structured clones):
 //   here → worker   chat {id, request} · abort {id} · tokenize {id, text} · close
-//   worker → here   ready {modelType, contextLength} · load-error {error}
+//   worker → here   ready {modelType, contextLength, maxBeams} · load-error {error}
 //                   chunk {id, text} · done {id, result} · tokens {id, ids} · error {id, error}
 // Chat requests wait in a FIFO here and go to the worker one at a time. The worker's generation gives its event
 // loop a turn before every model call (streamChat), so an abort message stops it before the next token.
@@ -35,7 +35,7 @@ export type ToWorker =
   | { type: 'close' };
 
 export type FromWorker =
-  | { type: 'ready'; modelType: string; contextLength: number }
+  | { type: 'ready'; modelType: string; contextLength: number; maxBeams: number }
   | { type: 'load-error'; error: WireError }
   | { type: 'chunk'; id: number; text: string }
   | { type: 'done'; id: number; result: ChatResult }
@@ -88,7 +88,7 @@ export class WorkerEngine implements Engine {
     let onError!: (err: Error) => void;
     let onExit!: (code: number) => void;
     try {
-      const ready = await new Promise<{ modelType: string; contextLength: number }>((resolve, reject) => {
+      const ready = await new Promise<{ modelType: string; contextLength: number; maxBeams: number }>((resolve, reject) => {
         onMessage = (message) => {
           if (message.type === 'ready') resolve(message);
           else if (message.type === 'load-error') reject(errorFromWire(message.error));
@@ -98,7 +98,8 @@ export class WorkerEngine implements Engine {
         onExit = (code) => reject(new errors.RuntimeError(`the engine's worker thread stopped while loading (exit code ${code})`));
         worker.once('message', onMessage).once('error', onError).once('exit', onExit);
       });
-      return new WorkerEngine(worker, { modelId: idOrPath, dir, modelType: ready.modelType, contextLength: ready.contextLength });
+      const { modelType, contextLength, maxBeams } = ready;
+      return new WorkerEngine(worker, { modelId: idOrPath, dir, modelType, contextLength, maxBeams });
     } catch (err) {
       await worker.terminate();
       throw err;

@@ -15,7 +15,7 @@ export async function readJsonBody(req: IncomingMessage, res: ServerResponse, li
   if (!/^application\/json\b/i.test(type)) {
     throw badRequest(`send the body as JSON with "Content-Type: application/json" (got ${type ? `"${type}"` : 'none'})`);
   }
-  const message = `the request body is larger than the limit of ${formatBytes(limit)}: send a smaller image`;
+  const message = `the request body is over ${formatBytes(limit)} (images included): send a shorter conversation or smaller images`;
   const tooBig = () => {
     drainRefusedBody(req, res);
     return tooLarge(message);

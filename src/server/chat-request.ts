@@ -99,9 +99,7 @@ function parseDecoding(body: Body): DecodingSettings {
 /** OpenAI features this model cannot honour are refused rather than silently ignored. */
 function rejectUnsupported(body: Body): void {
   for (const field of ['tools', 'functions', 'tool_choice', 'function_call', 'audio', 'modalities', 'prediction']) {
-    if (body[field] !== undefined && body[field] !== null && body[field] !== 'none') {
-      throw badRequest(`"${field}" is not supported by this server`, field);
-    }
+    if (!asksForNothingMore(field, body[field])) throw badRequest(`"${field}" is not supported by this server`, field);
   }
   if (body.logprobs === true || (body.top_logprobs !== undefined && body.top_logprobs !== null)) {
     throw badRequest('log-probabilities are not supported by this server', body.logprobs === true ? 'logprobs' : 'top_logprobs');
@@ -115,6 +113,14 @@ function rejectUnsupported(body: Body): void {
   if (isObject(body.response_format) && body.response_format.type !== 'text') {
     throw badRequest('only the "text" response format is supported', 'response_format');
   }
+}
+
+/** Whether a value of one of those fields asks for no more than a plain text answer: none, no tools, text output. */
+function asksForNothingMore(field: string, value: unknown): boolean {
+  if (value === undefined || value === null || value === 'none') return true;
+  if (field === 'tools' || field === 'functions') return Array.isArray(value) && value.length === 0;
+  if (field === 'modalities') return Array.isArray(value) && value.length === 1 && value[0] === 'text';
+  return false;
 }
 
 function parseMessages(value: unknown): { messages: EngineMessage[]; images: ImageSource[] } {
@@ -163,7 +169,8 @@ function parseContent(content: unknown, param: string, role: EngineMessage['role
 
 /** A base64 `data:image/…` URL is decoded here; an http(s) URL is fetched later, if the server allows it. */
 function parseImageUrl(url: string, param: string): ImageSource {
-  if (!url.startsWith('data:')) {
+  // URL schemes and media types are case-insensitive (RFC 3986, RFC 2397).
+  if (!/^data:/i.test(url)) {
     if (/^https?:\/\//i.test(url)) return { kind: 'remote', url };
     throw badRequest('image_url.url must be a base64 data: URL (data:image/png;base64,…) or an http(s) URL', param);
   }

@@ -45,6 +45,7 @@ export async function handleChatCompletion(req: IncomingMessage, res: ServerResp
     const body = await readJsonBody(req, res, ctx.limits.maxBodyBytes);
     const parsed = parseChatCompletionRequest(body);
     checkAnswerLength(body, parsed, ctx.engine.info.contextLength);
+    checkBeamCount(parsed, ctx.engine.info.maxBeams);
     const images: Uint8Array[] = [];
     for (const source of parsed.images) images.push(await fetchImageBytes(source, ctx.limits, signal));
     // The request's place in the arrival order: once its body (and remote images) is in, before the image check.
@@ -84,6 +85,13 @@ function checkAnswerLength(body: unknown, parsed: ChatCompletionRequest, context
   if (asked === undefined || asked <= contextLength) return;
   const field = (body as Record<string, unknown>).max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
   throw badRequest(`"${field}" is ${asked}, more than the model's context of ${contextLength} tokens holds (prompt and answer together)`, field);
+}
+
+/** More beams than the model was loaded for is refused before the request waits for its turn. */
+function checkBeamCount(parsed: ChatCompletionRequest, maxBeams: number): void {
+  const asked = parsed.settings.numBeams ?? 1;
+  if (asked <= maxBeams) return;
+  throw badRequest(`"num_beams" is ${asked}, more than the ${maxBeams} the model was loaded for: ask for at most ${maxBeams}`, 'num_beams');
 }
 
 /** The image's bytes: from its data: URL, or fetched (only when the server allows remote images). */

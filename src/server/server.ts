@@ -3,15 +3,18 @@
 //   GET  /                      the chat page (and its /app.js, /app.css); never needs the API key
 //   GET  /health                {"status": "ok", "model", "generating", "waiting", "max_queue"}
 //   GET  /v1/models             the one model, as OpenAI lists models
+//   GET  /v1/models/{id}        that model, as OpenAI retrieves one (404 for any other id)
 //   POST /v1/chat/completions   see completions.ts and chat-request.ts
 //
-// With an API key, every /v1 request needs `Authorization: Bearer <key>`. Bound to a loopback address, the server
-// answers only requests addressed to a loopback name, so a web page cannot reach it through DNS rebinding.
+// HEAD is served wherever GET is. With an API key, every /v1 request needs `Authorization: Bearer <key>`. Bound to a
+// loopback address, the server answers only requests addressed to a loopback name, so a web page cannot reach it
+// through DNS rebinding.
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Engine } from '../chat/engine-types.js';
+import { describeJson } from '../errors.js';
 import { ApiError, sendError, toApiError } from './api-error.js';
 import { handleChatCompletion, sendJson, type CompletionLimits } from './completions.js';
 import { GenerationQueue } from './queue.js';
@@ -44,7 +47,10 @@ export const DEFAULT_MAX_QUEUE = 8;
 const DEFAULT_MAX_BODY_BYTES = 20 << 20;
 const DEFAULT_MAX_IMAGE_PIXELS = 40_000_000;
 
-const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '::1']);
+const LOOPBACK_NAMES = new Set(['localhost', '::1']);
+/** An IPv4 literal in 127.0.0.0/8: four decimal octets 0–255, without leading zeros. */
+const LOOPBACK_IPV4 = /^127(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+const MODELS_PATH = '/v1/models';
 
 export class ChatServer {
   private constructor(
@@ -93,9 +99,12 @@ export class ChatServer {
         return;
       }
       if (keyDigest) checkApiKey(req, keyDigest);
-      if (path === '/v1/models') {
+      if (path === MODELS_PATH) {
         allowMethods(req, 'GET');
         sendJson(res, 200, { object: 'list', data: [modelEntry(engine)] });
+      } else if (path.startsWith(`${MODELS_PATH}/`)) {
+        allowMethods(req, 'GET');
+        sendJson(res, 200, modelNamed(engine, path.slice(MODELS_PATH.length + 1)));
       } else if (path === '/v1/chat/completions') {
         allowMethods(req, 'POST');
         await handleChatCompletion(req, res, { engine, queue, limits, log, closing: closing.signal });
@@ -142,9 +151,30 @@ function modelEntry(engine: Engine) {
   return { id: engine.info.modelId, object: 'model', created: 0, owned_by: 'omnilmm' };
 }
 
-function allowMethods(req: IncomingMessage, method: string): void {
-  if (req.method !== method) {
-    throw new ApiError(405, `use ${method} for ${req.url}`, 'invalid_request_error', null, 'method_not_allowed', { allow: method });
+/** The model entry for a percent-encoded id from the path (OpenAI clients encode its slashes), if it is this server's. */
+function modelNamed(engine: Engine, encodedId: string) {
+  const id = decodePathPart(encodedId) ?? encodedId;
+  if (id !== engine.info.modelId) {
+    const message = `no model ${describeJson(id)} here: this server runs ${describeJson(engine.info.modelId)}`;
+    throw new ApiError(404, message, 'invalid_request_error', 'model', 'model_not_found');
+  }
+  return modelEntry(engine);
+}
+
+/** The percent-decoded text, or null where the percent-encoding is not UTF-8. */
+function decodePathPart(encoded: string): string | null {
+  try {
+    return decodeURIComponent(encoded);
+  } catch {
+    return null;
+  }
+}
+
+/** Refuses any other method with a 405; HEAD is served wherever GET is (node:http then sends no body). */
+function allowMethods(req: IncomingMessage, method: 'GET' | 'POST'): void {
+  const allowed = method === 'GET' ? ['GET', 'HEAD'] : [method];
+  if (!allowed.includes(req.method ?? '')) {
+    throw new ApiError(405, `use ${method} for ${req.url}`, 'invalid_request_error', null, 'method_not_allowed', { allow: allowed.join(', ') });
   }
 }
 
@@ -167,7 +197,7 @@ function sha256(text: string): Buffer {
 }
 
 function isLoopbackName(host: string): boolean {
-  return LOOPBACK_NAMES.has(host) || host.startsWith('127.') || host.endsWith('.localhost');
+  return LOOPBACK_NAMES.has(host) || LOOPBACK_IPV4.test(host) || host.endsWith('.localhost');
 }
 
 /** The host name of a Host header, without port or IPv6 brackets. */

@@ -1,9 +1,10 @@
 // Serves an `export-web` folder as static files, cross-origin isolated (COOP/COEP), so that the page's WASM runs on
 // several threads: what `omnilmm serve --web <folder>` runs, and what tests and the browser bench use.
 
-import { createReadStream, existsSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, statSync, type Stats } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { extname, join, normalize, sep } from 'node:path';
+import { pipeline } from 'node:stream';
 import { FileNotFoundError } from '../errors.js';
 
 const TYPES: Record<string, string> = {
@@ -30,14 +31,18 @@ export class StaticSite {
     }
     const base = normalize(root) + sep;
     const server = createServer((req, res) => {
-      const path = decodeURIComponent(new URL(req.url ?? '/', 'http://localhost').pathname);
+      const path = decodedPath(req.url ?? '/');
+      if (path === null) {
+        res.writeHead(400, { 'content-type': 'text/plain' }).end('malformed URL: not a URL, or percent-encoding that is not UTF-8\n');
+        return;
+      }
       options.onRequest?.(path);
       const file = normalize(join(base, path.endsWith('/') ? `${path}index.html` : path));
-      const stat = file.startsWith(base) ? statSync(file, { throwIfNoEntry: false }) : undefined;
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.writeHead(405, { allow: 'GET, HEAD' }).end();
         return;
       }
+      const stat = file.startsWith(base) ? statFile(file) : undefined;
       if (!stat?.isFile()) {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
         return;
@@ -50,7 +55,8 @@ export class StaticSite {
         'cross-origin-embedder-policy': 'require-corp',
       });
       if (req.method === 'HEAD') res.end();
-      else createReadStream(file).pipe(res);
+      // A client that leaves, or a file that goes away after its stat: pipeline closes both, and no one is left to tell.
+      else pipeline(createReadStream(file), res, () => {});
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -64,5 +70,24 @@ export class StaticSite {
   close(): Promise<void> {
     this.server.closeAllConnections();
     return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** The request's path, percent-decoded; null for a URL that does not parse or whose percent-encoding is not UTF-8. */
+function decodedPath(url: string): string | null {
+  try {
+    return decodeURIComponent(new URL(url, 'http://localhost').pathname);
+  } catch {
+    return null;
+  }
+}
+
+/** The file's stat, or undefined where the path names nothing to serve: a NUL byte in it, missing, under a file, too long. */
+function statFile(file: string): Stats | undefined {
+  if (file.includes('\0')) return undefined;
+  try {
+    return statSync(file);
+  } catch {
+    return undefined;
   }
 }
