@@ -1,10 +1,10 @@
 // The CLI contract, driven in a subprocess as users and other checks drive it.
 
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -109,7 +109,9 @@ test('chat --json answers token-exact (greedy) with prompt and output ids', asyn
     '--max-new-tokens', '24', '--precision', 'fp32', '--vision-precision', 'fp32', '--json', c.msgs[0]!.content]);
   assert.equal(out.code, 0, out.stderr);
   const greedy = c.runs.greedy!;
-  assert.deepEqual(JSON.parse(out.stdout), { text: greedy.text, prompt_ids: c.input_ids, output_ids: greedy.new_token_ids });
+  // The official answer ends with its EOS after 10 of the 24 tokens allowed: it stopped, nothing was cut.
+  assert.deepEqual(JSON.parse(out.stdout), { text: greedy.text, prompt_ids: c.input_ids, output_ids: greedy.new_token_ids, finish_reason: 'stop' });
+  assert.doesNotMatch(out.stderr, /note:/);
 });
 
 test('chat --messages with --decoding beam follows the official non-sampling defaults', async () => {
@@ -124,11 +126,11 @@ test('chat --messages with --decoding beam follows the official non-sampling def
   assert.deepEqual(JSON.parse(out.stdout).output_ids, beam.new_token_ids);
 });
 
-/** A writable copy of the fixture checkpoint, to break in one way. */
-function copyModel(name: string): string {
+/** A writable copy of a fixture checkpoint (default MiniCPM-V 2.0's), to break or change in one way. */
+function copyModel(name: string, from = MODEL): string {
   const dir = join(scratch, name);
   mkdirSync(dir, { recursive: true });
-  for (const f of readdirSync(MODEL)) copyFileSync(join(MODEL, f), join(dir, f));
+  for (const f of readdirSync(from)) copyFileSync(join(from, f), join(dir, f));
   return dir;
 }
 
@@ -244,7 +246,9 @@ test('chat --messages with content parts: the --image file fills the image part,
   const out = await cli(['chat', '--model', MODEL, '--image', fixturePath(FIXTURE, c.input.file), '--messages', messages, '--decoding', 'greedy',
     '--max-new-tokens', '24', '--downsample-mode', '16x', '--precision', 'fp32', '--vision-precision', 'fp32', '--json']);
   assert.equal(out.code, 0, out.stderr);
-  assert.deepEqual(JSON.parse(out.stdout), { text: c.runs.greedy!.text, prompt_ids: c.input_ids, output_ids: c.runs.greedy!.new_token_ids });
+  assert.deepEqual(JSON.parse(out.stdout), {
+    text: c.runs.greedy!.text, prompt_ids: c.input_ids, output_ids: c.runs.greedy!.new_token_ids, finish_reason: 'stop',
+  });
 });
 
 test('bad media flags get a one-line error before the model loads', async () => {
@@ -401,4 +405,159 @@ test('on a terminal: the convert bar fits 80 columns and ends at 100 %', async (
 test('serve knows --keep-vision-loaded as a flag, and refuses it with --web (which serves static files only)', async () => {
   assertCleanError(await cli(['serve', '--web', scratch, '--keep-vision-loaded']), /--keep-vision-loaded does not apply to it/);
   assertCleanError(await cli(['serve', '--keep-vision-loaded=yes']), /'--keep-vision-loaded' does not take an argument/);
+});
+
+type GreedyChat = { msgs: { content: string }[]; input: { file: string }; input_ids: number[]; runs: Record<string, { new_token_ids: number[] }> };
+
+test('an answer cut short says which limit cut it: a note on stderr, and finish_reason "length" in --json', async () => {
+  // The official greedy answer is 10 tokens long (EOS last): 5 tokens, or a context with room for 3, cut it short.
+  const c = readFixtureJson<GreedyChat>(FIXTURE, 'llm', 'single_turn_grad.json');
+  const official = c.runs.greedy!.new_token_ids;
+  const ask = (model: string, ...args: string[]) => cli(['chat', '--model', model, '--image', fixturePath(FIXTURE, c.input.file), '--decoding', 'greedy',
+    '--precision', 'fp32', '--vision-precision', 'fp32', '--threads', '1', ...args, c.msgs[0]!.content]);
+  const limited = await ask(MODEL, '--max-new-tokens', '5', '--json');
+  assert.equal(limited.code, 0, limited.stderr);
+  const report = JSON.parse(limited.stdout);
+  assert.deepEqual([report.prompt_ids, report.output_ids, report.finish_reason], [c.input_ids, official.slice(0, 5), 'length']);
+  assert.equal(limited.stderr, 'note: the answer was cut short at --max-new-tokens 5: raise it for a longer answer\n');
+  const streamed = await ask(MODEL, '--max-new-tokens', '5');
+  assert.equal(streamed.code, 0, streamed.stderr);
+  assert.notEqual(streamed.stdout.trim(), '');
+  assert.equal(streamed.stderr, limited.stderr);
+
+  const small = copyModel('small-context');
+  const context = c.input_ids.length + 3;
+  const config = JSON.parse(readFileSync(join(small, 'config.json'), 'utf8'));
+  writeFileSync(join(small, 'config.json'), JSON.stringify({ ...config, max_position_embeddings: context }));
+  const full = await ask(small, '--max-new-tokens', '24', '--json');
+  assert.equal(full.code, 0, full.stderr);
+  assert.deepEqual(JSON.parse(full.stdout).output_ids, official.slice(0, 3));
+  assert.equal(JSON.parse(full.stdout).finish_reason, 'length');
+  assert.equal(full.stderr, `note: the answer was cut short where the model's ${context}-token context is full ` +
+    `(a ${c.input_ids.length}-token prompt and 3 new tokens): ask in a shorter conversation for a longer answer\n`);
+});
+
+test('MiniCPM-V 4.6: an answer cut at the default limit (generation_config\'s max_new_tokens) says so; one that ends does not', async () => {
+  // The official greedy answer: 13 tokens, the last one <|endoftext|>.
+  const c = readFixtureJson<{ images: { file: string }[]; messages: { content: { type: string; text?: string }[] }[]; runs: { greedy: { new_token_ids: number[] } } }>(
+    'minicpmv46-tiny', 'llm', 'eos_stop.json');
+  const official = c.runs.greedy.new_token_ids;
+  const model46 = fixturePath('minicpmv46-tiny', 'model');
+  const capped = copyModel('minicpmv46-capped', model46);
+  const generation = JSON.parse(readFileSync(join(capped, 'generation_config.json'), 'utf8'));
+  writeFileSync(join(capped, 'generation_config.json'), JSON.stringify({ ...generation, max_new_tokens: 3 }));
+  const ask = (model: string) => cli(['chat', '--model', model, '--image', fixturePath('minicpmv46-tiny', c.images[0]!.file), '--decoding', 'greedy',
+    '--precision', 'fp32', '--vision-precision', 'fp32', '--threads', '1', '--json', c.messages[0]!.content.find((p) => p.type === 'text')!.text!]);
+  const cut = await ask(capped);
+  assert.equal(cut.code, 0, cut.stderr);
+  assert.deepEqual([JSON.parse(cut.stdout).output_ids, JSON.parse(cut.stdout).finish_reason], [official.slice(0, 3), 'length']);
+  assert.equal(cut.stderr, 'note: the answer was cut short at the model\'s default limit of 3 new tokens: raise it with --max-new-tokens\n');
+  const whole = await ask(model46);
+  assert.equal(whole.code, 0, whole.stderr);
+  assert.deepEqual([JSON.parse(whole.stdout).output_ids, JSON.parse(whole.stdout).finish_reason], [official, 'stop']);
+  assert.doesNotMatch(whole.stderr, /note:/);
+});
+
+test('chat --help gives each model family\'s own decoding defaults', async () => {
+  const help = (await cli(['chat', '--help'])).stdout.replace(/\s+/g, ' ');
+  // The official chat()s' settings (the fixtures' READMEs quote them), and MiniCPM-V 4.6's generation_config.json.
+  const official = [
+    'MiniCPM-V 2.0 sample: temperature 0.7, top_p 0.8, top_k 100, repetition penalty 1.05 beam: 3 beams, repetition penalty 1.2; --max-new-tokens 1024',
+    'MiniCPM-V 1.0 sample: temperature 0.6, top_p 0.8, top_k 100, repetition penalty 1.0 beam: 3 beams, repetition penalty 1.2; --max-new-tokens 2048',
+    'OmniLMM-12B sample: temperature 0.6, top_p 0.9, top_k 30, repetition penalty 1.1',
+  ];
+  for (const line of official) assert.ok(help.includes(line), line);
+  const g = JSON.parse(readFileSync(fixturePath('minicpmv46-tiny', 'model', 'generation_config.json'), 'utf8'));
+  const released = `temperature ${g.temperature}, top_p ${g.top_p.toFixed(1)}, top_k ${g.top_k} (off), repetition penalty ${g.repetition_penalty.toFixed(1)}`;
+  assert.ok(help.includes(`MiniCPM-V 4.6 the checkpoint's generation_config.json`) && help.includes(released), released);
+  assert.doesNotMatch(help, /sample \(default: top_p 0\.8/, 'no one family\'s settings given as everyone\'s');
+});
+
+test('tokenize --help is true for every family; help <command> is that command\'s help; after -- nothing is an option', async () => {
+  const help = await cli(['tokenize', '--help']);
+  assert.equal(help.code, 0);
+  assert.doesNotMatch(help.stdout, /BOS comes first/);
+  assert.match(help.stdout.replace(/\s+/g, ' '), /MiniCPM-V 4\.6: byte-level BPE \(tokenizer\.json\), no BOS/);
+  // As the help says: MiniCPM-V 4.6's ids have no BOS (the official tokenizer's ids for a case).
+  const { encode } = readFixtureJson<{ encode: EncodeCase[] }>('minicpmv46-tiny', 'tokenizer', 'cases.json');
+  const ids = await cli(['tokenize', '--model', fixturePath('minicpmv46-tiny', 'model'), '--json', encode[0]!.text]);
+  assert.deepEqual(JSON.parse(ids.stdout), { ids: encode[0]!.input_ids });
+
+  for (const command of ['chat', 'tokenize', 'export-web']) {
+    const viaHelp = await cli(['help', command]);
+    assert.equal(viaHelp.code, 0, command);
+    assert.equal(viaHelp.stdout, (await cli([command, '--help'])).stdout, command);
+  }
+  assertCleanError(await cli(['help', 'bogus']), /unknown command "bogus"/);
+
+  const bos = readFixtureJson<{ special_ids: { bos_id: number } }>(FIXTURE, 'tokenizer', 'cases.json').special_ids.bos_id;
+  for (const text of ['--help', '-h']) {
+    const out = await cli(['tokenize', '--model', MODEL, '--json', '--', text]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.equal(JSON.parse(out.stdout).ids[0], bos, text);
+    assert.ok(JSON.parse(out.stdout).ids.length > 1, text);
+  }
+});
+
+test('an output path that cannot be written gets a one-line error naming it, and leaves nothing behind', async () => {
+  const where = join(scratch, 'outputs');
+  mkdirSync(where);
+  const aFile = join(where, 'a-file');
+  writeFileSync(aFile, 'x');
+  const aFolder = join(where, 'a-folder');
+  mkdirSync(aFolder);
+  const aPipe = join(where, 'a-pipe');
+  execFileSync('mkfifo', [aPipe]);
+  const pixels = (path: string) => cli(['inspect-image', '--model', MODEL, '--pixels', path, IMAGE]);
+  const cases: [() => Promise<Outcome>, RegExp][] = [
+    [() => pixels(join(where, 'missing', 'px.safetensors')), /cannot write --pixels .*missing\/px\.safetensors: its folder does not exist/],
+    [() => pixels(join(aFile, 'px.safetensors')), /cannot write --pixels .*a-file\/px\.safetensors: a part of the path is a file, not a folder/],
+    [() => pixels(aFolder), /a-folder is a folder, not a regular file/],
+    [() => pixels(aPipe), /a-pipe is a named pipe, not a regular file/],
+    [() => pixels(''), /--pixels must name a file, got an empty path/],
+    [() => cli(['export-web', '--model', MODEL, '--out', join(aFile, 'web')]), /cannot write --out .*a-file\/web: a part of the path is a file, not a folder/],
+    [() => cli(['export-web', '--model', MODEL, '--out', '']), /--out must name a folder, got an empty path/],
+    [() => cli(['export-web', '--model', MODEL, '--out', '/sys/omnilmm-web']), /cannot write --out \/sys\/omnilmm-web: /],
+  ];
+  for (const [run, pattern] of cases) {
+    const out = await run();
+    assertCleanError(out, pattern);
+    assert.equal(out.stderr.split('\n').length, 2, `one line: ${out.stderr}`);
+    assert.doesNotMatch(out.stderr, /internal error/);
+  }
+  assert.deepEqual(readdirSync(where).sort(), ['a-file', 'a-folder', 'a-pipe'], 'no .partial file, nothing created');
+  assert.ok(lstatSync(aPipe).isFIFO(), 'the pipe is still a pipe');
+  assert.deepEqual(readdirSync(aFolder), []);
+  assert.equal(existsSync('/sys/omnilmm-web'), false);
+});
+
+test('--threads above the machine\'s cores is allowed with a warning; the help says so', async () => {
+  const cores = availableParallelism();
+  const out = await cli(['chat', '--model', MODEL, '--threads', String(cores + 1), '--decoding', 'greedy', '--max-new-tokens', '2', '--json', 'hi']);
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(out.stderr, new RegExp(`^warning: --threads ${cores + 1} is more than this machine's ${cores} cores: .*leave --threads out for one per core\n`));
+  for (const command of ['chat', 'serve', 'convert']) {
+    assert.match((await cli([command, '--help'])).stdout.replace(/\s+/g, ' '), /more than the cores are allowed, with a warning/, command);
+  }
+});
+
+test('an empty question is refused for every family; a --messages file may start with a byte order mark', async () => {
+  for (const model of [MODEL, fixturePath('minicpmv46-tiny', 'model')]) {
+    const out = await cli(['chat', '--model', model, '--json', ' \t ']);
+    assertCleanError(out, /^error: the question is empty: ask something\n$/);
+    assert.equal(out.code, 2);
+  }
+  const c = readFixtureJson<GreedyChat & { runs: Record<string, { text: string }> }>(FIXTURE, 'llm', 'single_turn_grad.json');
+  const messages = join(scratch, 'bom.json');
+  writeFileSync(messages, `\uFEFF${JSON.stringify(c.msgs)}`);
+  const out = await cli(['chat', '--model', MODEL, '--image', fixturePath(FIXTURE, c.input.file), '--messages', messages, '--decoding', 'greedy',
+    '--max-new-tokens', '24', '--precision', 'fp32', '--vision-precision', 'fp32', '--json']);
+  assert.equal(out.code, 0, out.stderr);
+  assert.deepEqual(JSON.parse(out.stdout).output_ids, c.runs.greedy!.new_token_ids);
+});
+
+test('on a terminal: /image without a path says that it needs one', async () => {
+  const shown = await inTerminal(cliCommand('chat', '--model', MODEL, '--decoding', 'greedy', '--max-new-tokens', '4', '--threads', '1'), ['/image', '/exit']);
+  assert.match(shown, /error: \/image needs the path of an image: \/image <path>/);
+  assert.doesNotMatch(shown, /image not found/);
 });

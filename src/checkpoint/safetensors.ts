@@ -2,8 +2,8 @@
 // Format: u64 little-endian header length N, N bytes of JSON {name: {dtype, shape, data_offsets}}, then data.
 // Tensors are read one at a time with positioned reads, so a checkpoint is never held in memory twice.
 
-import { closeSync, existsSync, fstatSync, openSync, renameSync, writeFileSync } from 'node:fs';
-import { CheckpointError, describeJson, FileNotFoundError } from '../errors.js';
+import { closeSync, existsSync, fstatSync, lstatSync, openSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { CheckpointError, describeJson, FileNotFoundError, InvalidRequestError } from '../errors.js';
 import { DTYPE_BYTES, toFloat32, type DType } from './dtypes.js';
 import { readAt } from './read-at.js';
 import { ShardedCheckpoint } from './sharded.js';
@@ -161,8 +161,16 @@ export interface TensorToWrite {
   data: Float32Array;
 }
 
-/** Writes float32 tensors as a safetensors file (names sorted, header padded to 8 bytes). */
+/**
+ * Writes float32 tensors as a safetensors file (names sorted, header padded to 8 bytes). A regular file at `path` is
+ * replaced; anything else there (a folder, a link, a pipe, a device) is refused. A failed write leaves nothing
+ * behind and throws the file system's error.
+ */
 export function writeSafetensors(path: string, tensors: TensorToWrite[], metadata?: Record<string, string>): void {
+  const existing = lstatSync(path, { throwIfNoEntry: false });
+  if (existing && !existing.isFile()) {
+    throw new InvalidRequestError(`${path} is ${fileKind(existing)}, not a regular file: name a new file (or a regular one to replace)`);
+  }
   const sorted = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const header: Record<string, unknown> = {};
   if (metadata) header.__metadata__ = metadata;
@@ -186,6 +194,20 @@ export function writeSafetensors(path: string, tensors: TensorToWrite[], metadat
   }
   // Write beside the target and rename, so a failed run never leaves a partial file that looks complete.
   const tmp = `${path}.partial`;
-  writeFileSync(tmp, out);
-  renameSync(tmp, path);
+  try {
+    writeFileSync(tmp, out);
+    renameSync(tmp, path);
+  } catch (err) {
+    if (lstatSync(tmp, { throwIfNoEntry: false })?.isFile()) unlinkSync(tmp);
+    throw err;
+  }
+}
+
+/** What a file system entry that is not a regular file is, for a message. */
+function fileKind(entry: { isDirectory(): boolean; isSymbolicLink(): boolean; isFIFO(): boolean; isSocket(): boolean }): string {
+  if (entry.isDirectory()) return 'a folder';
+  if (entry.isSymbolicLink()) return 'a symbolic link';
+  if (entry.isFIFO()) return 'a named pipe';
+  if (entry.isSocket()) return 'a socket';
+  return 'a device';
 }

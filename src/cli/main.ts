@@ -12,12 +12,14 @@ usage: omnilmm <command> [options]
 commands:
 ${commands.map((c) => `  ${c.name.padEnd(14)} ${c.summary}`).join('\n')}
 
-Run "omnilmm <command> --help" for a command's options.
+Run "omnilmm <command> --help" (or "omnilmm help <command>") for a command's options.
 --model takes a local checkpoint folder or a Hugging Face hub id (org/name), downloaded into the
 Hugging Face cache ($HF_HOME/hub); HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE are honoured.`;
 
 async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  const [first, ...others] = argv;
+  // `omnilmm help <command>` is `omnilmm <command> --help`.
+  const [name, ...rest] = first === 'help' && others.length > 0 ? [others[0]!, '--help'] : argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(`${HELP}\n`);
     return name === undefined ? 2 : 0;
@@ -27,7 +29,9 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`error: unknown command "${name}"\n\n${HELP}\n`);
     return 2;
   }
-  if (rest.includes('--help') || rest.includes('-h')) {
+  // After `--` nothing is an option: `tokenize -- --help` tokenizes "--help".
+  const options = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
+  if (options.includes('--help') || options.includes('-h')) {
     process.stdout.write(`${command.help}\n`);
     return 0;
   }

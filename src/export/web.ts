@@ -128,7 +128,17 @@ function prepareFolder(out: string): void {
     }
     rmSync(out, { recursive: true, force: true });
   }
-  mkdirSync(out, { recursive: true });
+  makeFolders(out);
+}
+
+/**
+ * `mkdir -p`, one level at a time: Node's recursive mkdir never returns where mkdir fails with ENOENT under a folder
+ * that exists (procfs: an export to /proc/x hung).
+ */
+function makeFolders(folder: string): void {
+  const parent = dirname(folder);
+  if (parent !== folder && !existsSync(parent)) makeFolders(parent);
+  mkdirSync(folder);
 }
 
 /** A session that is never run, for a model that is only built (an export) or only prepares prompts (a bench). */

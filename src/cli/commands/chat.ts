@@ -2,16 +2,19 @@
 
 import { createInterface } from 'node:readline/promises';
 import type { ChatResult } from '../../chat/chat.js';
-import { DECODINGS, type Decoding, type DecodingSettings } from '../../chat/decoding.js';
+import { DECODINGS, type ChatDefaults, type Decoding, type DecodingSettings } from '../../chat/decoding.js';
 import type { Engine, EngineRequest } from '../../chat/engine-types.js';
 import { readVideoPath } from '../../chat/media-source.js';
 import { WorkerEngine } from '../../chat/worker-engine.js';
 import { InvalidRequestError, OmnilmmError } from '../../errors.js';
 import { DOWNSAMPLE_MODES, parseConversation, placeMedia, type DownsampleMode, type Message } from '../../models/messages.js';
+import { MINICPMV1_CHAT_DEFAULTS, MINICPMV_CHAT_DEFAULTS } from '../../models/minicpmv/model.js';
+import { chatDefaultsOf } from '../../models/minicpmv46/model.js';
+import { OMNILMM_CHAT_DEFAULTS } from '../../models/omnilmm/model.js';
 import { numberOption, parseCommandArgs, stringOption, stringsOption, type Parsed } from '../args.js';
 import { decodeUserImage, outputClosed, readUserFile } from '../io.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../../graph/quantize.js';
-import { DEFAULT_MODEL, type Command } from './common.js';
+import { DEFAULT_MODEL, THREADS_HELP, threadsOption, type Command } from './common.js';
 
 const USAGE =
   'omnilmm chat --model <dir|org/name> [--image <path>]... [--video <folder|file>] [--video-fps F] [--messages <file.json>] ' +
@@ -40,16 +43,17 @@ export const chatCommand: Command = {
   --downsample-mode 16x|4x   MiniCPM-V 4.6's image tokens: 16x (default) or 4x (four times as many)
   --thinking                 MiniCPM-V 4.6 thinks before it answers (its answer starts with the reasoning, up to
                              "</think>")
-  --decoding <mode>          sample (default: top_p 0.8, top_k 100, temperature 0.7, repetition penalty 1.05),
-                             beam (3 beams, repetition penalty 1.2) or greedy (repetition penalty 1.0). Beam search
-                             settles its answer only at the end, so it prints it whole (on a terminal a
-                             "thinking…" note shows meanwhile); sample and greedy stream it
+  --decoding <mode>          sample (default), beam or greedy (one beam, repetition penalty 1.0), with the model
+                             family's settings (below). Beam search settles its answer only at the end, so it
+                             prints it whole (on a terminal a "thinking…" note shows meanwhile); sample and greedy
+                             stream it
   --num-beams N              beams for --decoding beam (given alone, it chooses beam search)
   --repetition-penalty R     overrides the mode's repetition penalty
   --temperature T, --top-p P, --top-k K, --seed S
                              sampling settings: with --decoding beam or greedy they are an error, not ignored
-  --max-new-tokens N         most tokens to generate (default 1024; at most the model's context)
-  --threads N                CPU threads (default: all cores)
+  --max-new-tokens N         most tokens to generate (default: the model family's, below; at most the model's
+                             context). An answer cut short by it or by the context gets a note on stderr
+  --threads N                ${THREADS_HELP}
   --precision P              the language model's linear layers (lm_head included): int8-dq (default: int8
                              weights and int8 compute, a quarter of fp32's memory; answers drift from fp32 after
                              a few tokens), fp32 (exact, token for token the official answer), int8 (in blocks
@@ -58,7 +62,13 @@ export const chatCommand: Command = {
                              the fixtures' image features by 1–2% RMS), fp32 (exact), int8, int4 (coarser).
                              --precision fp32 --vision-precision fp32 is the exact path.
                              OmniLMM-12B's 4.4 B-parameter tower needs int8 or int4 on a 24 GiB machine
-  --json                     print one JSON object {"text", "prompt_ids", "output_ids"} instead of streaming
+  --json                     print one JSON object {"text", "prompt_ids", "output_ids", "finish_reason"} instead
+                             of streaming; finish_reason is "stop" (the answer ended) or "length" (cut short by
+                             --max-new-tokens or the context), as in the server's OpenAI responses
+
+The defaults of --decoding and --max-new-tokens are the model family's, from its official chat (OmniLMM-12B's has
+no beam search; here it takes no penalty):
+${familyDefaultsHelp()}
 
 The question is the last argument, or the text piped into stdin (echo "…" | omnilmm chat …). With no
 question, no --messages and a terminal, starts an interactive session (Ctrl-C stops an answer; at the prompt
@@ -91,7 +101,7 @@ Output that nobody reads any more (omnilmm chat … | head) ends the command qui
       json: { type: 'boolean' },
     }, USAGE);
     const settings = decodingSettings(values);
-    const threads = numberOption(values, 'threads', { integer: true, min: 1 });
+    const threads = threadsOption(values);
     const precision = precisionOption(values);
     const visionPrecision = precisionOption(values, 'vision-precision');
     const messages = await readMessages(stringOption(values, 'messages'), positionals);
@@ -119,7 +129,8 @@ Output that nobody reads any more (omnilmm chat … | head) ends the command qui
         const stream = engine.stream({ messages, ...media, ...settings }, outputClosed);
         let next = await stream.next();
         while (!next.done) next = await stream.next();
-        process.stdout.write(`${JSON.stringify(jsonReport(next.value))}\n`);
+        const sent = await writeOut(`${JSON.stringify(jsonReport(next.value))}\n`);
+        if (sent) noteCutShort(next.value, settings.maxNewTokens, engine.info.contextLength);
       } else {
         await streamAnswer(engine, { messages, ...media, ...settings });
       }
@@ -128,6 +139,24 @@ Output that nobody reads any more (omnilmm chat … | head) ends the command qui
     }
   },
 };
+
+/** Each family's --decoding and --max-new-tokens defaults, for --help: the values the families' code uses. */
+function familyDefaultsHelp(): string {
+  const real = (n: number) => (Number.isInteger(n) ? n.toFixed(1) : String(n));
+  const settings = (d: ChatDefaults) =>
+    `sample: temperature ${real(d.sample.temperature)}, top_p ${real(d.sample.topP)}, top_k ${d.sample.topK}, ` +
+    `repetition penalty ${real(d.sample.repetitionPenalty)}\n${' '.repeat(18)}beam: ${d.beam.numBeams} beams, repetition penalty ` +
+    `${real(d.beam.repetitionPenalty)}; --max-new-tokens ${d.maxNewTokens}`;
+  const v46 = chatDefaultsOf(null);
+  return [
+    `  MiniCPM-V 2.0   ${settings(MINICPMV_CHAT_DEFAULTS)}`,
+    `  MiniCPM-V 1.0   ${settings(MINICPMV1_CHAT_DEFAULTS)}`,
+    `  MiniCPM-V 4.6   the checkpoint's generation_config.json (transformers' defaults for what it leaves out); the\n` +
+      `${' '.repeat(18)}released one has sample: temperature 0.7, top_p 1.0, top_k 0 (off), repetition penalty 1.0;\n` +
+      `${' '.repeat(18)}beam: ${v46.beam.numBeams} beams, the same penalty; --max-new-tokens its max_new_tokens, else ${v46.maxNewTokens}`,
+    `  OmniLMM-12B     ${settings(OMNILMM_CHAT_DEFAULTS)}`,
+  ].join('\n');
+}
 
 /** `--precision` or `--vision-precision`: one of WEIGHT_PRECISIONS (absent = the default, see withDefaultPrecisions). */
 export function precisionOption(values: Parsed['values'], flag = 'precision'): WeightPrecision | undefined {
@@ -192,7 +221,8 @@ function decodingSettings(values: Parsed['values']): DecodingSettings {
 async function readMessages(path: string | undefined, positionals: string[]): Promise<Message[]> {
   const messages: Message[] = [];
   if (path) {
-    const text = (await readUserFile(path, 'messages file')).toString('utf8');
+    // A leading byte order mark (Windows editors write one) is no part of the JSON.
+    const text = (await readUserFile(path, 'messages file')).toString('utf8').replace(/^\uFEFF/, '');
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
@@ -204,12 +234,40 @@ async function readMessages(path: string | undefined, positionals: string[]): Pr
   if (positionals.length > 1) {
     throw new InvalidRequestError(`expected one question, got ${positionals.length} arguments: quote the question\nusage: ${USAGE}`);
   }
-  if (positionals.length === 1) messages.push({ role: 'user', content: positionals[0]! });
+  if (positionals.length === 1) {
+    // Refused for every family, as an empty piped question is (MiniCPM-V 1.0 and 2.0 refuse it themselves, 4.6 does not).
+    if (positionals[0]!.trim() === '') throw new InvalidRequestError('the question is empty: ask something');
+    messages.push({ role: 'user', content: positionals[0]! });
+  }
   return messages;
 }
 
+/** `--json`'s object; finish_reason as the server's OpenAI responses give it. */
 function jsonReport(result: ChatResult) {
-  return { text: result.text, prompt_ids: result.promptIds, output_ids: result.outputIds };
+  return { text: result.text, prompt_ids: result.promptIds, output_ids: result.outputIds, finish_reason: result.finishReason };
+}
+
+/**
+ * A note on stderr when the answer did not come to its end but was cut short, naming the limit that cut it (the
+ * --max-new-tokens given, the model's context, or the family's default limit), so that it is not taken for complete.
+ */
+function noteCutShort(result: ChatResult, maxNewTokens: number | undefined, contextLength: number): void {
+  if (result.finishReason !== 'length') return;
+  const tokens = result.outputIds.length;
+  const prompt = result.promptIds.length;
+  const why =
+    tokens === maxNewTokens
+      ? `at --max-new-tokens ${tokens}: raise it for a longer answer`
+      : prompt + tokens >= contextLength
+        ? `where the model's ${contextLength}-token context is full (a ${prompt}-token prompt and ${tokens} new tokens): ` +
+          'ask in a shorter conversation for a longer answer'
+        : `at the model's default limit of ${tokens} new tokens: raise it with --max-new-tokens`;
+  process.stderr.write(`note: the answer was cut short ${why}\n`);
+}
+
+/** Writes to stdout; resolves to whether the text went out (not when its reader is gone: then nothing more is said). */
+function writeOut(text: string): Promise<boolean> {
+  return new Promise((resolve) => process.stdout.write(text, (err) => resolve(!err)));
 }
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
@@ -225,6 +283,7 @@ async function readImageBytes(path: string): Promise<Uint8Array> {
   return bytes;
 }
 
+/** Streams the answer to stdout (a note on stderr when it was cut short); resolves to its text. */
 async function streamAnswer(engine: Engine, request: EngineRequest, signal?: AbortSignal): Promise<string> {
   const stream = engine.stream(request, signal ? AbortSignal.any([signal, outputClosed]) : outputClosed);
   // Beam search settles the answer only at its end: on a terminal, a note says that work is going on meanwhile.
@@ -236,7 +295,7 @@ async function streamAnswer(engine: Engine, request: EngineRequest, signal?: Abo
       note = false;
     });
     if (next.done) {
-      process.stdout.write('\n');
+      if (await writeOut('\n')) noteCutShort(next.value, request.maxNewTokens, engine.info.contextLength);
       return next.value.text;
     }
     process.stdout.write(next.value);
@@ -272,6 +331,10 @@ async function interactiveSession(engine: Engine, firstMedia: Media, settings: D
       }
       if (/^\/image(\s|$)/.test(line)) {
         const path = line.slice('/image'.length).trim();
+        if (!path) {
+          process.stdout.write('error: /image needs the path of an image: /image <path>\n');
+          continue;
+        }
         try {
           media = { ...media, images: [await readImageBytes(path)], video: null };
           messages = [];

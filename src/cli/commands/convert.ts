@@ -6,9 +6,9 @@ import { loadModel } from '../../chat/engine.js';
 import { formatBytes, ProgressBar } from '../../checkpoint/progress.js';
 import { InvalidRequestError } from '../../errors.js';
 import { cacheRoot, onModelCacheEvent, type ModelCacheEvent } from '../../runtime/model-cache.js';
-import { numberOption, parseCommandArgs, stringOption } from '../args.js';
+import { parseCommandArgs, stringOption } from '../args.js';
 import { precisionOption } from './chat.js';
-import { DEFAULT_MODEL, type Command } from './common.js';
+import { DEFAULT_MODEL, threadsOption, type Command } from './common.js';
 
 const USAGE =
   'omnilmm convert --model <dir|org/name> [--precision P] [--vision-precision P] [--cache-dir <dir>] ' +
@@ -27,7 +27,8 @@ chat and serve with the same options load from there. A model already converted 
   --precision P               the language model's linear layers, as for chat (default int8-dq)
   --vision-precision P        the vision tower's linear layers, as for chat (default int8-dq)
   --cache-dir <dir>           the cache folder (default: $OMNILMM_CACHE, else ~/.cache/omnilmm)
-  --threads N                 CPU threads for checking the converted sessions (default: all cores)`,
+  --threads N                 CPU threads for checking the converted sessions (default: one per core); more than
+                              the cores are allowed, with a warning`,
   async run(argv) {
     const { values } = parseCommandArgs('convert', argv, {
       model: { type: 'string' },
@@ -38,7 +39,7 @@ chat and serve with the same options load from there. A model already converted 
     }, USAGE);
     const precision = precisionOption(values);
     const visionPrecision = precisionOption(values, 'vision-precision');
-    const threads = numberOption(values, 'threads', { integer: true, min: 1 });
+    const threads = threadsOption(values);
     const cacheDir = stringOption(values, 'cache-dir');
     // The cache root reaches the graph builders through the environment, whichever options a family forwards.
     if (cacheDir !== undefined) process.env.OMNILMM_CACHE = cacheDir;

@@ -4,6 +4,7 @@ import { formatBytes } from '../../checkpoint/progress.js';
 import { InvalidRequestError } from '../../errors.js';
 import { exportWeb } from '../../export/web.js';
 import { parseCommandArgs, stringOption } from '../args.js';
+import { outputError } from '../io.js';
 import { precisionOption } from './chat.js';
 import { DEFAULT_MODEL, resolveModelOption, type Command } from './common.js';
 
@@ -35,6 +36,7 @@ WebAssembly memory), so OmniLMM-12B does not fit.
     }, USAGE);
     const out = stringOption(values, 'out');
     if (out === undefined) throw new InvalidRequestError(`export-web: --out <folder> is required\nusage: ${USAGE}`);
+    if (out === '') throw new InvalidRequestError('--out must name a folder, got an empty path');
     const precision = precisionOption(values) ?? 'int8-dq';
     const visionPrecision = precisionOption(values, 'vision-precision') ?? 'int8-dq';
     const modelId = stringOption(values, 'model') ?? DEFAULT_MODEL;
@@ -42,6 +44,8 @@ WebAssembly memory), so OmniLMM-12B does not fit.
     const started = Date.now();
     const { manifest, totalBytes } = await exportWeb(dir, out, {
       precision, visionPrecision, modelId, log: (line) => process.stderr.write(`${line}\n`),
+    }).catch((err: unknown) => {
+      throw outputError(err, out, '--out');
     });
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     process.stdout.write(

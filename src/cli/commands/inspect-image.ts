@@ -1,7 +1,8 @@
 // `omnilmm inspect-image`: how the model would see an image (slice plan, placeholder, optional pixel tensors).
 
 import { writeSafetensors } from '../../checkpoint/safetensors.js';
-import { readImageFile } from '../io.js';
+import { InvalidRequestError } from '../../errors.js';
+import { outputError, readImageFile } from '../io.js';
 import type { InspectOptions } from '../../models/messages.js';
 import { familyOf, loadModelConfig } from '../../models/registry.js';
 import { parseCommandArgs, requireOne, stringOption } from '../args.js';
@@ -26,7 +27,8 @@ slices as the model's official code does.
   --downsample-mode 16x|4x MiniCPM-V 4.6's image tokens per slice: 16x (default) or 4x (four times as many);
                            the other models have one mode
   --pixels <file>          also write the normalised float32 CHW tensors of every slice as safetensors,
-                           named slice_00 (the overview), slice_01, ... in the model's order`,
+                           named slice_00 (the overview), slice_01, ... in the model's order; a regular file
+                           there is replaced, anything else (a folder, a link, a pipe, a device) is refused`,
   async run(argv) {
     const { values, positionals } = parseCommandArgs('inspect-image', argv, {
       model: { type: 'string' },
@@ -35,19 +37,25 @@ slices as the model's official code does.
       'downsample-mode': { type: 'string' },
     }, USAGE);
     const imagePath = requireOne(positionals, 'image path', USAGE);
+    const pixelsPath = stringOption(values, 'pixels');
+    if (pixelsPath === '') throw new InvalidRequestError('--pixels must name a file, got an empty path');
     const downsampleMode = downsampleModeOption(values);
     const options: InspectOptions = downsampleMode ? { downsampleMode } : {};
     const config = loadModelConfig(await resolveModelOption(values));
     const family = familyOf(config);
     const input = family.inspectImage(await readImageFile(imagePath), config, options);
     const [source, ...patches] = input.slices.map((s) => [s.width, s.height] as const);
-    const pixelsPath = stringOption(values, 'pixels');
-    if (pixelsPath) {
-      writeSafetensors(pixelsPath, input.slices.map((slice, i) => ({
+    if (pixelsPath !== undefined) {
+      const tensors = input.slices.map((slice, i) => ({
         name: `slice_${String(i).padStart(2, '0')}`,
         shape: [3, slice.height, slice.width],
         data: input.pixels(slice),
-      })));
+      }));
+      try {
+        writeSafetensors(pixelsPath, tensors);
+      } catch (err) {
+        throw outputError(err, pixelsPath, '--pixels');
+      }
     }
     const report = { source, grid: input.grid, slices: patches, placeholder: input.placeholder, image_tokens: input.imageTokens };
     if (values.json) {
@@ -58,7 +66,7 @@ slices as the model's official code does.
     process.stdout.write(
       `overview: ${source![0]}×${source![1]}\ngrid: ${grid}\n` +
         (patches.length ? `patches: ${patches.length} × ${patches[0]![0]}×${patches[0]![1]}\n` : '') +
-        `image tokens: ${input.imageTokens}\n` + (pixelsPath ? `pixels written to ${pixelsPath}\n` : ''),
+        `image tokens: ${input.imageTokens}\n` + (pixelsPath !== undefined ? `pixels written to ${pixelsPath}\n` : ''),
     );
   },
 };

@@ -6,7 +6,7 @@ import { ChatServer, DEFAULT_MAX_QUEUE, DEFAULT_PORT } from '../../server/server
 import { StaticSite } from '../../server/static-site.js';
 import { numberOption, parseCommandArgs, stringOption } from '../args.js';
 import { precisionOption } from './chat.js';
-import { DEFAULT_MODEL, type Command } from './common.js';
+import { DEFAULT_MODEL, THREADS_HELP, threadsOption, type Command } from './common.js';
 
 const USAGE =
   'omnilmm serve --model <dir|org/name> [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--max-queue N] ' +
@@ -30,7 +30,7 @@ export const serveCommand: Command = {
                            more get HTTP 429 with Retry-After
   --allow-remote-images    fetch http(s) image URLs (public addresses only); otherwise images must be
                            base64 data: URLs
-  --threads <n>            CPU threads (default: all cores)
+  --threads <n>            ${THREADS_HELP}
   --precision <p>          the language model's linear layers (lm_head included): int8-dq (default), fp32
                            (exact), int8 or int4, as for chat
   --vision-precision <p>   the vision tower's linear layers: int8-dq (default: int8 compute, 1–2% RMS on the
@@ -61,7 +61,7 @@ Endpoints: GET / (chat page), GET /health, GET /v1/models, POST /v1/chat/complet
     if (apiKey !== undefined && apiKey.trim() === '') throw new InvalidRequestError('--api-key must not be empty');
     const port = numberOption(values, 'port', { integer: true, min: 0, max: 65535 }) ?? DEFAULT_PORT;
     const maxQueue = numberOption(values, 'max-queue', { integer: true, min: 0, max: 10_000 }) ?? DEFAULT_MAX_QUEUE;
-    const threads = numberOption(values, 'threads', { integer: true, min: 1 });
+    const threads = threadsOption(values);
     const precision = precisionOption(values);
     const visionPrecision = precisionOption(values, 'vision-precision');
     const web = stringOption(values, 'web');
