@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -405,6 +406,19 @@ test('on a terminal: the convert bar fits 80 columns and ends at 100 %', async (
 test('serve knows --keep-vision-loaded as a flag, and refuses it with --web (which serves static files only)', async () => {
   assertCleanError(await cli(['serve', '--web', scratch, '--keep-vision-loaded']), /--keep-vision-loaded does not apply to it/);
   assertCleanError(await cli(['serve', '--keep-vision-loaded=yes']), /'--keep-vision-loaded' does not take an argument/);
+});
+
+test('serve refuses a port in use before it loads the model', async () => {
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', () => resolve()));
+  try {
+    const port = (taken.address() as AddressInfo).port;
+    // The model folder does not exist: had serve loaded first, that would be the error.
+    const out = await cli(['serve', '--model', join(scratch, 'no-such-model'), '--port', String(port)]);
+    assertCleanError(out, new RegExp(`port ${port} is in use: pick another with --port`));
+  } finally {
+    await new Promise<void>((resolve) => taken.close(() => resolve()));
+  }
 });
 
 type GreedyChat = { msgs: { content: string }[]; input: { file: string }; input_ids: number[]; runs: Record<string, { new_token_ids: number[] }> };

@@ -1,5 +1,6 @@
 // `omnilmm serve`: the OpenAI-compatible API and the chat page on one engine, until Ctrl-C.
 
+import { createServer } from 'node:net';
 import { WorkerEngine } from '../../chat/worker-engine.js';
 import { InvalidRequestError } from '../../errors.js';
 import { ChatServer, DEFAULT_MAX_QUEUE, DEFAULT_PORT } from '../../server/server.js';
@@ -72,6 +73,7 @@ Endpoints: GET / (chat page), GET /health, GET /v1/models, POST /v1/chat/complet
       return;
     }
     const modelId = stringOption(values, 'model') ?? DEFAULT_MODEL;
+    await checkCanListen(stringOption(values, 'host'), port);
 
     process.stderr.write(`loading ${modelId}…\n`);
     const keepVisionLoaded = values['keep-vision-loaded'] === true;
@@ -119,6 +121,24 @@ function listenError(err: unknown, port: number): unknown {
   if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') return new InvalidRequestError('--host is not an address of this machine');
   if (code === 'EACCES') return new InvalidRequestError(`not allowed to listen on port ${port}: use a port above 1023`);
   return err;
+}
+
+/**
+ * Fails now, before the model loads (minutes on a first run), where the server could not listen: a port in use, a
+ * host that is no address of this machine. Port 0 (any free port) cannot be taken.
+ */
+async function checkCanListen(host: string | undefined, port: number): Promise<void> {
+  if (port === 0) return;
+  const probe = createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject);
+      probe.listen(port, host ?? '127.0.0.1', () => resolve());
+    });
+  } catch (err) {
+    throw listenError(err, port);
+  }
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
 }
 
 /** `serve --web`: the export's files until Ctrl-C. */
