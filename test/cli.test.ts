@@ -229,6 +229,20 @@ test('--vision-precision: convert caches the quantised tower as its own entry, a
     'chat used the converted int8 tower instead of building another');
 });
 
+test('convert refuses a cache folder it cannot write, before building; chat builds without it, with one warning line a part', async () => {
+  const file = join(scratch, 'cache-is-a-file');
+  writeFileSync(file, 'not a folder');
+  const under = join(file, 'sub');
+  assertCleanError(await cli(['convert', '--model', MODEL, '--cache-dir', under, '--threads', '1']), /the cache folder .*cache-is-a-file\/sub cannot be written \(ENOTDIR\): choose another with --cache-dir/);
+  assertCleanError(await cli(['convert', '--model', MODEL, '--cache-dir', '', '--threads', '1']), /--cache-dir must name a folder/);
+  const out = await cli(['chat', '--model', MODEL, '--image', fixturePath(FIXTURE, 'images', 'grad_100x80.png'), '--precision', 'fp32', '--vision-precision', 'fp32',
+    '--decoding', 'greedy', '--max-new-tokens', '2', '--threads', '1', '--json', 'What is in the image?'], { OMNILMM_CACHE: under });
+  assert.equal(out.code, 0, out.stderr);
+  const warnings = out.stderr.split('\n').filter((line) => line.includes('is not writable'));
+  assert.ok(warnings.length >= 1 && warnings.every((line) => line.startsWith('warning: the model cache ')), out.stderr);
+  assert.doesNotMatch(out.stderr, /\(node:\d+\)|--trace-warnings/);
+});
+
 test('chat --help tells about several images, video, the downsample mode, thinking and content parts', async () => {
   const out = await cli(['chat', '--help']);
   assert.equal(out.code, 0, out.stderr);

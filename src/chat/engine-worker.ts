@@ -12,6 +12,9 @@ import { errorToWire, type FromWorker, type ToWorker, type WorkerData } from './
 
 const port = parentPort!;
 const send = (message: FromWorker) => port.postMessage(message);
+// Warnings (a model cache it cannot write, …) go to the thread that started the engine, to be shown as its own are.
+process.removeAllListeners('warning');
+process.on('warning', (warning) => send({ type: 'warning', message: warning.message }));
 
 async function load({ dir, options }: WorkerData): Promise<LoadedModel | null> {
   try {

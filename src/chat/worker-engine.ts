@@ -3,8 +3,9 @@
 //
 // Messages (structured clones):
 //   here → worker   chat {id, request} · abort {id} · tokenize {id, text} · close
-//   worker → here   ready {modelType, contextLength, maxBeams} · load-error {error}
+//   worker → here   ready {modelType, contextLength, maxBeams} · load-error {error} · warning {message}
 //                   chunk {id, text} · done {id, result} · tokens {id, ids} · error {id, error}
+// A worker's warning is emitted again here (process.emitWarning), so it shows as this thread's warnings do.
 // Chat requests wait in a FIFO here and go to the worker one at a time. The worker's generation gives its event
 // loop a turn before every model call (streamChat), so an abort message stops it before the next token.
 
@@ -37,6 +38,7 @@ export type ToWorker =
 export type FromWorker =
   | { type: 'ready'; modelType: string; contextLength: number; maxBeams: number }
   | { type: 'load-error'; error: WireError }
+  | { type: 'warning'; message: string }
   | { type: 'chunk'; id: number; text: string }
   | { type: 'done'; id: number; result: ChatResult }
   | { type: 'tokens'; id: number; ids: number[] }
@@ -90,13 +92,14 @@ export class WorkerEngine implements Engine {
     try {
       const ready = await new Promise<{ modelType: string; contextLength: number; maxBeams: number }>((resolve, reject) => {
         onMessage = (message) => {
-          if (message.type === 'ready') resolve(message);
+          if (message.type === 'warning') process.emitWarning(message.message);
+          else if (message.type === 'ready') resolve(message);
           else if (message.type === 'load-error') reject(errorFromWire(message.error));
           else reject(new errors.RuntimeError(`the engine's worker sent "${message.type}" before it was ready`));
         };
         onError = reject;
         onExit = (code) => reject(new errors.RuntimeError(`the engine's worker thread stopped while loading (exit code ${code})`));
-        worker.once('message', onMessage).once('error', onError).once('exit', onExit);
+        worker.on('message', onMessage).once('error', onError).once('exit', onExit);
       });
       const { modelType, contextLength, maxBeams } = ready;
       return new WorkerEngine(worker, { modelId: idOrPath, dir, modelType, contextLength, maxBeams });
@@ -195,6 +198,9 @@ export class WorkerEngine implements Engine {
       }
       case 'done':
         this.finish(message.id, { result: message.result });
+        break;
+      case 'warning':
+        process.emitWarning(message.message);
         break;
       default:
         this.fail(new errors.RuntimeError(`the engine's worker sent an unexpected "${message.type}" message`));

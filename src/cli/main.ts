@@ -40,6 +40,9 @@ async function main(argv: string[]): Promise<number> {
 }
 
 watchForClosedOutput();
+// Node's own printer gives a warning several lines (a process id, a hint about --trace-warnings); ours gives it one.
+process.removeAllListeners('warning');
+process.on('warning', (warning) => process.stderr.write(`warning: ${warning.message}\n`));
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = outputClosed.aborted ? EXIT_BROKEN_PIPE : code;

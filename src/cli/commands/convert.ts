@@ -1,6 +1,6 @@
 // `omnilmm convert`: builds the converted-model cache ahead of time, so that `chat` and `serve` start faster.
 
-import { readdirSync, statSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadModel } from '../../chat/engine.js';
 import { formatBytes, ProgressBar } from '../../checkpoint/progress.js';
@@ -41,11 +41,14 @@ chat and serve with the same options load from there. A model already converted 
     const visionPrecision = precisionOption(values, 'vision-precision');
     const threads = threadsOption(values);
     const cacheDir = stringOption(values, 'cache-dir');
+    if (cacheDir === '') throw new InvalidRequestError('--cache-dir must name a folder, got an empty path');
     // The cache root reaches the graph builders through the environment, whichever options a family forwards.
     if (cacheDir !== undefined) process.env.OMNILMM_CACHE = cacheDir;
-    if (cacheRoot() === null) {
+    const root = cacheRoot();
+    if (root === null) {
       throw new InvalidRequestError('the model cache is off (OMNILMM_CACHE=off): pass --cache-dir <dir> or unset OMNILMM_CACHE');
     }
+    checkWritable(root);
 
     const parts = new Map<string, { folder: string; bytes: number; built: boolean }>();
     const progress = new ConversionProgress();
@@ -77,6 +80,17 @@ chat and serve with the same options load from there. A model already converted 
     );
   },
 };
+
+/** Fails now, not after a build that could not be kept (chat and serve build without the cache instead). */
+function checkWritable(root: string): void {
+  try {
+    mkdirSync(root, { recursive: true });
+    accessSync(root, constants.W_OK);
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new InvalidRequestError(`the cache folder ${root} cannot be written (${why}): choose another with --cache-dir`);
+  }
+}
 
 /**
  * One progress bar for the conversion (on a terminal only), over the checkpoint's bytes read so far, labelled with
