@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { test } from 'node:test';
-import { InvalidRequestError } from '../src/errors.js';
+import { ImageError, InvalidRequestError } from '../src/errors.js';
 import { decodeImage } from '../src/image/decode.js';
 import type { RgbImage } from '../src/image/rgb.js';
 import { resizeBicubicTorch } from '../src/image/torch-resize.js';
@@ -275,6 +275,15 @@ test('planImageSlices: 500x500 cut into 2 rows, refine from the float cell (250,
     refine: [672, 616],
     tile: [336, 616],
   });
+});
+
+test('planImageSlices: a very narrow image grows a slice past 8192 patches and is refused before any resize', () => {
+  const options = { maxSliceNums: 9, scaleResolution: 448, patchSize: 14, sliceMode: true };
+  // 1×2000 (W×H): r = 1/2000, h = int(448/√r) = int(20035.2) = 20035 → round(357.8)·56 = 20048; w = int(20035/2000) = 10
+  // → at least 56: 56×20048 = 4×1432 = 5728 patches, kept.
+  assert.deepEqual(planImageSlices([2000, 1], options).source, [20048, 56]);
+  // 1×20000: h = int(448·√20000) = 63356 → 63336 (1131·56), w 56: 4×4524 = 18096 patches.
+  assert.throws(() => planImageSlices([20000, 1], options), (err: Error) => err instanceof ImageError && /too narrow.*56×63336 slice of 18096 patches \(at most 8192/.test(err.message));
 });
 
 test('sampleFrames: one frame per started second, and the 0.1 s + linspace branch for long videos', () => {
