@@ -422,6 +422,15 @@ test('serve knows --keep-vision-loaded as a flag, and refuses it with --web (whi
   assertCleanError(await cli(['serve', '--keep-vision-loaded=yes']), /'--keep-vision-loaded' does not take an argument/);
 });
 
+test('--version prints the package version', async () => {
+  const { version } = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+  for (const flag of ['--version', '-v']) {
+    const out = await cli([flag]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.equal(out.stdout, `omnilmm ${version}\n`);
+  }
+});
+
 test('serve refuses a port in use before it loads the model', async () => {
   const taken = createServer();
   await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', () => resolve()));

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The omnilmm command line: a thin shell over the library. Errors print one line and exit non-zero.
 
+import { readFileSync } from 'node:fs';
 import { OmnilmmError } from '../errors.js';
 import { commands } from './commands/index.js';
 import { EXIT_BROKEN_PIPE, outputClosed, watchForClosedOutput } from './io.js';
@@ -8,6 +9,7 @@ import { EXIT_BROKEN_PIPE, outputClosed, watchForClosedOutput } from './io.js';
 const HELP = `omnilmm — run MiniCPM-V / OmniLMM multimodal models locally
 
 usage: omnilmm <command> [options]
+       omnilmm --version
 
 commands:
 ${commands.map((c) => `  ${c.name.padEnd(14)} ${c.summary}`).join('\n')}
@@ -20,6 +22,10 @@ async function main(argv: string[]): Promise<number> {
   const [first, ...others] = argv;
   // `omnilmm help <command>` is `omnilmm <command> --help`.
   const [name, ...rest] = first === 'help' && others.length > 0 ? [others[0]!, '--help'] : argv;
+  if (name === '--version' || name === '-v') {
+    process.stdout.write(`omnilmm ${packageVersion()}\n`);
+    return 0;
+  }
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(`${HELP}\n`);
     return name === undefined ? 2 : 0;
@@ -37,6 +43,12 @@ async function main(argv: string[]): Promise<number> {
   }
   await command.run(rest);
   return 0;
+}
+
+/** The version in the package's package.json (three folders up from dist/src/cli, as installed and as built). */
+function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return manifest.version;
 }
 
 watchForClosedOutput();
