@@ -46,6 +46,8 @@ class FakeHub {
   readonly files = new Map<string, Buffer>();
   /** Files whose next full GET the CDN cuts off half-way. */
   readonly cutOnce = new Set<string>();
+  /** Files whose next full GET the CDN stops sending half-way, keeping the connection open. */
+  readonly stallOnce = new Set<string>();
   /** Files whose CDN copy has one byte changed (a transfer corrupted on the way). */
   readonly corrupt = new Set<string>();
   /** Files the listing names but the resolve URL answers 404 for. */
@@ -124,6 +126,10 @@ class FakeHub {
     const headers = { 'Content-Length': String(data.length - start), ETag: `"cdn-${start}"` };
     res.writeHead(range ? 206 : 200, range ? { ...headers, 'Content-Range': `bytes ${start}-${data.length - 1}/${data.length}` } : headers);
     if (req.method === 'HEAD') return void res.end();
+    if (!range && this.stallOnce.delete(name)) {
+      res.write(data.subarray(0, Math.floor(data.length / 2)));
+      return;
+    }
     if (!range && this.cutOnce.delete(name)) {
       res.write(data.subarray(0, Math.floor(data.length / 2)), () => setTimeout(() => res.socket?.destroy(), 20));
       return;
@@ -211,6 +217,35 @@ describe('hub download', () => {
     assert.ok(resumedAt > 0 && resumedAt < hub.files.get(shard)!.length, `resumed at byte ${resumedAt}`);
     assert.ok(readFileSync(join(dir, shard)).equals(hub.files.get(shard)!));
     assert.ok(!readdirSync(join(repoDir(cacheDir), 'blobs')).some((f) => f.endsWith('.incomplete')));
+  });
+
+  it('says in one line what it downloads where no progress bar is drawn (not a terminal)', async () => {
+    const lines: string[] = [];
+    const dir = await downloadModel(REPO, options(tempDir(), { progress: { write: (text: string) => lines.push(text) } }));
+    // Two rounds: the small files (config, tokenizer, …) first, then the weights (the model's shards).
+    const lfs = MODEL_FILES.filter((name) => hub.isLfs(name));
+    const weightBytes = lfs.reduce((sum, name) => sum + hub.files.get(name)!.length, 0);
+    const said = lines.filter((line) => line.startsWith('downloading'));
+    assert.equal(said.length, 2, lines.join(''));
+    assert.match(said[0]!, new RegExp(`^downloading ${REPO}: \\d+ files, [\\d.]+ kB from ${hub.url}\n$`));
+    assert.equal(said[1], `downloading ${REPO}: ${lfs.length} files, ${formatBytes(weightBytes)} from ${hub.url}\n`);
+    assert.ok(lfs.every((name) => existsSync(join(dir, name))));
+  });
+
+  it('cuts a transfer that stops sending for timeoutMs and resumes it', async () => {
+    const cacheDir = tempDir();
+    const shard = 'model-00001-of-00002.safetensors';
+    hub.stallOnce.add(shard);
+    hub.log.length = 0;
+    const dir = await downloadModel(REPO, options(cacheDir, { timeoutMs: 300 }));
+    const gets = hub.log.filter((r) => r.server === 'cdn' && r.method === 'GET' && r.path.endsWith(`name=${shard}`));
+    assert.equal(gets.length, 2);
+    assert.equal(gets[1]!.range, `bytes=${Math.floor(hub.files.get(shard)!.length / 2)}-`);
+    assert.ok(readFileSync(join(dir, shard)).equals(hub.files.get(shard)!));
+    // Without retries the stall itself is the reason given.
+    hub.stallOnce.add(shard);
+    await assert.rejects(downloadModel(REPO, options(tempDir(), { timeoutMs: 300, maxRetries: 0 })), (err: Error) =>
+      err instanceof HubError && /interrupted after \d+ of \d+ bytes \(no data for 0\.3 s\)/.test(err.message));
   });
 
   it('keeps the .incomplete file of an interrupted call and resumes it in the next call', async () => {

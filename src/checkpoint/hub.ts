@@ -16,7 +16,7 @@ import { open } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { HubError } from '../errors.js';
-import { ProgressBar, type ProgressStream } from './progress.js';
+import { formatBytes, ProgressBar, type ProgressStream } from './progress.js';
 
 export interface HubOptions {
   /** Hub URL; default $HF_ENDPOINT, else https://huggingface.co. */
@@ -253,7 +253,7 @@ class HubClient {
   /** The revision's commit and its file names (`/api/models/{repo}/revision/{revision}`). */
   async listFiles(): Promise<{ commit: string; files: string[] }> {
     const url = `${this.s.endpoint}/api/models/${this.repoId}/revision/${encodeURIComponent(this.s.revision)}`;
-    const res = await this.request('GET', url, { Accept: 'application/json' }, true);
+    const res = await this.request('GET', url, { Accept: 'application/json' }, 'timeout');
     if (!res.ok) throw this.statusError(res, url);
     let info: { sha?: unknown; siblings?: unknown };
     try {
@@ -282,7 +282,10 @@ class HubClient {
       const total = toDownload.reduce((sum, f) => sum + f.size, 0);
       const initial = toDownload.reduce((sum, f) => sum + Math.min(partSize(f), f.size), 0);
       const label = `${this.repoId}: ${toDownload.length} file${toDownload.length > 1 ? 's' : ''}`;
-      const bar = new ProgressBar(label, total, { stream: this.s.progress || { write: () => true }, initial });
+      const stream = this.s.progress || { write: () => true };
+      // The bar is drawn only on a terminal: elsewhere (a log, CI) one line says what the wait is for.
+      if (stream.isTTY !== true) stream.write(`downloading ${label}, ${formatBytes(total - initial)} from ${this.s.endpoint}\n`);
+      const bar = new ProgressBar(label, total, { stream, initial });
       for (const f of toDownload) await this.downloadBlob(f, blobPath(f), bar);
       bar.finish();
     }
@@ -295,7 +298,7 @@ class HubClient {
    */
   private async fileMetadata(commit: string, filename: string): Promise<RemoteFile> {
     const url = `${this.s.endpoint}/${this.repoId}/resolve/${commit}/${filename.split('/').map(encodeURIComponent).join('/')}`;
-    const res = await this.request('HEAD', url, { 'Accept-Encoding': 'identity' }, true, 'same-origin');
+    const res = await this.request('HEAD', url, { 'Accept-Encoding': 'identity' }, 'timeout', 'same-origin');
     if (res.status >= 400) throw this.statusError(res, url, filename);
     const header = (name: string) => res.headers.get(name);
     const repoCommit = header('X-Repo-Commit');
@@ -346,13 +349,32 @@ class HubClient {
     renameSync(partPath, blobPath);
   }
 
-  /** One GET from byte `have` on (a Range request when resuming); returns the bytes now in the part file. */
+  /**
+   * One GET from byte `have` on (a Range request when resuming); returns the bytes now in the part file. A transfer
+   * that receives nothing for `timeoutMs` (no answer, or a body that stops) is cut, to be resumed like any other.
+   */
   private async transfer(file: RemoteFile, partPath: string, have: number, bar: ProgressBar): Promise<number> {
+    const stalled = new AbortController();
+    const stallAfter = () => setTimeout(() => stalled.abort(new Error(`no data for ${this.s.timeoutMs / 1000} s`)), this.s.timeoutMs);
+    let watchdog = stallAfter();
+    try {
+      return await this.transferWatched(file, partPath, have, bar, stalled.signal, () => {
+        clearTimeout(watchdog);
+        watchdog = stallAfter();
+      });
+    } finally {
+      clearTimeout(watchdog);
+    }
+  }
+
+  private async transferWatched(
+    file: RemoteFile, partPath: string, have: number, bar: ProgressBar, signal: AbortSignal, received: () => void,
+  ): Promise<number> {
     const headers: Record<string, string> = { 'Accept-Encoding': 'identity' };
     if (have > 0) headers['Range'] = `bytes=${have}-`;
     let res: Response;
     try {
-      res = await this.request('GET', file.url, headers, false);
+      res = await this.request('GET', file.url, headers, signal);
     } catch (err) {
       throw new TransferInterrupted((err as Error).message, { cause: err });
     }
@@ -375,6 +397,7 @@ class HubClient {
     let failure: unknown = null;
     try {
       for await (const chunk of res.body ?? []) {
+        received();
         await out.write(chunk);
         have += chunk.length;
         bar.advance(chunk.length);
@@ -389,17 +412,21 @@ class HubClient {
       rmSync(partPath, { force: true });
       throw failure;
     }
-    if (failure !== null) throw new TransferInterrupted((failure as Error).message, { cause: failure });
+    if (failure !== null) {
+      const why = signal.aborted ? (signal.reason as Error).message : (failure as Error).message;
+      throw new TransferInterrupted(why, { cause: failure });
+    }
     return have;
   }
 
   /**
    * A request that follows redirects itself: the token goes only to the endpoint's own origin (dropped on a redirect
    * to a CDN). With 'same-origin', a redirect to another origin is returned instead of followed. Network failures
-   * become HubErrors.
+   * become HubErrors. `until`: 'timeout', the answer must come within timeoutMs; or the caller's own signal (a
+   * download's stall watchdog).
    */
   private async request(
-    method: 'GET' | 'HEAD', url: string, headers: Record<string, string>, timed: boolean,
+    method: 'GET' | 'HEAD', url: string, headers: Record<string, string>, until: 'timeout' | AbortSignal,
     follow: 'all' | 'same-origin' = 'all',
   ): Promise<Response> {
     let current = url;
@@ -411,7 +438,7 @@ class HubClient {
         res = await fetch(current, {
           method, redirect: 'manual',
           headers: { 'User-Agent': `omnilmm; node/${process.versions.node}`, ...headers, ...auth },
-          signal: timed ? AbortSignal.timeout(this.s.timeoutMs) : undefined,
+          signal: until === 'timeout' ? AbortSignal.timeout(this.s.timeoutMs) : until,
         });
       } catch (err) {
         throw this.networkError(origin, err);
