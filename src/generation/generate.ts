@@ -1,6 +1,6 @@
 // Greedy search and sampling as an async iterator of token ids (transformers 4.36 `greedy_search` / `sample`).
 
-import { InvalidRequestError, RuntimeError } from '../errors.js';
+import { InvalidRequestError } from '../errors.js';
 import { checkLogitsRow, resolveOptions, type ResolvedOptions } from './options.js';
 import { applyRepetitionPenalty, applyTemperature, applyTopK, applyTopP, argmax, softmax } from './processors.js';
 import { randomSeed, sampleIndex, Xoshiro128StarStar } from './rng.js';
@@ -31,8 +31,9 @@ async function* run(model: LogitsModel, options: ResolvedOptions): AsyncGenerato
   let logits: Float32Array | undefined = await model.prefill();
   for (;;) {
     signal?.throwIfAborted();
-    scores.set(checkLogitsRow(logits, model.vocabSize));
-    const token = nextToken(scores, penalized, options, rng);
+    const row = checkLogitsRow(logits, model.vocabSize);
+    scores.set(row);
+    const token = nextToken(scores, penalized, options, rng, row);
     generated.push(token);
     penalized.add(token);
     yield token;
@@ -43,37 +44,42 @@ async function* run(model: LogitsModel, options: ResolvedOptions): AsyncGenerato
 }
 
 /**
- * Processes one row of logits (in place) and picks the next token from it. When sampling, a penalty or temperature
- * so small that it takes a finite score to +Infinity is refused: the softmax of such a row is NaN (torch's
- * multinomial fails there too); greedy decoding is what such a value tends to.
+ * Processes one row of logits (in place) and picks the next token from it. When a draw fails (the row's softmax is
+ * NaN), `logits` (the model's row, untouched) tells whose fault it is: see overflowingOption.
  */
-function nextToken(scores: Float32Array, penalized: ReadonlySet<number>, options: ResolvedOptions, rng?: Xoshiro128StarStar): number {
-  if (!rng) {
-    if (options.repetitionPenalty !== 1) applyRepetitionPenalty(scores, penalized, options.repetitionPenalty);
-    return argmax(scores);
-  }
-  if (!belowInfinity(scores)) throw new RuntimeError('cannot sample: the model returned NaN or infinite logits');
-  if (options.repetitionPenalty !== 1) {
-    applyRepetitionPenalty(scores, penalized, options.repetitionPenalty);
-    if (!belowInfinity(scores)) throw tooSmall('repetitionPenalty', options.repetitionPenalty);
-  }
-  if (options.temperature !== 1) {
-    applyTemperature(scores, options.temperature);
-    if (!belowInfinity(scores)) throw tooSmall('temperature', options.temperature);
-  }
+function nextToken(
+  scores: Float32Array, penalized: ReadonlySet<number>, options: ResolvedOptions, rng: Xoshiro128StarStar | undefined, logits: Float32Array,
+): number {
+  if (options.repetitionPenalty !== 1) applyRepetitionPenalty(scores, penalized, options.repetitionPenalty);
+  if (!rng) return argmax(scores);
+  if (options.temperature !== 1) applyTemperature(scores, options.temperature);
   if (options.topK !== 0) applyTopK(scores, options.topK);
   if (options.topP < 1) applyTopP(scores, options.topP);
   softmax(scores);
-  return sampleIndex(scores, rng);
+  try {
+    return sampleIndex(scores, rng);
+  } catch (err) {
+    throw overflowingOption(logits, penalized, options) ?? err;
+  }
 }
 
-/** Whether every score is below +Infinity (and none is NaN). */
-function belowInfinity(scores: Float32Array): boolean {
-  for (let i = 0; i < scores.length; i++) if (!(scores[i]! < Infinity)) return false;
-  return true;
-}
-
-function tooSmall(option: string, value: number): InvalidRequestError {
+/**
+ * After a failed draw: a penalty or temperature so small that it took one of the model's finite scores to +Infinity
+ * is the user's value (torch's multinomial fails there too; greedy decoding is what such a value tends to), refused
+ * by name; null otherwise (the model's row itself held NaN or +Infinity, or neither option overflows).
+ */
+function overflowingOption(logits: Float32Array, penalized: ReadonlySet<number>, options: ResolvedOptions): InvalidRequestError | null {
+  const belowInfinity = (row: Float32Array) => row.every((s) => s < Infinity);
+  if (!belowInfinity(logits)) return null;
+  const scores = Float32Array.from(logits);
+  applyRepetitionPenalty(scores, penalized, options.repetitionPenalty);
+  let option: 'repetitionPenalty' | 'temperature' = 'repetitionPenalty';
+  if (belowInfinity(scores)) {
+    applyTemperature(scores, options.temperature);
+    if (belowInfinity(scores)) return null;
+    option = 'temperature';
+  }
+  const value = options[option];
   return new InvalidRequestError(
     `${option} ${value} is too small to sample with: the scores divided by it overflow float32; use a larger value, or greedy decoding`,
   );
