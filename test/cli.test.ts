@@ -182,6 +182,15 @@ test('bad images get a one-line error and a non-zero exit', async () => {
     assert.doesNotMatch(out.stderr, /maxPixels/);
   }
 
+  // 1×65546 would become one 14×114702 slice of 8193 patches, one past the limit (worked out in image-slice.test.ts).
+  const strip = join(scratch, 'strip.png');
+  await sharp({ create: { width: 1, height: 65546, channels: 3, background: '#000' } }).png().toFile(strip);
+  for (const args of [['inspect-image', '--model', MODEL, '--json', strip], ['chat', '--model', MODEL, '--image', strip, '--json', 'hi']]) {
+    const out = await cli(args);
+    assertCleanError(out, /too narrow for the vision tower: 1×65546 becomes a 14×114702 slice of 8193 patches/);
+    assert.equal(out.code, 1, 'the exit code of every bad image');
+  }
+
   assertCleanError(await cli(['inspect-image', '--model', MODEL, '--json', join(scratch, 'absent.png')]), /not found/);
   assertCleanError(await cli(['chat', '--model', MODEL, '--image', join(scratch, 'absent.png'), '--json', 'hi']), /not found/);
 });

@@ -6,7 +6,7 @@ import { ImageError } from '../src/errors.js';
 import { decodeImage } from '../src/image/decode.js';
 import { resizeBicubic } from '../src/image/resize.js';
 import { cropImage, toPixelValues, type RgbImage } from '../src/image/rgb.js';
-import { ensureDivide, planSlices, roundHalfEven, sliceImage, type SliceOptions } from '../src/image/slice.js';
+import { ensureDivide, planSlices, roundHalfEven, sliceImage, type Size, type SliceOptions } from '../src/image/slice.js';
 import { fixturePath, maxAbsDiff, openGolden, readFixtureJson } from './helpers/fixtures.js';
 
 const FIXTURE = 'minicpmv2-tiny';
@@ -169,6 +169,39 @@ test('planSlices: neverSplit and small images give one upscaled slice', () => {
   assert.deepEqual(planSlices([2000, 1000], { ...MINICPMV2, neverSplit: true }), { source: [630, 322], grid: null, refine: null, patches: [] });
   assert.deepEqual(planSlices([1, 1], MINICPMV2), { source: [448, 448], grid: null, refine: null, patches: [] });
   assert.deepEqual(planSlices([1, 1000], MINICPMV2), { source: [14, 14168], grid: null, refine: null, patches: [] });
+});
+
+test('planSlices: a tall strip keeps its one slice up to 8192 patches and is refused past it, before any resize', () => {
+  // One slice (area < 448²), upscaled: h = int(448/√r), w = int(h·r) → 1 → one patch of 14.
+  // 1×65536: r = 2⁻¹⁶, h = int(448·256) = 114688 = 8192·14 → 14×114688, 8192 patches: kept.
+  assert.deepEqual(planSlices([1, 65536], MINICPMV2), { source: [14, 114688], grid: null, refine: null, patches: [] });
+  // 1×65545: h = int(448·256.01758) = int(114695.87) = 114695 → round(8192.5) = 8192 (half to even): the same slice.
+  assert.deepEqual(planSlices([1, 65545], MINICPMV2), { source: [14, 114688], grid: null, refine: null, patches: [] });
+  // 1×65546: h = int(448·256.01953) = int(114696.75) = 114696 → round(8192.57) = 8193 → 114702: 8193 patches,
+  // whose attention takes 16·8193²·4 bytes = 4.3 GB a layer. 1×200000 (the reported image): h = int(448·447.2136)
+  // = 200351 → round(14310.8) = 14311 → 200354: 16·14311²·4 bytes = 13.1 GB.
+  const refused = (size: Size, message: RegExp) =>
+    assert.throws(() => planSlices(size, MINICPMV2), (err: Error) => err instanceof ImageError && message.test(err.message));
+  refused([1, 65546], /^the image is too narrow for the vision tower: 1×65546 becomes a 14×114702 slice of 8193 patches \(at most 8192; its attention alone would need 4 GB\): crop it, or pad it nearer to square$/);
+  refused([1, 200000], /1×200000 becomes a 14×200354 slice of 14311 patches \(at most 8192; .* 13 GB\)/);
+});
+
+test('planSlices: a wide strip\'s overview collapses to one patch, but its patches are held to 8192 too', () => {
+  // 344064×1: ratio = 344064/200704 = 1.71 → multiple 2; log(344064) = 12.749: errors 13.44 ([1,2]), 12.06 ([2,1]),
+  // 13.85 ([1,3]), 11.65 ([3,1]) → [3, 1]. source: h = int(448/√344064) = int(0.76) = 0, w = int(0·r) = 0 → 14×14.
+  // refine: ensure_divide(344064, 3) = 344064 → cell (114688, 1), r = 114688: h = int(448/338.65) = int(1.32) = 1,
+  // w = 114688 = 8192·14 → tiles 114688×14 of 8192 patches: kept.
+  assert.deepEqual(planSlices([344064, 1], MINICPMV2), {
+    source: [14, 14],
+    grid: [3, 1],
+    refine: [344064, 14],
+    patches: [[[114688, 14], [114688, 14], [114688, 14]]],
+  });
+  // 344088×1: the same grid and overview; cell (114696, 1), h = 1, w = 114696 → round(8192.57) = 8193 → 114702.
+  assert.throws(
+    () => planSlices([344088, 1], MINICPMV2),
+    (err: Error) => err instanceof ImageError && /344088×1 becomes a 114702×14 slice of 8193 patches \(at most 8192/.test(err.message),
+  );
 });
 
 test('Python round: halves go to the even neighbour', () => {

@@ -367,6 +367,17 @@ describe('bad requests get OpenAI error objects with the right status', () => {
     }
   });
 
+  test('an image too narrow for the vision tower is 400, naming the slice it would make', async () => {
+    // 1×65546 would become one 14×114702 slice of 8193 patches, one past the limit (worked out in image-slice.test.ts).
+    const strip = await sharp({ create: { width: 1, height: 65546, channels: 3, background: '#808080' } }).png().toBuffer();
+    const err = await apiError(client(server).chat.completions.create({
+      model: 'tiny',
+      messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: `data:image/png;base64,${strip.toString('base64')}` } }] }],
+    }));
+    assert.equal(err.status, 400);
+    assert.match(err.message, /1×65546 becomes a 14×114702 slice of 8193 patches .*crop it/);
+  });
+
   test('a 50 MB body is 413, and so is an image of too many pixels', async () => {
     const huge = await apiError(client(server).chat.completions.create({
       model: 'tiny', messages: [{ role: 'user', content: 'x'.repeat(50 << 20) }],

@@ -1,6 +1,6 @@
 // LLaVA-UHD slicing as MiniCPM-V 2.0 does it (modeling_minicpmv.py at 651ed08: slice_image, find_best_resize,
-// get_refine_size, ensure_divide, split_to_patches). Planning is a pure function of the image size; sliceImage
-// then executes the plan with the Pillow-exact resize.
+// get_refine_size, ensure_divide, split_to_patches). Planning is a pure function of the image size that refuses a
+// slice too large for the vision tower; sliceImage then executes the plan with the Pillow-exact resize.
 //
 //   original W×H ──resize──► overview `source` (always)
 //        │
@@ -32,6 +32,28 @@ export interface SlicePlan {
   refine: Size | null;
   /** Size of every patch: `rows` arrays of `cols` sizes (all equal), empty when not cut. */
   patches: Size[][];
+}
+
+/**
+ * The most patches one slice may have, in MiniCPM-V 2.0 and 4.6 alike (both towers are SigLIP-400M: 16 heads). A slice
+ * covers about scaleResolution² (1024 patches of 14 at 448), but the resize keeps each side at least one patch (2.0)
+ * or four (4.6), so past that aspect ratio the slice grows with it, and the tower's attention with its square: one
+ * layer's float32 scores take 16·n²·4 bytes, 4.3 GB at 8192 patches, 13 GB for 2.0's 1×200000 (14311 patches), in
+ * our graphs as in the official eager attention, which builds the same slices. Past 8192 the plan is refused.
+ */
+const MAX_SLICE_PATCHES = 8192;
+/** Attention heads of SigLIP-400M and SigLIP2-400M, for the message's memory figure. */
+const VISION_HEADS = 16;
+
+/** Refuses a `slice` (W, H) of `image` (W, H) that has more than MAX_SLICE_PATCHES patches: call it before resizing. */
+export function refuseOversizedSlice(image: Size, slice: Size, patchSize: number): void {
+  const patches = (slice[0] / patchSize) * (slice[1] / patchSize);
+  if (patches <= MAX_SLICE_PATCHES) return;
+  throw new ImageError(
+    `the image is too narrow for the vision tower: ${image[0]}×${image[1]} becomes a ${slice[0]}×${slice[1]} slice of ` +
+      `${patches} patches (at most ${MAX_SLICE_PATCHES}; its attention alone would need ` +
+      `${((patches ** 2 * 4 * VISION_HEADS) / 1e9).toFixed(0)} GB): crop it, or pad it nearer to square`,
+  );
 }
 
 /** Python 3 `round(x)` on a float: the nearest integer, halves to the even neighbour. */
@@ -98,13 +120,18 @@ export function planSlices(size: Size, options: SliceOptions): SlicePlan {
   const ratio = (width * height) / (scaleResolution * scaleResolution);
   const multiple = Math.min(Math.ceil(ratio), maxSliceNums);
   if (multiple <= 1 || options.neverSplit) {
-    return { source: findBestResize(size, scaleResolution, patchSize, true), grid: null, refine: null, patches: [] };
+    const source = findBestResize(size, scaleResolution, patchSize, true);
+    refuseOversizedSlice(size, source, patchSize);
+    return { source, grid: null, refine: null, patches: [] };
   }
+  // A very wide image's overview collapses to one patch (int(448/√r) is 0, and so is the width), but its patches do not.
   const source = findBestResize(size, scaleResolution, patchSize);
+  refuseOversizedSlice(size, source, patchSize);
   const grid = bestGrid(size, multiple, maxSliceNums);
   const refine = getRefineSize(size, grid, scaleResolution, patchSize, true);
   // split_to_patches: tiles of int(refine / grid); refine is a multiple of the grid, so they tile it exactly.
   const tile: Size = [Math.trunc(refine[0] / grid[0]), Math.trunc(refine[1] / grid[1])];
+  refuseOversizedSlice(size, tile, patchSize);
   const patches = Array.from({ length: grid[1] }, () => Array.from({ length: grid[0] }, (): Size => [...tile]));
   return { source, grid, refine, patches };
 }

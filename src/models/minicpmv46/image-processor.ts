@@ -8,7 +8,7 @@
 
 import { ImageError } from '../../errors.js';
 import { cropImage, type RgbImage } from '../../image/rgb.js';
-import { ensureDivide } from '../../image/slice.js';
+import { ensureDivide, refuseOversizedSlice } from '../../image/slice.js';
 import { resizeBicubicTorch } from '../../image/torch-resize.js';
 import type { DownsampleMode } from '../messages.js';
 
@@ -117,16 +117,6 @@ export interface ImageSlicePlan {
   tile: HeightWidth | null;
 }
 
-/**
- * The most patches one slice may have. A slice covers about scaleResolution² (1024 patches of 14 at 448), but the
- * resize keeps both sides at least 4 patches, so beyond an aspect ratio of 64 the slice grows with it (1×20000 pixels:
- * 56×63336, 18096 patches), and the tower's attention with its square: the official processor does the same and runs
- * out of memory. 8192 patches (an aspect ratio near 4000) still fits; more is refused before any pixel is resized.
- */
-const MAX_SLICE_PATCHES = 8192;
-/** SigLIP2-400M's attention heads, for the message's memory figure (float32 scores of one layer). */
-const VISION_HEADS = 16;
-
 type PlanOptions = Pick<MiniCPMV46ImageOptions, 'maxSliceNums' | 'scaleResolution' | 'patchSize' | 'sliceMode'>;
 
 /** The slice plan of `_preprocess` for an image of `size` (H, W). */
@@ -138,14 +128,7 @@ export function planImageSlices(size: HeightWidth, options: PlanOptions): ImageS
   }
   const grid = options.sliceMode ? getSlicedGrid(size, maxSliceNums, scaleResolution) : null;
   const source = findBestResize(size, scaleResolution, patchSize, grid === null);
-  const sourcePatches = (source[0] / patchSize) * (source[1] / patchSize);
-  if (sourcePatches > MAX_SLICE_PATCHES) {
-    throw new ImageError(
-      `the image is too narrow for the vision tower: ${width}×${height} becomes a ${source[1]}×${source[0]} slice of ` +
-        `${sourcePatches} patches (at most ${MAX_SLICE_PATCHES}; its attention alone would need ` +
-        `${((sourcePatches ** 2 * 4 * VISION_HEADS) / 1e9).toFixed(0)} GB): crop it, or pad it nearer to square`,
-    );
-  }
+  refuseOversizedSlice([width, height], [source[1], source[0]], patchSize);
   if (grid === null) return { grid, source, refine: null, tile: null };
   const refine = getRefineSize(size, grid, scaleResolution, patchSize, true);
   const tile: HeightWidth = [Math.trunc(refine[0] / grid[0]), Math.trunc(refine[1] / grid[1])];
