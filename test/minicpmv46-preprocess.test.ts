@@ -286,6 +286,20 @@ test('planImageSlices: a very narrow image grows a slice past 8192 patches and i
   assert.throws(() => planImageSlices([20000, 1], options), (err: Error) => err instanceof ImageError && /too narrow.*56×63336 slice of 18096 patches \(at most 8192/.test(err.message));
 });
 
+test('planImageSlices: a very wide image\'s source collapses to 56×56, and its tiles are held to 8192 patches too', () => {
+  const options = { maxSliceNums: 9, scaleResolution: 448, patchSize: 14, sliceMode: true };
+  // 300000×1 (W×H): ratio 1.49 → multiple 2; log(300000) = 12.61: [1 row, 3 cols] has the least error (11.51).
+  // source (no upscale, area > 448²): h = int(448/√300000) = int(0.82) = 0, w = int(0·r) = 0 → 56×56, 16 patches.
+  // tile: cell (1, 100000), h = int(448/316.2) = 1 → 56, w = 100000 → round(1785.7)·56 = 100016: 4×7144 = 28576 patches.
+  assert.throws(
+    () => planImageSlices([1, 300000], options),
+    (err: Error) => err instanceof ImageError && /300000×1 becomes a 100016×56 slice of 28576 patches \(at most 8192; .* 52 GB\)/.test(err.message),
+  );
+  // 2000000×1: ratio 9.96 → multiple 9, candidates 8 and 9 → [1, 9]; cell (1, 222222): int(448/471.4) = 0, so the
+  // tiles collapse to 56×56 as the source does, and the image is kept.
+  assert.deepEqual(planImageSlices([1, 2000000], options), { grid: [1, 9], source: [56, 56], refine: [56, 504], tile: [56, 56] });
+});
+
 test('sampleFrames: one frame per started second, and the 0.1 s + linspace branch for long videos', () => {
   // 2.5 s at 8 fps: seconds 0, 1, 2 → int(0), int(8), int(16).
   assert.deepEqual(sampleFrames({ fps: 8, duration: 2.5, totalNumFrames: 20 }, 128), [0, 8, 16]);

@@ -132,6 +132,8 @@ export function planImageSlices(size: HeightWidth, options: PlanOptions): ImageS
   if (grid === null) return { grid, source, refine: null, tile: null };
   const refine = getRefineSize(size, grid, scaleResolution, patchSize, true);
   const tile: HeightWidth = [Math.trunc(refine[0] / grid[0]), Math.trunc(refine[1] / grid[1])];
+  // A very wide image's source collapses to 56×56 (int(448/√r) is 0, and so is the width), but its tiles do not.
+  refuseOversizedSlice([width, height], [tile[1], tile[0]], patchSize);
   return { grid, source, refine, tile };
 }
 
