@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { test } from 'node:test';
@@ -260,6 +261,64 @@ test('resizeBicubic is fast: 1344x1344 → 448x448 in under a second', () => {
     ms = Math.min(ms, performance.now() - start);
   }
   assert.ok(ms < 1000, `took ${ms.toFixed(0)} ms`);
+});
+
+/** `img` (one pixel wide) with each row's pixel repeated `width` times. */
+function widenColumn(img: RgbImage, width: number): RgbImage {
+  const data = new Uint8Array(width * img.height * 3);
+  for (let y = 0; y < img.height; y++) {
+    for (let x = 0; x < width; x++) data.set(img.data.subarray(y * 3, y * 3 + 3), (y * width + x) * 3);
+  }
+  return { width, height: img.height, data };
+}
+
+/** `img` (one pixel tall) stacked `height` times. */
+function stackRow(img: RgbImage, height: number): RgbImage {
+  const data = new Uint8Array(img.data.length * height);
+  for (let y = 0; y < height; y++) data.set(img.data, y * img.data.length);
+  return { width: img.width, height, data };
+}
+
+/** A 1-pixel-wide (`vertical`) or 1-pixel-tall line of `length` pixels: noise in red, 0/255 runs in green, a ramp in blue. */
+function line(length: number, vertical: boolean): RgbImage {
+  const data = new Uint8Array(length * 3);
+  for (let i = 0; i < length; i++) data.set([(i * 2654435761) >>> 24, (i >> 2) % 3 === 0 ? 255 : 0, i % 256], i * 3);
+  return vertical ? { width: 1, height: length, data } : { width: length, height: 1, data };
+}
+
+test('resizeBicubic with both passes: a 1-pixel-wide image gives the 1-D vertical resize in every column', () => {
+  // Pillow's horizontal pass from one pixel has a single tap of exactly 2²² per output, so it copies the pixel into
+  // every column; the vertical pass then sees identical columns. Hand case: [100, 200] → 4 rows is 91, 121, 179, 209.
+  assert.deepEqual(resizeBicubic(grey(1, 2, [100, 200]), 4, 4), widenColumn(grey(1, 4, [91, 121, 179, 209]), 4));
+  assert.deepEqual(resizeBicubic(grey(1, 1, [77]), 448, 448), grey(448, 448, new Array(448 * 448).fill(77)));
+  // Shrinking by 11 (windows of ~45 rows, clipped at both borders), growing 3 → 448 (each source row in ~750 output
+  // windows), nearly the same height, and 2 output rows whose windows hold almost the whole 20000-row column.
+  for (const [height, outWidth, outHeight] of [[5000, 448, 448], [3, 5, 448], [449, 7, 448], [20000, 3, 2]] as const) {
+    const column = line(height, true);
+    assert.deepEqual(resizeBicubic(column, outWidth, outHeight), widenColumn(resizeBicubic(column, 1, outHeight), outWidth), `1x${height}`);
+  }
+});
+
+test('resizeBicubic with both passes: a 1-pixel-tall image gives the 1-D horizontal resize in every row', () => {
+  // The vertical pass from one row has a single tap of exactly 2²², so every output row is the horizontal pass's row.
+  assert.deepEqual(resizeBicubic(grey(2, 1, [100, 200]), 4, 3), stackRow(grey(4, 1, [91, 121, 179, 209]), 3));
+  for (const [width, outWidth, outHeight] of [[5000, 448, 448], [3, 448, 5], [20000, 2, 3]] as const) {
+    const row = line(width, false);
+    assert.deepEqual(resizeBicubic(row, outWidth, outHeight), stackRow(resizeBicubic(row, outWidth, 1), outHeight), `${width}x1`);
+  }
+});
+
+test('resizeBicubic never holds the whole widened image: 1x300000 → 448x448 peaks far below its 403 MB', () => {
+  // Pillow widens all 300000 rows to 448 before shrinking them (448·300000·3 bytes); the port must not need that.
+  const resizeUrl = new URL('../src/image/resize.js', import.meta.url).href;
+  const script = `
+    const { resizeBicubic } = await import(${JSON.stringify(resizeUrl)});
+    const data = new Uint8Array(300000 * 3);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
+    resizeBicubic({ width: 1, height: 300000, data }, 448, 448);
+    process.stdout.write(String(process.resourceUsage().maxRSS));`;
+  const peakKiB = Number(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' }));
+  assert.ok(peakKiB < 200 * 1024, `peak RSS ${Math.round(peakKiB / 1024)} MiB`);
 });
 
 test('cropImage cuts the right rectangle and refuses boxes outside the image', () => {
