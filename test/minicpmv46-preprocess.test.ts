@@ -324,3 +324,18 @@ test('resizeBicubicTorch: same size is a copy; a 2x1 → 1x1 downscale averages 
   // scale 2, support 4, center 1: taps at x = 0, 1 both at distance 0.5 → cubic(0.25) each → weights 1/2, 1/2.
   assert.deepEqual(Array.from(resizeBicubicTorch(img, 1, 1).data), [60, 70, 80]);
 });
+
+test('resizeBicubicTorch with both passes: a 1-pixel-wide image gives the 1-D vertical resize in every column', () => {
+  // From one pixel each horizontal output has the single tap 2^13 (weight 1 at 13 bits), so every column is a copy of
+  // the input column and the vertical pass sees identical columns: row y is the 1-D resize's pixel y, repeated.
+  const column: RgbImage = { width: 1, height: 3000, data: new Uint8Array(3000 * 3) };
+  for (let i = 0; i < column.data.length; i++) column.data[i] = (i * 2654435761) >>> 24;
+  for (const [outWidth, outHeight] of [[56, 504], [9, 3001], [3, 2]] as const) {
+    const vertical = resizeBicubicTorch(column, 1, outHeight);
+    const want = new Uint8Array(outWidth * outHeight * 3);
+    for (let y = 0; y < outHeight; y++) {
+      for (let x = 0; x < outWidth; x++) want.set(vertical.data.subarray(y * 3, y * 3 + 3), (y * outWidth + x) * 3);
+    }
+    assert.deepEqual(resizeBicubicTorch(column, outWidth, outHeight), { width: outWidth, height: outHeight, data: want }, `${outWidth}x${outHeight}`);
+  }
+});

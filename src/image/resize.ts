@@ -100,7 +100,7 @@ function resampleRowHorizontal(
  * Horizontal pass (`ImagingResampleHorizontal_8bpc`, 3 bands): every row, new width `first.length`. Each output is
  * `clamp((half + Σ tap·pixel) >> precisionBits, 0, 255)` with `half = 1 << (precisionBits − 1)`.
  */
-export function resampleHorizontal(src: RgbImage, coefficients: FixedCoefficients): RgbImage {
+function resampleHorizontal(src: RgbImage, coefficients: FixedCoefficients): RgbImage {
   const out = createRgbImage(coefficients.first.length, src.height);
   // A clamped view does Pillow's clip8 for us: values below 0 store 0, above 255 store 255.
   const dst = new Uint8ClampedArray(out.data.buffer, out.data.byteOffset, out.data.length);
@@ -111,7 +111,7 @@ export function resampleHorizontal(src: RgbImage, coefficients: FixedCoefficient
 }
 
 /** Vertical pass (`ImagingResampleVertical_8bpc`, 3 bands): every column, new height `first.length`; whole rows at a time. */
-export function resampleVertical(src: RgbImage, coefficients: FixedCoefficients): RgbImage {
+function resampleVertical(src: RgbImage, coefficients: FixedCoefficients): RgbImage {
   const { first, count, tapStride, taps, precisionBits } = coefficients;
   const outHeight = first.length;
   const half = 1 << (precisionBits - 1);

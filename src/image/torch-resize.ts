@@ -5,7 +5,7 @@
 // Like Pillow it is separable (horizontal pass, uint8 in between, then vertical), but the cubic is evaluated in a
 // different operation order and the taps are int16 with a precision chosen per pass, so the bytes differ from Pillow's.
 
-import { checkResizeSizes, resampleHorizontal, resampleVertical, type FixedCoefficients } from './resize.js';
+import { checkResizeSizes, resampleSeparable, type FixedCoefficients } from './resize.js';
 import type { RgbImage } from './rgb.js';
 
 /** torch's uint8 taps must fit an int16 (`1 << 15`); their precision never exceeds 22 bits. */
@@ -81,9 +81,9 @@ export function torchCubicCoefficients(inSize: number, outSize: number): FixedCo
  */
 export function resizeBicubicTorch(img: RgbImage, width: number, height: number): RgbImage {
   checkResizeSizes(img, width, height);
-  if (width === img.width && height === img.height) return { width, height, data: img.data.slice() };
-  let out = img;
-  if (width !== img.width) out = resampleHorizontal(out, torchCubicCoefficients(img.width, width));
-  if (height !== img.height) out = resampleVertical(out, torchCubicCoefficients(img.height, height));
-  return out;
+  return resampleSeparable(
+    img,
+    width !== img.width ? torchCubicCoefficients(img.width, width) : undefined,
+    height !== img.height ? torchCubicCoefficients(img.height, height) : undefined,
+  );
 }
