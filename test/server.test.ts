@@ -13,14 +13,13 @@ import { connect, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import sharp from 'sharp';
-import type { ChatResult } from '../src/chat/chat.js';
-import type { Engine, EngineRequest } from '../src/chat/engine-types.js';
 import { LocalEngine } from '../src/chat/local-engine.js';
 import { WorkerEngine } from '../src/chat/worker-engine.js';
 import { GenerationQueue } from '../src/server/queue.js';
 import { isPublicAddress } from '../src/server/remote-image.js';
 import { ChatServer, type ServerOptions } from '../src/server/server.js';
 import { fixturePath, readFixtureJson } from './helpers/fixtures.js';
+import { ScriptedEngine } from './helpers/scripted-engine.js';
 
 const FIXTURE = 'minicpmv2-tiny';
 
@@ -733,22 +732,6 @@ test('with the worker-thread engine (what serve runs) num_beams 3 is the fixture
     await worker.close();
   }
 });
-
-/** An engine that answers every request with the same chunks and keeps the requests it was given. */
-class ScriptedEngine implements Engine {
-  readonly info = { modelId: 'scripted', dir: '', modelType: 'minicpmv', contextLength: 4096, maxBeams: 3 };
-  readonly requests: EngineRequest[] = [];
-  constructor(private readonly chunks: string[]) {}
-  async *stream(request: EngineRequest): AsyncGenerator<string, ChatResult, undefined> {
-    this.requests.push(request);
-    for (const chunk of this.chunks) yield chunk;
-    return { text: this.chunks.join(''), promptIds: [1, 2, 3], outputIds: [4, 5, 6, 7], finishReason: 'stop', cachedTokens: 0, seconds: { prompt: 0, decode: 0 } };
-  }
-  async tokenize(): Promise<number[]> {
-    return [];
-  }
-  async close(): Promise<void> {}
-}
 
 describe('several images, system messages, downsample_mode and thinking', () => {
   const png = (file: string) => readFileSync(fixturePath(FIXTURE, 'images', file));

@@ -32,6 +32,11 @@ export interface ChatModel<P extends { ids: number[] } = { ids: number[] }> {
   readonly maxBeams: number;
   readonly contextLength: number;
   /**
+   * The fewest prompt positions any image takes, whatever its size: a request with more images than the context
+   * holds at this rate is refused before any image is decoded (media-source.ts checkImageCount).
+   */
+  readonly minImageTokens: number;
+  /**
    * The prompt of one turn. The family checks what it supports and refuses the rest with an InvalidRequestError
    * that names the model (several images, video, thinking, a downsample mode, a system message).
    */

@@ -35,6 +35,8 @@ export interface EngineInfo {
   contextLength: number;
   /** The most beams a request may ask for: what the model was loaded for. */
   maxBeams: number;
+  /** The fewest prompt positions any image takes: more images than `contextLength` holds at this rate are refused. */
+  minImageTokens: number;
 }
 
 export interface Engine {
@@ -42,7 +44,8 @@ export interface Engine {
   /**
    * Streams the answer's text chunks; the generator's return value is the whole result. Requests run one at a
    * time, in the order of the stream() calls. Aborting `signal` (or leaving the stream early) drops a request that
-   * has not started and stops a running one between tokens; the stream rejects with `signal.reason`.
+   * has not started and stops a running one between tokens; the stream rejects with `signal.reason`. More images
+   * than the model's context could hold are refused before any is decoded.
    */
   stream(request: EngineRequest, signal?: AbortSignal): AsyncGenerator<string, ChatResult, undefined>;
   /** Token ids of a text as the chat path encodes it (BOS first, like `omnilmm tokenize`). */

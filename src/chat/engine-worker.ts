@@ -20,7 +20,8 @@ async function load({ dir, options }: WorkerData): Promise<LoadedModel | null> {
   try {
     const config = loadModelConfig(dir);
     const model = await familyOf(config).load(dir, config, withDefaultPrecisions(options));
-    send({ type: 'ready', modelType: config.modelType, contextLength: model.contextLength, maxBeams: model.maxBeams });
+    const { contextLength, maxBeams, minImageTokens } = model;
+    send({ type: 'ready', modelType: config.modelType, contextLength, maxBeams, minImageTokens });
     return model;
   } catch (err) {
     send({ type: 'load-error', error: errorToWire(err) });

@@ -9,7 +9,7 @@ import type { DownsampleMode, Message } from '../models/messages.js';
 import { familyOf, loadModelConfig, type LoadedModel, type LoadOptions } from '../models/registry.js';
 import { runChat, streamChat, type ChatRequest, type ChatResult } from './chat.js';
 import type { DecodingSettings } from './decoding.js';
-import { loadMedia, type VideoRequest } from './media-source.js';
+import { checkImageCount, loadMedia, type VideoRequest } from './media-source.js';
 
 export interface LoadModelOptions extends LoadOptions {
   /** Where and how to download a hub id (defaults from HF_ENDPOINT, HF_HOME, HF_TOKEN, HF_HUB_OFFLINE). */
@@ -64,17 +64,22 @@ export class Model {
 
   /** The answer with its prompt and output ids. */
   async run(request: ModelRequest): Promise<ChatResult> {
-    return runChat(this.loaded, await toChatRequest(request));
+    return runChat(this.loaded, await toChatRequest(request, this.loaded));
   }
 
   /** Text chunks as they are generated; the generator's return value is the whole result. */
   async *streamChat(request: ModelRequest): AsyncGenerator<string, ChatResult, undefined> {
-    return yield* streamChat(this.loaded, await toChatRequest(request));
+    return yield* streamChat(this.loaded, await toChatRequest(request, this.loaded));
   }
 
   /** The most beams a request may ask for: what the model was loaded for. */
   get maxBeams(): number {
     return this.loaded.maxBeams;
+  }
+
+  /** The fewest prompt positions any image takes (more images than the context holds at this rate are refused). */
+  get minImageTokens(): number {
+    return this.loaded.minImageTokens;
   }
 
   /** The settings the upstream chat.py uses for this model (see OmniLMMChat). */
@@ -94,9 +99,11 @@ export async function loadModel(idOrPath: string, options: LoadModelOptions = {}
   return new Model(await familyOf(config).load(dir, config, withDefaultPrecisions(options)), dir);
 }
 
-async function toChatRequest(request: ModelRequest): Promise<ChatRequest> {
+/** The request with its media decoded, unless it has more images than the model's context could hold. */
+async function toChatRequest(request: ModelRequest, model: LoadedModel): Promise<ChatRequest> {
   const messages: Message[] = [...(request.messages ?? [])];
   if (request.question !== undefined) messages.push({ role: 'user', content: request.question });
   if (messages.length === 0) throw new InvalidRequestError('nothing to answer: give a question or messages');
+  checkImageCount(request, model);
   return { ...request, messages, ...(await loadMedia(request)) };
 }

@@ -35,8 +35,10 @@ export class LocalEngine implements Engine {
       modelType: config.modelType,
       contextLength: config.text.maxPositionEmbeddings,
       maxBeams: model.maxBeams,
+      minImageTokens: model.minImageTokens,
     });
   }
+
 
   /**
    * Requests run one at a time, in the order of the calls; aborting a waiting request takes it out of line.

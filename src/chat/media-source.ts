@@ -35,6 +35,28 @@ export interface MediaSource {
   video?: VideoRequest | null;
 }
 
+/** What bounds the images of one prompt: the model's context, and the fewest positions one image takes. */
+export interface ImageRoom {
+  contextLength: number;
+  minImageTokens: number;
+}
+
+/** The most images a prompt can hold: each takes at least minImageTokens positions, and the answer needs one. */
+export function maxImages({ contextLength, minImageTokens }: ImageRoom): number {
+  return Math.floor((contextLength - 1) / minImageTokens);
+}
+
+/** Refuses, before any image is decoded, more images than the model's context could hold whatever their sizes. */
+export function checkImageCount(source: MediaSource, room: ImageRoom): void {
+  const count = Array.isArray(source.images) ? source.images.length : source.image ? 1 : 0;
+  const most = maxImages(room);
+  if (count <= most) return;
+  throw new InvalidRequestError(
+    `${count} images cannot fit the model's ${room.contextLength}-token context, where each takes at least ` +
+      `${room.minImageTokens} tokens: give at most ${most}`,
+  );
+}
+
 /** Image bytes decoded; pixels as they are. */
 const toRgb = (image: Uint8Array | RgbImage): RgbImage | Promise<RgbImage> => (image instanceof Uint8Array ? decodeImage(image) : image);
 

@@ -3,7 +3,7 @@
 //
 // Messages (structured clones):
 //   here → worker   chat {id, request} · abort {id} · tokenize {id, text} · close
-//   worker → here   ready {modelType, contextLength, maxBeams} · load-error {error} · warning {message}
+//   worker → here   ready {modelType, contextLength, maxBeams, minImageTokens} · load-error {error} · warning {message}
 //                   chunk {id, text} · done {id, result} · tokens {id, ids} · error {id, error}
 // A worker's warning is emitted again here (process.emitWarning), so it shows as this thread's warnings do.
 // Chat requests wait in a FIFO here and go to the worker one at a time. The worker's generation gives its event
@@ -16,6 +16,7 @@ import type { LoadOptions } from '../models/registry.js';
 import type { ChatResult } from './chat.js';
 import type { LoadModelOptions } from './engine.js';
 import type { Engine, EngineInfo, EngineRequest } from './engine-types.js';
+import { checkImageCount } from './media-source.js';
 
 /** What the worker is started with: a local model folder and options that survive a structured clone. */
 export interface WorkerData {
@@ -36,7 +37,7 @@ export type ToWorker =
   | { type: 'close' };
 
 export type FromWorker =
-  | { type: 'ready'; modelType: string; contextLength: number; maxBeams: number }
+  | { type: 'ready' } & Omit<EngineInfo, 'modelId' | 'dir'>
   | { type: 'load-error'; error: WireError }
   | { type: 'warning'; message: string }
   | { type: 'chunk'; id: number; text: string }
@@ -90,7 +91,7 @@ export class WorkerEngine implements Engine {
     let onError!: (err: Error) => void;
     let onExit!: (code: number) => void;
     try {
-      const ready = await new Promise<{ modelType: string; contextLength: number; maxBeams: number }>((resolve, reject) => {
+      const ready = await new Promise<Omit<EngineInfo, 'modelId' | 'dir'>>((resolve, reject) => {
         onMessage = (message) => {
           if (message.type === 'warning') process.emitWarning(message.message);
           else if (message.type === 'ready') resolve(message);
@@ -101,8 +102,8 @@ export class WorkerEngine implements Engine {
         onExit = (code) => reject(new errors.RuntimeError(`the engine's worker thread stopped while loading (exit code ${code})`));
         worker.on('message', onMessage).once('error', onError).once('exit', onExit);
       });
-      const { modelType, contextLength, maxBeams } = ready;
-      return new WorkerEngine(worker, { modelId: idOrPath, dir, modelType, contextLength, maxBeams });
+      const { modelType, contextLength, maxBeams, minImageTokens } = ready;
+      return new WorkerEngine(worker, { modelId: idOrPath, dir, modelType, contextLength, maxBeams, minImageTokens });
     } catch (err) {
       await worker.terminate();
       throw err;
@@ -113,8 +114,10 @@ export class WorkerEngine implements Engine {
 
   stream(request: EngineRequest, signal?: AbortSignal): AsyncGenerator<string, ChatResult, undefined> {
     const job = new ChatJob(this.nextId++, request);
+    const tooMany = imageCountError(request, this.info);
     if (this.unusable) job.settle({ error: this.unusable });
     else if (signal?.aborted) job.settle({ error: signal.reason });
+    else if (tooMany) job.settle({ error: tooMany });
     else {
       if (signal) {
         const onAbort = () => this.cancel(job, signal.reason);
@@ -227,6 +230,16 @@ export class WorkerEngine implements Engine {
 
   private post(message: ToWorker): void {
     this.worker.postMessage(message);
+  }
+}
+
+/** Why the request has more images than the model's context could hold (checkImageCount), or null. */
+function imageCountError(request: EngineRequest, info: EngineInfo): unknown {
+  try {
+    checkImageCount(request, info);
+    return null;
+  } catch (err) {
+    return err;
   }
 }
 

@@ -8,7 +8,8 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ChatResult } from '../chat/chat.js';
-import type { Engine, EngineRequest } from '../chat/engine-types.js';
+import type { Engine, EngineInfo, EngineRequest } from '../chat/engine-types.js';
+import { maxImages } from '../chat/media-source.js';
 import { ReasoningStream, splitReasoning, type AnswerDelta } from '../chat/reasoning.js';
 import { ImageTooLargeError } from '../errors.js';
 import { decodeImage } from '../image/index.js';
@@ -46,6 +47,7 @@ export async function handleChatCompletion(req: IncomingMessage, res: ServerResp
     const parsed = parseChatCompletionRequest(body);
     checkAnswerLength(body, parsed, ctx.engine.info.contextLength);
     checkBeamCount(parsed, ctx.engine.info.maxBeams);
+    checkImageCount(parsed, ctx.engine.info);
     const images: Uint8Array[] = [];
     for (const source of parsed.images) images.push(await fetchImageBytes(source, ctx.limits, signal));
     // The request's place in the arrival order: once its body (and remote images) is in, before the image check.
@@ -92,6 +94,20 @@ function checkBeamCount(parsed: ChatCompletionRequest, maxBeams: number): void {
   const asked = parsed.settings.numBeams ?? 1;
   if (asked <= maxBeams) return;
   throw badRequest(`"num_beams" is ${asked}, more than the ${maxBeams} the model was loaded for: ask for at most ${maxBeams}`, 'num_beams');
+}
+
+/**
+ * More images than the model's context could hold, whatever their sizes (each takes at least `minImageTokens`), are
+ * refused before any is fetched or decoded.
+ */
+function checkImageCount(parsed: ChatCompletionRequest, info: EngineInfo): void {
+  const most = maxImages(info);
+  if (parsed.images.length <= most) return;
+  throw badRequest(
+    `the messages hold ${parsed.images.length} images, but at most ${most} fit the model's context of ${info.contextLength} ` +
+      `tokens (an image takes at least ${info.minImageTokens}): send fewer images`,
+    'messages',
+  );
 }
 
 /** The image's bytes: from its data: URL, or fetched (only when the server allows remote images). */

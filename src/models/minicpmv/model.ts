@@ -132,6 +132,11 @@ export class MiniCPMVModel {
     return this.decoder.maxSeq;
   }
 
+  /** The fewest positions an image takes: the resampler's query_num, what its one overview slice fills. */
+  get minImageTokens(): number {
+    return this.config.resampler.queryNum;
+  }
+
   /** The model's name in messages: "MiniCPM-V 1.0" or "MiniCPM-V 2.0". */
   get name(): string {
     return `MiniCPM-V ${this.config.version}.0`;

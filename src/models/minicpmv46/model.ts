@@ -16,7 +16,15 @@ import type { StreamDecoder, Tokenizer } from '../../tokenizer/tokenizer.js';
 import { runtimeOptions, type LoadOptions } from '../family.js';
 import { chatInputOf, type ChatInput, type ChatMessage, type DownsampleMode, type VideoFrames } from '../messages.js';
 import type { MiniCPMV46Config } from './config.js';
-import { preprocessImage, type MiniCPMV46ImageOptions, type PreprocessedImage, type VisionSlice } from './image-processor.js';
+import {
+  IMAGE_MARKUP,
+  imageIdPrefix,
+  preprocessImage,
+  slicesPlaceholder,
+  type MiniCPMV46ImageOptions,
+  type PreprocessedImage,
+  type VisionSlice,
+} from './image-processor.js';
 import { positionsOf, promptText } from './prompt.js';
 import { TEXT_NAMES, textDims } from './text.js';
 import { preprocessVideo, type MiniCPMV46VideoOptions } from './video.js';
@@ -64,6 +72,12 @@ export class MiniCPMV46Model {
   /** The detokenizer leaves out the special tokens (EOS among them); the text is not stripped. */
   readonly answerText = { skipIds: [], strip: false } as const;
   readonly eosTokenIds: readonly number[];
+  /**
+   * The fewest positions an image takes: its id (`<image_id>0</image_id>`, with use_image_id), `<image>`, one visual
+   * row and `</image>`. One row is what the source slice of an image more than scale_resolution² times as wide as it
+   * is high becomes (1×200705 pixels at 448: a 56×56 slice), so no larger count holds for every image.
+   */
+  readonly minImageTokens: number;
   private readonly imStartId: number;
   private readonly bosId: number;
   /** The last images' preprocessing, so that the next turn about them skips resizing. */
@@ -86,6 +100,8 @@ export class MiniCPMV46Model {
     this.eosTokenIds = generation?.eosTokenIds ?? [requiredTokenId(tokenizer, 'eosId', dir)];
     this.imStartId = tokenizer.pieceToId('<|im_start|>');
     this.bosId = generation?.bosTokenId ?? this.imStartId;
+    const smallestImage = imageIdPrefix(config.processor.image.useImageId ? 0 : null) + slicesPlaceholder(null, [1], IMAGE_MARKUP.imagePad);
+    this.minImageTokens = tokenizer.encode(smallestImage).length;
   }
 
   /**

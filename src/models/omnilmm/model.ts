@@ -124,6 +124,11 @@ export class OmniLMMModel implements LoadedModel {
     return this.decoder.maxSeq;
   }
 
+  /** The positions an image takes: the resampler's query_num. */
+  get minImageTokens(): number {
+    return this.config.resampler.queryNum;
+  }
+
   detokenizer(): StreamDecoder {
     return this.tokenizer.streamDecoder({ skipSpecialTokens: true });
   }

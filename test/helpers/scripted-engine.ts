@@ -1,0 +1,21 @@
+// An Engine without a model, for server tests: it answers every request with the same chunks and keeps the requests.
+
+import type { ChatResult } from '../../src/chat/chat.js';
+import type { Engine, EngineRequest } from '../../src/chat/engine-types.js';
+
+/** An engine that answers every request with the same chunks and keeps the requests it was given. */
+export class ScriptedEngine implements Engine {
+  /** As a MiniCPM-V 2.0 would say: 4096 positions, and an image takes at least its 64 queries. */
+  readonly info = { modelId: 'scripted', dir: '', modelType: 'minicpmv', contextLength: 4096, maxBeams: 3, minImageTokens: 64 };
+  readonly requests: EngineRequest[] = [];
+  constructor(private readonly chunks: string[]) {}
+  async *stream(request: EngineRequest): AsyncGenerator<string, ChatResult, undefined> {
+    this.requests.push(request);
+    for (const chunk of this.chunks) yield chunk;
+    return { text: this.chunks.join(''), promptIds: [1, 2, 3], outputIds: [4, 5, 6, 7], finishReason: 'stop', cachedTokens: 0, seconds: { prompt: 0, decode: 0 } };
+  }
+  async tokenize(): Promise<number[]> {
+    return [];
+  }
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,128 @@
+// What bounds a request's work: more images than the model's context could hold are refused before any is decoded
+// (server, library, worker engine, CLI).
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { loadModel } from '../src/chat/engine.js';
+import { LocalEngine } from '../src/chat/local-engine.js';
+import { WorkerEngine } from '../src/chat/worker-engine.js';
+import { ChatServer } from '../src/server/server.js';
+import { fixturePath, repoRoot } from './helpers/fixtures.js';
+import { ScriptedEngine } from './helpers/scripted-engine.js';
+
+const MODEL_2 = fixturePath('minicpmv2-tiny', 'model');
+const MODEL_46 = fixturePath('minicpmv46-tiny', 'model');
+const FP32 = { threads: 1, precision: 'fp32', visionPrecision: 'fp32' } as const;
+const png = (file: string) => readFileSync(fixturePath('minicpmv2-tiny', 'images', file));
+/** Bytes that are no image (an SVG): decoding them fails, so a refusal that names the count came before decoding. */
+const NOT_AN_IMAGE = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>');
+/**
+ * The tiny MiniCPM-V 2.0 (config.json): query_num 16, max_position_embeddings 4096. Each image takes at least 16
+ * positions and the answer one, so 255 images may fit (255 · 16 = 4080 ≤ 4095) and 256 cannot (4096).
+ */
+const TINY2_MOST_IMAGES = 255;
+
+function imageMessages(count: number, url: string) {
+  const parts = Array.from({ length: count }, () => ({ type: 'image_url', image_url: { url } }));
+  return [{ role: 'user', content: [...parts, { type: 'text', text: 'What is this?' }] }];
+}
+
+async function post(server: ChatServer, body: unknown) {
+  const res = await fetch(`${server.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, body: (await res.json()) as { error?: { message: string; param: string | null; type: string } } };
+}
+
+describe('more images than the context could hold are refused before any is decoded', () => {
+  let engine: LocalEngine;
+  let server: ChatServer;
+  before(async () => {
+    engine = await LocalEngine.start(MODEL_2, FP32);
+    server = await ChatServer.start({ engine, port: 0, log: () => {} });
+  });
+  after(async () => {
+    await server.close();
+    await engine.close();
+  });
+
+  test('the engines know the fewest tokens an image takes: 16 on the tiny 2.0, 6 on the tiny 4.6', async () => {
+    assert.equal(engine.info.minImageTokens, 16, "MiniCPM-V 2.0's query_num");
+    // 4.6 with use_image_id: <image_id> 0 </image_id> <image> one <|image_pad|> </image>, each one token of
+    // tokenizer.json (the markup are added tokens, "0" is in the vocabulary).
+    const worker = await WorkerEngine.start(MODEL_46, FP32);
+    try {
+      assert.equal(worker.info.minImageTokens, 6);
+    } finally {
+      await worker.close();
+    }
+  });
+
+  test('server: 256 images on the tiny 2.0 are a 400 naming "messages", before their bytes are looked at; 255 are decoded', async () => {
+    const url = `data:image/png;base64,${NOT_AN_IMAGE.toString('base64')}`;
+    const refused = await post(server, { model: 'tiny', messages: imageMessages(TINY2_MOST_IMAGES + 1, url) });
+    assert.equal(refused.status, 400);
+    assert.equal(refused.body.error!.type, 'invalid_request_error');
+    assert.equal(refused.body.error!.param, 'messages');
+    assert.match(refused.body.error!.message, /the messages hold 256 images, but at most 255 fit the model's context of 4096 tokens \(an image takes at least 16\)/);
+    // One image fewer passes the count, and the first of them is decoded (and found to be no image).
+    const decoded = await post(server, { model: 'tiny', messages: imageMessages(TINY2_MOST_IMAGES, url) });
+    assert.equal(decoded.status, 400);
+    assert.match(decoded.body.error!.message, /SVG/);
+  });
+
+  test('server: the refusal comes before the request reaches the engine', async () => {
+    const scripted = new ScriptedEngine(['Hi.']);
+    const own = await ChatServer.start({ engine: scripted, port: 0, log: () => {} });
+    try {
+      // The scripted engine says 4096 tokens and 64 per image: 63 images at most.
+      const url = `data:image/png;base64,${png('grad_100x80.png').toString('base64')}`;
+      const refused = await post(own, { model: 'scripted', messages: imageMessages(64, url) });
+      assert.equal(refused.status, 400);
+      assert.match(refused.body.error!.message, /at most 63 fit/);
+      assert.equal(scripted.requests.length, 0);
+      assert.equal((await post(own, { model: 'scripted', messages: imageMessages(63, url) })).status, 200);
+      assert.equal(scripted.requests.length, 1);
+    } finally {
+      await own.close();
+    }
+  });
+
+  test('library and engines: an InvalidRequestError before decoding, from Model, LocalEngine and WorkerEngine', async () => {
+    const messages = [{ role: 'user' as const, content: 'What is this?' }];
+    const images = Array.from({ length: TINY2_MOST_IMAGES + 1 }, () => NOT_AN_IMAGE);
+    const expected = { name: 'InvalidRequestError', message: "256 images cannot fit the model's 4096-token context, where each takes at least 16 tokens: give at most 255" };
+    const model = await loadModel(MODEL_2, FP32);
+    try {
+      await assert.rejects(model.chat({ messages, images }), expected);
+    } finally {
+      await model.release();
+    }
+    await assert.rejects(engine.stream({ messages, images }).next(), expected);
+    const worker = await WorkerEngine.start(MODEL_2, FP32);
+    try {
+      await assert.rejects(worker.stream({ messages, images }).next(), expected);
+      // One fewer reaches the worker, which decodes them.
+      await assert.rejects(worker.stream({ messages, images: images.slice(1) }).next(), { name: 'ImageError' });
+    } finally {
+      await worker.close();
+    }
+  });
+
+  test('CLI: one line on stderr and exit status 2', async () => {
+    const image = fixturePath('minicpmv2-tiny', 'images', 'grad_100x80.png');
+    const args = ['chat', '--model', MODEL_2, '--threads', '1', ...Array.from({ length: TINY2_MOST_IMAGES + 1 }, () => ['--image', image]).flat(), 'Hi'];
+    const cli = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+    const outcome = await promisify(execFile)(process.execPath, [cli, ...args], { env: { ...process.env, HF_HUB_OFFLINE: '1' }, timeout: 120_000 })
+      .then(() => ({ code: 0, stdout: '', stderr: '' }), (err: { code: number; stdout: string; stderr: string }) => err);
+    assert.equal(outcome.code, 2, outcome.stderr);
+    assert.equal(outcome.stdout, '');
+    assert.equal(outcome.stderr, "error: 256 images cannot fit the model's 4096-token context, where each takes at least 16 tokens: give at most 255\n");
+  });
+});
