@@ -1,15 +1,19 @@
 // What bounds a request's work: more images than the model's context could hold are refused before any is decoded
-// (server, library, worker engine, CLI).
+// (server, library, worker engine, CLI); an aborted request stops between images while they are checked, decoded or
+// resized.
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { loadModel } from '../src/chat/engine.js';
+import sharp from 'sharp';
+import { loadModel, type Model } from '../src/chat/engine.js';
 import { LocalEngine } from '../src/chat/local-engine.js';
 import { WorkerEngine } from '../src/chat/worker-engine.js';
+import { decodeImage, type RgbImage } from '../src/image/index.js';
 import { ChatServer } from '../src/server/server.js';
 import { fixturePath, repoRoot } from './helpers/fixtures.js';
 import { ScriptedEngine } from './helpers/scripted-engine.js';
@@ -38,6 +42,34 @@ async function post(server: ChatServer, body: unknown) {
     body: JSON.stringify(body),
   });
   return { status: res.status, body: (await res.json()) as { error?: { message: string; param: string | null; type: string } } };
+}
+
+/** The array's elements as the code under test reads them: `read` is called with each index it takes. */
+function watched<T extends object>(items: T[], read: (index: number) => void): T[] {
+  return new Proxy(items, {
+    get(target, key, receiver) {
+      if (typeof key === 'string' && /^\d+$/.test(key)) read(Number(key));
+      return Reflect.get(target, key, receiver) as unknown;
+    },
+  });
+}
+
+/** Each image as an object whose every property read calls `touched` with its index (the pixels stay as they are). */
+function touchable(images: RgbImage[], touched: (index: number) => void): RgbImage[] {
+  return images.map((image, i) => new Proxy(image, {
+    get(target, key, receiver) {
+      touched(i);
+      return Reflect.get(target, key, receiver) as unknown;
+    },
+  }));
+}
+
+async function waitFor(condition: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
+  const start = Date.now();
+  while (!condition()) {
+    if (Date.now() - start > timeoutMs) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }
 
 describe('more images than the context could hold are refused before any is decoded', () => {
@@ -124,5 +156,78 @@ describe('more images than the context could hold are refused before any is deco
     assert.equal(outcome.code, 2, outcome.stderr);
     assert.equal(outcome.stdout, '');
     assert.equal(outcome.stderr, "error: 256 images cannot fit the model's 4096-token context, where each takes at least 16 tokens: give at most 255\n");
+  });
+});
+
+describe('an aborted request stops between images', () => {
+  test('decoding: no image after the one the abort came during is taken up', async () => {
+    const engine = await LocalEngine.start(MODEL_2, FP32);
+    try {
+      const controller = new AbortController();
+      let last = -1;
+      const images = watched(Array.from({ length: 8 }, () => png('gray_500x375.png')), (i) => {
+        last = Math.max(last, i);
+        if (i === 1) controller.abort(new DOMException('the client went away', 'AbortError'));
+      });
+      const messages = [{ role: 'user' as const, content: 'Compare them.' }];
+      await assert.rejects(engine.stream({ messages, images }, controller.signal).next(), { name: 'AbortError' });
+      assert.equal(last, 1, 'images 2 to 7 were never taken up');
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test('resizing (MiniCPM-V 4.6, several images): no image after the one the abort came during is hashed or resized', async () => {
+    const model: Model = await loadModel(MODEL_46, FP32);
+    try {
+      const pixels = await decodeImage(png('wide_2000x1000.png'));
+      const controller = new AbortController();
+      let last = -1;
+      const images = touchable(Array.from({ length: 6 }, () => pixels), (i) => {
+        last = Math.max(last, i);
+        if (i === 1) controller.abort(new DOMException('the client went away', 'AbortError'));
+      });
+      const messages = [{ role: 'user' as const, content: 'Compare them.' }];
+      await assert.rejects(model.chat({ messages, images, signal: controller.signal, decoding: 'greedy', maxNewTokens: 1 }), { name: 'AbortError' });
+      assert.equal(last, 1, 'images 2 to 5 were never touched');
+      // Not aborted, the same request reads every image and is answered.
+      last = -1;
+      const answer = await model.chat({ messages, images: touchable(Array.from({ length: 6 }, () => pixels), (i) => (last = Math.max(last, i))), decoding: 'greedy', maxNewTokens: 1 });
+      assert.equal(typeof answer, 'string');
+      assert.equal(last, 5);
+    } finally {
+      await model.release();
+    }
+  });
+
+  test('server: a client that goes while its images are checked frees the line before the rest are decoded', async () => {
+    const engine = new ScriptedEngine(['Hi.']);
+    const server = await ChatServer.start({ engine, port: 0, log: () => {} });
+    try {
+      // 8000×5000 of one colour: about 130 KB of PNG, and 40 million pixels (the server's default limit) to decode.
+      const heavy = await sharp({ create: { width: 8000, height: 5000, channels: 3, background: '#808080' } }).png().toBuffer();
+      const url = `data:image/png;base64,${heavy.toString('base64')}`;
+      // What one image's check costs on this machine now: the yardstick for the rest.
+      let started = performance.now();
+      assert.equal((await post(server, { model: 'scripted', messages: imageMessages(1, url) })).status, 200);
+      const oneImage = performance.now() - started;
+      // A sends 40 such images and goes while the server decodes its first; B (text only) arrives after it.
+      const body = JSON.stringify({ model: 'scripted', messages: imageMessages(40, url) });
+      const a = httpRequest(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } });
+      a.on('error', () => {});
+      a.end(body);
+      // Nothing else in this process decodes images now: a task in sharp is A's check.
+      await waitFor(() => sharp.counters().process > 0, "the server to decode A's first image");
+      a.destroy();
+      started = performance.now();
+      const b = await post(server, { model: 'scripted', messages: [{ role: 'user', content: 'Hi' }] });
+      const waited = performance.now() - started;
+      assert.equal(b.status, 200);
+      // Without the stop B would wait for A's other 39 checks; with it, for the one under way at most.
+      assert.ok(waited < 10 * oneImage, `B waited ${Math.round(waited)} ms; one image's check takes ${Math.round(oneImage)} ms`);
+      assert.equal(engine.requests.length, 2, 'A never reached the engine');
+    } finally {
+      await server.close();
+    }
   });
 });

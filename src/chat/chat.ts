@@ -44,6 +44,12 @@ export interface ChatModel<P extends { ids: number[] } = { ids: number[] }> {
   /** The upstream form: text messages of the user and the assistant, and the image before the first one. */
   prepare(messages: readonly ChatMessage[], image: RgbImage | null): P;
   /**
+   * prepare(input) in steps, where a family takes several images: the generator yields before each image's work
+   * (hashing, resizing), and streamChat gives the event loop a turn there, so that an abort stops it between images.
+   * Families without it are prepared in one go.
+   */
+  prepareInSteps?(input: ChatInput): Generator<void, P, undefined>;
+  /**
    * Embeds the prompt and binds it to the decoder, reusing what the previous request left in the KV cache. `pause`
    * is awaited between the model runs this takes (image slices, prefill parts).
    */
@@ -103,13 +109,14 @@ export async function* streamChat(model: ChatModel, request: ChatRequest): Async
       `at most ${model.contextLength} new tokens fit the model's context (prompt and answer together), ${decoding.maxNewTokens} were asked for`,
     );
   }
-  const prompt = model.prepare(toChatInput(request.messages, request));
+  const input = toChatInput(request.messages, request);
+  const pause = pauseFor(request.signal);
+  const prompt = model.prepareInSteps ? await pausingBetweenSteps(model.prepareInSteps(input), pause) : model.prepare(input);
   const maxNewTokens = Math.min(decoding.maxNewTokens, model.contextLength - prompt.ids.length);
   if (maxNewTokens < 1) {
     throw new InvalidRequestError(`the prompt has ${prompt.ids.length} tokens and fills the ${model.contextLength}-token context`);
   }
   request.signal?.throwIfAborted();
-  const pause = pauseFor(request.signal);
   const sequence = await model.startPrompt(prompt, pause);
   const options = {
     ...decoding,
@@ -200,6 +207,15 @@ function pauseFor(signal: AbortSignal | undefined): () => Promise<void> {
     await nextMacrotask();
     signal?.throwIfAborted();
   };
+}
+
+/** Runs the steps to their end, awaiting `pause` before each. */
+async function pausingBetweenSteps<T>(steps: Generator<void, T, undefined>, pause: () => Promise<void>): Promise<T> {
+  for (;;) {
+    await pause();
+    const next = steps.next();
+    if (next.done) return next.value;
+  }
 }
 
 /** The sequence with `pause` before each model call. */

@@ -44,8 +44,8 @@ export interface Engine {
   /**
    * Streams the answer's text chunks; the generator's return value is the whole result. Requests run one at a
    * time, in the order of the stream() calls. Aborting `signal` (or leaving the stream early) drops a request that
-   * has not started and stops a running one between tokens; the stream rejects with `signal.reason`. More images
-   * than the model's context could hold are refused before any is decoded.
+   * has not started and stops a running one between images (decoding, resizing, encoding) or tokens; the stream
+   * rejects with `signal.reason`. More images than the model's context could hold are refused before any is decoded.
    */
   stream(request: EngineRequest, signal?: AbortSignal): AsyncGenerator<string, ChatResult, undefined>;
   /** Token ids of a text as the chat path encodes it (BOS first, like `omnilmm tokenize`). */

@@ -1,6 +1,7 @@
 // The worker thread behind WorkerEngine (worker-engine.ts has the messages): loads the model once, then answers the
-// chat requests it is sent one at a time, streaming text chunks back. Between tokens streamChat gives the event
-// loop a turn, so an abort message stops the running answer before its next model call.
+// chat requests it is sent one at a time, streaming text chunks back. Between images (decoded here, resized and
+// encoded by streamChat) and between tokens the event loop gets a turn, so an abort message stops the running answer
+// there.
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { withDefaultPrecisions } from '../models/family.js';
@@ -33,7 +34,7 @@ async function load({ dir, options }: WorkerData): Promise<LoadedModel | null> {
 async function answer(model: LoadedModel, id: number, request: EngineRequest, signal: AbortSignal): Promise<void> {
   try {
     // The messages are checked by streamChat; images, a video folder or file are read here, in the worker.
-    const stream = streamChat(model, { ...request, ...(await loadMedia(request)), signal });
+    const stream = streamChat(model, { ...request, ...(await loadMedia(request, signal)), signal });
     for (;;) {
       const next = await stream.next();
       if (next.done) {

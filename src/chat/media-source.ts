@@ -60,20 +60,33 @@ export function checkImageCount(source: MediaSource, room: ImageRoom): void {
 /** Image bytes decoded; pixels as they are. */
 const toRgb = (image: Uint8Array | RgbImage): RgbImage | Promise<RgbImage> => (image instanceof Uint8Array ? decodeImage(image) : image);
 
-/** The media decoded: images as pixels, the video as frames. */
-export async function loadMedia(source: MediaSource): Promise<{ image: RgbImage | null; images: RgbImage[] | undefined; video: VideoFrames | null }> {
+/** Images decoded one after the other; an aborted `signal` stops before the next one. */
+async function toRgbEach(images: readonly (Uint8Array | RgbImage)[], signal: AbortSignal | undefined): Promise<RgbImage[]> {
+  const decoded: RgbImage[] = [];
+  for (const image of images) {
+    signal?.throwIfAborted();
+    decoded.push(await toRgb(image));
+  }
+  return decoded;
+}
+
+/** The media decoded: images as pixels, the video as frames. An aborted `signal` stops it between images. */
+export async function loadMedia(
+  source: MediaSource,
+  signal?: AbortSignal,
+): Promise<{ image: RgbImage | null; images: RgbImage[] | undefined; video: VideoFrames | null }> {
   if (source.images !== undefined && source.images !== null && !Array.isArray(source.images)) {
     throw new InvalidRequestError('images must be a list of images');
   }
   return {
     image: source.image ? await toRgb(source.image) : null,
-    images: source.images ? await Promise.all(source.images.map(toRgb)) : undefined,
-    video: source.video ? await loadVideo(source.video) : null,
+    images: source.images ? await toRgbEach(source.images, signal) : undefined,
+    video: source.video ? await loadVideo(source.video, signal) : null,
   };
 }
 
-/** The request's video as frames the model takes. */
-export async function loadVideo(request: VideoRequest): Promise<VideoFrames> {
+/** The request's video as frames the model takes; an aborted `signal` stops the decoding of its frames between them. */
+export async function loadVideo(request: VideoRequest, signal?: AbortSignal): Promise<VideoFrames> {
   const { frames, file, fps, ...options } = request;
   checkVideoOptions(options);
   if ((frames == null) === (file == null)) throw new InvalidRequestError('a video needs either "frames" or "file" (not both)');
@@ -82,7 +95,7 @@ export async function loadVideo(request: VideoRequest): Promise<VideoFrames> {
   }
   if (frames != null) {
     if (!Array.isArray(frames)) throw new InvalidRequestError('video frames must be a list of images');
-    return { ...options, frames: await Promise.all(frames.map(toRgb)), fps: fps ?? 1 };
+    return { ...options, frames: await toRgbEach(frames, signal), fps: fps ?? 1 };
   }
   if (typeof file !== 'string') throw new InvalidRequestError('the video "file" must be a path');
   const read = await readVideoPath(file, fps, Math.max(1, options.stackFrames ?? 1));

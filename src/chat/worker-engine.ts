@@ -6,8 +6,8 @@
 //   worker → here   ready {modelType, contextLength, maxBeams, minImageTokens} · load-error {error} · warning {message}
 //                   chunk {id, text} · done {id, result} · tokens {id, ids} · error {id, error}
 // A worker's warning is emitted again here (process.emitWarning), so it shows as this thread's warnings do.
-// Chat requests wait in a FIFO here and go to the worker one at a time. The worker's generation gives its event
-// loop a turn before every model call (streamChat), so an abort message stops it before the next token.
+// Chat requests wait in a FIFO here and go to the worker one at a time. The worker gives its event loop a turn before
+// every image it decodes or resizes and every model call (streamChat), so an abort message stops it there.
 
 import { Worker } from 'node:worker_threads';
 import { resolveModel } from '../checkpoint/resolve.js';

@@ -52,7 +52,11 @@ export async function handleChatCompletion(req: IncomingMessage, res: ServerResp
     for (const source of parsed.images) images.push(await fetchImageBytes(source, ctx.limits, signal));
     // The request's place in the arrival order: once its body (and remote images) is in, before the image check.
     place = ctx.queue.join();
-    for (const bytes of images) await checkImage(bytes, ctx.limits);
+    for (const bytes of images) {
+      // A client that has gone frees its place now, not after the rest of its images.
+      signal.throwIfAborted();
+      await checkImage(bytes, ctx.limits);
+    }
     const request: EngineRequest = { messages: parsed.messages, images, ...parsed.settings, thinking: parsed.thinking };
     if (parsed.downsampleMode) request.downsampleMode = parsed.downsampleMode;
     if (parsed.stop.length > 0) request.stop = parsed.stop;

@@ -153,10 +153,18 @@ export class MiniCPMV46Model {
   /** The upstream form: text messages, and the image before the first one. */
   prepare(messages: readonly ChatMessage[], image: RgbImage | null): PreparedPrompt;
   prepare(request: ChatInput | readonly ChatMessage[], upstreamImage: RgbImage | null = null): PreparedPrompt {
-    const input = 'messages' in request ? request : chatInputOf(request, upstreamImage);
+    const steps = this.prepareInSteps('messages' in request ? request : chatInputOf(request, upstreamImage));
+    for (;;) {
+      const next = steps.next();
+      if (next.done) return next.value;
+    }
+  }
+
+  /** prepare(input), yielding before each image is hashed and before each is resized (streamChat pauses there). */
+  *prepareInSteps(input: ChatInput): Generator<void, PreparedPrompt, undefined> {
     const mode = input.downsampleMode ?? this.config.processor.image.downsampleMode;
     const imageOptions: MiniCPMV46ImageOptions = { ...this.config.processor.image, downsampleMode: mode };
-    const images = this.preprocessed(input.images, imageOptions);
+    const images = yield* this.preprocessed(input.images, imageOptions);
     const videoOptions = input.video ? this.videoOptions(input.video, mode) : null;
     const video = input.video && videoOptions ? preprocessVideo(input.video.frames, { fps: input.video.fps }, videoOptions) : null;
     const text = promptText(this.template, this.tokenizer.namedTokens, {
@@ -186,11 +194,26 @@ export class MiniCPMV46Model {
     };
   }
 
-  /** The images' preprocessing; the last images' are kept, so the next turn about them skips resizing. */
-  private preprocessed(images: readonly RgbImage[], options: MiniCPMV46ImageOptions): PreprocessedImage[] {
+  /**
+   * The images' preprocessing, yielding before each image's hash and each image's resizing; the last images' are
+   * kept, so the next turn about them skips resizing.
+   */
+  private *preprocessed(images: readonly RgbImage[], options: MiniCPMV46ImageOptions): Generator<void, PreprocessedImage[], undefined> {
     if (images.length === 0) return [];
-    const key = `${options.downsampleMode}:${images.map(imageKey).join(',')}`;
-    if (this.lastImages?.key !== key) this.lastImages = { key, images: images.map((image) => preprocessImage(image, options)) };
+    const keys: string[] = [];
+    for (const image of images) {
+      yield;
+      keys.push(imageKey(image));
+    }
+    const key = `${options.downsampleMode}:${keys.join(',')}`;
+    if (this.lastImages?.key !== key) {
+      const processed: PreprocessedImage[] = [];
+      for (const image of images) {
+        yield;
+        processed.push(preprocessImage(image, options));
+      }
+      this.lastImages = { key, images: processed };
+    }
     return this.lastImages.images;
   }
 
