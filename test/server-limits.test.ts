@@ -1,6 +1,6 @@
 // What bounds a request's work: more images than the model's context could hold are refused before any is decoded
 // (server, library, worker engine, CLI); an aborted request stops between images while they are checked, decoded or
-// resized.
+// resized; /health says 503 once the engine's worker has stopped.
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -226,6 +226,52 @@ describe('an aborted request stops between images', () => {
       // Without the stop B would wait for A's other 39 checks; with it, for the one under way at most.
       assert.ok(waited < 10 * oneImage, `B waited ${Math.round(waited)} ms; one image's check takes ${Math.round(oneImage)} ms`);
       assert.equal(engine.requests.length, 2, 'A never reached the engine');
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('/health', () => {
+  test('200 "ok" while the worker engine answers, 503 "unavailable" (GET and HEAD) once its worker has stopped', async () => {
+    const engine = await WorkerEngine.start(MODEL_2, FP32);
+    const server = await ChatServer.start({ engine, port: 0, log: () => {} }).catch(async (err: unknown) => {
+      await engine.close();
+      throw err;
+    });
+    try {
+      const ok = await fetch(`${server.url}/health`);
+      assert.equal(ok.status, 200);
+      assert.equal(((await ok.json()) as { status: string }).status, 'ok');
+      assert.equal(engine.unavailable, null);
+      // The worker thread ends as a crash would end it.
+      await (engine as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+      await waitFor(() => engine.unavailable !== null, 'the engine to see its worker gone');
+      const down = await fetch(`${server.url}/health`);
+      assert.equal(down.status, 503);
+      const body = (await down.json()) as { status: string; model: string; reason: string };
+      assert.equal(body.status, 'unavailable');
+      assert.equal(body.model, MODEL_2);
+      assert.match(body.reason, /restart the server/);
+      const head = await fetch(`${server.url}/health`, { method: 'HEAD' });
+      assert.equal(head.status, 503);
+      assert.equal((await head.arrayBuffer()).byteLength, 0);
+    } finally {
+      await server.close();
+      await engine.close();
+    }
+  });
+
+  test('503 once a LocalEngine is closed', async () => {
+    const engine = await LocalEngine.start(MODEL_2, FP32);
+    const server = await ChatServer.start({ engine, port: 0, log: () => {} }).catch(async (err: unknown) => {
+      await engine.close();
+      throw err;
+    });
+    try {
+      assert.equal((await fetch(`${server.url}/health`)).status, 200);
+      await engine.close();
+      assert.equal((await fetch(`${server.url}/health`)).status, 503);
     } finally {
       await server.close();
     }

@@ -47,6 +47,9 @@ const foreignRequests: string[] = [];
 function paced(inner: Engine, ms: number): Engine {
   return {
     info: inner.info,
+    get unavailable() {
+      return inner.unavailable;
+    },
     async *stream(request, signal) {
       const chunks = inner.stream(request, signal);
       try {

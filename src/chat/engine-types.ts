@@ -41,6 +41,8 @@ export interface EngineInfo {
 
 export interface Engine {
   readonly info: EngineInfo;
+  /** Why requests fail now (the engine was closed, or its worker thread stopped), or null while it takes them. */
+  readonly unavailable: Error | null;
   /**
    * Streams the answer's text chunks; the generator's return value is the whole result. Requests run one at a
    * time, in the order of the stream() calls. Aborting `signal` (or leaving the stream early) drops a request that

@@ -39,6 +39,9 @@ export class LocalEngine implements Engine {
     });
   }
 
+  get unavailable(): Error | null {
+    return this.closing.signal.aborted ? (this.closing.signal.reason as Error) : null;
+  }
 
   /**
    * Requests run one at a time, in the order of the calls; aborting a waiting request takes it out of line.

@@ -112,6 +112,10 @@ export class WorkerEngine implements Engine {
     }
   }
 
+  get unavailable(): Error | null {
+    return this.unusable;
+  }
+
   stream(request: EngineRequest, signal?: AbortSignal): AsyncGenerator<string, ChatResult, undefined> {
     const job = new ChatJob(this.nextId++, request);
     const tooMany = imageCountError(request, this.info);

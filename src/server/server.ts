@@ -1,7 +1,8 @@
 // The HTTP server (node:http only): the OpenAI-compatible API under /v1, /health, and the chat page at /.
 //
 //   GET  /                      the chat page (and its /app.js, /app.css); never needs the API key
-//   GET  /health                {"status": "ok", "model", "generating", "waiting", "max_queue"}
+//   GET  /health                200 {"status": "ok", "model", "generating", "waiting", "max_queue"} while the engine
+//                               takes requests; 503 {"status": "unavailable", "model", "reason"} once it cannot
 //   GET  /v1/models             the one model, as OpenAI lists models
 //   GET  /v1/models/{id}        that model, as OpenAI retrieves one (404 for any other id)
 //   POST /v1/chat/completions   see completions.ts and chat-request.ts
@@ -51,6 +52,8 @@ const LOOPBACK_NAMES = new Set(['localhost', '::1']);
 /** An IPv4 literal in 127.0.0.0/8: four decimal octets 0–255, without leading zeros. */
 const LOOPBACK_IPV4 = /^127(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 const MODELS_PATH = '/v1/models';
+/** /health's reason once the engine cannot answer (its error's details reach the log with the next failed request). */
+const UNAVAILABLE_REASON = "the model's engine has stopped and cannot answer: restart the server";
 
 export class ChatServer {
   private constructor(
@@ -92,9 +95,12 @@ export class ChatServer {
       if (!path.startsWith('/v1/')) {
         if (path === '/health') {
           allowMethods(req, 'GET');
-          sendJson(res, 200, {
-            status: 'ok', model: engine.info.modelId, generating: queue.busy, waiting: queue.waitingCount, max_queue: maxQueue,
-          });
+          if (engine.unavailable) sendJson(res, 503, { status: 'unavailable', model: engine.info.modelId, reason: UNAVAILABLE_REASON });
+          else {
+            sendJson(res, 200, {
+              status: 'ok', model: engine.info.modelId, generating: queue.busy, waiting: queue.waitingCount, max_queue: maxQueue,
+            });
+          }
         } else serveStatic(page, req, res, path);
         return;
       }

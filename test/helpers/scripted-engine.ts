@@ -8,6 +8,7 @@ export class ScriptedEngine implements Engine {
   /** As a MiniCPM-V 2.0 would say: 4096 positions, and an image takes at least its 64 queries. */
   readonly info = { modelId: 'scripted', dir: '', modelType: 'minicpmv', contextLength: 4096, maxBeams: 3, minImageTokens: 64 };
   readonly requests: EngineRequest[] = [];
+  readonly unavailable = null;
   constructor(private readonly chunks: string[]) {}
   async *stream(request: EngineRequest): AsyncGenerator<string, ChatResult, undefined> {
     this.requests.push(request);

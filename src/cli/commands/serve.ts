@@ -40,9 +40,10 @@ export const serveCommand: Command = {
                            sooner, for more memory held while answering (MiniCPM-V 2.0 at int8: 0.2–0.5 s, ~0.5 GB;
                            4.6: ~1.7 s for 1344², ~1 GB; by default the tower is closed after each image)
 
-Endpoints: GET / (chat page), GET /health, GET /v1/models, POST /v1/chat/completions (OpenAI format, with
-"stream", "max_tokens", "temperature" (0 = greedy), "top_p", "seed", "stop", and the extensions "top_k",
-"repetition_penalty", "num_beams"). One answer is generated at a time; the others wait in order.`,
+Endpoints: GET / (chat page), GET /health (200 while the model answers, 503 once its worker has stopped),
+GET /v1/models, POST /v1/chat/completions (OpenAI format, with "stream", "max_tokens", "temperature" (0 = greedy),
+"top_p", "seed", "stop", and the extensions "top_k", "repetition_penalty", "num_beams"). One answer is generated at a
+time; the others wait in order.`,
   async run(argv) {
     const { values, positionals } = parseCommandArgs('serve', argv, {
       model: { type: 'string' },
