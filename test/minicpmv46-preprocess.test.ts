@@ -228,6 +228,12 @@ test('video_16x: sampled frames, unit sizes, bytes, pixels, tokens and the expan
   assert.deepEqual(result.frameIndices, video.sampled_frame_indices);
   // Without an explicit duration it is frames / fps = 2.5 s here, so the same frames.
   assert.deepEqual(preprocessVideo(frames, { fps: video.video_metadata.fps }, options).frameIndices, video.sampled_frame_indices);
+  // Given only the sampled frames, with which of the 20 they are (as a reader keeps them): the same frames and units.
+  const only = (indices: number[]) => [indices.map((i) => frames[i]!), { fps: video.video_metadata.fps }, options, { frameCount: 20, indices }] as const;
+  const picked = preprocessVideo(...only(video.sampled_frame_indices));
+  assert.deepEqual(picked.frameIndices, video.sampled_frame_indices);
+  assert.deepEqual(picked.units.map((u) => sha256(u.image.data)), video.units_rgb_sha256);
+  assert.throws(() => preprocessVideo(...only([0, 8, 15])), (err: Error) => err instanceof InvalidRequestError && /video frame 16 of 20 is kept/.test(err.message));
   assert.deepEqual(result.units.map((u) => u.patchGrid), video.target_sizes_videos_hw);
   assert.deepEqual(result.units.map((u) => sha256(u.image.data)), video.units_rgb_sha256);
   assert.deepEqual(result.units.map((u) => u.tokens), video.tokens_per_unit);

@@ -11,6 +11,7 @@ import {
   type ChatInput,
   type DownsampleMode,
   type Message,
+  type PickedFrames,
   type VideoFrames,
 } from '../models/messages.js';
 
@@ -54,7 +55,7 @@ function imagesOf(media: MediaRequest): readonly RgbImage[] {
   return media.image ? [media.image] : [];
 }
 
-/** Frames: at least one, all of one size; fps: a positive number. */
+/** Frames: at least one, all of one size; fps: a positive number; `picked`: one ascending index per frame. */
 function checkVideo(video: VideoFrames): void {
   if (!Array.isArray(video.frames) || video.frames.length === 0) throw new InvalidRequestError('the video has no frames: give at least one');
   const [first] = video.frames as [RgbImage];
@@ -67,4 +68,19 @@ function checkVideo(video: VideoFrames): void {
     throw new InvalidRequestError(`the video's fps must be a positive number, got ${String(video.fps)}`);
   }
   checkVideoOptions(video);
+  if (video.picked !== undefined) checkPicked(video.picked, video.frames.length);
+}
+
+function checkPicked({ frameCount, indices }: PickedFrames, framesGiven: number): void {
+  if (!Number.isSafeInteger(frameCount) || frameCount < 1) {
+    throw new InvalidRequestError(`the video's picked.frameCount must be a positive integer, got ${String(frameCount)}`);
+  }
+  if (!Array.isArray(indices) || indices.length !== framesGiven) {
+    throw new InvalidRequestError(`the video's picked.indices must hold one index per frame given (${framesGiven})`);
+  }
+  indices.forEach((index, i) => {
+    if (!Number.isSafeInteger(index) || index < (i === 0 ? 0 : indices[i - 1]! + 1) || index >= frameCount) {
+      throw new InvalidRequestError(`the video's picked.indices must ascend from 0 to below picked.frameCount (${frameCount}), got ${String(index)} at ${i}`);
+    }
+  });
 }

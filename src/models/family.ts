@@ -6,7 +6,7 @@ import { InvalidRequestError } from '../errors.js';
 import type { ModelFiles } from '../checkpoint/model-files.js';
 import type { WeightPrecision } from '../graph/quantize.js';
 import type { RgbImage } from '../image/index.js';
-import type { InspectOptions } from './messages.js';
+import type { InspectOptions, VideoFramePicker, VideoOptions } from './messages.js';
 import type { RuntimeOptions } from '../runtime/graph-session.js';
 
 export interface LoadOptions extends RuntimeOptions {
@@ -61,6 +61,11 @@ export function runtimeOptions(options: LoadOptions): RuntimeOptions {
 
 export interface LoadedModel extends ChatModel {
   release(): Promise<void>;
+  /**
+   * Which frames of a video the model keeps, under a request's video options, so that a video file or folder is read
+   * for those only; absent, or undefined, where it keeps every frame (or takes no video).
+   */
+  videoFramePicker?(options: VideoOptions): VideoFramePicker | undefined;
 }
 
 /** How a family shows an image to its model (for `inspect-image`). */
@@ -108,4 +113,6 @@ export interface ModelFamily<C extends FamilyConfigBase = FamilyConfigBase> {
   /** How the model sees an image; options a family cannot honour (MiniCPM-V 2.0 has one downsample mode) are refused. */
   inspectImage(image: RgbImage, config: C, options?: InspectOptions): ImageInspection;
   load(dir: string, config: C, options: LoadOptions): Promise<LoadedModel>;
+  /** LoadedModel.videoFramePicker before the model is loaded (the CLI reads a video before it loads the model). */
+  videoFramePicker?(config: C, options: VideoOptions): VideoFramePicker | undefined;
 }

@@ -52,7 +52,22 @@ export interface VideoFrames extends VideoOptions {
   frames: readonly RgbImage[];
   /** Frames per second of `frames`. */
   fps: number;
+  /** Set when `frames` are only the frames the model keeps of a longer video (read with its VideoFramePicker). */
+  picked?: PickedFrames;
 }
+
+/** Which frames of a video a list holds: the video's frame count, and the index of each frame of the list in it. */
+export interface PickedFrames {
+  frameCount: number;
+  /** Ascending, one per frame given. */
+  indices: readonly number[];
+}
+
+/**
+ * Which frames of a video a model keeps: their indices, ascending, among `frameCount` frames taken at `fps`. A
+ * reader given one stores only those.
+ */
+export type VideoFramePicker = (frameCount: number, fps: number) => number[];
 
 /** How `inspect-image` asks a family to show an image. */
 export interface InspectOptions {

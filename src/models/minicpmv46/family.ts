@@ -1,5 +1,5 @@
 // MiniCPM-V 4.6 (model_type "minicpmv4_6") as the registry sees it: config parsing, its tokenizer.json tokenizer, the
-// image processor (for inspect-image) and the model.
+// image processor (for inspect-image), the video frames it keeps and the model.
 
 import { folderFiles } from '../../checkpoint/folder-files.js';
 import { openCheckpoint } from '../../checkpoint/open.js';
@@ -9,6 +9,7 @@ import type { ModelFamily } from '../family.js';
 import { parseMiniCPMV46Config, type MiniCPMV46Config } from './config.js';
 import { imagePlaceholder, preprocessImage } from './image-processor.js';
 import { MiniCPMV46Model, TOKENIZER_FORMAT } from './model.js';
+import { videoFramePicker } from './video.js';
 
 export const minicpmv46Family: ModelFamily<MiniCPMV46Config> = {
   modelType: 'minicpmv4_6',
@@ -31,6 +32,7 @@ export const minicpmv46Family: ModelFamily<MiniCPMV46Config> = {
       pixels: (slice) => pixels.get(slice)!,
     };
   },
+  videoFramePicker: (config, options) => videoFramePicker(config.processor.video, options),
   // A load that fails (a tensor missing, a full disk) takes back what it wrote into the converted-model cache.
   load: (dir, config, options) => discardEntriesIfFailed(async () => {
     const weights = openCheckpoint(dir);

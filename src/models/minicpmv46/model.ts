@@ -14,7 +14,7 @@ import { ChatTemplate } from '../../tokenizer/chat-template.js';
 import { requiredTokenId, tokenizerFromFiles, type TokenizerFormat } from '../../tokenizer/load.js';
 import type { StreamDecoder, Tokenizer } from '../../tokenizer/tokenizer.js';
 import { runtimeOptions, type LoadOptions } from '../family.js';
-import { chatInputOf, type ChatInput, type ChatMessage, type DownsampleMode, type VideoFrames } from '../messages.js';
+import { chatInputOf, type ChatInput, type ChatMessage, type DownsampleMode, type VideoFramePicker, type VideoOptions } from '../messages.js';
 import type { MiniCPMV46Config } from './config.js';
 import {
   IMAGE_MARKUP,
@@ -27,7 +27,7 @@ import {
 } from './image-processor.js';
 import { positionsOf, promptText } from './prompt.js';
 import { TEXT_NAMES, textDims } from './text.js';
-import { preprocessVideo, type MiniCPMV46VideoOptions } from './video.js';
+import { preprocessVideo, videoFramePicker, videoOptionsOf } from './video.js';
 import { MiniCPMV46VisionEncoder } from './vision-encoder.js';
 import { minicpmv46VisionDims } from './vision-layout.js';
 
@@ -165,8 +165,8 @@ export class MiniCPMV46Model {
     const mode = input.downsampleMode ?? this.config.processor.image.downsampleMode;
     const imageOptions: MiniCPMV46ImageOptions = { ...this.config.processor.image, downsampleMode: mode };
     const images = yield* this.preprocessed(input.images, imageOptions);
-    const videoOptions = input.video ? this.videoOptions(input.video, mode) : null;
-    const video = input.video && videoOptions ? preprocessVideo(input.video.frames, { fps: input.video.fps }, videoOptions) : null;
+    const videoOptions = input.video ? videoOptionsOf(this.config.processor.video, input.video, mode) : null;
+    const video = input.video && videoOptions ? preprocessVideo(input.video.frames, { fps: input.video.fps }, videoOptions, input.video.picked) : null;
     const text = promptText(this.template, this.tokenizer.namedTokens, {
       messages: input.messages,
       images,
@@ -217,20 +217,9 @@ export class MiniCPMV46Model {
     return this.lastImages.images;
   }
 
-  /** The video processor's settings (processor_config.json), with the request's options over them. */
-  private videoOptions(video: VideoFrames, downsampleMode: DownsampleMode): MiniCPMV46VideoOptions {
-    const defaults = this.config.processor.video;
-    const pick = <T>(value: T | undefined, fallback: T): T => (value === undefined ? fallback : value);
-    return {
-      ...defaults,
-      downsampleMode,
-      maxNumFrames: pick(video.maxNumFrames, defaults.maxNumFrames),
-      stackFrames: pick(video.stackFrames, defaults.stackFrames),
-      maxSliceNums: pick(video.maxSliceNums, defaults.maxSliceNums),
-      scaleResolution: pick(video.scaleResolution, defaults.scaleResolution),
-      sliceMode: pick(video.sliceMode, defaults.sliceMode),
-      useImageId: pick(video.useImageId, defaults.useImageId),
-    };
+  /** The frames a video's reader keeps for this model (the frames prepare() samples), under the request's options. */
+  videoFramePicker(options: VideoOptions): VideoFramePicker | undefined {
+    return videoFramePicker(this.config.processor.video, options);
   }
 
   /**

@@ -4,6 +4,8 @@
 
 import { ImageError, InvalidRequestError } from '../../errors.js';
 import type { RgbImage } from '../../image/rgb.js';
+import type { DownsampleMode, PickedFrames, VideoFramePicker, VideoOptions } from '../messages.js';
+import type { MiniCPMV46VideoProcessorConfig } from './config.js';
 import {
   IMAGE_MARKUP,
   MINICPMV46_IMAGE_DEFAULTS,
@@ -32,6 +34,31 @@ export const MINICPMV46_VIDEO_DEFAULTS: Readonly<MiniCPMV46VideoOptions> = {
   maxNumFrames: 128,
   stackFrames: 1,
 };
+
+/** The video processor's settings (processor_config.json), with a request's options over them. */
+export function videoOptionsOf(processor: MiniCPMV46VideoProcessorConfig, request: VideoOptions, downsampleMode: DownsampleMode): MiniCPMV46VideoOptions {
+  const pick = <T>(value: T | undefined, fallback: T): T => (value === undefined ? fallback : value);
+  return {
+    ...processor,
+    downsampleMode,
+    maxNumFrames: pick(request.maxNumFrames, processor.maxNumFrames),
+    stackFrames: pick(request.stackFrames, processor.stackFrames),
+    maxSliceNums: pick(request.maxSliceNums, processor.maxSliceNums),
+    scaleResolution: pick(request.scaleResolution, processor.scaleResolution),
+    sliceMode: pick(request.sliceMode, processor.sliceMode),
+    useImageId: pick(request.useImageId, processor.useImageId),
+  };
+}
+
+/**
+ * The frames `preprocessVideo` keeps of a video, as a picker for the video's reader; undefined where it keeps them all
+ * (`do_sample_frames` false).
+ */
+export function videoFramePicker(processor: MiniCPMV46VideoProcessorConfig, request: VideoOptions): VideoFramePicker | undefined {
+  const options = videoOptionsOf(processor, request, processor.downsampleMode);
+  if (!options.doSampleFrames) return undefined;
+  return (frameCount, fps) => sampleFrames({ fps, duration: frameCount / fps, totalNumFrames: frameCount }, options.maxNumFrames, options.stackFrames);
+}
 
 /** The video's `VideoMetadata` fields that frame sampling reads. */
 export interface VideoTiming {
@@ -85,20 +112,25 @@ export interface PreprocessedVideo {
   units: VisionSlice[];
 }
 
-/** Frame sampling, then every kept frame through the image pipeline with the video options (`_preprocess`). */
-export function preprocessVideo(frames: readonly RgbImage[], timing: VideoTiming, options: MiniCPMV46VideoOptions): PreprocessedVideo {
+/**
+ * Frame sampling, then every kept frame through the image pipeline with the video options (`_preprocess`). With
+ * `picked`, `frames` are only some frames of the video (those its reader kept): sampling counts all of them.
+ */
+export function preprocessVideo(frames: readonly RgbImage[], timing: VideoTiming, options: MiniCPMV46VideoOptions, picked?: PickedFrames): PreprocessedVideo {
   if (frames.length === 0) throw new InvalidRequestError('the video has no frames');
-  let frameIndices = frames.map((_, i) => i);
-  if (options.doSampleFrames) {
-    const duration = timing.duration ?? frames.length / timing.fps;
-    frameIndices = sampleFrames({ fps: timing.fps, duration, totalNumFrames: frames.length }, options.maxNumFrames, options.stackFrames);
-  }
+  const frameCount = picked?.frameCount ?? frames.length;
+  const duration = timing.duration ?? frameCount / timing.fps;
+  const frameIndices = options.doSampleFrames
+    ? sampleFrames({ fps: timing.fps, duration, totalNumFrames: frameCount }, options.maxNumFrames, options.stackFrames)
+    : Array.from({ length: frameCount }, (_, i) => i);
+  const given = picked ? new Map(picked.indices.map((index, i) => [index, frames[i]!])) : null;
   const kept = frameIndices.map((i) => {
-    const frame = frames[i];
-    if (!frame) {
-      throw new ImageError(`video frame ${i} was asked for but only ${frames.length} frames were given: check that fps (${timing.fps}) and duration (${timing.duration}) match the frames`);
+    const frame = given ? given.get(i) : frames[i];
+    if (frame) return preprocessImage(frame, options);
+    if (given) {
+      throw new InvalidRequestError(`video frame ${i} of ${frameCount} is kept, but it is not among the frames given (picked.indices): give every frame, or those this model keeps`);
     }
-    return preprocessImage(frame, options);
+    throw new ImageError(`video frame ${i} was asked for but only ${frames.length} frames were given: check that fps (${timing.fps}) and duration (${timing.duration}) match the frames`);
   });
   return { frameIndices, frames: kept, units: kept.flatMap((f) => f.slices) };
 }
