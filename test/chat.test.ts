@@ -12,8 +12,9 @@ import { InvalidRequestError, loadModel, VideoError, type Model } from '../src/i
 import type { DecodingSettings } from '../src/chat/decoding.js';
 import { decodeWithFfmpeg, frameNameOrder, PpmStream, readVideoPath } from '../src/chat/media-source.js';
 import { ReasoningStream, splitReasoning } from '../src/chat/reasoning.js';
-import { decodeImage } from '../src/image/index.js';
+import { decodeImage, type RgbImage } from '../src/image/index.js';
 import { chatInputOf, parseConversation, placeMedia } from '../src/models/messages.js';
+import { familyOf, loadModelConfig } from '../src/models/registry.js';
 import { fixturePath, readFixtureJson, nonSamplingSettings } from './helpers/fixtures.js';
 
 const FIXTURE = 'minicpmv2-tiny';
@@ -153,7 +154,7 @@ test('placeMedia: without parts the images, then the video, go before the first 
 test('a folder of frames is read in name order at the given fps (default 1)', async () => {
   const folder = fixturePath('minicpmv46-tiny', 'images', 'video_bars_96x72');
   const names = readdirSync(folder).sort();
-  const video = await readVideoPath(folder, 8);
+  const video = await readVideoPath(folder, { fps: 8 });
   assert.equal(video.fps, 8);
   assert.equal(video.frames.length, 20);
   for (const i of [0, 7, 19]) {
@@ -180,14 +181,23 @@ test('PpmStream cuts a PPM stream into RGB frames, however it is chunked', () =>
     Buffer.from('P6\n2 1\n255\n'), Buffer.from([1, 2, 3, 4, 5, 6]),
     Buffer.from('P6 1 2 255 '), Buffer.from([10, 20, 30, 40, 50, 60]),
   ]);
+  const keepAll = { wants: () => true, receive: () => {} };
   for (const size of [1, 3, 7, bytes.length]) {
-    const stream = new PpmStream();
+    const frames: RgbImage[] = [];
+    const stream = new PpmStream({ wants: () => true, receive: (_, frame) => frames.push(frame) });
     for (let at = 0; at < bytes.length; at += size) stream.push(bytes.subarray(at, at + size));
     assert.ok(stream.complete);
-    assert.deepEqual(stream.frames.map((f) => [f.width, f.height, [...f.data]]), [[2, 1, [1, 2, 3, 4, 5, 6]], [1, 2, [10, 20, 30, 40, 50, 60]]]);
+    assert.equal(stream.count, 2);
+    assert.deepEqual(frames.map((f) => [f.width, f.height, [...f.data]]), [[2, 1, [1, 2, 3, 4, 5, 6]], [1, 2, [10, 20, 30, 40, 50, 60]]]);
   }
-  assert.throws(() => new PpmStream().push(Buffer.from('GIF89a')), VideoError);
-  assert.throws(() => new PpmStream().push(Buffer.from('P6 2 2 65535 ')), /8-bit RGB/);
+  // A frame not wanted is counted and its pixels skipped.
+  const kept: [number, number[]][] = [];
+  const second = new PpmStream({ wants: (index) => index === 1, receive: (index, frame) => kept.push([index, [...frame.data]]) });
+  second.push(bytes);
+  assert.equal(second.count, 2);
+  assert.deepEqual(kept, [[1, [10, 20, 30, 40, 50, 60]]]);
+  assert.throws(() => new PpmStream(keepAll).push(Buffer.from('GIF89a')), VideoError);
+  assert.throws(() => new PpmStream(keepAll).push(Buffer.from('P6 2 2 65535 ')), /8-bit RGB/);
 });
 
 test('a video file is decoded by ffmpeg at the fps asked for; without ffmpeg the error names it', async () => {
@@ -201,7 +211,7 @@ test('a video file is decoded by ffmpeg at the fps asked for; without ffmpeg the
     const clip = join(scratch, 'clip.mp4');
     writeFileSync(clip, 'not really a video');
     process.env.OMNILMM_FFMPEG = fake;
-    const frames = await decodeWithFfmpeg(clip, 2);
+    const { frames } = await decodeWithFfmpeg(clip, 2);
     assert.deepEqual(frames.map((f) => [...f.data]), [[1, 2, 3], [4, 5, 6]]);
     const args = readFileSync(join(scratch, 'args'), 'utf8');
     assert.match(args, /-i \S+clip\.mp4 /);
@@ -215,6 +225,83 @@ test('a video file is decoded by ffmpeg at the fps asked for; without ffmpeg the
     if (saved === undefined) delete process.env.OMNILMM_FFMPEG;
     else process.env.OMNILMM_FFMPEG = saved;
     rmSync(scratch, { recursive: true, force: true });
+  }
+});
+
+test('a video file is read for the frames MiniCPM-V 4.6 keeps: one pass for a short clip, two for a long one', async () => {
+  const scratch = mkdtempSync(join(tmpdir(), 'omnilmm-ffmpeg-'));
+  const saved = process.env.OMNILMM_FFMPEG;
+  try {
+    // A stand-in for ffmpeg: the clip file holds its frame count; frame i is one pixel whose RGB spells i (i >> 16,
+    // i >> 8 & 255, i & 255); every run adds a line to runs.log.
+    const fake = join(scratch, 'ffmpeg');
+    writeFileSync(fake, `#!${process.execPath}
+const fs = require('node:fs');
+const args = process.argv.slice(2);
+fs.appendFileSync(${JSON.stringify(join(scratch, 'runs.log'))}, args.join(' ') + '\\n');
+const count = Number(fs.readFileSync(args[args.indexOf('-i') + 1], 'utf8'));
+const out = [];
+for (let i = 0; i < count; i++) out.push(Buffer.from('P6\\n1 1\\n255\\n'), Buffer.from([i >> 16, (i >> 8) & 255, i & 255]));
+process.stdout.write(Buffer.concat(out));
+`);
+    chmodSync(fake, 0o755);
+    process.env.OMNILMM_FFMPEG = fake;
+    const clip = (name: string, frames: number) => {
+      const path = join(scratch, name);
+      writeFileSync(path, String(frames));
+      return path;
+    };
+    const runs = () => readFileSync(join(scratch, 'runs.log'), 'utf8').trim().split('\n').length;
+    const labels = (frames: readonly RgbImage[]) => frames.map(({ data }) => (data[0]! << 16) | (data[1]! << 8) | data[2]!);
+    const config = loadModelConfig(fixturePath('minicpmv46-tiny', 'model'));
+    const pickFrames = familyOf(config).videoFramePicker!(config, {});
+
+    // An hour at 1 fps: 3600 frames, 10 800 bytes of pixels, over a 1000-byte limit when every frame is held.
+    const hour = clip('hour.mp4', 3600);
+    await assert.rejects(decodeWithFfmpeg(hour, 1, { maxBytes: 1000 }), (err: Error) => err instanceof VideoError && /hold more than 1\.0 kB/.test(err.message));
+    rmSync(join(scratch, 'runs.log'));
+    const long = await readVideoPath(hour, { pickFrames, maxBytes: 1000 });
+    // 3600 s > max_num_frames (128): a timestamp every 0.1 s, 36 000 of them, the j-th at frame int(j / 10); of those,
+    // np.linspace(0, 35999, 128, dtype=int) keeps j = int(i · 35999 / 127) for i = 0 … 127 (35999 / 127 = 283.46…):
+    // i = 1 → j 283 → frame 28, i = 2 → 566 → 56, i = 64 → 18141 → 1814, i = 126 → 35715 → 3571, i = 127 → 3599.
+    const expected = Array.from({ length: 128 }, (_, i) => Math.floor(Math.floor((i * 35999) / 127) / 10));
+    assert.deepEqual([0, 1, 2, 64, 126, 127].map((i) => expected[i]), [0, 28, 56, 1814, 3571, 3599]);
+    assert.equal(long.fps, 1);
+    assert.deepEqual(long.picked, { frameCount: 3600, indices: expected });
+    assert.deepEqual(labels(long.frames), expected);
+    assert.equal(runs(), 2, 'a first pass to count the frames, a second to keep the sampled ones');
+    // The limit applies to the frames kept: 128 · 3 bytes.
+    await assert.rejects(readVideoPath(hour, { pickFrames, maxBytes: 383 }), /hold more than 383 B of pixels/);
+
+    // 5 s at 1 fps: every frame, in one pass.
+    rmSync(join(scratch, 'runs.log'));
+    const short = await readVideoPath(clip('short.mp4', 5), { pickFrames });
+    assert.deepEqual(short.picked, { frameCount: 5, indices: [0, 1, 2, 3, 4] });
+    assert.deepEqual(labels(short.frames), [0, 1, 2, 3, 4]);
+    // 2.5 s at 8 fps: one frame per started second, int(i · 8) for i = 0, 1, 2; in the same pass, the others unheld.
+    const quick = await readVideoPath(clip('quick.mp4', 20), { fps: 8, pickFrames });
+    assert.deepEqual(quick.picked, { frameCount: 20, indices: [0, 8, 16] });
+    assert.deepEqual(labels(quick.frames), [0, 8, 16]);
+    assert.equal(runs(), 2, 'one run for each short clip');
+    // Without a picker every frame is held.
+    assert.deepEqual(labels((await decodeWithFfmpeg(clip('five.mp4', 5), 1)).frames), [0, 1, 2, 3, 4]);
+  } finally {
+    if (saved === undefined) delete process.env.OMNILMM_FFMPEG;
+    else process.env.OMNILMM_FFMPEG = saved;
+    rmSync(scratch, { recursive: true, force: true });
+  }
+});
+
+test('a folder of frames is read for the frames MiniCPM-V 4.6 keeps only', async () => {
+  const folder = fixturePath('minicpmv46-tiny', 'images', 'video_bars_96x72');
+  const names = readdirSync(folder).sort();
+  const config = loadModelConfig(fixturePath('minicpmv46-tiny', 'model'));
+  const video = await readVideoPath(folder, { fps: 8, pickFrames: familyOf(config).videoFramePicker!(config, {}) });
+  // 20 frames at 8 fps (2.5 s): frames int(i · 8) for i = 0, 1, 2 (the fixture's video_16x keeps [0, 8, 16]).
+  assert.deepEqual(video.picked, { frameCount: 20, indices: [0, 8, 16] });
+  assert.equal(video.frames.length, 3);
+  for (const [i, index] of [0, 8, 16].entries()) {
+    assert.deepEqual(video.frames[i]!.data, (await decodeImage(readFileSync(join(folder, names[index]!)))).data, names[index]);
   }
 });
 

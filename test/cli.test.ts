@@ -278,16 +278,19 @@ test('chat --messages with content parts: the --image file fills the image part,
 test('bad media flags get a one-line error before the model loads', async () => {
   const messages = join(scratch, 'two-image-parts.json');
   writeFileSync(messages, JSON.stringify([{ role: 'user', content: [{ type: 'image' }, { type: 'image' }, { type: 'text', text: 'Compare.' }] }]));
-  const cases: [string[], RegExp, number][] = [
-    [['--image', IMAGE, '--messages', messages], /the messages have 2 image parts but 1 image was given/, 2],
-    [['--downsample-mode', '8x', 'hi'], /--downsample-mode must be one of 16x, 4x, got "8x"/, 2],
-    [['--video-fps', '2', 'hi'], /--video-fps goes with --video/, 2],
-    [['--video', join(scratch, 'no-such-video'), 'hi'], /video not found/, 1],
-    [['--video', IMAGE, 'hi'], /needs ffmpeg, which is not installed/, 1],
+  // A model that does not exist: these requests fail before it would be loaded. A --video is read after the model's
+  // config (its family says which frames it keeps), still before the model loads: those cases name a model folder.
+  const neverLoaded = join(scratch, 'never-loaded');
+  const model46 = fixturePath('minicpmv46-tiny', 'model');
+  const cases: [string, string[], RegExp, number][] = [
+    [neverLoaded, ['--image', IMAGE, '--messages', messages], /the messages have 2 image parts but 1 image was given/, 2],
+    [neverLoaded, ['--downsample-mode', '8x', 'hi'], /--downsample-mode must be one of 16x, 4x, got "8x"/, 2],
+    [neverLoaded, ['--video-fps', '2', 'hi'], /--video-fps goes with --video/, 2],
+    [model46, ['--video', join(scratch, 'no-such-video'), 'hi'], /video not found/, 1],
+    [model46, ['--video', IMAGE, 'hi'], /needs ffmpeg, which is not installed/, 1],
   ];
-  for (const [args, pattern, code] of cases) {
-    // A model that does not exist: these requests fail before it would be loaded.
-    const out = await cli(['chat', '--model', join(scratch, 'never-loaded'), ...args, '--json'], { OMNILMM_FFMPEG: join(scratch, 'no-ffmpeg') });
+  for (const [model, args, pattern, code] of cases) {
+    const out = await cli(['chat', '--model', model, ...args, '--json'], { OMNILMM_FFMPEG: join(scratch, 'no-ffmpeg') });
     assertCleanError(out, pattern);
     assert.equal(out.code, code, args.join(' '));
   }

@@ -83,6 +83,17 @@ describe('MiniCPM-V 4.6 through the library', () => {
     }
   });
 
+  it('reads the video case from its folder of frames for the frames it keeps: the same official answer', async () => {
+    const c = chat('video_16x');
+    const { frames, ...video } = requestOf(c).video!;
+    assert.equal(frames.length, 20);
+    const result = await model.run({
+      ...requestOf(c), video: { ...video, file: fixturePath(FIXTURE, 'images', 'video_bars_96x72') }, decoding: 'greedy', maxNewTokens: c.runs.greedy.generate_kwargs.max_new_tokens,
+    });
+    assert.deepEqual(result.promptIds, c.input_ids);
+    assert.deepEqual(result.outputIds, c.runs.greedy.new_token_ids);
+  });
+
   it('streams the same text as the whole answer', async () => {
     for (const name of ['eos_stop', 'multi_turn_system']) {
       const c = chat(name);

@@ -34,7 +34,8 @@ async function load({ dir, options }: WorkerData): Promise<LoadedModel | null> {
 async function answer(model: LoadedModel, id: number, request: EngineRequest, signal: AbortSignal): Promise<void> {
   try {
     // The messages are checked by streamChat; images, a video folder or file are read here, in the worker.
-    const stream = streamChat(model, { ...request, ...(await loadMedia(request, signal)), signal });
+    const media = await loadMedia(request, { signal, framePickerOf: (options) => model.videoFramePicker?.(options) });
+    const stream = streamChat(model, { ...request, ...media, signal });
     for (;;) {
       const next = await stream.next();
       if (next.done) {

@@ -105,5 +105,5 @@ async function toChatRequest(request: ModelRequest, model: LoadedModel): Promise
   if (request.question !== undefined) messages.push({ role: 'user', content: request.question });
   if (messages.length === 0) throw new InvalidRequestError('nothing to answer: give a question or messages');
   checkImageCount(request, model);
-  return { ...request, messages, ...(await loadMedia(request, request.signal)) };
+  return { ...request, messages, ...(await loadMedia(request, { signal: request.signal, framePickerOf: (options) => model.videoFramePicker?.(options) })) };
 }

@@ -1,13 +1,15 @@
 // Reading a chat request's images and video (Node only): images given as bytes or pixels; a video's frames given as
 // pixels or image bytes, a folder of frame images (in name order, numbers by value), or a video file decoded by the system's
-// ffmpeg into raw RGB frames (PPM) at a chosen rate.
+// ffmpeg into raw RGB frames (PPM) at a chosen rate. Given the model's VideoFramePicker, a folder or file is read for the
+// frames the model keeps only.
 
 import { spawn } from 'node:child_process';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
+import { formatBytes } from '../checkpoint/progress.js';
 import { FileNotFoundError, InvalidRequestError, VideoError } from '../errors.js';
 import { decodeImage, type RgbImage } from '../image/index.js';
-import { checkVideoOptions, type VideoFrames, type VideoOptions } from '../models/messages.js';
+import { checkVideoOptions, type PickedFrames, type VideoFramePicker, type VideoFrames, type VideoOptions } from '../models/messages.js';
 
 /** A video as a request gives it: the frames, or a folder or file to read them from, and the processor's options. */
 export interface VideoRequest extends VideoOptions {
@@ -20,12 +22,35 @@ export interface VideoRequest extends VideoOptions {
    * video file, the rate it is decoded at (default `stackFrames`, else 1).
    */
   fps?: number;
+  /** With `frames`: set when they are only the frames the model keeps of a longer video (as readVideoPath reads them). */
+  picked?: PickedFrames;
 }
+
+/** How readVideoPath reads a folder or a video file. */
+export interface VideoReadOptions {
+  /** Frames per second of a folder's frames (default 1), or the rate a video file is decoded at (default `fileFps`). */
+  fps?: number;
+  /** The rate a video file is decoded at when `fps` is not given (default 1). */
+  fileFps?: number;
+  /** The frames the model keeps: only those are decoded and held (default: every frame). */
+  pickFrames?: VideoFramePicker;
+  /** Most bytes of RGB pixels the frames held may take (default 4 GiB). */
+  maxBytes?: number;
+}
+
+/** The frames read of a video, and which of its frames they are. */
+export interface ReadFrames {
+  frames: RgbImage[];
+  picked: PickedFrames;
+}
+
+/** A model's VideoFramePicker under a request's video options (LoadedModel.videoFramePicker). */
+export type FramePickerOf = (options: VideoOptions) => VideoFramePicker | undefined;
 
 const FRAME_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif']);
 /** The fastest rate a video file is decoded at. */
 const MAX_FILE_FPS = 120;
-/** Most bytes of RGB frames one video may decode to. */
+/** Most bytes of RGB pixels the frames kept of one video may take, unless VideoReadOptions.maxBytes says otherwise. */
 const MAX_VIDEO_BYTES = 4 * 1024 ** 3;
 
 /** A request's media as they may arrive: encoded image bytes or pixels, and a video to read. */
@@ -70,24 +95,33 @@ async function toRgbEach(images: readonly (Uint8Array | RgbImage)[], signal: Abo
   return decoded;
 }
 
-/** The media decoded: images as pixels, the video as frames. An aborted `signal` stops it between images. */
+/** How loadMedia reads: `signal` stops it between images; a video folder or file is read for the frames `framePickerOf` keeps. */
+export interface MediaLoadOptions {
+  signal?: AbortSignal;
+  framePickerOf?: FramePickerOf;
+}
+
+/** The media decoded: images as pixels, the video as frames (a folder's or file's: those the model keeps). */
 export async function loadMedia(
   source: MediaSource,
-  signal?: AbortSignal,
+  options: MediaLoadOptions = {},
 ): Promise<{ image: RgbImage | null; images: RgbImage[] | undefined; video: VideoFrames | null }> {
   if (source.images !== undefined && source.images !== null && !Array.isArray(source.images)) {
     throw new InvalidRequestError('images must be a list of images');
   }
   return {
     image: source.image ? await toRgb(source.image) : null,
-    images: source.images ? await toRgbEach(source.images, signal) : undefined,
-    video: source.video ? await loadVideo(source.video, signal) : null,
+    images: source.images ? await toRgbEach(source.images, options.signal) : undefined,
+    video: source.video ? await loadVideo(source.video, options) : null,
   };
 }
 
-/** The request's video as frames the model takes; an aborted `signal` stops the decoding of its frames between them. */
-export async function loadVideo(request: VideoRequest, signal?: AbortSignal): Promise<VideoFrames> {
-  const { frames, file, fps, ...options } = request;
+/**
+ * The request's video as frames the model takes: an aborted `signal` stops the decoding of given frames between them;
+ * a folder or file is read for the frames `framePickerOf` keeps.
+ */
+export async function loadVideo(request: VideoRequest, { signal, framePickerOf }: MediaLoadOptions = {}): Promise<VideoFrames> {
+  const { frames, file, fps, picked, ...options } = request;
   checkVideoOptions(options);
   if ((frames == null) === (file == null)) throw new InvalidRequestError('a video needs either "frames" or "file" (not both)');
   if (fps !== undefined && (typeof fps !== 'number' || !Number.isFinite(fps) || fps <= 0)) {
@@ -95,24 +129,29 @@ export async function loadVideo(request: VideoRequest, signal?: AbortSignal): Pr
   }
   if (frames != null) {
     if (!Array.isArray(frames)) throw new InvalidRequestError('video frames must be a list of images');
-    return { ...options, frames: await toRgbEach(frames, signal), fps: fps ?? 1 };
+    return { ...options, frames: await toRgbEach(frames, signal), fps: fps ?? 1, ...(picked != null && { picked }) };
   }
+  if (picked != null) throw new InvalidRequestError('"picked" goes with "frames": a video "file" is read for the frames the model keeps');
   if (typeof file !== 'string') throw new InvalidRequestError('the video "file" must be a path');
-  const read = await readVideoPath(file, fps, Math.max(1, options.stackFrames ?? 1));
+  const pickFrames = framePickerOf?.(options);
+  const read = await readVideoPath(file, { fps, fileFps: Math.max(1, options.stackFrames ?? 1), pickFrames });
   return { ...options, ...read };
 }
 
 /**
  * The frames of a folder (its image files in name order, taken at `fps`, default 1 a second) or of a video file
- * (decoded by ffmpeg at `fps` frames a second, default `fileFps`).
+ * (decoded by ffmpeg at `fps` frames a second, default `fileFps`); with `pickFrames`, only those it keeps, and `picked`
+ * says which they are.
  */
-export async function readVideoPath(path: string, fps?: number, fileFps = 1): Promise<{ frames: RgbImage[]; fps: number }> {
+export async function readVideoPath(path: string, options: VideoReadOptions = {}): Promise<Pick<VideoFrames, 'frames' | 'fps' | 'picked'>> {
+  const { fps, fileFps = 1, pickFrames, maxBytes = MAX_VIDEO_BYTES } = options;
   const info = await stat(path).catch(() => null);
   if (!info) throw new FileNotFoundError(`video not found: ${path}`);
-  if (info.isDirectory()) return { frames: await readFrameFolder(path), fps: fps ?? 1 };
-  if (!info.isFile()) throw new FileNotFoundError(`video is neither a file nor a folder: ${path}`);
-  const rate = fps ?? fileFps;
-  return { frames: await decodeWithFfmpeg(path, rate), fps: rate };
+  const isFolder = info.isDirectory();
+  if (!isFolder && !info.isFile()) throw new FileNotFoundError(`video is neither a file nor a folder: ${path}`);
+  const rate = fps ?? (isFolder ? 1 : fileFps);
+  const read = isFolder ? await readFrameFolder(path, rate, pickFrames, maxBytes) : await decodeWithFfmpeg(path, rate, { pickFrames, maxBytes });
+  return { frames: read.frames, fps: rate, ...(pickFrames && { picked: read.picked }) };
 }
 
 /**
@@ -135,22 +174,23 @@ export function frameNameOrder(a: string, b: string): number {
   return left.length - right.length || (a < b ? -1 : a > b ? 1 : 0);
 }
 
-/** The folder's image files, decoded, in frame-name order (frameNameOrder). */
-async function readFrameFolder(folder: string): Promise<RgbImage[]> {
+/** The folder's image files in frame-name order (frameNameOrder), those `pickFrames` keeps decoded. */
+async function readFrameFolder(folder: string, fps: number, pickFrames: VideoFramePicker | undefined, maxBytes: number): Promise<ReadFrames> {
   const names = (await readdir(folder, { withFileTypes: true }))
     .filter((e) => e.isFile() && FRAME_EXTENSIONS.has(extname(e.name).toLowerCase()))
     .map((e) => e.name)
     .sort(frameNameOrder);
   if (names.length === 0) throw new VideoError(`the folder ${folder} has no frame images (JPEG, PNG, WebP or GIF files)`);
+  const indices = pickFrames ? pickFrames(names.length, fps) : names.map((_, i) => i);
   const frames: RgbImage[] = [];
   let bytes = 0;
-  for (const name of names) {
-    const frame = await decodeImage(await readFile(join(folder, name)));
+  for (const index of indices) {
+    const frame = await decodeImage(await readFile(join(folder, names[index]!)));
     bytes += frame.data.length;
-    if (bytes > MAX_VIDEO_BYTES) throw new VideoError(`the frames in ${folder} hold more than 4 GiB of pixels: use fewer or smaller frames`);
+    if (bytes > maxBytes) throw new VideoError(`the frames kept of ${folder} hold more than ${formatBytes(maxBytes)} of pixels: use fewer or smaller frames`);
     frames.push(frame);
   }
-  return frames;
+  return { frames, picked: { frameCount: names.length, indices } };
 }
 
 /** The ffmpeg command ($OMNILMM_FFMPEG, else ffmpeg on the PATH). */
@@ -163,19 +203,61 @@ function ffmpegCommand(): string {
  * passes the frame at the clip's end instead of rounding it away (`eof_action=pass`), so a clip gets a frame for every
  * started 1/fps, as the official sampler keeps one frame per started second: at 1 fps a 4.4 s clip gives 5 frames, not
  * 4, and a 0.4 s clip 1, not none.
+ *
+ * With `pickFrames`, only the frames it chooses of them all are held. As the frames arrive, the first pass holds its
+ * choice of the frames so far, while that choice takes in no frame it let go or passed over (so a clip the model keeps
+ * one frame a second of is read once); from such a frame on, the pass only counts the frames, and a second pass holds
+ * its choice of them all.
  */
-export function decodeWithFfmpeg(path: string, fps: number): Promise<RgbImage[]> {
+export async function decodeWithFfmpeg(path: string, fps: number, options: Pick<VideoReadOptions, 'pickFrames' | 'maxBytes'> = {}): Promise<ReadFrames> {
   if (!(fps > 0 && fps <= MAX_FILE_FPS)) {
-    return Promise.reject(
-      new InvalidRequestError(`a video file is decoded at up to ${MAX_FILE_FPS} frames a second (faster only repeats frames), not ${fps}`),
-    );
+    throw new InvalidRequestError(`a video file is decoded at up to ${MAX_FILE_FPS} frames a second (faster only repeats frames), not ${fps}`);
   }
+  const { pickFrames, maxBytes = MAX_VIDEO_BYTES } = options;
+  const held = new Map<number, RgbImage>();
+  let heldBytes = 0;
+  const hold = (index: number, frame: RgbImage) => {
+    heldBytes += frame.data.length;
+    if (heldBytes > maxBytes) {
+      throw new VideoError(`the frames kept of ${path} at ${fps} fps hold more than ${formatBytes(maxBytes)} of pixels: give a lower fps, a shorter clip or a smaller video`);
+    }
+    held.set(index, frame);
+  };
+  const letGo = (index: number) => {
+    heldBytes -= held.get(index)!.data.length;
+    held.delete(index);
+  };
+  let holdingChoice = true;
+  const frameCount = await runFfmpeg(path, fps, {
+    wants(index) {
+      if (!pickFrames) return true;
+      if (!holdingChoice) return false;
+      const choice = new Set(pickFrames(index + 1, fps));
+      holdingChoice = [...choice].every((i) => i >= index || held.has(i));
+      for (const i of held.keys()) if (!holdingChoice || !choice.has(i)) letGo(i);
+      return holdingChoice && choice.has(index);
+    },
+    receive: hold,
+  });
+  if (frameCount === 0) throw new VideoError(`ffmpeg found no video frames in ${path}`);
+  if (!holdingChoice) {
+    const choice = new Set(pickFrames!(frameCount, fps));
+    const again = await runFfmpeg(path, fps, { wants: (index) => choice.has(index), receive: hold });
+    if (again !== frameCount) {
+      throw new VideoError(`ffmpeg decoded ${path} into ${frameCount} frames, then into ${again} (did the file change meanwhile?): give it again`);
+    }
+  }
+  return { frames: [...held.values()], picked: { frameCount, indices: [...held.keys()] } };
+}
+
+/** Runs ffmpeg over the file once, its frames at `fps` going to `sink`; the number of frames it decoded. */
+function runFfmpeg(path: string, fps: number, sink: FrameSink): Promise<number> {
   const command = ffmpegCommand();
   const filter = `fps=${fps}:eof_action=pass`;
   const args = ['-nostdin', '-v', 'error', '-i', path, '-vf', filter, '-f', 'image2pipe', '-c:v', 'ppm', '-pix_fmt', 'rgb24', '-'];
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const parser = new PpmStream();
+    const parser = new PpmStream(sink);
     let stderr = '';
     let failed: Error | null = null;
     const fail = (err: Error) => {
@@ -186,9 +268,6 @@ export function decodeWithFfmpeg(path: string, fps: number): Promise<RgbImage[]>
     child.stdout.on('data', (chunk: Buffer) => {
       try {
         parser.push(chunk);
-        if (parser.bytes > MAX_VIDEO_BYTES) {
-          fail(new VideoError(`${path} decodes to more than 4 GiB of frames at ${fps} fps: give a lower fps or a shorter clip`));
-        }
       } catch (err) {
         fail(err as Error);
       }
@@ -206,20 +285,29 @@ export function decodeWithFfmpeg(path: string, fps: number): Promise<RgbImage[]>
         return reject(new VideoError(`ffmpeg could not decode the video ${path}: ${why}`));
       }
       if (!parser.complete) return reject(new VideoError(`ffmpeg's output for ${path} ended inside a frame`));
-      if (parser.frames.length === 0) return reject(new VideoError(`ffmpeg found no video frames in ${path}`));
-      resolve(parser.frames);
+      resolve(parser.count);
     });
   });
 }
 
+/** Where a PpmStream's frames go. */
+export interface FrameSink {
+  /** Whether frame `index` (counted from 0) is kept, asked as its header arrives; the pixels of one not kept are skipped. */
+  wants(index: number): boolean;
+  /** A kept frame, once all its pixels have arrived. */
+  receive(index: number, frame: RgbImage): void;
+}
+
 /** Splits a stream of binary PPM images (P6, 8-bit: "P6 <w> <h> 255" and w·h·3 bytes of RGB) into frames. */
 export class PpmStream {
-  readonly frames: RgbImage[] = [];
-  /** Bytes of pixels received so far. */
-  bytes = 0;
+  /** Frames begun so far. */
+  count = 0;
   private header = '';
-  private frame: RgbImage | null = null;
+  /** The frame being read: its index, its pixels (null when they are skipped) and its size in bytes. */
+  private frame: { index: number; image: RgbImage | null; size: number } | null = null;
   private filled = 0;
+
+  constructor(private readonly sink: FrameSink) {}
 
   /** Whether the stream so far ends at a frame's end. */
   get complete(): boolean {
@@ -234,14 +322,14 @@ export class PpmStream {
         this.readHeader();
         continue;
       }
-      const n = Math.min(chunk.length - at, this.frame.data.length - this.filled);
-      this.frame.data.set(chunk.subarray(at, at + n), this.filled);
+      const n = Math.min(chunk.length - at, this.frame.size - this.filled);
+      this.frame.image?.data.set(chunk.subarray(at, at + n), this.filled);
       this.filled += n;
-      this.bytes += n;
       at += n;
-      if (this.filled === this.frame.data.length) {
-        this.frames.push(this.frame);
+      if (this.filled === this.frame.size) {
+        const { index, image } = this.frame;
         this.frame = null;
+        if (image) this.sink.receive(index, image);
       }
     }
   }
@@ -258,7 +346,9 @@ export class PpmStream {
       throw new VideoError(`ffmpeg sent a ${width}x${height} frame with maximum value ${maxval}; expected 8-bit RGB`);
     }
     this.header = '';
-    this.frame = { width, height, data: new Uint8Array(width * height * 3) };
+    const index = this.count++;
+    const size = width * height * 3;
+    this.frame = { index, size, image: this.sink.wants(index) ? { width, height, data: new Uint8Array(size) } : null };
     this.filled = 0;
   }
 }

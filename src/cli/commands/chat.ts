@@ -11,10 +11,11 @@ import { DOWNSAMPLE_MODES, parseConversation, placeMedia, type DownsampleMode, t
 import { MINICPMV1_CHAT_DEFAULTS, MINICPMV_CHAT_DEFAULTS } from '../../models/minicpmv/model.js';
 import { chatDefaultsOf } from '../../models/minicpmv46/model.js';
 import { OMNILMM_CHAT_DEFAULTS } from '../../models/omnilmm/model.js';
+import { familyOf, loadModelConfig } from '../../models/registry.js';
 import { numberOption, parseCommandArgs, stringOption, stringsOption, type Parsed } from '../args.js';
 import { decodeUserImage, outputClosed, readUserFile } from '../io.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../../graph/quantize.js';
-import { DEFAULT_MODEL, THREADS_HELP, threadsOption, type Command } from './common.js';
+import { DEFAULT_MODEL, resolveModelOption, THREADS_HELP, threadsOption, type Command } from './common.js';
 
 const USAGE =
   'omnilmm chat --model <dir|org/name> [--image <path>]... [--video <folder|file>] [--video-fps F] [--messages <file.json>] ' +
@@ -32,7 +33,8 @@ export const chatCommand: Command = {
                              images, MiniCPM-V 1.0/2.0 and OmniLMM-12B one). Without image parts in --messages,
                              the images go before the first user message's text
   --video <folder|file>      a video (MiniCPM-V 4.6): a folder of frame images, taken in name order, or a video
-                             file, decoded into frames with ffmpeg (which must be installed)
+                             file, decoded into frames with ffmpeg (which must be installed); only the frames the
+                             model samples are kept in memory
   --video-fps F              frames per second of the folder's frames (default 1: one frame a second), or the
                              rate a video file is decoded at (default 1)
   --messages <file.json>     the conversation: [{"role":"user","content":"…"},{"role":"assistant","content":"…"},…],
@@ -177,7 +179,11 @@ async function readMedia(values: Parsed['values']): Promise<Media> {
   const fps = numberOption(values, 'video-fps', { min: Number.MIN_VALUE });
   if (fps !== undefined && !videoPath) throw new InvalidRequestError('--video-fps goes with --video <folder|file>');
   const media: Media = { images };
-  if (videoPath) media.video = await readVideoPath(videoPath, fps);
+  if (videoPath) {
+    // Read before the model loads, for the frames it keeps only: its family knows them from its config.
+    const config = loadModelConfig(await resolveModelOption(values));
+    media.video = await readVideoPath(videoPath, { fps, pickFrames: familyOf(config).videoFramePicker?.(config, {}) });
+  }
   const downsampleMode = downsampleModeOption(values);
   if (downsampleMode) media.downsampleMode = downsampleMode;
   if (values.thinking) media.thinking = true;
