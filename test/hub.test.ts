@@ -52,6 +52,11 @@ class FakeHub {
   readonly corrupt = new Set<string>();
   /** Files the listing names but the resolve URL answers 404 for. */
   readonly listedOnly = new Set<string>();
+  /**
+   * How the next file listing is sent: half of it, then silence (stall) or a closed connection (cut); all of it in
+   * six pieces 100 ms apart (slow); or an HTML page in its place (html).
+   */
+  listingOnce: 'stall' | 'cut' | 'slow' | 'html' | null = null;
   private hub = http.createServer((req, res) => this.serveHub(req, res));
   private cdn = http.createServer((req, res) => this.serveCdn(req, res));
   url = '';
@@ -97,7 +102,20 @@ class FakeHub {
     if (repo !== REPO) return void res.writeHead(404, { 'X-Error-Code': 'RepoNotFound' }).end('Repository not found');
     if (api) {
       const siblings = [...this.files.keys(), ...this.listedOnly].map((rfilename) => ({ rfilename }));
-      return void res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ id: REPO, sha: COMMIT, siblings }));
+      const body = Buffer.from(JSON.stringify({ id: REPO, sha: COMMIT, siblings }));
+      const how = this.listingOnce;
+      this.listingOnce = null;
+      if (how === 'html') return void res.writeHead(200, { 'Content-Type': 'text/html' }).end('<!doctype html><title>Sign in to the proxy</title>');
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': String(body.length) });
+      const half = body.subarray(0, body.length >> 1);
+      if (how === 'stall') return void res.write(half);
+      if (how === 'cut') return void res.write(half, () => setTimeout(() => res.socket?.destroy(), 20));
+      if (how === 'slow') {
+        const piece = Math.ceil(body.length / 6);
+        for (let k = 0; k < 6; k++) setTimeout(() => res.write(body.subarray(k * piece, (k + 1) * piece)), 100 * k);
+        return void setTimeout(() => res.end(), 600);
+      }
+      return void res.end(body);
     }
     const name = resolve![3]!;
     const data = this.files.get(name);
@@ -246,6 +264,25 @@ describe('hub download', () => {
     hub.stallOnce.add(shard);
     await assert.rejects(downloadModel(REPO, options(tempDir(), { timeoutMs: 300, maxRetries: 0 })), (err: Error) =>
       err instanceof HubError && /interrupted after \d+ of \d+ bytes \(no data for 0\.3 s\)/.test(err.message));
+  });
+
+  it('cuts a file listing that stops sending for timeoutMs and says it was interrupted, not that it is no JSON', async () => {
+    const listing = `${hub.url}/api/models/${REPO}/revision/main`;
+    const advice = 'check the network and run the command again, or set HF_ENDPOINT to a mirror you can reach';
+    hub.listingOnce = 'stall';
+    await assert.rejects(downloadModel(REPO, options(tempDir(), { timeoutMs: 300 })), (err: Error) =>
+      err instanceof HubError && err.message === `the answer of ${listing} was interrupted (no data for 0.3 s): ${advice}`);
+    hub.listingOnce = 'cut';
+    await assert.rejects(downloadModel(REPO, options(tempDir())), (err: Error) =>
+      err instanceof HubError && err.message.startsWith(`the answer of ${listing} was interrupted (`) && err.message.endsWith(`): ${advice}`));
+    // The limit is on silence, not on the whole answer: 600 ms of pieces 100 ms apart pass a 300 ms limit.
+    hub.listingOnce = 'slow';
+    const dir = await downloadModel(REPO, options(tempDir(), { timeoutMs: 300 }));
+    assert.deepEqual(readdirSync(dir).sort(), MODEL_FILES);
+    // A complete answer that is not JSON is still the endpoint's fault.
+    hub.listingOnce = 'html';
+    await assert.rejects(downloadModel(REPO, options(tempDir())), (err: Error) =>
+      err instanceof HubError && err.message === `${listing} did not answer with JSON: is HF_ENDPOINT (${hub.url}) a Hugging Face hub?`);
   });
 
   it('keeps the .incomplete file of an interrupted call and resumes it in the next call', async () => {

@@ -33,7 +33,10 @@ export interface HubOptions {
   progress?: ProgressStream | false;
   /** How many times one call resumes an interrupted transfer before giving up; default 3. */
   maxRetries?: number;
-  /** Time limit of each metadata request (file list, HEAD), in milliseconds; default 30 000. */
+  /**
+   * How long a request may receive nothing (no answer, or a body that stops) before it is cut, in milliseconds;
+   * default 30 000. A cut transfer is resumed, a cut metadata request (file list, HEAD) reported.
+   */
   timeoutMs?: number;
 }
 
@@ -239,6 +242,42 @@ interface RemoteFile {
 /** Raised inside a transfer when the connection broke; the download resumes or reports it. */
 class TransferInterrupted extends Error {}
 
+/** Aborts its signal once nothing was received for `timeoutMs`: a request whose answer or body stalls is cut. */
+class StallWatchdog {
+  private readonly controller = new AbortController();
+  private timer: NodeJS.Timeout;
+
+  constructor(private readonly timeoutMs: number) {
+    this.timer = this.arm();
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** Data arrived: the wait starts again. */
+  received(): void {
+    clearTimeout(this.timer);
+    this.timer = this.arm();
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+
+  /** Why a request failed: the stall when this watchdog cut it, else the network's reason (the error's cause). */
+  why(err: unknown): string {
+    if (this.signal.aborted) return (this.signal.reason as Error).message;
+    return (err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message;
+  }
+
+  private arm(): NodeJS.Timeout {
+    // A TimeoutError, so that a request cut before any answer reads "no answer within …" (networkError).
+    const stalled = () => this.controller.abort(new DOMException(`no data for ${this.timeoutMs / 1000} s`, 'TimeoutError'));
+    return setTimeout(stalled, this.timeoutMs);
+  }
+}
+
 class HubClient {
   private readonly endpointOrigin: string;
 
@@ -253,11 +292,21 @@ class HubClient {
   /** The revision's commit and its file names (`/api/models/{repo}/revision/{revision}`). */
   async listFiles(): Promise<{ commit: string; files: string[] }> {
     const url = `${this.s.endpoint}/api/models/${this.repoId}/revision/${encodeURIComponent(this.s.revision)}`;
-    const res = await this.request('GET', url, { Accept: 'application/json' }, 'timeout');
-    if (!res.ok) throw this.statusError(res, url);
+    const watchdog = new StallWatchdog(this.s.timeoutMs);
+    let body: string;
+    try {
+      const res = await this.request('GET', url, { Accept: 'application/json' }, watchdog.signal);
+      if (!res.ok) {
+        await res.body?.cancel();
+        throw this.statusError(res, url);
+      }
+      body = await this.readBody(res, url, watchdog);
+    } finally {
+      watchdog.stop();
+    }
     let info: { sha?: unknown; siblings?: unknown };
     try {
-      info = (await res.json()) as typeof info;
+      info = JSON.parse(body) as typeof info;
     } catch {
       throw new HubError(`${url} did not answer with JSON: is HF_ENDPOINT (${this.s.endpoint}) a Hugging Face hub?`);
     }
@@ -354,27 +403,22 @@ class HubClient {
    * that receives nothing for `timeoutMs` (no answer, or a body that stops) is cut, to be resumed like any other.
    */
   private async transfer(file: RemoteFile, partPath: string, have: number, bar: ProgressBar): Promise<number> {
-    const stalled = new AbortController();
-    const stallAfter = () => setTimeout(() => stalled.abort(new Error(`no data for ${this.s.timeoutMs / 1000} s`)), this.s.timeoutMs);
-    let watchdog = stallAfter();
+    const watchdog = new StallWatchdog(this.s.timeoutMs);
     try {
-      return await this.transferWatched(file, partPath, have, bar, stalled.signal, () => {
-        clearTimeout(watchdog);
-        watchdog = stallAfter();
-      });
+      return await this.transferWatched(file, partPath, have, bar, watchdog);
     } finally {
-      clearTimeout(watchdog);
+      watchdog.stop();
     }
   }
 
   private async transferWatched(
-    file: RemoteFile, partPath: string, have: number, bar: ProgressBar, signal: AbortSignal, received: () => void,
+    file: RemoteFile, partPath: string, have: number, bar: ProgressBar, watchdog: StallWatchdog,
   ): Promise<number> {
     const headers: Record<string, string> = { 'Accept-Encoding': 'identity' };
     if (have > 0) headers['Range'] = `bytes=${have}-`;
     let res: Response;
     try {
-      res = await this.request('GET', file.url, headers, signal);
+      res = await this.request('GET', file.url, headers, watchdog.signal);
     } catch (err) {
       throw new TransferInterrupted((err as Error).message, { cause: err });
     }
@@ -397,7 +441,7 @@ class HubClient {
     let failure: unknown = null;
     try {
       for await (const chunk of res.body ?? []) {
-        received();
+        watchdog.received();
         await out.write(chunk);
         have += chunk.length;
         bar.advance(chunk.length);
@@ -412,18 +456,35 @@ class HubClient {
       rmSync(partPath, { force: true });
       throw failure;
     }
-    if (failure !== null) {
-      const why = signal.aborted ? (signal.reason as Error).message : (failure as Error).message;
-      throw new TransferInterrupted(why, { cause: failure });
-    }
+    if (failure !== null) throw new TransferInterrupted(watchdog.why(failure), { cause: failure });
     return have;
+  }
+
+  /**
+   * The body of a metadata answer, read under the request's watchdog. A body that stalls or breaks off is reported as
+   * such: what arrived of it is no answer to judge (the hub's format is blamed only for a complete body).
+   */
+  private async readBody(res: Response, url: string, watchdog: StallWatchdog): Promise<string> {
+    const chunks: Uint8Array[] = [];
+    try {
+      for await (const chunk of res.body ?? []) {
+        watchdog.received();
+        chunks.push(chunk);
+      }
+    } catch (err) {
+      throw new HubError(
+        `the answer of ${url} was interrupted (${watchdog.why(err)}): check the network and run the command again, ` +
+        'or set HF_ENDPOINT to a mirror you can reach', { cause: err },
+      );
+    }
+    return new TextDecoder().decode(Buffer.concat(chunks));
   }
 
   /**
    * A request that follows redirects itself: the token goes only to the endpoint's own origin (dropped on a redirect
    * to a CDN). With 'same-origin', a redirect to another origin is returned instead of followed. Network failures
    * become HubErrors. `until`: 'timeout', the answer must come within timeoutMs; or the caller's own signal (a
-   * download's stall watchdog).
+   * StallWatchdog's).
    */
   private async request(
     method: 'GET' | 'HEAD', url: string, headers: Record<string, string>, until: 'timeout' | AbortSignal,
