@@ -47,6 +47,9 @@ export class InvalidRequestError extends OmnilmmError {
   override readonly exitCode = 2;
 }
 
+/** The prompt fills the model's context: no room is left for an answer. */
+export class ContextFullError extends InvalidRequestError {}
+
 /** The ONNX graph could not be built or run. */
 export class RuntimeError extends OmnilmmError {}
 

@@ -610,3 +610,22 @@ test('on a terminal: /image without a path says that it needs one', async () => 
   assert.match(shown, /error: \/image needs the path of an image: \/image <path>/);
   assert.doesNotMatch(shown, /image not found/);
 });
+
+test('on a terminal: a turn that no longer fits the context says to type /reset; a one-shot chat does not', async () => {
+  // The fixture question's official prompt leaves 3 positions: the first answer fits (cut short), the second turn's
+  // prompt (the first turn, its answer and a new question) does not.
+  const c = readFixtureJson<GreedyChat>(FIXTURE, 'llm', 'single_turn_grad.json');
+  const small = copyModel('context-full');
+  const context = c.input_ids.length + 3;
+  const config = JSON.parse(readFileSync(join(small, 'config.json'), 'utf8'));
+  writeFileSync(join(small, 'config.json'), JSON.stringify({ ...config, max_position_embeddings: context }));
+  const args = ['chat', '--model', small, '--image', fixturePath(FIXTURE, c.input.file), '--decoding', 'greedy', '--max-new-tokens', '24', '--threads', '1'];
+  const shown = await inTerminal(cliCommand(...args), [c.msgs[0]!.content, 'and then?', '/reset', 'hi', '/exit']);
+  const full = `the prompt has \\d+ tokens and fills the ${context}-token context`;
+  assert.match(shown, new RegExp(`error: ${full}: type /reset to start a new conversation\\r?\\n`));
+  assert.equal(shown.split('error:').length, 2, 'after /reset the question is answered');
+
+  const messages = join(scratch, 'grown.json');
+  writeFileSync(messages, JSON.stringify([c.msgs[0], { role: 'assistant', content: 'a long answer '.repeat(8) }, { role: 'user', content: 'and then?' }]));
+  assertCleanError(await cli([...args, '--messages', messages]), new RegExp(`^error: ${full}\\n$`));
+});

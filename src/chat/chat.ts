@@ -3,7 +3,7 @@
 // drops ids 0 and the final EOS and strips; MiniCPM-V 4.6 decodes without special tokens), or, when a stop string
 // ended it, the answer before the stop string.
 
-import { InvalidRequestError } from '../errors.js';
+import { ContextFullError, InvalidRequestError } from '../errors.js';
 import { nextMacrotask } from '../macrotask.js';
 import { beamSearch } from '../generation/beam-search.js';
 import { generate } from '../generation/generate.js';
@@ -114,7 +114,7 @@ export async function* streamChat(model: ChatModel, request: ChatRequest): Async
   const prompt = model.prepareInSteps ? await pausingBetweenSteps(model.prepareInSteps(input), pause) : model.prepare(input);
   const maxNewTokens = Math.min(decoding.maxNewTokens, model.contextLength - prompt.ids.length);
   if (maxNewTokens < 1) {
-    throw new InvalidRequestError(`the prompt has ${prompt.ids.length} tokens and fills the ${model.contextLength}-token context`);
+    throw new ContextFullError(`the prompt has ${prompt.ids.length} tokens and fills the ${model.contextLength}-token context`);
   }
   request.signal?.throwIfAborted();
   const sequence = await model.startPrompt(prompt, pause);

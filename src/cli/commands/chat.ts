@@ -6,7 +6,7 @@ import { DECODINGS, type ChatDefaults, type Decoding, type DecodingSettings } fr
 import type { Engine, EngineRequest } from '../../chat/engine-types.js';
 import { readVideoPath } from '../../chat/media-source.js';
 import { WorkerEngine } from '../../chat/worker-engine.js';
-import { InvalidRequestError, OmnilmmError } from '../../errors.js';
+import { ContextFullError, InvalidRequestError, OmnilmmError } from '../../errors.js';
 import { DOWNSAMPLE_MODES, parseConversation, placeMedia, type DownsampleMode, type Message } from '../../models/messages.js';
 import { MINICPMV1_CHAT_DEFAULTS, MINICPMV_CHAT_DEFAULTS } from '../../models/minicpmv/model.js';
 import { chatDefaultsOf } from '../../models/minicpmv46/model.js';
@@ -364,6 +364,8 @@ async function interactiveSession(engine: Engine, firstMedia: Media, settings: D
         messages = [...turn, { role: 'assistant', content: text }];
       } catch (err) {
         if (answer.signal.aborted) process.stdout.write('\n(stopped)\n');
+        // The conversation grew past the context: only a new one makes room.
+        else if (err instanceof ContextFullError && messages.length > 0) process.stdout.write(`error: ${err.message}: type /reset to start a new conversation\n`);
         else if (err instanceof OmnilmmError) process.stdout.write(`error: ${err.message}\n`);
         else throw err;
       } finally {
