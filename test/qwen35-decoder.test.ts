@@ -286,6 +286,22 @@ test('prefix reuse with an image: the end of its span is kept, the same image re
   assert.throws(() => runner.start(tensors.inputs_embeds!.subarray(5 * d), json.seq_len, { ids, reuse: 5 }), InvalidRequestError);
 });
 
+test('snapshots asked at many positions (one per turn of a long conversation) cut the prefill only where the kept ones go', async () => {
+  const { json, tensors } = golden('mixed_grid_16x');
+  assert.equal(json.seq_len, 292);
+  const asked = Array.from({ length: 29 }, (_, k) => 10 * (k + 1));
+  let pauses = 0;
+  runner.forgetCache();
+  const sequence = await runner.startPrompt(json.input_ids, null, fixtureEmbeds(tensors.inputs_embeds!), async () => void pauses++, asked);
+  assert.equal(sequence.reusedLength, 0);
+  const diff = maxAbsDiff(await sequence.prefill(), tensors.logits_last!);
+  assert.ok(diff <= LOGITS_TOLERANCE, `logits_last differs by ${diff}`);
+  // Only the latest 6 snapshots are kept; runs end there, at the multiples of linearChunk (64) and at the end:
+  // 64, 128, 192, 240, 250, 256, 260, 270, 280, 290, 292 — 11 runs, a pause before each but the first.
+  assert.deepEqual(runner.snapshotPositions, [240, 250, 260, 270, 280, 290]);
+  assert.equal(pauses, 10);
+});
+
 test('beams: step with parents fans out, reorders, duplicates and drops rows of every kind of state', async () => {
   const { json, tensors } = golden('text_only');
   const L = json.seq_len;

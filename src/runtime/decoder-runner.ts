@@ -107,7 +107,8 @@ export interface PromptBinding {
   pause?: () => Promise<void>;
   /**
    * Models with linear-attention layers: positions p (reuse < p ≤ seqLen) after which the prefill keeps the state,
-   * so that a later prompt sharing the first p ids resumes there (e.g. the start of the last turn). Ignored otherwise.
+   * so that a later prompt sharing the first p ids resumes there (e.g. the start of the last turn); only the latest
+   * maxSnapshots of them are kept. Ignored otherwise.
    */
   snapshots?: readonly number[];
 }
@@ -308,9 +309,19 @@ export class DecoderRunner {
         `the prompt has ${seqLen} positions but the decoder was set up for at most ${this.maxSeq} (raise maxSeq)`,
       );
     }
-    const snapshots = this.linear && binding ? (binding.snapshots ?? []).filter((p) => Number.isInteger(p) && p > reuse && p <= seqLen) : [];
+    const snapshots = this.linear && binding ? this.keptSnapshots(binding.snapshots ?? [], reuse, seqLen) : [];
     this.active = new DecoderSequence(this, inputsEmbeds, seqLen, binding ? [...binding.ids] : null, reuse, binding?.pause, snapshots);
     return this.active;
+  }
+
+  /**
+   * The snapshot positions in (reuse, seqLen] whose states keepSnapshot would still hold after the prefill: the latest
+   * maxSnapshots. A prefill run ends at each of them, so the others would only cut it into more runs (a prompt of
+   * thousands of turns, a snapshot asked at each, ran in thousands of runs that each read the whole cache).
+   */
+  private keptSnapshots(asked: readonly number[], reuse: number, seqLen: number): number[] {
+    const positions = [...new Set(asked)].filter((p) => Number.isInteger(p) && p > reuse && p <= seqLen).sort((a, b) => a - b);
+    return positions.slice(Math.max(0, positions.length - this.maxSnapshots));
   }
 
   /**
