@@ -1,11 +1,11 @@
 // What bounds a request's work: more images than the model's context could hold are refused before any is decoded
-// (server, library, worker engine, CLI); an aborted request stops between images while they are checked, decoded or
-// resized; /health says 503 once the engine's worker has stopped.
+// (server, library, worker engine, CLI); an aborted request stops between images while they are decoded or resized;
+// the server reads image headers and the engine decodes each image once; /health says 503 once the engine's worker
+// has stopped.
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -41,7 +41,7 @@ async function post(server: ChatServer, body: unknown) {
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(body),
   });
-  return { status: res.status, body: (await res.json()) as { error?: { message: string; param: string | null; type: string } } };
+  return { status: res.status, body: (await res.json()) as { error?: { message: string; param: string | null; type: string; code: string | null } } };
 }
 
 /** The array's elements as the code under test reads them: `read` is called with each index it takes. */
@@ -62,6 +62,23 @@ function touchable(images: RgbImage[], touched: (index: number) => void): RgbIma
       return Reflect.get(target, key, receiver) as unknown;
     },
   }));
+}
+
+/** How many images sharp decodes to pixels (toBuffer; a header read is metadata()) in this thread while `run` runs. */
+async function fullDecodes(run: () => Promise<void>): Promise<number> {
+  const prototype = sharp.prototype as { toBuffer: (...args: unknown[]) => unknown };
+  const toBuffer = prototype.toBuffer;
+  let count = 0;
+  prototype.toBuffer = function (this: unknown, ...args: unknown[]) {
+    count += 1;
+    return toBuffer.apply(this, args);
+  };
+  try {
+    await run();
+  } finally {
+    prototype.toBuffer = toBuffer;
+  }
+  return count;
 }
 
 async function waitFor(condition: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
@@ -199,35 +216,68 @@ describe('an aborted request stops between images', () => {
       await model.release();
     }
   });
+});
 
-  test('server: a client that goes while its images are checked frees the line before the rest are decoded', async () => {
+describe('the server reads image headers; the engine decodes each image once', () => {
+  test('a request with one image: one full decode (in the engine), none in the server', async () => {
+    const engine = await LocalEngine.start(MODEL_2, FP32);
+    const server = await ChatServer.start({ engine, port: 0, log: () => {} });
+    try {
+      const url = `data:image/png;base64,${png('grad_100x80.png').toString('base64')}`;
+      let status = 0;
+      const decodes = await fullDecodes(async () => {
+        status = (await post(server, { model: 'tiny', messages: imageMessages(1, url), max_tokens: 1 })).status;
+      });
+      assert.equal(status, 200);
+      assert.equal(decodes, 1);
+    } finally {
+      await server.close();
+      await engine.close();
+    }
+  });
+
+  test('the server decodes no pixel: large images and one truncated past its header reach the engine as sent', async () => {
     const engine = new ScriptedEngine(['Hi.']);
     const server = await ChatServer.start({ engine, port: 0, log: () => {} });
     try {
       // 8000×5000 of one colour: about 130 KB of PNG, and 40 million pixels (the server's default limit) to decode.
       const heavy = await sharp({ create: { width: 8000, height: 5000, channels: 3, background: '#808080' } }).png().toBuffer();
-      const url = `data:image/png;base64,${heavy.toString('base64')}`;
-      // What one image's check costs on this machine now: the yardstick for the rest.
-      let started = performance.now();
-      assert.equal((await post(server, { model: 'scripted', messages: imageMessages(1, url) })).status, 200);
-      const oneImage = performance.now() - started;
-      // A sends 40 such images and goes while the server decodes its first; B (text only) arrives after it.
-      const body = JSON.stringify({ model: 'scripted', messages: imageMessages(40, url) });
-      const a = httpRequest(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } });
-      a.on('error', () => {});
-      a.end(body);
-      // Nothing else in this process decodes images now: a task in sharp is A's check.
-      await waitFor(() => sharp.counters().process > 0, "the server to decode A's first image");
-      a.destroy();
-      started = performance.now();
-      const b = await post(server, { model: 'scripted', messages: [{ role: 'user', content: 'Hi' }] });
-      const waited = performance.now() - started;
-      assert.equal(b.status, 200);
-      // Without the stop B would wait for A's other 39 checks; with it, for the one under way at most.
-      assert.ok(waited < 10 * oneImage, `B waited ${Math.round(waited)} ms; one image's check takes ${Math.round(oneImage)} ms`);
-      assert.equal(engine.requests.length, 2, 'A never reached the engine');
+      const truncated = png('grad_100x80.png').subarray(0, 3500);
+      const urls = [heavy, heavy, truncated].map((bytes) => `data:image/png;base64,${bytes.toString('base64')}`);
+      const parts = urls.map((url) => ({ type: 'image_url', image_url: { url } }));
+      let status = 0;
+      const decodes = await fullDecodes(async () => {
+        status = (await post(server, { model: 'scripted', messages: [{ role: 'user', content: [...parts, { type: 'text', text: 'Hi' }] }] })).status;
+      });
+      assert.equal(status, 200);
+      assert.equal(decodes, 0);
+      assert.deepEqual(engine.requests[0]!.images!.map((bytes) => bytes.length), [heavy.length, heavy.length, 3500]);
     } finally {
       await server.close();
+    }
+  });
+
+  test('an image whose header is fine but whose body is cut short is a 400 invalid_image from the worker\'s decode', async () => {
+    const engine = await WorkerEngine.start(MODEL_2, FP32);
+    const server = await ChatServer.start({ engine, port: 0, log: () => {} }).catch(async (err: unknown) => {
+      await engine.close();
+      throw err;
+    });
+    try {
+      const truncated = png('grad_100x80.png').subarray(0, 3500);
+      const url = `data:image/png;base64,${truncated.toString('base64')}`;
+      for (const stream of [false, true]) {
+        const refused = await post(server, { model: 'tiny', messages: imageMessages(1, url), stream });
+        assert.equal(refused.status, 400);
+        assert.deepEqual(
+          { type: refused.body.error!.type, param: refused.body.error!.param, code: refused.body.error!.code },
+          { type: 'invalid_request_error', param: 'messages', code: 'invalid_image' },
+        );
+        assert.match(refused.body.error!.message, /^cannot decode the PNG image \(corrupt or truncated data\?\)/);
+      }
+    } finally {
+      await server.close();
+      await engine.close();
     }
   });
 });

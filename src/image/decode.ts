@@ -22,7 +22,7 @@ export interface DecodeOptions {
 /** Pillow raises DecompressionBombError above 2 × Image.MAX_IMAGE_PIXELS (89478485) pixels. */
 export const DEFAULT_MAX_PIXELS = 2 * 89_478_485;
 
-type ImageFormat = 'jpeg' | 'png' | 'webp' | 'gif';
+export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'gif';
 
 const FORMAT_NAMES: Record<ImageFormat, string> = { jpeg: 'JPEG', png: 'PNG', webp: 'WebP', gif: 'GIF' };
 
@@ -63,17 +63,30 @@ function reason(err: unknown): string {
   return text.split('\n')[0]!.replace(/[\s:]+$/, '');
 }
 
+/** How sharp reads every image: strict about errors, with no colour profile or EXIF rotation applied (as PIL). */
+const SHARP_INPUT = { failOn: 'error', ignoreIcc: true, autoOrient: false } as const;
+
 function checkMaxPixels(maxPixels: number): void {
   if (!Number.isSafeInteger(maxPixels) || maxPixels < 1) {
     throw new InvalidRequestError(`maxPixels must be a positive whole number, got ${maxPixels}`);
   }
 }
 
+/** What an image's header says: its format, size and (for a JPEG) colour space. */
+export interface ImageHeader {
+  format: ImageFormat;
+  width: number;
+  height: number;
+  /** libvips' interpretation of the stored samples ("cmyk" for a CMYK JPEG). */
+  space: Metadata['space'];
+}
+
 /**
- * Decodes a JPEG, PNG, WebP or GIF (first frame) into 8-bit RGB exactly as PIL's `Image.open(f).convert('RGB')`.
- * Throws ImageError for empty, corrupt, truncated, unsupported or oversized input.
+ * Reads a JPEG, PNG, WebP or GIF header without decoding a pixel: its format and size, within `maxPixels`. Throws
+ * ImageError for empty, unsupported or corrupt-header input and ImageTooLargeError above the limit, as decodeImage
+ * does; a body that is corrupt past the header is found only by decodeImage.
  */
-export async function decodeImage(bytes: Uint8Array, options: DecodeOptions = {}): Promise<RgbImage> {
+export async function readImageHeader(bytes: Uint8Array, options: DecodeOptions = {}): Promise<ImageHeader> {
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
   checkMaxPixels(maxPixels);
   if (bytes.length === 0) throw new ImageError('the image is empty (0 bytes); pass the bytes of a JPEG, PNG, WebP or GIF file');
@@ -83,13 +96,10 @@ export async function decodeImage(bytes: Uint8Array, options: DecodeOptions = {}
     throw new ImageError(`unsupported image format: the data is ${what}; only JPEG, PNG, WebP and GIF are supported`);
   }
   const name = FORMAT_NAMES[format];
-  const input = { failOn: 'error', limitInputPixels: maxPixels, ignoreIcc: true, autoOrient: false } as const;
-
-  // 1. Header only: dimensions are checked before any pixel memory is allocated. sharp's own pixel limit is lifted
-  //    for this step so that our message (with the size) is the one the caller sees; it guards the decode below.
+  // sharp's own pixel limit is lifted here so that our message (with the size) is the one the caller sees.
   let meta: Metadata;
   try {
-    meta = await sharp(bytes, { ...input, limitInputPixels: false }).metadata();
+    meta = await sharp(bytes, { ...SHARP_INPUT, limitInputPixels: false }).metadata();
   } catch (err) {
     throw new ImageError(`cannot read the ${name} image header (corrupt or truncated file?): ${reason(err)}`);
   }
@@ -106,11 +116,22 @@ export async function decodeImage(bytes: Uint8Array, options: DecodeOptions = {}
       'raise the maxPixels option if you trust this image',
     );
   }
+  return { format, width, height, space: meta.space };
+}
 
-  // 2. Pixels, converted by PIL's rules.
+/**
+ * Decodes a JPEG, PNG, WebP or GIF (first frame) into 8-bit RGB exactly as PIL's `Image.open(f).convert('RGB')`.
+ * Throws ImageError for empty, corrupt, truncated, unsupported or oversized input.
+ */
+export async function decodeImage(bytes: Uint8Array, options: DecodeOptions = {}): Promise<RgbImage> {
+  // 1. Header only: format and size are checked before any pixel memory is allocated.
+  const { format, space } = await readImageHeader(bytes, options);
+  const name = FORMAT_NAMES[format];
+  // 2. Pixels, converted by PIL's rules; sharp's own pixel limit guards the decode.
+  const input = { ...SHARP_INPUT, limitInputPixels: options.maxPixels ?? DEFAULT_MAX_PIXELS };
   try {
     if (format === 'png' && isGrey16Png(bytes)) return await decodeGrey16(bytes, input);
-    if (format === 'jpeg' && meta.space === 'cmyk') return await decodeCmyk(bytes, input);
+    if (format === 'jpeg' && space === 'cmyk') return await decodeCmyk(bytes, input);
     const { data, info } = await sharp(bytes, input).raw().toBuffer({ resolveWithObject: true });
     const rgb = toRgb(data, info.channels, info.width * info.height);
     if (format === 'gif') {

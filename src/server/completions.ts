@@ -1,5 +1,6 @@
-// POST /v1/chat/completions: validate, fetch and check the image, wait for a turn, generate, answer as one JSON
-// object or as server-sent events. A client that goes away aborts its request wherever it is.
+// POST /v1/chat/completions: validate, fetch the images and check their headers, wait for a turn, generate (the
+// engine decodes the images), answer as one JSON object or as server-sent events. A client that goes away aborts its
+// request wherever it is.
 //
 // A streamed answer's headers go out with its first chunk, so an error raised before any text (a prompt that fills
 // the context, say) still reaches the client as an HTTP error; later errors arrive as one `data: {"error": …}` event.
@@ -12,7 +13,7 @@ import type { Engine, EngineInfo, EngineRequest } from '../chat/engine-types.js'
 import { maxImages } from '../chat/media-source.js';
 import { ReasoningStream, splitReasoning, type AnswerDelta } from '../chat/reasoning.js';
 import { ImageTooLargeError } from '../errors.js';
-import { decodeImage } from '../image/index.js';
+import { readImageHeader } from '../image/index.js';
 import { ApiError, badRequest, errorBody, isAbortError, sendError, toApiError, tooLarge } from './api-error.js';
 import { readJsonBody } from './body.js';
 import { parseChatCompletionRequest, type ChatCompletionRequest, type ImageSource } from './chat-request.js';
@@ -123,12 +124,14 @@ async function fetchImageBytes(source: ImageSource, limits: CompletionLimits, si
   return fetchRemoteImage(source.url, { maxBytes: limits.maxBodyBytes, timeoutMs: limits.remoteImageTimeoutMs, signal });
 }
 
-/** Checks that the image decodes within the pixel limit, before the request waits for its turn. */
+/**
+ * Checks the image's header (a format we read, a size within the pixel limit) before the request waits for its
+ * turn. Its pixels are decoded once, by the engine: a body corrupt past the header is refused there (ImageError, 400).
+ */
 async function checkImage(bytes: Uint8Array, limits: CompletionLimits): Promise<void> {
   try {
-    await decodeImage(bytes, { maxPixels: limits.maxImagePixels });
+    await readImageHeader(bytes, { maxPixels: limits.maxImagePixels });
   } catch (err) {
-    // decodeImage checks the header's pixel count before it decodes a single pixel.
     if (err instanceof ImageTooLargeError) {
       throw tooLarge(`${err.summary}: send a smaller image`, 'messages');
     }
