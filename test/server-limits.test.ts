@@ -1,21 +1,24 @@
 // What bounds a request's work: more images than the model's context could hold are refused before any is decoded
-// (server, library, worker engine, CLI); an aborted request stops between images while they are decoded or resized;
-// the server reads image headers and the engine decodes each image once; /health says 503 once the engine's worker
-// has stopped.
+// (server, library, worker engine, CLI), and on MiniCPM-V 4.6 images whose tokens alone fill it before any is hashed
+// or resized; an aborted request stops between images while they are decoded or resized; the server reads image
+// headers and the engine decodes each image once; /health says 503 once the engine's worker has stopped.
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
-import { loadModel, type Model } from '../src/chat/engine.js';
+import { loadModel, Model } from '../src/chat/engine.js';
 import { LocalEngine } from '../src/chat/local-engine.js';
 import { WorkerEngine } from '../src/chat/worker-engine.js';
-import { decodeImage, type RgbImage } from '../src/image/index.js';
+import { createRgbImage, decodeImage, type RgbImage } from '../src/image/index.js';
+import type { MiniCPMV46ImageOptions } from '../src/models/minicpmv46/image-processor.js';
+import { MiniCPMV46Model } from '../src/models/minicpmv46/model.js';
+import { familyOf, loadModelConfig } from '../src/models/registry.js';
 import { ChatServer } from '../src/server/server.js';
-import { fixturePath, repoRoot } from './helpers/fixtures.js';
+import { fixturePath, readFixtureJson, repoRoot } from './helpers/fixtures.js';
 import { ScriptedEngine } from './helpers/scripted-engine.js';
 
 const MODEL_2 = fixturePath('minicpmv2-tiny', 'model');
@@ -54,11 +57,14 @@ function watched<T extends object>(items: T[], read: (index: number) => void): T
   });
 }
 
-/** Each image as an object whose every property read calls `touched` with its index (the pixels stay as they are). */
+/**
+ * Each image as an object whose pixel reads (its `data`: hashing, resizing) call `touched` with its index; its size
+ * may be read freely. The pixels stay as they are.
+ */
 function touchable(images: RgbImage[], touched: (index: number) => void): RgbImage[] {
   return images.map((image, i) => new Proxy(image, {
     get(target, key, receiver) {
-      touched(i);
+      if (key === 'data') touched(i);
       return Reflect.get(target, key, receiver) as unknown;
     },
   }));
@@ -215,6 +221,79 @@ describe('an aborted request stops between images', () => {
     } finally {
       await model.release();
     }
+  });
+});
+
+describe("MiniCPM-V 4.6: images whose tokens alone fill the context are refused from their sizes", () => {
+  let loaded: MiniCPMV46Model;
+  let options: MiniCPMV46ImageOptions;
+  before(async () => {
+    const config = loadModelConfig(MODEL_46);
+    const model = await familyOf(config).load(MODEL_46, config, FP32);
+    assert.ok(model instanceof MiniCPMV46Model);
+    loaded = model;
+    options = loaded.config.processor.image;
+  });
+  after(async () => loaded.release());
+
+  test("an image's planned tokens are the official processor's placeholder ids, for every fixture image in both modes", () => {
+    const stems = readdirSync(fixturePath('minicpmv46-tiny', 'preprocess')).filter((name) => name.endsWith('.json'));
+    assert.equal(stems.length, 12);
+    for (const name of stems) {
+      const golden = readFixtureJson<{ input: { size: [number, number] }; placeholder_16x_ids: number[]; placeholder_4x_ids: number[] }>(
+        'minicpmv46-tiny', 'preprocess', name,
+      );
+      const [width, height] = golden.input.size;
+      assert.equal(loaded.plannedImageTokens([height, width], 0, { ...options, downsampleMode: '16x' }), golden.placeholder_16x_ids.length, name);
+      assert.equal(loaded.plannedImageTokens([height, width], 0, { ...options, downsampleMode: '4x' }), golden.placeholder_4x_ids.length, name);
+    }
+    // By hand (fixture README §3.1-3.2), 1344×1344 at 16x: 1344²/448² = 9 slices, a 3×3 grid (no error); the source
+    // and each tile 448×448, 32×32 patches, 64 rows. <image_id> 0 </image_id> (3) + <image> 64 </image> (66) + 9 ×
+    // <slice> 64 </slice> (594) + 2 "\n" between the rows = 665.
+    assert.equal(loaded.plannedImageTokens([1344, 1344], 0, options), 665);
+  });
+
+  test('the planned tokens are what prepare() gives each image in the prompt, two-digit image ids included', () => {
+    // [width, height]: the fixture images' sizes and a few more, 11 images so that the last id is 10.
+    const sizes = [[1344, 1344], [100, 80], [30, 900], [2000, 1000], [1125, 300], [448, 448], [640, 480], [300, 1200], [1000, 300], [57, 3000], [1300, 858]];
+    const images = sizes.map(([width, height]) => createRgbImage(width!, height!));
+    const content = [...images.map(() => ({ type: 'image' as const })), { type: 'text' as const, text: 'Compare them.' }];
+    for (const downsampleMode of ['16x', '4x'] as const) {
+      const { ids } = loaded.prepare({ messages: [{ role: 'user', content }], images, video: null, downsampleMode, thinking: false });
+      // The tiny tokenizer's ids (fixture README §2.3): an image runs from its <image_id> to its last </image> or </slice>.
+      const starts = ids.flatMap((id, at) => (id === 3034 ? [at] : []));
+      const spans = starts.map((start, k) => {
+        let end = (starts[k + 1] ?? ids.length) - 1;
+        while (ids[end] !== 3031 && ids[end] !== 3033) end -= 1;
+        return end - start + 1;
+      });
+      const planned = sizes.map(([width, height], k) => loaded.plannedImageTokens([height!, width!], k, { ...options, downsampleMode }));
+      assert.deepEqual(planned, spans, downsampleMode);
+    }
+  });
+
+  test('images whose planned tokens fill the context are refused before any is hashed or resized', async () => {
+    const model = new Model(loaded, MODEL_46);
+    const pixels = createRgbImage(1344, 1344);
+    const messages = [{ role: 'user' as const, content: 'Compare them.' }];
+    // Image k of 1344×1344 takes 664 tokens and its id's digits (one token each): 394 of them take
+    // 394 · 664 + (10 · 1 + 90 · 2 + 294 · 3) = 262688 > 262144 (the tiny 4.6's context), far fewer than the count
+    // bound's 43690; 393 take 262021 and leave the context room.
+    let touched = 0;
+    const tooMany = touchable(Array.from({ length: 394 }, () => pixels), () => (touched += 1));
+    await assert.rejects(model.chat({ messages, images: tooMany, decoding: 'greedy', maxNewTokens: 1 }), {
+      name: 'InvalidRequestError',
+      message: "the prompt's 394 images alone take 262688 tokens and fill the 262144-token context: send fewer or smaller images",
+    });
+    assert.equal(touched, 0, 'no image was hashed or resized');
+    // 393 pass the check and go on to be hashed: the first image's pixels are read (then the request is aborted).
+    const controller = new AbortController();
+    const fewer = touchable(Array.from({ length: 393 }, () => pixels), () => {
+      touched += 1;
+      controller.abort(new DOMException('enough', 'AbortError'));
+    });
+    await assert.rejects(model.chat({ messages, images: fewer, signal: controller.signal, decoding: 'greedy', maxNewTokens: 1 }), { name: 'AbortError' });
+    assert.ok(touched > 0);
   });
 });
 

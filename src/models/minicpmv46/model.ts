@@ -19,8 +19,11 @@ import type { MiniCPMV46Config } from './config.js';
 import {
   IMAGE_MARKUP,
   imageIdPrefix,
+  planImageSlices,
+  plannedSliceTokens,
   preprocessImage,
   slicesPlaceholder,
+  type HeightWidth,
   type MiniCPMV46ImageOptions,
   type PreprocessedImage,
   type VisionSlice,
@@ -160,10 +163,14 @@ export class MiniCPMV46Model {
     }
   }
 
-  /** prepare(input), yielding before each image is hashed and before each is resized (streamChat pauses there). */
+  /**
+   * prepare(input), yielding before each image is hashed and before each is resized (streamChat pauses there). Images
+   * whose tokens alone fill the context are refused first, from their sizes.
+   */
   *prepareInSteps(input: ChatInput): Generator<void, PreparedPrompt, undefined> {
     const mode = input.downsampleMode ?? this.config.processor.image.downsampleMode;
     const imageOptions: MiniCPMV46ImageOptions = { ...this.config.processor.image, downsampleMode: mode };
+    this.checkImagesFit(input.images, imageOptions);
     const images = yield* this.preprocessed(input.images, imageOptions);
     const videoOptions = input.video ? videoOptionsOf(this.config.processor.video, input.video, mode) : null;
     const video = input.video && videoOptions ? preprocessVideo(input.video.frames, { fps: input.video.fps }, videoOptions, input.video.picked) : null;
@@ -192,6 +199,34 @@ export class MiniCPMV46Model {
       visualKey: slices.length > 0 ? visualKey(slices, mode) : null,
       snapshots: positionsOf(ids, this.imStartId).filter((p) => p > 0),
     };
+  }
+
+  /**
+   * The prompt tokens of the image at `index` among a prompt's images (its id, markup and visual rows) when it is
+   * `size` (H, W), from its slice plan alone: what its placeholder in prepare()'s ids will take.
+   */
+  plannedImageTokens(size: HeightWidth, index: number, options: MiniCPMV46ImageOptions): number {
+    const plan = planImageSlices(size, options);
+    const tokens = plannedSliceTokens(plan, options);
+    // The placeholder with one pad per slice, so that the tokenizer counts the id and the markup; a pad is one (added)
+    // token, so each slice's count then takes the place of its one.
+    const onePadEach = slicesPlaceholder(plan.grid, tokens.map(() => 1), IMAGE_MARKUP.imagePad);
+    const markup = this.tokenizer.encode(imageIdPrefix(options.useImageId ? index : null) + onePadEach).length - tokens.length;
+    return markup + tokens.reduce((sum, n) => sum + n, 0);
+  }
+
+  /**
+   * Refuses, before any image is hashed or resized, images whose tokens alone fill the context (the prompt's text
+   * comes on top), counted from their sizes.
+   */
+  private checkImagesFit(images: readonly RgbImage[], options: MiniCPMV46ImageOptions): void {
+    let tokens = 0;
+    images.forEach((image, index) => (tokens += this.plannedImageTokens([image.height, image.width], index, options)));
+    if (tokens < this.contextLength) return;
+    throw new InvalidRequestError(
+      `the prompt's ${images.length} images alone take ${tokens} tokens and fill the ${this.contextLength}-token context: ` +
+        'send fewer or smaller images',
+    );
   }
 
   /**
