@@ -1,10 +1,11 @@
 // What bounds a request's work: more images than the model's context could hold are refused before any is decoded
 // (server, library, worker engine, CLI), and on MiniCPM-V 4.6 images whose tokens alone fill it before any is hashed
 // or resized; an aborted request stops between images while they are decoded or resized; the server reads image
-// headers and the engine decodes each image once; /health says 503 once the engine's worker has stopped.
+// headers and the engine decodes each image once; /health and chat requests say 503 once the engine has stopped.
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import type { EventEmitter } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -87,9 +88,9 @@ async function fullDecodes(run: () => Promise<void>): Promise<number> {
   return count;
 }
 
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
+async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
   const start = Date.now();
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() - start > timeoutMs) assert.fail(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
@@ -401,6 +402,91 @@ describe('/health', () => {
       assert.equal((await fetch(`${server.url}/health`)).status, 200);
       await engine.close();
       assert.equal((await fetch(`${server.url}/health`)).status, 503);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('chat requests once the engine has stopped', () => {
+  const question = { model: 'tiny', messages: [{ role: 'user', content: 'What is in the image?' }], temperature: 0, max_tokens: 4000 };
+
+  test('a 503 service_unavailable once the worker thread has exited', async () => {
+    const engine = await WorkerEngine.start(MODEL_2, FP32);
+    const server = await ChatServer.start({ engine, port: 0, log: () => {} }).catch(async (err: unknown) => {
+      await engine.close();
+      throw err;
+    });
+    try {
+      assert.equal((await post(server, { ...question, max_tokens: 1 })).status, 200);
+      await (engine as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+      await waitFor(() => engine.unavailable !== null, 'the engine to see its worker gone');
+      const refused = await post(server, { ...question, max_tokens: 1 });
+      assert.equal(refused.status, 503);
+      assert.equal(refused.body.error!.type, 'service_unavailable');
+      assert.match(refused.body.error!.message, /restart the server/);
+    } finally {
+      await server.close();
+      await engine.close();
+    }
+  });
+
+  test('a 503 service_unavailable for the running request, the waiting one and every later one once the worker has failed', async () => {
+    const engine = await WorkerEngine.start(MODEL_2, FP32);
+    const logged: string[] = [];
+    const server = await ChatServer.start({ engine, port: 0, log: (line) => logged.push(line) }).catch(async (err: unknown) => {
+      await engine.close();
+      throw err;
+    });
+    try {
+      // A streams (the tiny 2.0 answers this with 4000 tokens, no EOS); B waits for its turn behind it.
+      const a = await fetch(`${server.url}/v1/chat/completions`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...question, stream: true }),
+      });
+      assert.equal(a.status, 200);
+      const reader = a.body!.getReader();
+      const decoder = new TextDecoder();
+      let events = '';
+      while (!events.includes('"content":"')) events += decoder.decode((await reader.read()).value, { stream: true });
+      const b = post(server, question);
+      const waiting = async () => ((await (await fetch(`${server.url}/health`)).json()) as { waiting: number }).waiting;
+      await waitFor(async () => (await waiting()) === 1, 'B to wait for its turn');
+      // The worker reports an uncaught error, as a crash in it would (terminating it now, while it runs the model,
+      // would abort this whole process in onnxruntime's native code).
+      (engine as unknown as { worker: EventEmitter }).worker.emit('error', new Error('the worker crashed'));
+      for (let next = await reader.read(); !next.done; next = await reader.read()) events += decoder.decode(next.value, { stream: true });
+      const last = JSON.parse(events.trimEnd().split('\n\n').at(-1)!.slice('data: '.length)) as { error: { type: string; message: string } };
+      assert.equal(last.error.type, 'service_unavailable');
+      assert.match(last.error.message, /restart the server/);
+      for (const refused of [await b, await post(server, question)]) {
+        assert.equal(refused.status, 503);
+        assert.deepEqual(refused.body.error, {
+          message: "the model's engine has stopped and cannot answer: restart the server",
+          type: 'service_unavailable',
+          param: null,
+          code: 'engine_unavailable',
+        });
+      }
+      // Why it stopped is in the server's log.
+      assert.match(logged.join('\n'), /the engine cannot answer: Error: the worker crashed/);
+    } finally {
+      await server.close();
+      await engine.close();
+    }
+  });
+
+  test('a 503 once a LocalEngine is closed', async () => {
+    const engine = await LocalEngine.start(MODEL_2, FP32);
+    const server = await ChatServer.start({ engine, port: 0, log: () => {} }).catch(async (err: unknown) => {
+      await engine.close();
+      throw err;
+    });
+    try {
+      assert.equal((await post(server, { ...question, max_tokens: 1 })).status, 200);
+      await engine.close();
+      const refused = await post(server, { ...question, max_tokens: 1 });
+      assert.equal(refused.status, 503);
+      assert.equal(refused.body.error!.type, 'service_unavailable');
     } finally {
       await server.close();
     }

@@ -4,7 +4,7 @@
 import type { ServerResponse } from 'node:http';
 import { ImageError, InvalidRequestError, OmnilmmError } from '../errors.js';
 
-export type ApiErrorType = 'invalid_request_error' | 'authentication_error' | 'rate_limit_error' | 'server_error';
+export type ApiErrorType = 'invalid_request_error' | 'authentication_error' | 'rate_limit_error' | 'server_error' | 'service_unavailable';
 
 export class ApiError extends Error {
   constructor(
@@ -25,6 +25,12 @@ export const badRequest = (message: string, param: string | null = null, code: s
 
 export const tooLarge = (message: string, param: string | null = null) =>
   new ApiError(413, message, 'invalid_request_error', param, 'payload_too_large');
+
+/** What a client is told once the engine cannot answer any more; why goes to the server log. */
+export const ENGINE_STOPPED = "the model's engine has stopped and cannot answer: restart the server";
+
+/** The 503 of a chat request once the engine cannot answer (its worker thread has stopped, or it was closed). */
+export const engineStopped = () => new ApiError(503, ENGINE_STOPPED, 'service_unavailable', null, 'engine_unavailable');
 
 /** The wire form of any error: our own ApiErrors as they are, library errors by kind, the rest as a bare 500. */
 export function toApiError(err: unknown, log: (line: string) => void): ApiError {

@@ -14,7 +14,7 @@ import { maxImages } from '../chat/media-source.js';
 import { ReasoningStream, splitReasoning, type AnswerDelta } from '../chat/reasoning.js';
 import { ImageTooLargeError } from '../errors.js';
 import { readImageHeader } from '../image/index.js';
-import { ApiError, badRequest, errorBody, isAbortError, sendError, toApiError, tooLarge } from './api-error.js';
+import { ApiError, badRequest, engineStopped, errorBody, isAbortError, sendError, toApiError, tooLarge } from './api-error.js';
 import { readJsonBody } from './body.js';
 import { parseChatCompletionRequest, type ChatCompletionRequest, type ImageSource } from './chat-request.js';
 import type { GenerationQueue, Place } from './queue.js';
@@ -45,6 +45,8 @@ export async function handleChatCompletion(req: IncomingMessage, res: ServerResp
   let place: Place | null = null;
   try {
     const body = await readJsonBody(req, res, ctx.limits.maxBodyBytes);
+    const stopped = engineStoppedError(ctx);
+    if (stopped) throw stopped;
     const parsed = parseChatCompletionRequest(body);
     checkAnswerLength(body, parsed, ctx.engine.info.contextLength);
     checkBeamCount(parsed, ctx.engine.info.maxBeams);
@@ -78,12 +80,21 @@ export async function handleChatCompletion(req: IncomingMessage, res: ServerResp
     }
   } catch (err) {
     if (isAbortError(err) && (signal.aborted || res.destroyed)) return;
-    const error = toApiError(err, ctx.log);
+    // An engine that stopped while the request waited or ran fails it with its own error: the client gets the 503.
+    const error = (!(err instanceof ApiError) && engineStoppedError(ctx)) || toApiError(err, ctx.log);
     if (res.headersSent) endStreamWithError(res, error);
     else sendError(res, error);
   } finally {
     place?.leave();
   }
+}
+
+/** The 503 once the engine cannot answer (its worker has stopped, or it was closed), why in the log; else null. */
+function engineStoppedError({ engine, log }: CompletionContext): ApiError | null {
+  const why = engine.unavailable;
+  if (!why) return null;
+  log(`the engine cannot answer: ${why.name}: ${why.message}`);
+  return engineStopped();
 }
 
 /** A length no answer can reach is refused (as OpenAI does), not silently cut to what the context holds. */

@@ -5,7 +5,7 @@
 //                               takes requests; 503 {"status": "unavailable", "model", "reason"} once it cannot
 //   GET  /v1/models             the one model, as OpenAI lists models
 //   GET  /v1/models/{id}        that model, as OpenAI retrieves one (404 for any other id)
-//   POST /v1/chat/completions   see completions.ts and chat-request.ts
+//   POST /v1/chat/completions   see completions.ts and chat-request.ts; 503 once the engine cannot answer
 //
 // HEAD is served wherever GET is. With an API key, every /v1 request needs `Authorization: Bearer <key>`. Bound to a
 // loopback address, the server answers only requests addressed to a loopback name, so a web page cannot reach it
@@ -16,7 +16,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Engine } from '../chat/engine-types.js';
 import { describeJson } from '../errors.js';
-import { ApiError, sendError, toApiError } from './api-error.js';
+import { ApiError, ENGINE_STOPPED, sendError, toApiError } from './api-error.js';
 import { handleChatCompletion, sendJson, type CompletionLimits } from './completions.js';
 import { GenerationQueue } from './queue.js';
 import { loadWebPage, type WebPage } from './web-page.js';
@@ -52,8 +52,6 @@ const LOOPBACK_NAMES = new Set(['localhost', '::1']);
 /** An IPv4 literal in 127.0.0.0/8: four decimal octets 0–255, without leading zeros. */
 const LOOPBACK_IPV4 = /^127(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 const MODELS_PATH = '/v1/models';
-/** /health's reason once the engine cannot answer (its error's details reach the log with the next failed request). */
-const UNAVAILABLE_REASON = "the model's engine has stopped and cannot answer: restart the server";
 
 export class ChatServer {
   private constructor(
@@ -95,7 +93,7 @@ export class ChatServer {
       if (!path.startsWith('/v1/')) {
         if (path === '/health') {
           allowMethods(req, 'GET');
-          if (engine.unavailable) sendJson(res, 503, { status: 'unavailable', model: engine.info.modelId, reason: UNAVAILABLE_REASON });
+          if (engine.unavailable) sendJson(res, 503, { status: 'unavailable', model: engine.info.modelId, reason: ENGINE_STOPPED });
           else {
             sendJson(res, 200, {
               status: 'ok', model: engine.info.modelId, generating: queue.busy, waiting: queue.waitingCount, max_queue: maxQueue,

@@ -42,8 +42,8 @@ export const serveCommand: Command = {
 
 Endpoints: GET / (chat page), GET /health (200 while the model answers, 503 once its worker has stopped),
 GET /v1/models, POST /v1/chat/completions (OpenAI format, with "stream", "max_tokens", "temperature" (0 = greedy),
-"top_p", "seed", "stop", and the extensions "top_k", "repetition_penalty", "num_beams"). One answer is generated at a
-time; the others wait in order.`,
+"top_p", "seed", "stop", and the extensions "top_k", "repetition_penalty", "num_beams"; 503 too once the worker has
+stopped). One answer is generated at a time; the others wait in order.`,
   async run(argv) {
     const { values, positionals } = parseCommandArgs('serve', argv, {
       model: { type: 'string' },
