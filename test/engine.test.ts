@@ -10,8 +10,8 @@ import { after, before, test } from 'node:test';
 import { runChat, type ChatResult } from '../src/chat/chat.js';
 import type { DecodingSettings } from '../src/chat/decoding.js';
 import type { EngineRequest } from '../src/chat/engine-types.js';
-import { WorkerEngine } from '../src/chat/worker-engine.js';
-import { CheckpointError, FileNotFoundError, InvalidRequestError, UnsupportedModelError } from '../src/errors.js';
+import { errorFromWire, errorToWire, WorkerEngine } from '../src/chat/worker-engine.js';
+import { CheckpointError, FileNotFoundError, ImageTooLargeError, InvalidRequestError, UnsupportedModelError } from '../src/errors.js';
 import { decodeImage } from '../src/image/index.js';
 import { familyOf, loadModelConfig } from '../src/models/registry.js';
 import { fixturePath, maxAbsDiff, openGolden, readFixtureJson, nonSamplingSettings } from './helpers/fixtures.js';
@@ -408,4 +408,15 @@ test('a thread count that is not a whole number of at least 1 is refused as such
         err instanceof InvalidRequestError && /threads must be a whole number of at least 1/.test(err.message), `${fixture}, threads ${threads}`);
     }
   }
+});
+
+test("errors cross the worker boundary with their class, and an ImageTooLargeError with its summary and advice", () => {
+  const crossed = (err: Error) => errorFromWire(structuredClone(errorToWire(err)));
+  const tooLarge = crossed(new ImageTooLargeError('the image is 20000×20000 pixels', 'send a smaller image'));
+  assert.ok(tooLarge instanceof ImageTooLargeError);
+  assert.equal(tooLarge.summary, 'the image is 20000×20000 pixels');
+  assert.equal(tooLarge.message, 'the image is 20000×20000 pixels; send a smaller image');
+  const invalid = crossed(new InvalidRequestError('give a question'));
+  assert.ok(invalid instanceof InvalidRequestError);
+  assert.equal(invalid.message, 'give a question');
 });

@@ -24,10 +24,11 @@ export interface WorkerData {
   options: LoadOptions;
 }
 
-/** An error as it crosses the thread boundary: its class name and message. */
+/** An error as it crosses the thread boundary: its class name and message (and an ImageTooLargeError's summary). */
 export interface WireError {
   name: string;
   message: string;
+  summary?: string;
 }
 
 export type ToWorker =
@@ -303,6 +304,9 @@ class ChatJob {
 /** The error the worker threw, rebuilt as the same class (OmnilmmError subclasses, AbortError) with its message. */
 export function errorFromWire(wire: WireError): Error {
   if (wire.name === 'AbortError') return new DOMException(wire.message, 'AbortError');
+  if (wire.name === 'ImageTooLargeError' && wire.summary !== undefined && wire.message.startsWith(`${wire.summary}; `)) {
+    return new errors.ImageTooLargeError(wire.summary, wire.message.slice(wire.summary.length + 2));
+  }
   const named = (errors as Record<string, unknown>)[wire.name];
   if (named === errors.OmnilmmError || (typeof named === 'function' && named.prototype instanceof errors.OmnilmmError)) {
     return new (named as new (message: string) => errors.OmnilmmError)(wire.message);
@@ -313,5 +317,6 @@ export function errorFromWire(wire: WireError): Error {
 }
 
 export function errorToWire(err: unknown): WireError {
+  if (err instanceof errors.ImageTooLargeError) return { name: err.name, message: err.message, summary: err.summary };
   return err instanceof Error ? { name: err.name, message: err.message } : { name: 'Error', message: String(err) };
 }
