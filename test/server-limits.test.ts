@@ -1,12 +1,13 @@
-// What bounds a request's work: more images than the model's context could hold are refused before any is decoded
-// (server, library, worker engine, CLI), and on MiniCPM-V 4.6 images whose tokens alone fill it before any is hashed
-// or resized; an aborted request stops between images while they are decoded or resized; the server reads image
+// What bounds a request's work: more images than the model takes or its context could hold are refused before any is
+// decoded (server, library, worker engine, CLI), and on MiniCPM-V 4.6 images whose tokens alone fill it before any is
+// hashed or resized; an aborted request stops between images while they are decoded or resized; the server reads image
 // headers and the engine decodes each image once; /health and chat requests say 503 once the engine has stopped.
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import type { EventEmitter } from 'node:events';
-import { readdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -28,11 +29,14 @@ const FP32 = { threads: 1, precision: 'fp32', visionPrecision: 'fp32' } as const
 const png = (file: string) => readFileSync(fixturePath('minicpmv2-tiny', 'images', file));
 /** Bytes that are no image (an SVG): decoding them fails, so a refusal that names the count came before decoding. */
 const NOT_AN_IMAGE = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>');
+/** MiniCPM-V 2.0 takes one image per conversation (the official chat.py builds its prompt around one). */
+const TWO_IMAGES_ON_2 = 'MiniCPM-V 2.0 takes one image per conversation, got 2: send one image';
 /**
- * The tiny MiniCPM-V 2.0 (config.json): query_num 16, max_position_embeddings 4096. Each image takes at least 16
- * positions and the answer one, so 255 images may fit (255 · 16 = 4080 ≤ 4095) and 256 cannot (4096).
+ * The context the tiny MiniCPM-V 4.6 is given here: each image takes at least 6 positions and the answer one, so 10
+ * images may fit (10 · 6 = 60 ≤ 60) and 11 cannot (66).
  */
-const TINY2_MOST_IMAGES = 255;
+const SHORT_46_CONTEXT = 61;
+const SHORT_46_MOST_IMAGES = 10;
 
 function imageMessages(count: number, url: string) {
   const parts = Array.from({ length: count }, () => ({ type: 'image_url', image_url: { url } }));
@@ -96,39 +100,93 @@ async function waitFor(condition: () => boolean | Promise<boolean>, what: string
   }
 }
 
-describe('more images than the context could hold are refused before any is decoded', () => {
-  let engine: LocalEngine;
-  let server: ChatServer;
+describe('more images than the model takes or its context could hold are refused before any is decoded', () => {
+  let scratch: string;
+  /** The tiny 4.6 (no limit of its own on the images) with a short context, where the context bounds the images. */
+  let short46: string;
+  let engine2: LocalEngine;
+  let server2: ChatServer;
+  let engine46: LocalEngine;
+  let server46: ChatServer;
   before(async () => {
-    engine = await LocalEngine.start(MODEL_2, FP32);
-    server = await ChatServer.start({ engine, port: 0, log: () => {} });
+    scratch = mkdtempSync(join(tmpdir(), 'omnilmm-limits-'));
+    short46 = join(scratch, 'minicpmv46-short');
+    mkdirSync(short46);
+    for (const file of readdirSync(MODEL_46)) copyFileSync(join(MODEL_46, file), join(short46, file));
+    const config = JSON.parse(readFileSync(join(short46, 'config.json'), 'utf8'));
+    config.text_config.max_position_embeddings = SHORT_46_CONTEXT;
+    writeFileSync(join(short46, 'config.json'), JSON.stringify(config));
+    engine2 = await LocalEngine.start(MODEL_2, FP32);
+    server2 = await ChatServer.start({ engine: engine2, port: 0, log: () => {} });
+    engine46 = await LocalEngine.start(short46, FP32);
+    server46 = await ChatServer.start({ engine: engine46, port: 0, log: () => {} });
   });
   after(async () => {
-    await server.close();
-    await engine.close();
+    await server2?.close();
+    await engine2?.close();
+    await server46?.close();
+    await engine46?.close();
+    rmSync(scratch, { recursive: true, force: true });
   });
 
-  test('the engines know the fewest tokens an image takes: 16 on the tiny 2.0, 6 on the tiny 4.6', async () => {
-    assert.equal(engine.info.minImageTokens, 16, "MiniCPM-V 2.0's query_num");
+  test('the engines know the fewest tokens an image takes (16 on the tiny 2.0, 6 on the tiny 4.6) and the most images the family takes', async () => {
+    assert.equal(engine2.info.minImageTokens, 16, "MiniCPM-V 2.0's query_num");
+    assert.deepEqual(engine2.info.imageLimit, { most: 1, model: 'MiniCPM-V 2.0' });
     // 4.6 with use_image_id: <image_id> 0 </image_id> <image> one <|image_pad|> </image>, each one token of
     // tokenizer.json (the markup are added tokens, "0" is in the vocabulary).
     const worker = await WorkerEngine.start(MODEL_46, FP32);
     try {
       assert.equal(worker.info.minImageTokens, 6);
+      assert.equal(worker.info.imageLimit, null, 'MiniCPM-V 4.6 takes several images');
     } finally {
       await worker.close();
     }
   });
 
-  test('server: 256 images on the tiny 2.0 are a 400 naming "messages", before their bytes are looked at; 255 are decoded', async () => {
+  test('server: 2 images on the tiny 2.0 are a 400 naming "messages" with the family\'s message, before either is decoded; 1 is decoded', async () => {
     const url = `data:image/png;base64,${NOT_AN_IMAGE.toString('base64')}`;
-    const refused = await post(server, { model: 'tiny', messages: imageMessages(TINY2_MOST_IMAGES + 1, url) });
+    const refused = await post(server2, { model: 'tiny', messages: imageMessages(2, url) });
     assert.equal(refused.status, 400);
     assert.equal(refused.body.error!.type, 'invalid_request_error');
     assert.equal(refused.body.error!.param, 'messages');
-    assert.match(refused.body.error!.message, /the messages hold 256 images, but at most 255 fit the model's context of 4096 tokens \(an image takes at least 16\)/);
+    assert.equal(refused.body.error!.message, TWO_IMAGES_ON_2);
+    // One image passes the count, and is decoded (and found to be no image).
+    const decoded = await post(server2, { model: 'tiny', messages: imageMessages(1, url) });
+    assert.equal(decoded.status, 400);
+    assert.match(decoded.body.error!.message, /SVG/);
+  });
+
+  test('library and engines: 2 images on the tiny 2.0 are an InvalidRequestError with the family\'s message before decoding, from Model, LocalEngine and WorkerEngine', async () => {
+    const messages = [{ role: 'user' as const, content: 'What is this?' }];
+    const images = [NOT_AN_IMAGE, NOT_AN_IMAGE];
+    const expected = { name: 'InvalidRequestError', message: TWO_IMAGES_ON_2 };
+    const model = await loadModel(MODEL_2, FP32);
+    try {
+      assert.deepEqual(model.imageLimit, { most: 1, model: 'MiniCPM-V 2.0' });
+      await assert.rejects(model.chat({ messages, images }), expected);
+      // One image is decoded (and found to be no image).
+      await assert.rejects(model.chat({ messages, images: images.slice(1) }), { name: 'ImageError' });
+    } finally {
+      await model.release();
+    }
+    await assert.rejects(engine2.stream({ messages, images }).next(), expected);
+    const worker = await WorkerEngine.start(MODEL_2, FP32);
+    try {
+      await assert.rejects(worker.stream({ messages, images }).next(), expected);
+    } finally {
+      await worker.close();
+    }
+  });
+
+  test(`server: ${SHORT_46_MOST_IMAGES + 1} images on the short-context 4.6 are a 400 naming "messages", before their bytes are looked at; ${SHORT_46_MOST_IMAGES} are decoded`, async () => {
+    const url = `data:image/png;base64,${NOT_AN_IMAGE.toString('base64')}`;
+    const refused = await post(server46, { model: 'tiny', messages: imageMessages(SHORT_46_MOST_IMAGES + 1, url) });
+    assert.equal(refused.status, 400);
+    assert.equal(refused.body.error!.type, 'invalid_request_error');
+    assert.equal(refused.body.error!.param, 'messages');
+    assert.equal(refused.body.error!.message, "the messages hold 11 images, but at most 10 fit the model's context of 61 tokens (an image takes at least 6): send fewer images");
     // One image fewer passes the count, and the first of them is decoded (and found to be no image).
-    const decoded = await post(server, { model: 'tiny', messages: imageMessages(TINY2_MOST_IMAGES, url) });
+    const decoded = await post(server46, { model: 'tiny', messages: imageMessages(SHORT_46_MOST_IMAGES, url) });
     assert.equal(decoded.status, 400);
     assert.match(decoded.body.error!.message, /SVG/);
   });
@@ -150,18 +208,18 @@ describe('more images than the context could hold are refused before any is deco
     }
   });
 
-  test('library and engines: an InvalidRequestError before decoding, from Model, LocalEngine and WorkerEngine', async () => {
+  test('library and engines: more images than the context holds are an InvalidRequestError before decoding, from Model, LocalEngine and WorkerEngine', async () => {
     const messages = [{ role: 'user' as const, content: 'What is this?' }];
-    const images = Array.from({ length: TINY2_MOST_IMAGES + 1 }, () => NOT_AN_IMAGE);
-    const expected = { name: 'InvalidRequestError', message: "256 images cannot fit the model's 4096-token context, where each takes at least 16 tokens: give at most 255" };
-    const model = await loadModel(MODEL_2, FP32);
+    const images = Array.from({ length: SHORT_46_MOST_IMAGES + 1 }, () => NOT_AN_IMAGE);
+    const expected = { name: 'InvalidRequestError', message: "11 images cannot fit the model's 61-token context, where each takes at least 6 tokens: give at most 10" };
+    const model = await loadModel(short46, FP32);
     try {
       await assert.rejects(model.chat({ messages, images }), expected);
     } finally {
       await model.release();
     }
-    await assert.rejects(engine.stream({ messages, images }).next(), expected);
-    const worker = await WorkerEngine.start(MODEL_2, FP32);
+    await assert.rejects(engine46.stream({ messages, images }).next(), expected);
+    const worker = await WorkerEngine.start(short46, FP32);
     try {
       await assert.rejects(worker.stream({ messages, images }).next(), expected);
       // One fewer reaches the worker, which decodes them.
@@ -171,21 +229,29 @@ describe('more images than the context could hold are refused before any is deco
     }
   });
 
-  test('CLI: one line on stderr and exit status 2', async () => {
+  test('CLI: one line on stderr and exit status 2, for the family\'s limit and for the context\'s', async () => {
     const image = fixturePath('minicpmv2-tiny', 'images', 'grad_100x80.png');
-    const args = ['chat', '--model', MODEL_2, '--threads', '1', ...Array.from({ length: TINY2_MOST_IMAGES + 1 }, () => ['--image', image]).flat(), 'Hi'];
-    const cli = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
-    const outcome = await promisify(execFile)(process.execPath, [cli, ...args], { env: { ...process.env, HF_HUB_OFFLINE: '1' }, timeout: 120_000 })
-      .then(() => ({ code: 0, stdout: '', stderr: '' }), (err: { code: number; stdout: string; stderr: string }) => err);
-    assert.equal(outcome.code, 2, outcome.stderr);
-    assert.equal(outcome.stdout, '');
-    assert.equal(outcome.stderr, "error: 256 images cannot fit the model's 4096-token context, where each takes at least 16 tokens: give at most 255\n");
+    const chat = async (model: string, images: number) => {
+      const args = ['chat', '--model', model, '--threads', '1', ...Array.from({ length: images }, () => ['--image', image]).flat(), 'Hi'];
+      const cli = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+      return promisify(execFile)(process.execPath, [cli, ...args], { env: { ...process.env, HF_HUB_OFFLINE: '1' }, timeout: 120_000 })
+        .then(() => ({ code: 0, stdout: '', stderr: '' }), (err: { code: number; stdout: string; stderr: string }) => err);
+    };
+    const two = await chat(MODEL_2, 2);
+    assert.equal(two.code, 2, two.stderr);
+    assert.equal(two.stdout, '');
+    assert.equal(two.stderr, `error: ${TWO_IMAGES_ON_2}\n`);
+    const many = await chat(short46, SHORT_46_MOST_IMAGES + 1);
+    assert.equal(many.code, 2, many.stderr);
+    assert.equal(many.stdout, '');
+    assert.equal(many.stderr, "error: 11 images cannot fit the model's 61-token context, where each takes at least 6 tokens: give at most 10\n");
   });
 });
 
 describe('an aborted request stops between images', () => {
   test('decoding: no image after the one the abort came during is taken up', async () => {
-    const engine = await LocalEngine.start(MODEL_2, FP32);
+    // MiniCPM-V 4.6, which takes several images (2.0 refuses them before decoding).
+    const engine = await LocalEngine.start(MODEL_46, FP32);
     try {
       const controller = new AbortController();
       let last = -1;

@@ -9,7 +9,7 @@ import { beamSearch } from '../generation/beam-search.js';
 import { generate } from '../generation/generate.js';
 import type { BeamSearchVersion, LogitsModel } from '../generation/types.js';
 import type { RgbImage } from '../image/index.js';
-import type { ChatInput, ChatMessage, Message } from '../models/messages.js';
+import type { ChatInput, ChatMessage, ImageLimit, Message } from '../models/messages.js';
 import { isPythonWhitespace } from '../tokenizer/python-strings.js';
 import { toChatInput, type MediaRequest } from './chat-input.js';
 import { resolveDecoding, type ChatDefaults, type DecodingSettings } from './decoding.js';
@@ -36,6 +36,11 @@ export interface ChatModel<P extends { ids: number[] } = { ids: number[] }> {
    * holds at this rate is refused before any image is decoded (media-source.ts checkImageCount).
    */
   readonly minImageTokens: number;
+  /**
+   * The most images one conversation may hold by the family's own rule (one on MiniCPM-V 1.0/2.0 and OmniLMM-12B),
+   * or null where only the context bounds them: more are refused before any image is decoded (checkImageCount).
+   */
+  readonly imageLimit: ImageLimit | null;
   /**
    * The prompt of one turn. The family checks what it supports and refuses the rest with an InvalidRequestError
    * that names the model (several images, video, thinking, a downsample mode, a system message).

@@ -1,7 +1,7 @@
 // The one engine interface behind the CLI, the server and the web page. Requests carry encoded image bytes so
 // they can cross a worker-thread boundary; results carry the ids that the CLI's --json and the server's usage need.
 
-import type { DownsampleMode, Message } from '../models/messages.js';
+import type { DownsampleMode, ImageLimit, Message } from '../models/messages.js';
 import type { ChatResult } from './chat.js';
 import type { DecodingSettings } from './decoding.js';
 import type { VideoRequest } from './media-source.js';
@@ -37,6 +37,11 @@ export interface EngineInfo {
   maxBeams: number;
   /** The fewest prompt positions any image takes: more images than `contextLength` holds at this rate are refused. */
   minImageTokens: number;
+  /**
+   * The most images one conversation may hold by the family's own rule, or null where only the context bounds them:
+   * more are refused before any is decoded.
+   */
+  imageLimit: ImageLimit | null;
 }
 
 export interface Engine {
@@ -47,7 +52,8 @@ export interface Engine {
    * Streams the answer's text chunks; the generator's return value is the whole result. Requests run one at a
    * time, in the order of the stream() calls. Aborting `signal` (or leaving the stream early) drops a request that
    * has not started and stops a running one between images (decoding, resizing, encoding) or tokens; the stream
-   * rejects with `signal.reason`. More images than the model's context could hold are refused before any is decoded.
+   * rejects with `signal.reason`. More images than the model takes (EngineInfo.imageLimit) or its context could hold
+   * are refused before any is decoded.
    */
   stream(request: EngineRequest, signal?: AbortSignal): AsyncGenerator<string, ChatResult, undefined>;
   /** Token ids of a text as the chat path encodes it (BOS first, like `omnilmm tokenize`). */

@@ -21,8 +21,8 @@ async function load({ dir, options }: WorkerData): Promise<LoadedModel | null> {
   try {
     const config = loadModelConfig(dir);
     const model = await familyOf(config).load(dir, config, withDefaultPrecisions(options));
-    const { contextLength, maxBeams, minImageTokens } = model;
-    send({ type: 'ready', modelType: config.modelType, contextLength, maxBeams, minImageTokens });
+    const { contextLength, maxBeams, minImageTokens, imageLimit } = model;
+    send({ type: 'ready', modelType: config.modelType, contextLength, maxBeams, minImageTokens, imageLimit });
     return model;
   } catch (err) {
     send({ type: 'load-error', error: errorToWire(err) });

@@ -5,7 +5,7 @@ import type { HubOptions } from '../checkpoint/hub.js';
 import { InvalidRequestError } from '../errors.js';
 import type { RgbImage } from '../image/index.js';
 import { withDefaultPrecisions } from '../models/family.js';
-import type { DownsampleMode, Message } from '../models/messages.js';
+import type { DownsampleMode, ImageLimit, Message } from '../models/messages.js';
 import { familyOf, loadModelConfig, type LoadedModel, type LoadOptions } from '../models/registry.js';
 import { runChat, streamChat, type ChatRequest, type ChatResult } from './chat.js';
 import type { DecodingSettings } from './decoding.js';
@@ -82,6 +82,11 @@ export class Model {
     return this.loaded.minImageTokens;
   }
 
+  /** The most images one conversation may hold by the family's own rule, or null where only the context bounds them. */
+  get imageLimit(): ImageLimit | null {
+    return this.loaded.imageLimit;
+  }
+
   /** The settings the upstream chat.py uses for this model (see OmniLMMChat). */
   get chatPySettings(): DecodingSettings {
     return this.loaded.chatPySettings;
@@ -99,7 +104,7 @@ export async function loadModel(idOrPath: string, options: LoadModelOptions = {}
   return new Model(await familyOf(config).load(dir, config, withDefaultPrecisions(options)), dir);
 }
 
-/** The request with its media decoded, unless it has more images than the model's context could hold. */
+/** The request with its media decoded, unless it has more images than the model takes or its context could hold. */
 async function toChatRequest(request: ModelRequest, model: LoadedModel): Promise<ChatRequest> {
   const messages: Message[] = [...(request.messages ?? [])];
   if (request.question !== undefined) messages.push({ role: 'user', content: request.question });

@@ -36,6 +36,7 @@ export class LocalEngine implements Engine {
       contextLength: config.text.maxPositionEmbeddings,
       maxBeams: model.maxBeams,
       minImageTokens: model.minImageTokens,
+      imageLimit: model.imageLimit,
     });
   }
 

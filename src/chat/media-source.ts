@@ -9,7 +9,15 @@ import { extname, join } from 'node:path';
 import { formatBytes } from '../checkpoint/progress.js';
 import { FileNotFoundError, InvalidRequestError, VideoError } from '../errors.js';
 import { decodeImage, type RgbImage } from '../image/index.js';
-import { checkVideoOptions, type PickedFrames, type VideoFramePicker, type VideoFrames, type VideoOptions } from '../models/messages.js';
+import {
+  checkVideoOptions,
+  imageLimitRefusal,
+  type ImageLimit,
+  type PickedFrames,
+  type VideoFramePicker,
+  type VideoFrames,
+  type VideoOptions,
+} from '../models/messages.js';
 
 /** A video as a request gives it: the frames, or a folder or file to read them from, and the processor's options. */
 export interface VideoRequest extends VideoOptions {
@@ -60,21 +68,27 @@ export interface MediaSource {
   video?: VideoRequest | null;
 }
 
-/** What bounds the images of one prompt: the model's context, and the fewest positions one image takes. */
+/** What bounds the images of one prompt: the family's own limit, the context, and the fewest positions an image takes. */
 export interface ImageRoom {
+  imageLimit: ImageLimit | null;
   contextLength: number;
   minImageTokens: number;
 }
 
-/** The most images a prompt can hold: each takes at least minImageTokens positions, and the answer needs one. */
-export function maxImages({ contextLength, minImageTokens }: ImageRoom): number {
+/** The most images the context could hold: each takes at least minImageTokens positions, and the answer needs one. */
+export function imagesTheContextHolds({ contextLength, minImageTokens }: Pick<ImageRoom, 'contextLength' | 'minImageTokens'>): number {
   return Math.floor((contextLength - 1) / minImageTokens);
 }
 
-/** Refuses, before any image is decoded, more images than the model's context could hold whatever their sizes. */
+/**
+ * Refuses, before any image is decoded, more images than the family takes (its imageLimit, with its own message) or
+ * than the model's context could hold whatever their sizes.
+ */
 export function checkImageCount(source: MediaSource, room: ImageRoom): void {
   const count = Array.isArray(source.images) ? source.images.length : source.image ? 1 : 0;
-  const most = maxImages(room);
+  const tooMany = imageLimitRefusal(room.imageLimit, count);
+  if (tooMany) throw new InvalidRequestError(tooMany);
+  const most = imagesTheContextHolds(room);
   if (count <= most) return;
   throw new InvalidRequestError(
     `${count} images cannot fit the model's ${room.contextLength}-token context, where each takes at least ` +

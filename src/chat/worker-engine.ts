@@ -3,7 +3,7 @@
 //
 // Messages (structured clones):
 //   here → worker   chat {id, request} · abort {id} · tokenize {id, text} · close
-//   worker → here   ready {modelType, contextLength, maxBeams, minImageTokens} · load-error {error} · warning {message}
+//   worker → here   ready {modelType, contextLength, maxBeams, minImageTokens, imageLimit} · load-error {error} · warning {message}
 //                   chunk {id, text} · done {id, result} · tokens {id, ids} · error {id, error}
 // A worker's warning is emitted again here (process.emitWarning), so it shows as this thread's warnings do.
 // Chat requests wait in a FIFO here and go to the worker one at a time. The worker gives its event loop a turn before
@@ -103,8 +103,8 @@ export class WorkerEngine implements Engine {
         onExit = (code) => reject(new errors.RuntimeError(`the engine's worker thread stopped while loading (exit code ${code})`));
         worker.on('message', onMessage).once('error', onError).once('exit', onExit);
       });
-      const { modelType, contextLength, maxBeams, minImageTokens } = ready;
-      return new WorkerEngine(worker, { modelId: idOrPath, dir, modelType, contextLength, maxBeams, minImageTokens });
+      const { modelType, contextLength, maxBeams, minImageTokens, imageLimit } = ready;
+      return new WorkerEngine(worker, { modelId: idOrPath, dir, modelType, contextLength, maxBeams, minImageTokens, imageLimit });
     } catch (err) {
       await worker.terminate();
       throw err;
@@ -238,7 +238,7 @@ export class WorkerEngine implements Engine {
   }
 }
 
-/** Why the request has more images than the model's context could hold (checkImageCount), or null. */
+/** Why the request has more images than the model takes or its context could hold (checkImageCount), or null. */
 function imageCountError(request: EngineRequest, info: EngineInfo): unknown {
   try {
     checkImageCount(request, info);

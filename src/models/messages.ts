@@ -150,6 +150,24 @@ function parseContent(content: unknown, i: number): ContentPart[] {
   });
 }
 
+/** A family's own bound on the images of one conversation, apart from what its context holds. */
+export interface ImageLimit {
+  /** The most images one conversation may hold. */
+  most: number;
+  /** The model's name, for the refusal ("MiniCPM-V 2.0"). */
+  model: string;
+}
+
+/**
+ * Why `count` images are more than `limit` allows (null: the family sets no limit of its own), or null when they are
+ * not. The family's own check and the earlier one of the engines and the server (before any image is decoded) say this.
+ */
+export function imageLimitRefusal(limit: ImageLimit | null, count: number): string | null {
+  if (limit === null || count <= limit.most) return null;
+  const allowed = limit.most === 1 ? 'one image' : `at most ${limit.most} images`;
+  return `${limit.model} takes ${allowed} per conversation, got ${count}: send ${allowed}`;
+}
+
 /** How many image and video parts the conversation has. */
 export function countMediaParts(messages: readonly PartsMessage[]): { images: number; videos: number } {
   let images = 0;

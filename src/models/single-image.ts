@@ -3,7 +3,12 @@
 
 import { InvalidRequestError } from '../errors.js';
 import type { RgbImage } from '../image/index.js';
-import { textOf, type ChatInput, type ChatMessage, type InspectOptions } from './messages.js';
+import { imageLimitRefusal, textOf, type ChatInput, type ChatMessage, type ImageLimit, type InspectOptions } from './messages.js';
+
+/** What these families take: one image per conversation (their ChatModel.imageLimit). */
+export function singleImageLimit(model: string): ImageLimit {
+  return { most: 1, model };
+}
 
 /**
  * The upstream form of a ChatInput: each message's text parts joined by "\n", and the one image, whose part must be
@@ -13,9 +18,8 @@ export function singleImageConversation(input: ChatInput, model: string): { mess
   if (input.video) throw new InvalidRequestError(`${model} takes no video: video is a MiniCPM-V 4.6 feature`);
   if (input.thinking) throw new InvalidRequestError(`${model} has no thinking mode: thinking is a MiniCPM-V 4.6 feature`);
   refuseDownsampleMode(input, model);
-  if (input.images.length > 1) {
-    throw new InvalidRequestError(`${model} takes one image per conversation, got ${input.images.length}: send one image`);
-  }
+  const tooMany = imageLimitRefusal(singleImageLimit(model), input.images.length);
+  if (tooMany) throw new InvalidRequestError(tooMany);
   const messages = input.messages.map((message, i): ChatMessage => {
     if (message.role === 'system') {
       throw new InvalidRequestError(`${model} has no system prompt: put the instructions in the first user message`);

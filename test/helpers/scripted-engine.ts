@@ -5,8 +5,11 @@ import type { Engine, EngineRequest } from '../../src/chat/engine-types.js';
 
 /** An engine that answers every request with the same chunks and keeps the requests it was given. */
 export class ScriptedEngine implements Engine {
-  /** As a MiniCPM-V 2.0 would say: 4096 positions, and an image takes at least its 64 queries. */
-  readonly info = { modelId: 'scripted', dir: '', modelType: 'minicpmv', contextLength: 4096, maxBeams: 3, minImageTokens: 64 };
+  /**
+   * 4096 positions, and an image takes at least 64 (as on MiniCPM-V 2.0, its queries), but no family limit on the
+   * images (the server's tests send several).
+   */
+  readonly info = { modelId: 'scripted', dir: '', modelType: 'minicpmv', contextLength: 4096, maxBeams: 3, minImageTokens: 64, imageLimit: null };
   readonly requests: EngineRequest[] = [];
   readonly unavailable = null;
   constructor(private readonly chunks: string[]) {}

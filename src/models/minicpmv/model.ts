@@ -11,8 +11,8 @@ import type { StreamDecoder, Tokenizer } from '../../tokenizer/tokenizer.js';
 import { llamaDims, type MiniCPMTextDims } from '../parts/decoder-dims.js';
 import { prepareImageInput, slicePixels, type ImageInput } from './image-input.js';
 import { buildPrompt } from './prompt.js';
-import { type ChatInput, type ChatMessage } from '../messages.js';
-import { singleImageConversation } from '../single-image.js';
+import { type ChatInput, type ChatMessage, type ImageLimit } from '../messages.js';
+import { singleImageConversation, singleImageLimit } from '../single-image.js';
 import { runtimeOptions, type LoadOptions } from '../family.js';
 import type { ResamplerDims } from '../parts/resampler.js';
 import type { MiniCPMVConfig } from './config.js';
@@ -140,6 +140,11 @@ export class MiniCPMVModel {
   /** The model's name in messages: "MiniCPM-V 1.0" or "MiniCPM-V 2.0". */
   get name(): string {
     return `MiniCPM-V ${this.config.version}.0`;
+  }
+
+  /** One image per conversation. */
+  get imageLimit(): ImageLimit {
+    return singleImageLimit(this.name);
   }
 
   /**

@@ -81,6 +81,8 @@ export class MiniCPMV46Model {
    * is high becomes (1×200705 pixels at 448: a 56×56 slice), so no larger count holds for every image.
    */
   readonly minImageTokens: number;
+  /** Any number of images: only the context bounds them. */
+  readonly imageLimit = null;
   private readonly imStartId: number;
   private readonly bosId: number;
   /** The last images' preprocessing, so that the next turn about them skips resizing. */

@@ -10,8 +10,8 @@ import { loadTokenizer } from '../../tokenizer/load-folder.js';
 import { requiredTokenId } from '../../tokenizer/load.js';
 import type { StreamDecoder, Tokenizer } from '../../tokenizer/tokenizer.js';
 import { llamaDims, type MiniCPMTextDims } from '../parts/decoder.js';
-import type { ChatInput, ChatMessage } from '../messages.js';
-import { singleImageConversation } from '../single-image.js';
+import type { ChatInput, ChatMessage, ImageLimit } from '../messages.js';
+import { singleImageConversation, singleImageLimit } from '../single-image.js';
 import type { ResamplerDims } from '../parts/resampler.js';
 import { vitDims } from '../parts/layers.js';
 import { runtimeOptions, type LoadedModel, type LoadOptions } from '../family.js';
@@ -127,6 +127,11 @@ export class OmniLMMModel implements LoadedModel {
   /** The positions an image takes: the resampler's query_num. */
   get minImageTokens(): number {
     return this.config.resampler.queryNum;
+  }
+
+  /** One image per conversation. */
+  get imageLimit(): ImageLimit {
+    return singleImageLimit('OmniLMM-12B');
   }
 
   detokenizer(): StreamDecoder {
