@@ -629,3 +629,25 @@ test('on a terminal: a turn that no longer fits the context says to type /reset;
   writeFileSync(messages, JSON.stringify([c.msgs[0], { role: 'assistant', content: 'a long answer '.repeat(8) }, { role: 'user', content: 'and then?' }]));
   assertCleanError(await cli([...args, '--messages', messages]), new RegExp(`^error: ${full}\\n$`));
 });
+
+test('on a terminal: an answer cut short because the conversation filled the context says to type /reset; a one-shot chat does not', async () => {
+  // In fp32 the first answer is the official one, 10 tokens ending in EOS; the second turn's prompt (the first turn, its
+  // answer and a new question) is shorter than the context but leaves less room than --max-new-tokens.
+  const c = readFixtureJson<GreedyChat & { runs: Record<string, { text: string }> }>(FIXTURE, 'llm', 'single_turn_grad.json');
+  const small = copyModel('context-fills');
+  const context = c.input_ids.length + c.runs.greedy!.new_token_ids.length + 16;
+  const config = JSON.parse(readFileSync(join(small, 'config.json'), 'utf8'));
+  writeFileSync(join(small, 'config.json'), JSON.stringify({ ...config, max_position_embeddings: context }));
+  const args = ['chat', '--model', small, '--image', fixturePath(FIXTURE, c.input.file), '--decoding', 'greedy', '--max-new-tokens', '24',
+    '--precision', 'fp32', '--vision-precision', 'fp32', '--threads', '1'];
+  const shown = await inTerminal(cliCommand(...args), [c.msgs[0]!.content, 'and then?', '/exit']);
+  const full = `note: the answer was cut short where the model's ${context}-token context is full \\(a \\d+-token prompt and \\d+ new tokens\\)`;
+  assert.match(shown, new RegExp(`${full}: type /reset to start a new conversation for a longer answer\\r?\\n`));
+  assert.equal(shown.split('note:').length, 2, 'the first answer came to its end');
+
+  const messages = join(scratch, 'filling.json');
+  writeFileSync(messages, JSON.stringify([c.msgs[0], { role: 'assistant', content: c.runs.greedy!.text }, { role: 'user', content: 'and then?' }]));
+  const oneShot = await cli([...args, '--messages', messages]);
+  assert.equal(oneShot.code, 0, oneShot.stderr);
+  assert.match(oneShot.stderr, new RegExp(`^${full}: ask in a shorter conversation for a longer answer\\n$`));
+});

@@ -256,8 +256,9 @@ function jsonReport(result: ChatResult) {
 /**
  * A note on stderr when the answer did not come to its end but was cut short, naming the limit that cut it (the
  * --max-new-tokens given, the model's context, or the family's default limit), so that it is not taken for complete.
+ * When a session's earlier turns are in the prompt (`grownConversation`), only a new conversation makes room.
  */
-function noteCutShort(result: ChatResult, maxNewTokens: number | undefined, contextLength: number): void {
+function noteCutShort(result: ChatResult, maxNewTokens: number | undefined, contextLength: number, grownConversation = false): void {
   if (result.finishReason !== 'length') return;
   const tokens = result.outputIds.length;
   const prompt = result.promptIds.length;
@@ -266,7 +267,7 @@ function noteCutShort(result: ChatResult, maxNewTokens: number | undefined, cont
       ? `at --max-new-tokens ${tokens}: raise it for a longer answer`
       : prompt + tokens >= contextLength
         ? `where the model's ${contextLength}-token context is full (a ${prompt}-token prompt and ${tokens} new tokens): ` +
-          'ask in a shorter conversation for a longer answer'
+          (grownConversation ? 'type /reset to start a new conversation' : 'ask in a shorter conversation') + ' for a longer answer'
         : `at the model's default limit of ${tokens} new tokens: raise it with --max-new-tokens`;
   process.stderr.write(`note: the answer was cut short ${why}\n`);
 }
@@ -289,9 +290,12 @@ async function readImageBytes(path: string): Promise<Uint8Array> {
   return bytes;
 }
 
-/** Streams the answer to stdout (a note on stderr when it was cut short); resolves to its text. */
-async function streamAnswer(engine: Engine, request: EngineRequest, signal?: AbortSignal): Promise<string> {
-  const stream = engine.stream(request, signal ? AbortSignal.any([signal, outputClosed]) : outputClosed);
+/**
+ * Streams the answer to stdout (a note on stderr when it was cut short); resolves to its text. In an interactive
+ * session, `session.signal` stops the answer and `session.grownConversation` says that earlier turns are in the prompt.
+ */
+async function streamAnswer(engine: Engine, request: EngineRequest, session?: { signal: AbortSignal; grownConversation: boolean }): Promise<string> {
+  const stream = engine.stream(request, session ? AbortSignal.any([session.signal, outputClosed]) : outputClosed);
   // Beam search settles the answer only at its end: on a terminal, a note says that work is going on meanwhile.
   let note = request.decoding === 'beam' && process.stderr.isTTY;
   if (note) process.stderr.write('thinking… (beam search shows the answer when it is complete)');
@@ -301,7 +305,7 @@ async function streamAnswer(engine: Engine, request: EngineRequest, signal?: Abo
       note = false;
     });
     if (next.done) {
-      if (await writeOut('\n')) noteCutShort(next.value, request.maxNewTokens, engine.info.contextLength);
+      if (await writeOut('\n')) noteCutShort(next.value, request.maxNewTokens, engine.info.contextLength, session?.grownConversation);
       return next.value.text;
     }
     process.stdout.write(next.value);
@@ -360,7 +364,7 @@ async function interactiveSession(engine: Engine, firstMedia: Media, settings: D
       const answer = new AbortController();
       answering = answer;
       try {
-        const text = await streamAnswer(engine, { messages: turn, ...media, ...settings }, answer.signal);
+        const text = await streamAnswer(engine, { messages: turn, ...media, ...settings }, { signal: answer.signal, grownConversation: messages.length > 0 });
         messages = [...turn, { role: 'assistant', content: text }];
       } catch (err) {
         if (answer.signal.aborted) process.stdout.write('\n(stopped)\n');
