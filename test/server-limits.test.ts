@@ -22,11 +22,11 @@ import { familyOf, loadModelConfig } from '../src/models/registry.js';
 import { ChatServer } from '../src/server/server.js';
 import { fixturePath, readFixtureJson, repoRoot } from './helpers/fixtures.js';
 import { ScriptedEngine } from './helpers/scripted-engine.js';
+import { grayPng, health, pngDataUrl, post, waitFor, withEngineServer, withServer } from './helpers/server.js';
+import { FP32, fixturePng } from './helpers/tiny-model.js';
 
 const MODEL_2 = fixturePath('minicpmv2-tiny', 'model');
 const MODEL_46 = fixturePath('minicpmv46-tiny', 'model');
-const FP32 = { threads: 1, precision: 'fp32', visionPrecision: 'fp32' } as const;
-const png = (file: string) => readFileSync(fixturePath('minicpmv2-tiny', 'images', file));
 /** Bytes that are no image (an SVG): decoding them fails, so a refusal that names the count came before decoding. */
 const NOT_AN_IMAGE = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>');
 /** MiniCPM-V 2.0 takes one image per conversation (the official chat.py builds its prompt around one). */
@@ -41,15 +41,6 @@ const SHORT_46_MOST_IMAGES = 10;
 function imageMessages(count: number, url: string) {
   const parts = Array.from({ length: count }, () => ({ type: 'image_url', image_url: { url } }));
   return [{ role: 'user', content: [...parts, { type: 'text', text: 'What is this?' }] }];
-}
-
-async function post(server: ChatServer, body: unknown) {
-  const res = await fetch(`${server.url}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  return { status: res.status, body: (await res.json()) as { error?: { message: string; param: string | null; type: string; code: string | null } } };
 }
 
 /** The array's elements as the code under test reads them: `read` is called with each index it takes. */
@@ -90,14 +81,6 @@ async function fullDecodes(run: () => Promise<void>): Promise<number> {
     prototype.toBuffer = toBuffer;
   }
   return count;
-}
-
-async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
-  const start = Date.now();
-  while (!(await condition())) {
-    if (Date.now() - start > timeoutMs) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 describe('more images than the model takes or its context could hold are refused before any is decoded', () => {
@@ -144,7 +127,7 @@ describe('more images than the model takes or its context could hold are refused
   });
 
   test('server: 2 images on the tiny 2.0 are a 400 naming "messages" with the family\'s message, before either is decoded; 1 is decoded', async () => {
-    const url = `data:image/png;base64,${NOT_AN_IMAGE.toString('base64')}`;
+    const url = pngDataUrl(NOT_AN_IMAGE);
     const refused = await post(server2, { model: 'tiny', messages: imageMessages(2, url) });
     assert.equal(refused.status, 400);
     assert.equal(refused.body.error!.type, 'invalid_request_error');
@@ -179,7 +162,7 @@ describe('more images than the model takes or its context could hold are refused
   });
 
   test(`server: ${SHORT_46_MOST_IMAGES + 1} images on the short-context 4.6 are a 400 naming "messages", before their bytes are looked at; ${SHORT_46_MOST_IMAGES} are decoded`, async () => {
-    const url = `data:image/png;base64,${NOT_AN_IMAGE.toString('base64')}`;
+    const url = pngDataUrl(NOT_AN_IMAGE);
     const refused = await post(server46, { model: 'tiny', messages: imageMessages(SHORT_46_MOST_IMAGES + 1, url) });
     assert.equal(refused.status, 400);
     assert.equal(refused.body.error!.type, 'invalid_request_error');
@@ -193,19 +176,16 @@ describe('more images than the model takes or its context could hold are refused
 
   test('server: the refusal comes before the request reaches the engine', async () => {
     const scripted = new ScriptedEngine(['Hi.']);
-    const own = await ChatServer.start({ engine: scripted, port: 0, log: () => {} });
-    try {
+    await withServer(scripted, async (own) => {
       // The scripted engine says 4096 tokens and 64 per image: 63 images at most.
-      const url = `data:image/png;base64,${png('grad_100x80.png').toString('base64')}`;
+      const url = pngDataUrl(fixturePng('grad_100x80.png'));
       const refused = await post(own, { model: 'scripted', messages: imageMessages(64, url) });
       assert.equal(refused.status, 400);
       assert.match(refused.body.error!.message, /at most 63 fit/);
       assert.equal(scripted.requests.length, 0);
       assert.equal((await post(own, { model: 'scripted', messages: imageMessages(63, url) })).status, 200);
       assert.equal(scripted.requests.length, 1);
-    } finally {
-      await own.close();
-    }
+    });
   });
 
   test('library and engines: more images than the context holds are an InvalidRequestError before decoding, from Model, LocalEngine and WorkerEngine', async () => {
@@ -255,7 +235,7 @@ describe('an aborted request stops between images', () => {
     try {
       const controller = new AbortController();
       let last = -1;
-      const images = watched(Array.from({ length: 8 }, () => png('gray_500x375.png')), (i) => {
+      const images = watched(Array.from({ length: 8 }, () => fixturePng('gray_500x375.png')), (i) => {
         last = Math.max(last, i);
         if (i === 1) controller.abort(new DOMException('the client went away', 'AbortError'));
       });
@@ -270,7 +250,7 @@ describe('an aborted request stops between images', () => {
   test('resizing (MiniCPM-V 4.6, several images): no image after the one the abort came during is hashed or resized', async () => {
     const model: Model = await loadModel(MODEL_46, FP32);
     try {
-      const pixels = await decodeImage(png('wide_2000x1000.png'));
+      const pixels = await decodeImage(fixturePng('wide_2000x1000.png'));
       const controller = new AbortController();
       let last = -1;
       const images = touchable(Array.from({ length: 6 }, () => pixels), (i) => {
@@ -366,30 +346,24 @@ describe("MiniCPM-V 4.6: images whose tokens alone fill the context are refused 
 
 describe('the server reads image headers; the engine decodes each image once', () => {
   test('a request with one image: one full decode (in the engine), none in the server', async () => {
-    const engine = await LocalEngine.start(MODEL_2, FP32);
-    const server = await ChatServer.start({ engine, port: 0, log: () => {} });
-    try {
-      const url = `data:image/png;base64,${png('grad_100x80.png').toString('base64')}`;
+    await withEngineServer(() => LocalEngine.start(MODEL_2, FP32), async (server) => {
+      const url = pngDataUrl(fixturePng('grad_100x80.png'));
       let status = 0;
       const decodes = await fullDecodes(async () => {
         status = (await post(server, { model: 'tiny', messages: imageMessages(1, url), max_tokens: 1 })).status;
       });
       assert.equal(status, 200);
       assert.equal(decodes, 1);
-    } finally {
-      await server.close();
-      await engine.close();
-    }
+    });
   });
 
   test('the server decodes no pixel: large images and one truncated past its header reach the engine as sent', async () => {
     const engine = new ScriptedEngine(['Hi.']);
-    const server = await ChatServer.start({ engine, port: 0, log: () => {} });
-    try {
+    await withServer(engine, async (server) => {
       // 8000×5000 of one colour: about 130 KB of PNG, and 40 million pixels (the server's default limit) to decode.
-      const heavy = await sharp({ create: { width: 8000, height: 5000, channels: 3, background: '#808080' } }).png().toBuffer();
-      const truncated = png('grad_100x80.png').subarray(0, 3500);
-      const urls = [heavy, heavy, truncated].map((bytes) => `data:image/png;base64,${bytes.toString('base64')}`);
+      const heavy = await grayPng(8000, 5000);
+      const truncated = fixturePng('grad_100x80.png').subarray(0, 3500);
+      const urls = [heavy, heavy, truncated].map((bytes) => pngDataUrl(bytes));
       const parts = urls.map((url) => ({ type: 'image_url', image_url: { url } }));
       let status = 0;
       const decodes = await fullDecodes(async () => {
@@ -398,20 +372,13 @@ describe('the server reads image headers; the engine decodes each image once', (
       assert.equal(status, 200);
       assert.equal(decodes, 0);
       assert.deepEqual(engine.requests[0]!.images!.map((bytes) => bytes.length), [heavy.length, heavy.length, 3500]);
-    } finally {
-      await server.close();
-    }
+    });
   });
 
   test('an image whose header is fine but whose body is cut short is a 400 invalid_image from the worker\'s decode', async () => {
-    const engine = await WorkerEngine.start(MODEL_2, FP32);
-    const server = await ChatServer.start({ engine, port: 0, log: () => {} }).catch(async (err: unknown) => {
-      await engine.close();
-      throw err;
-    });
-    try {
-      const truncated = png('grad_100x80.png').subarray(0, 3500);
-      const url = `data:image/png;base64,${truncated.toString('base64')}`;
+    await withEngineServer(() => WorkerEngine.start(MODEL_2, FP32), async (server) => {
+      const truncated = fixturePng('grad_100x80.png').subarray(0, 3500);
+      const url = pngDataUrl(truncated);
       for (const stream of [false, true]) {
         const refused = await post(server, { model: 'tiny', messages: imageMessages(1, url), stream });
         assert.equal(refused.status, 400);
@@ -421,28 +388,20 @@ describe('the server reads image headers; the engine decodes each image once', (
         );
         assert.match(refused.body.error!.message, /^cannot decode the PNG image \(corrupt or truncated data\?\)/);
       }
-    } finally {
-      await server.close();
-      await engine.close();
-    }
+    });
   });
 });
 
 describe('/health', () => {
   test('200 "ok" while the worker engine answers, 503 "unavailable" (GET and HEAD) once its worker has stopped', async () => {
-    const engine = await WorkerEngine.start(MODEL_2, FP32);
-    const server = await ChatServer.start({ engine, port: 0, log: () => {} }).catch(async (err: unknown) => {
-      await engine.close();
-      throw err;
-    });
-    try {
+    await withEngineServer(() => WorkerEngine.start(MODEL_2, FP32), async (server, engine) => {
       const ok = await fetch(`${server.url}/health`);
       assert.equal(ok.status, 200);
       assert.equal(((await ok.json()) as { status: string }).status, 'ok');
       assert.equal(engine.unavailable, null);
       // The worker thread ends as a crash would end it.
       await (engine as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
-      await waitFor(() => engine.unavailable !== null, 'the engine to see its worker gone');
+      await waitFor(() => engine.unavailable !== null, 'the engine to see its worker gone', 60_000);
       const down = await fetch(`${server.url}/health`);
       assert.equal(down.status, 503);
       const body = (await down.json()) as { status: string; model: string; reason: string };
@@ -452,10 +411,7 @@ describe('/health', () => {
       const head = await fetch(`${server.url}/health`, { method: 'HEAD' });
       assert.equal(head.status, 503);
       assert.equal((await head.arrayBuffer()).byteLength, 0);
-    } finally {
-      await server.close();
-      await engine.close();
-    }
+    });
   });
 
   test('503 once a LocalEngine is closed', async () => {
@@ -478,33 +434,20 @@ describe('chat requests once the engine has stopped', () => {
   const question = { model: 'tiny', messages: [{ role: 'user', content: 'What is in the image?' }], temperature: 0, max_tokens: 4000 };
 
   test('a 503 service_unavailable once the worker thread has exited', async () => {
-    const engine = await WorkerEngine.start(MODEL_2, FP32);
-    const server = await ChatServer.start({ engine, port: 0, log: () => {} }).catch(async (err: unknown) => {
-      await engine.close();
-      throw err;
-    });
-    try {
+    await withEngineServer(() => WorkerEngine.start(MODEL_2, FP32), async (server, engine) => {
       assert.equal((await post(server, { ...question, max_tokens: 1 })).status, 200);
       await (engine as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
-      await waitFor(() => engine.unavailable !== null, 'the engine to see its worker gone');
+      await waitFor(() => engine.unavailable !== null, 'the engine to see its worker gone', 60_000);
       const refused = await post(server, { ...question, max_tokens: 1 });
       assert.equal(refused.status, 503);
       assert.equal(refused.body.error!.type, 'service_unavailable');
       assert.match(refused.body.error!.message, /restart the server/);
-    } finally {
-      await server.close();
-      await engine.close();
-    }
+    });
   });
 
   test('a 503 service_unavailable for the running request, the waiting one and every later one once the worker has failed', async () => {
-    const engine = await WorkerEngine.start(MODEL_2, FP32);
     const logged: string[] = [];
-    const server = await ChatServer.start({ engine, port: 0, log: (line) => logged.push(line) }).catch(async (err: unknown) => {
-      await engine.close();
-      throw err;
-    });
-    try {
+    await withEngineServer(() => WorkerEngine.start(MODEL_2, FP32), async (server, engine) => {
       // A streams (the tiny 2.0 answers this with 4000 tokens, no EOS); B waits for its turn behind it.
       const a = await fetch(`${server.url}/v1/chat/completions`, {
         method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...question, stream: true }),
@@ -515,8 +458,7 @@ describe('chat requests once the engine has stopped', () => {
       let events = '';
       while (!events.includes('"content":"')) events += decoder.decode((await reader.read()).value, { stream: true });
       const b = post(server, question);
-      const waiting = async () => ((await (await fetch(`${server.url}/health`)).json()) as { waiting: number }).waiting;
-      await waitFor(async () => (await waiting()) === 1, 'B to wait for its turn');
+      await waitFor(async () => (await health(server)).waiting === 1, 'B to wait for its turn', 60_000);
       // The worker reports an uncaught error, as a crash in it would (terminating it now, while it runs the model,
       // would abort this whole process in onnxruntime's native code).
       (engine as unknown as { worker: EventEmitter }).worker.emit('error', new Error('the worker crashed'));
@@ -535,10 +477,7 @@ describe('chat requests once the engine has stopped', () => {
       }
       // Why it stopped is in the server's log.
       assert.match(logged.join('\n'), /the engine cannot answer: Error: the worker crashed/);
-    } finally {
-      await server.close();
-      await engine.close();
-    }
+    }, { log: (line) => logged.push(line) });
   });
 
   test('a 503 once a LocalEngine is closed', async () => {
