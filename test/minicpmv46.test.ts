@@ -10,8 +10,11 @@ import { join } from 'node:path';
 import { after, before, describe, it, test } from 'node:test';
 import { promisify } from 'node:util';
 import OpenAI from 'openai';
+import { toChatInput } from '../src/chat/chat-input.js';
 import { LocalEngine } from '../src/chat/local-engine.js';
+import { decodeImage } from '../src/image/index.js';
 import { ChatServer, loadModel, type Model } from '../src/index.js';
+import { familyOf, loadModelConfig } from '../src/models/registry.js';
 import { tokenizerJsonFromDir } from '../src/tokenizer/load-folder.js';
 import { fixturePath, readFixtureJson, repoRoot } from './helpers/fixtures.js';
 
@@ -134,6 +137,49 @@ describe('MiniCPM-V 4.6 through the library', () => {
       /remove it from the text/,
     );
   });
+});
+
+test('a video\'s frames are resized one at a time as the vision encoder reaches each, and not at all for a repeated turn', async () => {
+  const c = chat('video_16x');
+  const { messages, video } = requestOf(c);
+  const { frames: encoded, ...options } = video!;
+  const frames = await Promise.all(encoded.map((bytes) => decodeImage(bytes)));
+  // Each frame notes when its pixels are read (hashing, resizing).
+  let read = new Set<number>();
+  const watched = frames.map((frame, i) => ({
+    width: frame.width,
+    height: frame.height,
+    get data() {
+      read.add(i);
+      return frame.data;
+    },
+  }));
+  const input = toChatInput(messages, { video: { ...options, frames: watched }, downsampleMode: c.downsample_mode });
+  const config = loadModelConfig(MODEL);
+  const model = await familyOf(config).load(MODEL, config, { threads: 1, precision: 'fp32', visionPrecision: 'fp32' });
+  try {
+    const prompt = model.prepare(input);
+    assert.deepEqual(prompt.ids, c.input_ids);
+    // video_16x keeps frames 0, 8 and 16, each one 96×72 slice (max_slice_nums 1): one encoder run per frame, and
+    // before the k-th run only the first k kept frames have been read since the prompt was prepared.
+    read = new Set();
+    const readBeforeRuns: number[][] = [];
+    const sequence = await model.startPrompt(prompt, async () => void readBeforeRuns.push([...read]));
+    assert.deepEqual(readBeforeRuns, [[0], [0, 8], [0, 8, 16]]);
+    const logits = await sequence.prefill();
+    assert.equal(logits.indexOf(Math.max(...logits)), c.runs.greedy.new_token_ids[0], 'the official first greedy token');
+
+    // The same turn again resumes after the video's rows: no frame is resized, no encoder run.
+    const again = model.prepare(input);
+    read = new Set();
+    readBeforeRuns.length = 0;
+    const resumed = await model.startPrompt(again, async () => void readBeforeRuns.push([...read]));
+    assert.ok(resumed.reusedLength > c.input_ids.lastIndexOf(3013), `reused ${resumed.reusedLength} positions`);
+    assert.deepEqual(readBeforeRuns, []);
+    assert.deepEqual([...read], []);
+  } finally {
+    await model.release();
+  }
 });
 
 const run = promisify(execFile);

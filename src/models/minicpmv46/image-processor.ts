@@ -199,14 +199,28 @@ export interface PreprocessedImage {
   slices: VisionSlice[];
 }
 
+/** A slice as the prompt counts it, before any pixel is made: its patch grid and its visual tokens. */
+export type SliceShape = Pick<VisionSlice, 'patchGrid' | 'tokens'>;
+
+/** The shapes of the slices `cutImageSlices` makes of a plan (the source, then every tile), in that order. */
+export function planSliceShapes(plan: ImageSlicePlan, options: Pick<MiniCPMV46ImageOptions, 'patchSize' | 'downsampleMode'>): SliceShape[] {
+  const tiles = plan.grid && plan.refine && plan.tile ? Array.from({ length: plan.grid[0] * plan.grid[1] }, () => plan.tile!) : [];
+  return [plan.source, ...tiles].map(([height, width]): SliceShape => {
+    const patchGrid: HeightWidth = [Math.trunc(height / options.patchSize), Math.trunc(width / options.patchSize)];
+    return { patchGrid, tokens: sliceTokens(patchGrid, options.downsampleMode) };
+  });
+}
+
+/** The slices of an image's plan with their pixels, patch grids and tokens: the source first, then the tiles. */
+export function sliceImage(img: RgbImage, plan: ImageSlicePlan, options: Pick<MiniCPMV46ImageOptions, 'patchSize' | 'downsampleMode'>): VisionSlice[] {
+  const shapes = planSliceShapes(plan, options);
+  return cutImageSlices(img, plan).map((image, i): VisionSlice => ({ image, pixels: normalizePixels(image), ...shapes[i]! }));
+}
+
 /** Slices, pixels, patch grids and token counts of one RGB image (`MiniCPMV4_6ImageProcessor._preprocess`). */
 export function preprocessImage(img: RgbImage, options: MiniCPMV46ImageOptions): PreprocessedImage {
   const plan = planImageSlices([img.height, img.width], options);
-  const slices = cutImageSlices(img, plan).map((image): VisionSlice => {
-    const patchGrid: HeightWidth = [Math.trunc(image.height / options.patchSize), Math.trunc(image.width / options.patchSize)];
-    return { image, pixels: normalizePixels(image), patchGrid, tokens: sliceTokens(patchGrid, options.downsampleMode) };
-  });
-  return { plan, slices };
+  return { plan, slices: sliceImage(img, plan, options) };
 }
 
 /**

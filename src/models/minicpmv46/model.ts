@@ -22,6 +22,7 @@ import {
   planImageSlices,
   plannedSliceTokens,
   preprocessImage,
+  sliceImage,
   slicesPlaceholder,
   type HeightWidth,
   type MiniCPMV46ImageOptions,
@@ -30,8 +31,8 @@ import {
 } from './image-processor.js';
 import { positionsOf, promptText } from './prompt.js';
 import { TEXT_NAMES, textDims } from './text.js';
-import { preprocessVideo, videoFramePicker, videoOptionsOf } from './video.js';
-import { MiniCPMV46VisionEncoder } from './vision-encoder.js';
+import { planVideo, videoFramePicker, videoOptionsOf } from './video.js';
+import { MiniCPMV46VisionEncoder, type MiniCPMV46Slice } from './vision-encoder.js';
 import { minicpmv46VisionDims } from './vision-layout.js';
 
 export const TOKENIZER_FORMAT: TokenizerFormat = 'tokenizer.json';
@@ -52,15 +53,23 @@ export function chatDefaultsOf(generation: GenerationConfig | null): ChatDefault
   };
 }
 
+/** An image or a video frame of a prompt; the pixels of its slices are made when the vision encoder reaches it. */
+export interface PromptVisual {
+  /** A hash of the image's pixels and its slice plan: equal keys give equal slices. */
+  key: string;
+  /** The slices with their pixels, the source first: an image's from its preprocessing, a frame's resized now. */
+  slices(): VisionSlice[];
+}
+
 /** The prompt of one chat turn, ready for the decoder. */
 export interface PreparedPrompt {
   ids: number[];
-  /** Every visual unit (image slices, then video frames and their slices) in the order their rows fill the prompt. */
-  slices: VisionSlice[];
+  /** The images, then the video's kept frames, in the order their slices' rows fill the prompt. */
+  visuals: PromptVisual[];
   /** The prompt positions that receive visual rows, in order (image pads, then video pads, each in prompt order). */
   visualPositions: number[];
   downsampleMode: DownsampleMode;
-  /** A hash of the pixels and the mode behind the visual rows (null without any): cached rows of another are not reused. */
+  /** A hash of the visuals and the mode behind the visual rows (null without any): cached rows of another are not reused. */
   visualKey: string | null;
   /** Positions where the decoder keeps its linear-attention state, so that a later turn resumes there. */
   snapshots: number[];
@@ -166,16 +175,23 @@ export class MiniCPMV46Model {
   }
 
   /**
-   * prepare(input), yielding before each image is hashed and before each is resized (streamChat pauses there). Images
-   * whose tokens alone fill the context are refused first, from their sizes.
+   * prepare(input), yielding before each image or video frame is hashed and before each image is resized (streamChat
+   * pauses there). Images whose tokens alone fill the context are refused first, from their sizes. A video's frames
+   * are only planned here: each is resized when the vision encoder reaches it, so that no more than one frame's slices
+   * are held at a time (and none where a follow-up turn reuses the rows).
    */
   *prepareInSteps(input: ChatInput): Generator<void, PreparedPrompt, undefined> {
     const mode = input.downsampleMode ?? this.config.processor.image.downsampleMode;
     const imageOptions: MiniCPMV46ImageOptions = { ...this.config.processor.image, downsampleMode: mode };
     this.checkImagesFit(input.images, imageOptions);
-    const images = yield* this.preprocessed(input.images, imageOptions);
+    const { images, keys } = yield* this.preprocessed(input.images, imageOptions);
+    const visuals = images.map((image, i): PromptVisual => ({ key: `${keys[i]}/${JSON.stringify(image.plan)}`, slices: () => image.slices }));
     const videoOptions = input.video ? videoOptionsOf(this.config.processor.video, input.video, mode) : null;
-    const video = input.video && videoOptions ? preprocessVideo(input.video.frames, { fps: input.video.fps }, videoOptions, input.video.picked) : null;
+    const video = input.video && videoOptions ? planVideo(input.video.frames, { fps: input.video.fps }, videoOptions, input.video.picked) : null;
+    for (const { image, plan } of video?.frames ?? []) {
+      yield;
+      visuals.push({ key: `${imageKey(image)}/${JSON.stringify(plan)}`, slices: () => sliceImage(image, plan, videoOptions!) });
+    }
     const text = promptText(this.template, this.tokenizer.namedTokens, {
       messages: input.messages,
       images,
@@ -185,7 +201,7 @@ export class MiniCPMV46Model {
       thinking: input.thinking,
     });
     const ids = this.tokenizer.encode(text);
-    const slices = [...images.flatMap((image) => image.slices), ...(video?.units ?? [])];
+    const slices = [...images.flatMap((image) => image.slices), ...(video?.frames.flatMap((frame) => frame.slices) ?? [])];
     const imageRows = positionsOf(ids, this.config.imageTokenId);
     const videoRows = this.config.videoTokenId === undefined ? [] : positionsOf(ids, this.config.videoTokenId);
     const visualPositions = [...imageRows, ...videoRows];
@@ -195,10 +211,10 @@ export class MiniCPMV46Model {
     }
     return {
       ids,
-      slices,
+      visuals,
       visualPositions,
       downsampleMode: mode,
-      visualKey: slices.length > 0 ? visualKey(slices, mode) : null,
+      visualKey: visuals.length > 0 ? visualKey(visuals, mode) : null,
       snapshots: positionsOf(ids, this.imStartId).filter((p) => p > 0),
     };
   }
@@ -232,11 +248,11 @@ export class MiniCPMV46Model {
   }
 
   /**
-   * The images' preprocessing, yielding before each image's hash and each image's resizing; the last images' are
-   * kept, so the next turn about them skips resizing.
+   * The images' preprocessing and their hashes, yielding before each image's hash and each image's resizing; the last
+   * images' are kept, so the next turn about them skips resizing.
    */
-  private *preprocessed(images: readonly RgbImage[], options: MiniCPMV46ImageOptions): Generator<void, PreprocessedImage[], undefined> {
-    if (images.length === 0) return [];
+  private *preprocessed(images: readonly RgbImage[], options: MiniCPMV46ImageOptions): Generator<void, { images: PreprocessedImage[]; keys: string[] }, undefined> {
+    if (images.length === 0) return { images: [], keys: [] };
     const keys: string[] = [];
     for (const image of images) {
       yield;
@@ -251,7 +267,7 @@ export class MiniCPMV46Model {
       }
       this.lastImages = { key, images: processed };
     }
-    return this.lastImages.images;
+    return { images: this.lastImages.images, keys };
   }
 
   /** The frames a video's reader keeps for this model (the frames prepare() samples), under the request's options. */
@@ -272,11 +288,7 @@ export class MiniCPMV46Model {
     }
     const hidden = this.config.text.hiddenSize;
     const started = performance.now();
-    const features = await this.vision.encode(
-      prompt.slices.map((s) => ({ pixels: s.pixels, height: s.image.height, width: s.image.width })),
-      prompt.downsampleMode,
-      { pause },
-    );
+    const features = await this.vision.encode(encoderInputs(prompt.visuals), prompt.downsampleMode, { pause });
     this.encoded.images += 1;
     this.encoded.seconds += (performance.now() - started) / 1000;
     let row = 0;
@@ -326,9 +338,16 @@ export class MiniCPMV46Model {
   }
 }
 
-/** SHA-256 of every visual unit's pixels and the mode: equal keys give equal visual rows. */
-function visualKey(slices: readonly VisionSlice[], mode: DownsampleMode): string {
+/** SHA-256 of the visuals' keys and the mode: equal keys give equal visual rows. */
+function visualKey(visuals: readonly PromptVisual[], mode: DownsampleMode): string {
   const hash = new Sha256().update(mode);
-  for (const slice of slices) hash.update(`|${slice.image.width}x${slice.image.height}:`).update(slice.image.data);
+  for (const visual of visuals) hash.update(`|${visual.key}`);
   return hash.hex();
+}
+
+/** The visuals' slices as the encoder takes them, each visual's pixels made as the encoder reaches it and then let go. */
+function* encoderInputs(visuals: readonly PromptVisual[]): Generator<MiniCPMV46Slice, void, undefined> {
+  for (const visual of visuals) {
+    for (const slice of visual.slices()) yield { pixels: slice.pixels, height: slice.image.height, width: slice.image.width };
+  }
 }

@@ -6,7 +6,7 @@ import { InvalidRequestError } from '../../errors.js';
 import type { ChatTemplate } from '../../tokenizer/chat-template.js';
 import type { PartsMessage } from '../messages.js';
 import { imagePlaceholder, type PreprocessedImage } from './image-processor.js';
-import { videoPlaceholder, type PreprocessedVideo } from './video.js';
+import { videoPlaceholder, type PlannedVideo } from './video.js';
 
 export const IMAGE_PAD = '<|image_pad|>';
 export const VIDEO_PAD = '<|video_pad|>';
@@ -14,7 +14,7 @@ export const VIDEO_PAD = '<|video_pad|>';
 export interface PromptParts {
   messages: readonly PartsMessage[];
   images: readonly PreprocessedImage[];
-  video: PreprocessedVideo | null;
+  video: PlannedVideo | null;
   /** use_image_id of the image and the video processor: `<image_id>k</image_id>` before each image / the video. */
   imageIds: boolean;
   videoIds: boolean;

@@ -1,5 +1,5 @@
 // MiniCPM-V 4.6 video preprocessing (transformers 5.18 video_processing_minicpmv4_6.py + processing_minicpmv4_6.py):
-// which decoded frames are kept, each kept frame processed like an image (source, then its tiles), and the text that
+// which decoded frames are kept, each kept frame sliced like an image (source, then its tiles), and the text that
 // replaces the video's `<|video_pad|>`. Decoding the video file is not done here: the input is RGB frames + fps.
 
 import { ImageError, InvalidRequestError } from '../../errors.js';
@@ -10,10 +10,14 @@ import {
   IMAGE_MARKUP,
   MINICPMV46_IMAGE_DEFAULTS,
   imageIdPrefix,
-  preprocessImage,
+  planImageSlices,
+  planSliceShapes,
+  sliceImage,
   slicesPlaceholder,
+  type ImageSlicePlan,
   type MiniCPMV46ImageOptions,
   type PreprocessedImage,
+  type SliceShape,
   type VisionSlice,
 } from './image-processor.js';
 
@@ -103,6 +107,21 @@ export function sampleFrames(timing: Required<VideoTiming> & { totalNumFrames: n
   return Array.from({ length: Math.ceil(duration) }, (_, i) => Math.trunc(i * fps));
 }
 
+/** One kept frame before any pixel is resized: the frame as given, its slice plan and its slices' shapes. */
+export interface PlannedFrame {
+  image: RgbImage;
+  plan: ImageSlicePlan;
+  /** The source first, then the tiles row-major. */
+  slices: SliceShape[];
+}
+
+/** Which frames a video keeps and how each is sliced: all that its prompt text needs. */
+export interface PlannedVideo {
+  /** Indices of the frames kept, in order. */
+  frameIndices: number[];
+  frames: PlannedFrame[];
+}
+
 export interface PreprocessedVideo {
   /** Indices of the frames kept, in order. */
   frameIndices: number[];
@@ -113,10 +132,10 @@ export interface PreprocessedVideo {
 }
 
 /**
- * Frame sampling, then every kept frame through the image pipeline with the video options (`_preprocess`). With
+ * Frame sampling, and each kept frame's slice plan with the video options (`_preprocess` before its resizing). With
  * `picked`, `frames` are only some frames of the video (those its reader kept): sampling counts all of them.
  */
-export function preprocessVideo(frames: readonly RgbImage[], timing: VideoTiming, options: MiniCPMV46VideoOptions, picked?: PickedFrames): PreprocessedVideo {
+export function planVideo(frames: readonly RgbImage[], timing: VideoTiming, options: MiniCPMV46VideoOptions, picked?: PickedFrames): PlannedVideo {
   if (frames.length === 0) throw new InvalidRequestError('the video has no frames');
   const frameCount = picked?.frameCount ?? frames.length;
   const duration = timing.duration ?? frameCount / timing.fps;
@@ -124,15 +143,28 @@ export function preprocessVideo(frames: readonly RgbImage[], timing: VideoTiming
     ? sampleFrames({ fps: timing.fps, duration, totalNumFrames: frameCount }, options.maxNumFrames, options.stackFrames)
     : Array.from({ length: frameCount }, (_, i) => i);
   const given = picked ? new Map(picked.indices.map((index, i) => [index, frames[i]!])) : null;
-  const kept = frameIndices.map((i) => {
-    const frame = given ? given.get(i) : frames[i];
-    if (frame) return preprocessImage(frame, options);
+  const kept = frameIndices.map((i): PlannedFrame => {
+    const image = given ? given.get(i) : frames[i];
+    if (image) {
+      const plan = planImageSlices([image.height, image.width], options);
+      return { image, plan, slices: planSliceShapes(plan, options) };
+    }
     if (given) {
       throw new InvalidRequestError(`video frame ${i} of ${frameCount} is kept, but it is not among the frames given (picked.indices): give every frame, or those this model keeps`);
     }
     throw new ImageError(`video frame ${i} was asked for but only ${frames.length} frames were given: check that fps (${timing.fps}) and duration (${timing.duration}) match the frames`);
   });
-  return { frameIndices, frames: kept, units: kept.flatMap((f) => f.slices) };
+  return { frameIndices, frames: kept };
+}
+
+/**
+ * The whole `_preprocess` of a video at once: `planVideo`, then every kept frame through the image pipeline. (A
+ * prompt resizes each frame only when the vision encoder reaches it.)
+ */
+export function preprocessVideo(frames: readonly RgbImage[], timing: VideoTiming, options: MiniCPMV46VideoOptions, picked?: PickedFrames): PreprocessedVideo {
+  const planned = planVideo(frames, timing, options, picked);
+  const kept = planned.frames.map(({ image, plan }): PreprocessedImage => ({ plan, slices: sliceImage(image, plan, options) }));
+  return { frameIndices: planned.frameIndices, frames: kept, units: kept.flatMap((f) => f.slices) };
 }
 
 /**
@@ -140,7 +172,7 @@ export function preprocessVideo(frames: readonly RgbImage[], timing: VideoTiming
  * frames' texts concatenated without separator, `<|video_pad|>` as the pad. With `use_image_id` the whole video gets one
  * `<image_id>k</image_id>` in front, k being the video's index among the videos of its sample; else pass null.
  */
-export function videoPlaceholder(video: PreprocessedVideo, videoId: number | null): string {
+export function videoPlaceholder(video: { frames: readonly { plan: ImageSlicePlan; slices: readonly SliceShape[] }[] }, videoId: number | null): string {
   const frames = video.frames.map((f) => slicesPlaceholder(f.plan.grid, f.slices.map((s) => s.tokens), IMAGE_MARKUP.videoPad));
   return imageIdPrefix(videoId) + frames.join('');
 }

@@ -99,11 +99,12 @@ export class MiniCPMV46VisionEncoder {
 
   /**
    * The merger rows of each slice ([h·w/16 or h·w/4, text hidden], the slice's placeholder rows), one run per slice,
-   * results in input order. `pause` is awaited before each slice (e.g. a turn of the event loop that throws on an abort).
+   * results in input order; the slices are taken from `slices` one at a time, so a generator may make each as it is
+   * reached. `pause` is awaited before each slice (e.g. a turn of the event loop that throws on an abort).
    * Afterwards the sessions are suspended unless `keepLoaded`.
    */
   async encode(
-    slices: readonly MiniCPMV46Slice[],
+    slices: Iterable<MiniCPMV46Slice>,
     mode: DownsampleMode,
     options: { pause?: () => Promise<void> } = {},
   ): Promise<Float32Array[]> {
