@@ -4,10 +4,12 @@
 // the split of an answer's reasoning from its content.
 
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { MessageChannel } from 'node:worker_threads';
 import { InvalidRequestError, loadModel, VideoError, type Model } from '../src/index.js';
 import type { DecodingSettings } from '../src/chat/decoding.js';
 import { decodeWithFfmpeg, frameNameOrder, PpmStream, readVideoPath } from '../src/chat/media-source.js';
@@ -302,6 +304,39 @@ test('a folder of frames is read for the frames MiniCPM-V 4.6 keeps only', async
   assert.equal(video.frames.length, 3);
   for (const [i, index] of [0, 8, 16].entries()) {
     assert.deepEqual(video.frames[i]!.data, (await decodeImage(readFileSync(join(folder, names[index]!)))).data, names[index]);
+  }
+});
+
+test('with `shared`, a video folder\'s or file\'s frames are held in shared memory: posted to a thread, they are not copied', async () => {
+  const folder = fixturePath('minicpmv46-tiny', 'images', 'video_bars_96x72');
+  const scratch = mkdtempSync(join(tmpdir(), 'omnilmm-ffmpeg-'));
+  const saved = process.env.OMNILMM_FFMPEG;
+  const { port1, port2 } = new MessageChannel();
+  try {
+    // A stand-in for ffmpeg that prints two 1×1 frames.
+    const fake = join(scratch, 'ffmpeg');
+    writeFileSync(fake, `#!/bin/sh\nprintf 'P6\\n1 1\\n255\\n\\001\\002\\003P6\\n1 1\\n255\\n\\004\\005\\006'\n`);
+    chmodSync(fake, 0o755);
+    const clip = join(scratch, 'clip.mp4');
+    writeFileSync(clip, 'not really a video');
+    process.env.OMNILMM_FFMPEG = fake;
+    for (const path of [folder, clip]) {
+      const plain = await readVideoPath(path, { fps: 8 });
+      const shared = await readVideoPath(path, { fps: 8, shared: true });
+      assert.deepEqual(shared.frames.map((f) => [f.width, f.height, Buffer.from(f.data).toString('hex')]), plain.frames.map((f) => [f.width, f.height, Buffer.from(f.data).toString('hex')]));
+      assert.ok(shared.frames.every((f) => f.data.buffer instanceof SharedArrayBuffer), path);
+      assert.ok(!(plain.frames[0]!.data.buffer instanceof SharedArrayBuffer));
+      // What postMessage delivers to the other side (the engine's worker thread) writes into the same pixels.
+      port1.postMessage(shared.frames[0]);
+      const [received] = (await once(port2, 'message')) as [RgbImage];
+      received.data[0] ^= 0xff;
+      assert.equal(shared.frames[0]!.data[0], plain.frames[0]!.data[0]! ^ 0xff, path);
+    }
+  } finally {
+    port1.close();
+    if (saved === undefined) delete process.env.OMNILMM_FFMPEG;
+    else process.env.OMNILMM_FFMPEG = saved;
+    rmSync(scratch, { recursive: true, force: true });
   }
 });
 

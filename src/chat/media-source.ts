@@ -44,6 +44,11 @@ export interface VideoReadOptions {
   pickFrames?: VideoFramePicker;
   /** Most bytes of RGB pixels the frames held may take (default 4 GiB). */
   maxBytes?: number;
+  /**
+   * Hold the frames' pixels in SharedArrayBuffers, so that a worker thread they are posted to shares them instead of
+   * receiving a copy (default false).
+   */
+  shared?: boolean;
 }
 
 /** The frames read of a video, and which of its frames they are. */
@@ -158,13 +163,13 @@ export async function loadVideo(request: VideoRequest, { signal, framePickerOf }
  * says which they are.
  */
 export async function readVideoPath(path: string, options: VideoReadOptions = {}): Promise<Pick<VideoFrames, 'frames' | 'fps' | 'picked'>> {
-  const { fps, fileFps = 1, pickFrames, maxBytes = MAX_VIDEO_BYTES } = options;
+  const { fps, fileFps = 1, pickFrames, maxBytes = MAX_VIDEO_BYTES, shared = false } = options;
   const info = await stat(path).catch(() => null);
   if (!info) throw new FileNotFoundError(`video not found: ${path}`);
   const isFolder = info.isDirectory();
   if (!isFolder && !info.isFile()) throw new FileNotFoundError(`video is neither a file nor a folder: ${path}`);
   const rate = fps ?? (isFolder ? 1 : fileFps);
-  const read = isFolder ? await readFrameFolder(path, rate, pickFrames, maxBytes) : await decodeWithFfmpeg(path, rate, { pickFrames, maxBytes });
+  const read = isFolder ? await readFrameFolder(path, rate, { pickFrames, maxBytes, shared }) : await decodeWithFfmpeg(path, rate, { pickFrames, maxBytes, shared });
   return { frames: read.frames, fps: rate, ...(pickFrames && { picked: read.picked }) };
 }
 
@@ -189,7 +194,8 @@ export function frameNameOrder(a: string, b: string): number {
 }
 
 /** The folder's image files in frame-name order (frameNameOrder), those `pickFrames` keeps decoded. */
-async function readFrameFolder(folder: string, fps: number, pickFrames: VideoFramePicker | undefined, maxBytes: number): Promise<ReadFrames> {
+async function readFrameFolder(folder: string, fps: number, options: Pick<VideoReadOptions, 'pickFrames' | 'maxBytes' | 'shared'>): Promise<ReadFrames> {
+  const { pickFrames, maxBytes = MAX_VIDEO_BYTES, shared = false } = options;
   const names = (await readdir(folder, { withFileTypes: true }))
     .filter((e) => e.isFile() && FRAME_EXTENSIONS.has(extname(e.name).toLowerCase()))
     .map((e) => e.name)
@@ -202,9 +208,18 @@ async function readFrameFolder(folder: string, fps: number, pickFrames: VideoFra
     const frame = await decodeImage(await readFile(join(folder, names[index]!)));
     bytes += frame.data.length;
     if (bytes > maxBytes) throw new VideoError(`the frames kept of ${folder} hold more than ${formatBytes(maxBytes)} of pixels: use fewer or smaller frames`);
-    frames.push(frame);
+    if (shared) {
+      const data = sharedPixels(frame.data.length);
+      data.set(frame.data);
+      frames.push({ ...frame, data });
+    } else frames.push(frame);
   }
   return { frames, picked: { frameCount: names.length, indices } };
+}
+
+/** Pixel memory in a SharedArrayBuffer, which a worker thread it is posted to shares instead of copying. */
+function sharedPixels(size: number): Uint8Array {
+  return new Uint8Array(new SharedArrayBuffer(size));
 }
 
 /** The ffmpeg command ($OMNILMM_FFMPEG, else ffmpeg on the PATH). */
@@ -223,11 +238,12 @@ function ffmpegCommand(): string {
  * one frame a second of is read once); from such a frame on, the pass only counts the frames, and a second pass holds
  * its choice of them all.
  */
-export async function decodeWithFfmpeg(path: string, fps: number, options: Pick<VideoReadOptions, 'pickFrames' | 'maxBytes'> = {}): Promise<ReadFrames> {
+export async function decodeWithFfmpeg(path: string, fps: number, options: Pick<VideoReadOptions, 'pickFrames' | 'maxBytes' | 'shared'> = {}): Promise<ReadFrames> {
   if (!(fps > 0 && fps <= MAX_FILE_FPS)) {
     throw new InvalidRequestError(`a video file is decoded at up to ${MAX_FILE_FPS} frames a second (faster only repeats frames), not ${fps}`);
   }
-  const { pickFrames, maxBytes = MAX_VIDEO_BYTES } = options;
+  const { pickFrames, maxBytes = MAX_VIDEO_BYTES, shared = false } = options;
+  const pixels = shared ? sharedPixels : undefined;
   const held = new Map<number, RgbImage>();
   let heldBytes = 0;
   const hold = (index: number, frame: RgbImage) => {
@@ -252,11 +268,12 @@ export async function decodeWithFfmpeg(path: string, fps: number, options: Pick<
       return holdingChoice && choice.has(index);
     },
     receive: hold,
+    pixels,
   });
   if (frameCount === 0) throw new VideoError(`ffmpeg found no video frames in ${path}`);
   if (!holdingChoice) {
     const choice = new Set(pickFrames!(frameCount, fps));
-    const again = await runFfmpeg(path, fps, { wants: (index) => choice.has(index), receive: hold });
+    const again = await runFfmpeg(path, fps, { wants: (index) => choice.has(index), receive: hold, pixels });
     if (again !== frameCount) {
       throw new VideoError(`ffmpeg decoded ${path} into ${frameCount} frames, then into ${again} (did the file change meanwhile?): give it again`);
     }
@@ -310,6 +327,8 @@ export interface FrameSink {
   wants(index: number): boolean;
   /** A kept frame, once all its pixels have arrived. */
   receive(index: number, frame: RgbImage): void;
+  /** Memory for a kept frame's `size` bytes of pixels (default: a new Uint8Array). */
+  pixels?(size: number): Uint8Array;
 }
 
 /** Splits a stream of binary PPM images (P6, 8-bit: "P6 <w> <h> 255" and w·h·3 bytes of RGB) into frames. */
@@ -362,7 +381,8 @@ export class PpmStream {
     this.header = '';
     const index = this.count++;
     const size = width * height * 3;
-    this.frame = { index, size, image: this.sink.wants(index) ? { width, height, data: new Uint8Array(size) } : null };
+    const data = this.sink.wants(index) ? (this.sink.pixels?.(size) ?? new Uint8Array(size)) : null;
+    this.frame = { index, size, image: data ? { width, height, data } : null };
     this.filled = 0;
   }
 }

@@ -5,7 +5,8 @@
 //   here → worker   chat {id, request} · abort {id} · tokenize {id, text} · close
 //   worker → here   ready {modelType, contextLength, maxBeams, minImageTokens, imageLimit} · load-error {error} · warning {message}
 //                   chunk {id, text} · done {id, result} · tokens {id, ids} · error {id, error}
-// A worker's warning is emitted again here (process.emitWarning), so it shows as this thread's warnings do.
+// A worker's warning is emitted again here (process.emitWarning), so it shows as this thread's warnings do. Pixels in
+// SharedArrayBuffers (a video read with readVideoPath's `shared`, as the CLI does) cross without a copy.
 // Chat requests wait in a FIFO here and go to the worker one at a time. The worker gives its event loop a turn before
 // every image it decodes or resizes and every model call (streamChat), so an abort message stops it there.
 

@@ -180,9 +180,10 @@ async function readMedia(values: Parsed['values']): Promise<Media> {
   if (fps !== undefined && !videoPath) throw new InvalidRequestError('--video-fps goes with --video <folder|file>');
   const media: Media = { images };
   if (videoPath) {
-    // Read before the model loads, for the frames it keeps only: its family knows them from its config.
+    // Read before the model loads, for the frames it keeps only: its family knows them from its config. In shared
+    // memory, so that the engine's worker thread takes these frames, not a copy, on every turn of a session.
     const config = loadModelConfig(await resolveModelOption(values));
-    media.video = await readVideoPath(videoPath, { fps, pickFrames: familyOf(config).videoFramePicker?.(config, {}) });
+    media.video = await readVideoPath(videoPath, { fps, pickFrames: familyOf(config).videoFramePicker?.(config, {}), shared: true });
   }
   const downsampleMode = downsampleModeOption(values);
   if (downsampleMode) media.downsampleMode = downsampleMode;
