@@ -86,19 +86,25 @@ export function imagesTheContextHolds({ contextLength, minImageTokens }: Pick<Im
 }
 
 /**
- * Refuses, before any image is decoded, more images than the family takes (its imageLimit, with its own message) or
- * than the model's context could hold whatever their sizes.
+ * Why the request cannot be taken, found before any image is decoded: more images than the family takes (its
+ * imageLimit, with its own message) or than the model's context could hold whatever their sizes; null if neither.
  */
-export function checkImageCount(source: MediaSource, room: ImageRoom): void {
+export function imageCountRefusal(source: MediaSource, room: ImageRoom): InvalidRequestError | null {
   const count = Array.isArray(source.images) ? source.images.length : source.image ? 1 : 0;
   const tooMany = imageLimitRefusal(room.imageLimit, count);
-  if (tooMany) throw new InvalidRequestError(tooMany);
+  if (tooMany) return new InvalidRequestError(tooMany);
   const most = imagesTheContextHolds(room);
-  if (count <= most) return;
-  throw new InvalidRequestError(
+  if (count <= most) return null;
+  return new InvalidRequestError(
     `${count} images cannot fit the model's ${room.contextLength}-token context, where each takes at least ` +
       `${room.minImageTokens} tokens: give at most ${most}`,
   );
+}
+
+/** Throws imageCountRefusal's error, if any. */
+export function checkImageCount(source: MediaSource, room: ImageRoom): void {
+  const refusal = imageCountRefusal(source, room);
+  if (refusal) throw refusal;
 }
 
 /** Image bytes decoded; pixels as they are. */

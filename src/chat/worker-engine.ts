@@ -17,7 +17,7 @@ import type { LoadOptions } from '../models/registry.js';
 import type { ChatResult } from './chat.js';
 import type { LoadModelOptions } from './engine.js';
 import type { Engine, EngineInfo, EngineRequest } from './engine-types.js';
-import { checkImageCount } from './media-source.js';
+import { imageCountRefusal } from './media-source.js';
 
 /** What the worker is started with: a local model folder and options that survive a structured clone. */
 export interface WorkerData {
@@ -120,7 +120,7 @@ export class WorkerEngine implements Engine {
 
   stream(request: EngineRequest, signal?: AbortSignal): AsyncGenerator<string, ChatResult, undefined> {
     const job = new ChatJob(this.nextId++, request);
-    const tooMany = imageCountError(request, this.info);
+    const tooMany = imageCountRefusal(request, this.info);
     if (this.unusable) job.settle({ error: this.unusable });
     else if (signal?.aborted) job.settle({ error: signal.reason });
     else if (tooMany) job.settle({ error: tooMany });
@@ -236,16 +236,6 @@ export class WorkerEngine implements Engine {
 
   private post(message: ToWorker): void {
     this.worker.postMessage(message);
-  }
-}
-
-/** Why the request has more images than the model takes or its context could hold (checkImageCount), or null. */
-function imageCountError(request: EngineRequest, info: EngineInfo): unknown {
-  try {
-    checkImageCount(request, info);
-    return null;
-  } catch (err) {
-    return err;
   }
 }
 
