@@ -8,8 +8,9 @@ import { describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { LocalEngine } from '../src/chat/local-engine.js';
 import { GenerationQueue } from '../src/server/queue.js';
-import { apiError, client, health, waitFor } from './helpers/server.js';
+import { apiError, client, health, waitFor, withEngineServer } from './helpers/server.js';
 import { FP32, grad, serveTinyModel, TINY_MODEL, wireMessages } from './helpers/tiny-model.js';
+import { WatchedEngine } from './helpers/watched-engine.js';
 
 const startServer = serveTinyModel();
 
@@ -62,15 +63,25 @@ describe('one generation at a time', () => {
     assert.equal((await queued).choices[0]!.message.content, grad.runs.greedy!.text);
   });
 
-  test('a client that disconnects stops its generation at once and frees the engine', async () => {
-    const server = await startServer();
-    const running = await startLongStream(client(server));
-    assert.equal((await health(server)).generating, true);
-    running.abort();
-    const ms = await waitFor(async () => !(await health(server)).generating, 'the generation to stop', 2000);
-    assert.ok(ms < 2000, `stopped after ${ms} ms`);
-    const completion = await client(server).chat.completions.create(short());
-    assert.equal(completion.choices[0]!.message.content, grad.runs.greedy!.text);
+  test('a client that disconnects stops its generation at once and frees the engine', async (t) => {
+    const watchedTinyModel = async () => new WatchedEngine(await LocalEngine.start(TINY_MODEL, FP32));
+    await withEngineServer(watchedTinyModel, async (server, engine) => {
+      const running = await startLongStream(client(server));
+      assert.equal((await health(server)).generating, true);
+      const generation = engine.streams[0]!;
+      const chunksBefore = generation.chunks;
+      running.abort();
+      // The timeout only guards against a hang: how far the generation got shows whether it stopped at once.
+      await waitFor(() => generation.ending !== undefined, 'the generation to end', 60_000);
+      assert.deepEqual(generation.ending, { error: 'AbortError' }, 'the abort ended it, not its last token');
+      const asked = LONG.max_tokens!;
+      const chunksAfter = generation.chunks - chunksBefore;
+      t.diagnostic(`the engine generated ${chunksBefore} chunks before the client left and ${chunksAfter} after`);
+      assert.ok(chunksAfter < (asked - chunksBefore) / 10, `${chunksAfter} chunks after the client left, of ${asked - chunksBefore} still to come`);
+      await waitFor(async () => !(await health(server)).generating, 'the engine to be free');
+      const completion = await client(server).chat.completions.create(short());
+      assert.equal(completion.choices[0]!.message.content, grad.runs.greedy!.text);
+    });
   });
 
   test('a waiting client that disconnects frees its place in the queue', async () => {

@@ -80,14 +80,16 @@ export async function health(server: ChatServer): Promise<{ generating: boolean;
   return (await (await fetch(`${server.url}/health`)).json()) as { generating: boolean; waiting: number };
 }
 
-/** Polls `condition` until it holds and returns the milliseconds that took; fails the test after `timeoutMs`. */
-export async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<number> {
+/**
+ * Polls `condition` until it holds; fails the test after `timeoutMs`. The timeout guards against a hang and measures
+ * nothing: a test shows how soon something happened by what else happened meanwhile, never by the clock.
+ */
+export async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
   const start = Date.now();
   while (!(await condition())) {
     if (Date.now() - start > timeoutMs) assert.fail(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
-  return Date.now() - start;
 }
 
 /** The bytes as a data: URL of type image/png (whatever they hold). */
