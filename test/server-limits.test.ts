@@ -37,6 +37,8 @@ const TWO_IMAGES_ON_2 = 'MiniCPM-V 2.0 takes one image per conversation, got 2: 
  */
 const SHORT_46_CONTEXT = 61;
 const SHORT_46_MOST_IMAGES = 10;
+/** One image too many there: the refusal the server, the library, the engines and the CLI all give. */
+const ELEVEN_IMAGES_ON_SHORT_46 = "11 images cannot fit the model's 61-token context, where each takes at least 6 tokens: give at most 10";
 
 function imageMessages(count: number, url: string) {
   const parts = Array.from({ length: count }, () => ({ type: 'image_url', image_url: { url } }));
@@ -161,37 +163,43 @@ describe('more images than the model takes or its context could hold are refused
     }
   });
 
-  test(`server: ${SHORT_46_MOST_IMAGES + 1} images on the short-context 4.6 are a 400 naming "messages", before their bytes are looked at; ${SHORT_46_MOST_IMAGES} are decoded`, async () => {
+  test(`server: ${SHORT_46_MOST_IMAGES + 1} images on the short-context 4.6 are a 400 naming "messages" with the engines' message, before their bytes are looked at; ${SHORT_46_MOST_IMAGES} are decoded`, async () => {
     const url = pngDataUrl(NOT_AN_IMAGE);
     const refused = await post(server46, { model: 'tiny', messages: imageMessages(SHORT_46_MOST_IMAGES + 1, url) });
     assert.equal(refused.status, 400);
     assert.equal(refused.body.error!.type, 'invalid_request_error');
     assert.equal(refused.body.error!.param, 'messages');
-    assert.equal(refused.body.error!.message, "the messages hold 11 images, but at most 10 fit the model's context of 61 tokens (an image takes at least 6): send fewer images");
+    assert.equal(refused.body.error!.code, null);
+    assert.equal(refused.body.error!.message, ELEVEN_IMAGES_ON_SHORT_46);
     // One image fewer passes the count, and the first of them is decoded (and found to be no image).
     const decoded = await post(server46, { model: 'tiny', messages: imageMessages(SHORT_46_MOST_IMAGES, url) });
     assert.equal(decoded.status, 400);
     assert.match(decoded.body.error!.message, /SVG/);
   });
 
-  test('server: the refusal comes before the request reaches the engine', async () => {
+  test('server: the refusal comes before any image is fetched and before the request reaches the engine', async () => {
     const scripted = new ScriptedEngine(['Hi.']);
     await withServer(scripted, async (own) => {
-      // The scripted engine says 4096 tokens and 64 per image: 63 images at most.
+      // The scripted engine says 4096 tokens and 64 per image: (4096 - 1) / 64, 63 images at most.
+      const sixtyFour = "64 images cannot fit the model's 4096-token context, where each takes at least 64 tokens: give at most 63";
       const url = pngDataUrl(fixturePng('grad_100x80.png'));
       const refused = await post(own, { model: 'scripted', messages: imageMessages(64, url) });
       assert.equal(refused.status, 400);
-      assert.match(refused.body.error!.message, /at most 63 fit/);
+      assert.equal(refused.body.error!.message, sixtyFour);
       assert.equal(scripted.requests.length, 0);
+      // URLs at an address this server refuses to fetch from: 64 are refused for their count, 63 for the address.
+      const remote = 'http://127.0.0.1:9/grad.png';
+      assert.equal((await post(own, { model: 'scripted', messages: imageMessages(64, remote) })).body.error!.message, sixtyFour);
+      assert.match((await post(own, { model: 'scripted', messages: imageMessages(63, remote) })).body.error!.message, /refusing to fetch/);
       assert.equal((await post(own, { model: 'scripted', messages: imageMessages(63, url) })).status, 200);
       assert.equal(scripted.requests.length, 1);
-    });
+    }, { allowRemoteImages: true });
   });
 
   test('library and engines: more images than the context holds are an InvalidRequestError before decoding, from Model, LocalEngine and WorkerEngine', async () => {
     const messages = [{ role: 'user' as const, content: 'What is this?' }];
     const images = Array.from({ length: SHORT_46_MOST_IMAGES + 1 }, () => NOT_AN_IMAGE);
-    const expected = { name: 'InvalidRequestError', message: "11 images cannot fit the model's 61-token context, where each takes at least 6 tokens: give at most 10" };
+    const expected = { name: 'InvalidRequestError', message: ELEVEN_IMAGES_ON_SHORT_46 };
     const model = await loadModel(short46, FP32);
     try {
       await assert.rejects(model.chat({ messages, images }), expected);
@@ -224,7 +232,7 @@ describe('more images than the model takes or its context could hold are refused
     const many = await chat(short46, SHORT_46_MOST_IMAGES + 1);
     assert.equal(many.code, 2, many.stderr);
     assert.equal(many.stdout, '');
-    assert.equal(many.stderr, "error: 11 images cannot fit the model's 61-token context, where each takes at least 6 tokens: give at most 10\n");
+    assert.equal(many.stderr, `error: ${ELEVEN_IMAGES_ON_SHORT_46}\n`);
   });
 });
 

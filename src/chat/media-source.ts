@@ -81,15 +81,21 @@ export interface ImageRoom {
 }
 
 /** The most images the context could hold: each takes at least minImageTokens positions, and the answer needs one. */
-export function imagesTheContextHolds({ contextLength, minImageTokens }: Pick<ImageRoom, 'contextLength' | 'minImageTokens'>): number {
+function imagesTheContextHolds({ contextLength, minImageTokens }: Pick<ImageRoom, 'contextLength' | 'minImageTokens'>): number {
   return Math.floor((contextLength - 1) / minImageTokens);
 }
 
+/** A request's images as they are counted, whatever their form (bytes, pixels, the server's URLs): one, or a list. */
+export interface CountedImages {
+  image?: unknown;
+  images?: readonly unknown[] | null;
+}
+
 /**
- * Why the request cannot be taken, found before any image is decoded: more images than the family takes (its
- * imageLimit, with its own message) or than the model's context could hold whatever their sizes; null if neither.
+ * Why the request cannot be taken, found before any image is fetched or decoded: more images than the family takes
+ * (its imageLimit, with its own message) or than the model's context could hold whatever their sizes; null if neither.
  */
-export function imageCountRefusal(source: MediaSource, room: ImageRoom): InvalidRequestError | null {
+export function imageCountRefusal(source: CountedImages, room: ImageRoom): InvalidRequestError | null {
   const count = Array.isArray(source.images) ? source.images.length : source.image ? 1 : 0;
   const tooMany = imageLimitRefusal(room.imageLimit, count);
   if (tooMany) return new InvalidRequestError(tooMany);

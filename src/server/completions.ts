@@ -10,11 +10,10 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ChatResult } from '../chat/chat.js';
 import type { Engine, EngineInfo, EngineRequest } from '../chat/engine-types.js';
-import { imagesTheContextHolds } from '../chat/media-source.js';
+import { imageCountRefusal } from '../chat/media-source.js';
 import { ReasoningStream, splitReasoning, type AnswerDelta } from '../chat/reasoning.js';
 import { ImageTooLargeError } from '../errors.js';
 import { readImageHeader } from '../image/index.js';
-import { imageLimitRefusal } from '../models/messages.js';
 import { ApiError, badRequest, engineStopped, errorBody, isAbortError, sendError, toApiError, tooLarge } from './api-error.js';
 import { readJsonBody } from './body.js';
 import { parseChatCompletionRequest, type ChatCompletionRequest, type ImageSource } from './chat-request.js';
@@ -114,19 +113,12 @@ function checkBeamCount(parsed: ChatCompletionRequest, maxBeams: number): void {
 }
 
 /**
- * More images than the model takes (its family's imageLimit, with the family's message) or than its context could
- * hold whatever their sizes (each takes at least `minImageTokens`) are refused before any is fetched or decoded.
+ * More images than the model takes or than its context could hold are refused before any is fetched or decoded, in
+ * the engines' words (imageCountRefusal), naming "messages".
  */
 function checkImageCount(parsed: ChatCompletionRequest, info: EngineInfo): void {
-  const tooMany = imageLimitRefusal(info.imageLimit, parsed.images.length);
-  if (tooMany) throw badRequest(tooMany, 'messages');
-  const most = imagesTheContextHolds(info);
-  if (parsed.images.length <= most) return;
-  throw badRequest(
-    `the messages hold ${parsed.images.length} images, but at most ${most} fit the model's context of ${info.contextLength} ` +
-      `tokens (an image takes at least ${info.minImageTokens}): send fewer images`,
-    'messages',
-  );
+  const refusal = imageCountRefusal({ images: parsed.images }, info);
+  if (refusal) throw badRequest(refusal.message, 'messages');
 }
 
 /** The image's bytes: from its data: URL, or fetched (only when the server allows remote images). */
