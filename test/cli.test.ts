@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -319,6 +320,91 @@ test('MiniCPM-V 2.0 refuses several images, video, thinking, 4x and a system mes
     assert.equal(out.code, 2, args.join(' '));
     assert.equal(out.stderr.trim().split('\n').length, 1, 'one line');
   }
+});
+
+/** Runs `use` with a stand-in hub at its URL that answers every request 404 and keeps their paths in `requests`. */
+async function withRecordingHub(use: (url: string, requests: string[]) => Promise<void>): Promise<void> {
+  const requests: string[] = [];
+  const hub = createHttpServer((req, res) => {
+    requests.push(req.url ?? '');
+    res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => hub.listen(0, '127.0.0.1', () => resolve()));
+  try {
+    await use(`http://127.0.0.1:${(hub.address() as AddressInfo).port}`, requests);
+  } finally {
+    await new Promise<void>((resolve) => hub.close(() => resolve()));
+  }
+}
+
+/** The one-image fixture models and their names in messages. */
+const ONE_IMAGE_MODELS: [string, string][] = [
+  [MODEL, 'MiniCPM-V 2.0'],
+  [fixturePath('minicpmv1-tiny', 'model'), 'MiniCPM-V 1.0'],
+  [fixturePath('omnilmm12b-tiny', 'model'), 'OmniLMM-12B'],
+];
+
+const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+test('a --video for a model that takes none is refused before the video is read: one line, exit code 2', async () => {
+  const dir = join(scratch, 'no-video');
+  mkdirSync(dir);
+  // A stand-in ffmpeg that notes every run of it; a video file; a folder whose one frame is no image.
+  const ffmpeg = join(dir, 'ffmpeg');
+  const runs = join(dir, 'ffmpeg-runs');
+  writeFileSync(ffmpeg, `#!/bin/sh\necho "$@" >> '${runs}'\n`);
+  chmodSync(ffmpeg, 0o755);
+  const clip = join(dir, 'clip.mp4');
+  writeFileSync(clip, 'not really a video');
+  const frames = join(dir, 'frames');
+  mkdirSync(frames);
+  writeFileSync(join(frames, 'frame_0.png'), 'not an image');
+  for (const [model, name] of ONE_IMAGE_MODELS) {
+    for (const video of [clip, frames]) {
+      const out = await cli(['chat', '--model', model, '--video', video, '--json', 'Describe.'], { OMNILMM_FFMPEG: ffmpeg });
+      assertCleanError(out, new RegExp(`^error: ${escaped(name)} takes no video: video is a MiniCPM-V 4\\.6 feature\n$`));
+      assert.equal(out.code, 2, `${name}, ${video}`);
+    }
+  }
+  assert.equal(existsSync(runs), false, 'ffmpeg never ran');
+});
+
+test('a second --image for a one-image model is refused before any image is decoded, where the model is at hand', async () => {
+  const notAnImage = join(scratch, 'second-image.png');
+  writeFileSync(notAnImage, 'not an image');
+  // A hub model complete in the cache, in huggingface_hub's layout: refs/main names the commit, whose snapshot holds the files.
+  const hfHome = join(scratch, 'hf-cached');
+  const commit = '0123456789abcdef0123456789abcdef01234567';
+  const repo = join(hfHome, 'hub', 'models--tiny--minicpmv2');
+  copyModel(join('hf-cached', 'hub', 'models--tiny--minicpmv2', 'snapshots', commit));
+  mkdirSync(join(repo, 'refs'));
+  writeFileSync(join(repo, 'refs', 'main'), commit);
+  const compare = (model: string, env: NodeJS.ProcessEnv = {}) =>
+    cli(['chat', '--model', model, '--image', IMAGE, '--image', notAnImage, '--json', 'Compare.'], env);
+  for (const [model, name, env] of [...ONE_IMAGE_MODELS, ['tiny/minicpmv2', 'MiniCPM-V 2.0', { HF_HOME: hfHome }] as const]) {
+    const out = await compare(model, env);
+    assertCleanError(out, new RegExp(`^error: ${escaped(name)} takes one image per conversation, got 2: send one image\n$`));
+    assert.equal(out.code, 2, model);
+  }
+  // A hub model not in the cache is not fetched to count the images: they are read first, and the second is no image.
+  await withRecordingHub(async (url, requests) => {
+    const out = await compare('tiny/not-cached', { HF_HUB_OFFLINE: '', HF_ENDPOINT: url });
+    assertCleanError(out, /image/);
+    assert.equal(out.code, 1);
+    assert.deepEqual(requests, []);
+  });
+});
+
+test('a --video file without ffmpeg is refused before the hub model is fetched', async () => {
+  const clip = join(scratch, 'clip-without-ffmpeg.mp4');
+  writeFileSync(clip, 'not really a video');
+  await withRecordingHub(async (url, requests) => {
+    const out = await cli(['chat', '--model', 'tiny/not-downloaded', '--video', clip, '--json', 'Describe.'],
+      { HF_HUB_OFFLINE: '', HF_ENDPOINT: url, OMNILMM_FFMPEG: join(scratch, 'no-ffmpeg') });
+    assertCleanError(out, /^error: decoding the video file \S+clip-without-ffmpeg\.mp4 needs ffmpeg, which is not installed .*: install ffmpeg/);
+    assert.equal(out.code, 1);
+    assert.deepEqual(requests, [], 'nothing asked of the hub');
+  });
 });
 
 test('with no network the default hub model fails with a clear message', async () => {

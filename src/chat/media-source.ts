@@ -176,13 +176,32 @@ export async function loadVideo(request: VideoRequest, { signal, framePickerOf }
  */
 export async function readVideoPath(path: string, options: VideoReadOptions = {}): Promise<Pick<VideoFrames, 'frames' | 'fps' | 'picked'>> {
   const { fps, fileFps = 1, pickFrames, maxBytes = MAX_VIDEO_BYTES, shared = false } = options;
-  const info = await stat(path).catch(() => null);
-  if (!info) throw new FileNotFoundError(`video not found: ${path}`);
-  const isFolder = info.isDirectory();
-  if (!isFolder && !info.isFile()) throw new FileNotFoundError(`video is neither a file nor a folder: ${path}`);
+  const isFolder = await isVideoFolder(path);
   const rate = fps ?? (isFolder ? 1 : fileFps);
   const read = isFolder ? await readFrameFolder(path, rate, { pickFrames, maxBytes, shared }) : await decodeWithFfmpeg(path, rate, { pickFrames, maxBytes, shared });
   return { frames: read.frames, fps: rate, ...(pickFrames && { picked: read.picked }) };
+}
+
+/** Whether the video at `path` is a folder of frames (else a file); neither, or nothing there, is a FileNotFoundError. */
+async function isVideoFolder(path: string): Promise<boolean> {
+  const info = await stat(path).catch(() => null);
+  if (!info) throw new FileNotFoundError(`video not found: ${path}`);
+  if (!info.isDirectory() && !info.isFile()) throw new FileNotFoundError(`video is neither a file nor a folder: ${path}`);
+  return info.isDirectory();
+}
+
+/**
+ * What readVideoPath would refuse before it reads a frame: nothing at `path`, or a video file with no ffmpeg to
+ * decode it (it is started once, as `ffmpeg -version`). Quick, so that a caller can say it before slow work.
+ */
+export async function checkVideoPath(path: string): Promise<void> {
+  if (await isVideoFolder(path)) return;
+  const command = ffmpegCommand();
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(command, ['-version'], { stdio: 'ignore' });
+    child.once('error', (err: NodeJS.ErrnoException) => reject(ffmpegStartError(err, command, path)));
+    child.once('spawn', () => child.once('close', () => resolve()));
+  });
 }
 
 /**
@@ -316,11 +335,7 @@ function runFfmpeg(path: string, fps: number, sink: FrameSink): Promise<number> 
       }
     });
     child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr = (stderr + text).slice(-2000)));
-    child.once('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') {
-        reject(new VideoError(`decoding the video file ${path} needs ffmpeg, which is not installed (no "${command}" on the PATH): install ffmpeg, or give a folder of frame images instead`));
-      } else reject(new VideoError(`could not start ffmpeg ("${command}") to decode ${path}: ${err.message}`));
-    });
+    child.once('error', (err: NodeJS.ErrnoException) => reject(ffmpegStartError(err, command, path)));
     child.once('close', (code, signal) => {
       if (failed) return reject(failed);
       if (code !== 0) {
@@ -331,6 +346,14 @@ function runFfmpeg(path: string, fps: number, sink: FrameSink): Promise<number> 
       resolve(parser.count);
     });
   });
+}
+
+/** Why ffmpeg (`command`) could not be started to decode `path`: not installed, or another failure to start it. */
+function ffmpegStartError(err: NodeJS.ErrnoException, command: string, path: string): VideoError {
+  if (err.code === 'ENOENT') {
+    return new VideoError(`decoding the video file ${path} needs ffmpeg, which is not installed (no "${command}" on the PATH): install ffmpeg, or give a folder of frame images instead`);
+  }
+  return new VideoError(`could not start ffmpeg ("${command}") to decode ${path}: ${err.message}`);
 }
 
 /** Where a PpmStream's frames go. */

@@ -6,7 +6,7 @@ import { InvalidRequestError } from '../errors.js';
 import type { ModelFiles } from '../checkpoint/model-files.js';
 import type { WeightPrecision } from '../graph/quantize.js';
 import type { RgbImage } from '../image/index.js';
-import type { InspectOptions, VideoFramePicker, VideoOptions } from './messages.js';
+import type { InspectOptions, MediaCount, VideoFramePicker, VideoOptions } from './messages.js';
 import type { RuntimeOptions } from '../runtime/graph-session.js';
 
 export interface LoadOptions extends RuntimeOptions {
@@ -113,6 +113,11 @@ export interface ModelFamily<C extends FamilyConfigBase = FamilyConfigBase> {
   /** How the model sees an image; options a family cannot honour (MiniCPM-V 2.0 has one downsample mode) are refused. */
   inspectImage(image: RgbImage, config: C, options?: InspectOptions): ImageInspection;
   load(dir: string, config: C, options: LoadOptions): Promise<LoadedModel>;
+  /**
+   * What the family refuses of a request's media whatever else it asks (a video, more images than it takes), with the
+   * message its model gives; null when it takes them. Known from the config: the CLI says it before it reads a file.
+   */
+  mediaRefusal(config: C, media: MediaCount): string | null;
   /** LoadedModel.videoFramePicker before the model is loaded (the CLI reads a video before it loads the model). */
   videoFramePicker?(config: C, options: VideoOptions): VideoFramePicker | undefined;
 }

@@ -168,6 +168,12 @@ export function imageLimitRefusal(limit: ImageLimit | null, count: number): stri
   return `${limit.model} takes ${allowed} per conversation, got ${count}: send ${allowed}`;
 }
 
+/** How many images a request gives, and whether it gives a video. */
+export interface MediaCount {
+  images: number;
+  video: boolean;
+}
+
 /** How many image and video parts the conversation has. */
 export function countMediaParts(messages: readonly PartsMessage[]): { images: number; videos: number } {
   let images = 0;

@@ -3,11 +3,21 @@
 
 import { InvalidRequestError } from '../errors.js';
 import type { RgbImage } from '../image/index.js';
-import { imageLimitRefusal, textOf, type ChatInput, type ChatMessage, type ImageLimit, type InspectOptions } from './messages.js';
+import { imageLimitRefusal, textOf, type ChatInput, type ChatMessage, type ImageLimit, type InspectOptions, type MediaCount } from './messages.js';
 
 /** What these families take: one image per conversation (their ChatModel.imageLimit). */
 export function singleImageLimit(model: string): ImageLimit {
   return { most: 1, model };
+}
+
+/** These families' refusal of a video. */
+function videoRefusal(model: string): string {
+  return `${model} takes no video: video is a MiniCPM-V 4.6 feature`;
+}
+
+/** What these families refuse of a request's media, as their models refuse it: a video, or more than one image (ModelFamily.mediaRefusal). */
+export function singleImageMediaRefusal(model: string, media: MediaCount): string | null {
+  return media.video ? videoRefusal(model) : imageLimitRefusal(singleImageLimit(model), media.images);
 }
 
 /**
@@ -15,7 +25,7 @@ export function singleImageLimit(model: string): ImageLimit {
  * in the first message. `model` names the model in the refusals ("MiniCPM-V 2.0").
  */
 export function singleImageConversation(input: ChatInput, model: string): { messages: ChatMessage[]; image: RgbImage | null } {
-  if (input.video) throw new InvalidRequestError(`${model} takes no video: video is a MiniCPM-V 4.6 feature`);
+  if (input.video) throw new InvalidRequestError(videoRefusal(model));
   if (input.thinking) throw new InvalidRequestError(`${model} has no thinking mode: thinking is a MiniCPM-V 4.6 feature`);
   refuseDownsampleMode(input, model);
   const tooMany = imageLimitRefusal(singleImageLimit(model), input.images.length);

@@ -4,14 +4,14 @@ import { createInterface } from 'node:readline/promises';
 import type { ChatResult } from '../../chat/chat.js';
 import { DECODINGS, type ChatDefaults, type Decoding, type DecodingSettings } from '../../chat/decoding.js';
 import type { Engine, EngineRequest } from '../../chat/engine-types.js';
-import { readVideoPath } from '../../chat/media-source.js';
+import { checkVideoPath, readVideoPath } from '../../chat/media-source.js';
 import { WorkerEngine } from '../../chat/worker-engine.js';
-import { ContextFullError, InvalidRequestError, OmnilmmError } from '../../errors.js';
-import { DOWNSAMPLE_MODES, parseConversation, placeMedia, type DownsampleMode, type Message } from '../../models/messages.js';
+import { ContextFullError, HubError, InvalidRequestError, OmnilmmError } from '../../errors.js';
+import { DOWNSAMPLE_MODES, parseConversation, placeMedia, type DownsampleMode, type Message, type VideoFramePicker } from '../../models/messages.js';
 import { MINICPMV1_CHAT_DEFAULTS, MINICPMV_CHAT_DEFAULTS } from '../../models/minicpmv/model.js';
 import { chatDefaultsOf } from '../../models/minicpmv46/model.js';
 import { OMNILMM_CHAT_DEFAULTS } from '../../models/omnilmm/model.js';
-import { familyOf, loadModelConfig } from '../../models/registry.js';
+import { familyOf, loadModelConfig, type ModelConfig } from '../../models/registry.js';
 import { numberOption, parseCommandArgs, stringOption, stringsOption, type Parsed } from '../args.js';
 import { decodeUserImage, outputClosed, readUserFile } from '../io.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../../graph/quantize.js';
@@ -172,23 +172,48 @@ export function precisionOption(values: Parsed['values'], flag = 'precision'): W
 /** What a chat request carries besides the messages and the decoding settings. */
 type Media = Pick<EngineRequest, 'video' | 'downsampleMode' | 'thinking'> & { images: Uint8Array[] };
 
-/** --image (repeated), --video, --video-fps, --downsample-mode and --thinking; files are read and checked here. */
+/**
+ * --image (repeated), --video, --video-fps, --downsample-mode and --thinking; files are read and checked here. What
+ * the model's family refuses of them (a video, a second image) is said before any file is read, where its config is
+ * at hand (a model folder, or a hub model complete in the cache); a missing video, or a video file without ffmpeg,
+ * before a hub model is downloaded.
+ */
 async function readMedia(values: Parsed['values']): Promise<Media> {
-  const images = await Promise.all(stringsOption(values, 'image').map(readImageBytes));
+  const imagePaths = stringsOption(values, 'image');
   const videoPath = stringOption(values, 'video');
   const fps = numberOption(values, 'video-fps', { min: Number.MIN_VALUE });
   if (fps !== undefined && !videoPath) throw new InvalidRequestError('--video-fps goes with --video <folder|file>');
-  const media: Media = { images };
+  const count = { images: imagePaths.length, video: Boolean(videoPath) };
+  const refuseMedia = (config: ModelConfig) => {
+    const refusal = familyOf(config).mediaRefusal(config, count);
+    if (refusal) throw new InvalidRequestError(refusal);
+  };
+  const atHand = count.video || count.images > 1 ? await modelConfigAtHand(values) : null;
+  if (atHand) refuseMedia(atHand);
+  let pickFrames: VideoFramePicker | undefined;
   if (videoPath) {
-    // Read before the model loads, for the frames it keeps only: its family knows them from its config. In shared
-    // memory, so that the engine's worker thread takes these frames, not a copy, on every turn of a session.
-    const config = loadModelConfig(await resolveModelOption(values));
-    media.video = await readVideoPath(videoPath, { fps, pickFrames: familyOf(config).videoFramePicker?.(config, {}), shared: true });
+    await checkVideoPath(videoPath);
+    // The video is read before the model loads, for the frames it keeps only: its family knows them from its config.
+    const config = atHand ?? loadModelConfig(await resolveModelOption(values));
+    if (!atHand) refuseMedia(config);
+    pickFrames = familyOf(config).videoFramePicker?.(config, {});
   }
+  const media: Media = { images: await Promise.all(imagePaths.map(readImageBytes)) };
+  // In shared memory, so that the engine's worker thread takes the frames, not a copy, on every turn of a session.
+  if (videoPath) media.video = await readVideoPath(videoPath, { fps, pickFrames, shared: true });
   const downsampleMode = downsampleModeOption(values);
   if (downsampleMode) media.downsampleMode = downsampleMode;
   if (values.thinking) media.thinking = true;
   return media;
+}
+
+/** --model's config where no download is needed for it: a folder's, or a hub model's complete in the cache; else null. */
+async function modelConfigAtHand(values: Parsed['values']): Promise<ModelConfig | null> {
+  const dir = await resolveModelOption(values, { offline: true }).catch((err: unknown) => {
+    if (err instanceof HubError) return null;
+    throw err;
+  });
+  return dir === null ? null : loadModelConfig(dir);
 }
 
 /** `--downsample-mode`: 16x or 4x (absent = the model's default). */

@@ -1,6 +1,7 @@
 // Pieces every command shares: the Command shape, the --model option and the --threads option.
 
 import { availableParallelism } from 'node:os';
+import type { HubOptions } from '../../checkpoint/hub.js';
 import { resolveModel } from '../../checkpoint/resolve.js';
 import { numberOption, stringOption, type Parsed } from '../args.js';
 
@@ -15,8 +16,8 @@ export interface Command {
 export const DEFAULT_MODEL = 'openbmb/MiniCPM-V-2';
 
 /** Resolves --model (a folder or a hub id, downloaded into the Hugging Face cache) to a local folder. */
-export function resolveModelOption(values: Parsed['values']): Promise<string> {
-  return resolveModel(stringOption(values, 'model') ?? DEFAULT_MODEL);
+export function resolveModelOption(values: Parsed['values'], hub: HubOptions = {}): Promise<string> {
+  return resolveModel(stringOption(values, 'model') ?? DEFAULT_MODEL, hub);
 }
 
 /** What --help says about --threads, for every command that takes it. */

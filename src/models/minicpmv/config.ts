@@ -48,6 +48,11 @@ export interface MiniCPMVConfig {
   slice: SliceConfig;
 }
 
+/** The model's name in messages: "MiniCPM-V 1.0" or "MiniCPM-V 2.0". */
+export function modelName(config: MiniCPMVConfig): string {
+  return `MiniCPM-V ${config.version}.0`;
+}
+
 // Defaults are MiniCPMVConfig's (configuration_minicpm.py); only slice_mode's absence is meaningful (→ 1.0).
 const MINICPMV_FIELDS = {
   visionEncoder: string(),

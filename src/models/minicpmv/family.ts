@@ -6,8 +6,8 @@ import { discardEntriesIfFailed } from '../../runtime/model-cache.js';
 import { loadTokenizer } from '../../tokenizer/load-folder.js';
 import type { ModelFamily } from '../family.js';
 import type { InspectOptions } from '../messages.js';
-import { refuseDownsampleMode } from '../single-image.js';
-import { parseMiniCPMVConfig, unsupportedMiniCPMV, type MiniCPMVConfig } from './config.js';
+import { refuseDownsampleMode, singleImageMediaRefusal } from '../single-image.js';
+import { modelName, parseMiniCPMVConfig, unsupportedMiniCPMV, type MiniCPMVConfig } from './config.js';
 import { prepareImageInput, slicePixels } from './image-input.js';
 import { MAX_INPUT_LENGTH, MiniCPMVModel, TOKENIZER_FORMAT } from './model.js';
 
@@ -19,7 +19,7 @@ export const minicpmvFamily: ModelFamily<MiniCPMVConfig> = {
   // _convert_to_tensors: BOS + encode(text), cut to max_inp_length.
   tokenize: (dir, text) => loadTokenizer(dir, TOKENIZER_FORMAT).encode(text).slice(0, MAX_INPUT_LENGTH),
   inspectImage: (image, config, options?: InspectOptions) => {
-    refuseDownsampleMode(options, `MiniCPM-V ${config.version}.0`);
+    refuseDownsampleMode(options, modelName(config));
     return { ...prepareImageInput(image, config), pixels: slicePixels };
   },
   // A load that fails (a tensor missing, a full disk) takes back what it wrote into the converted-model cache.
@@ -32,4 +32,5 @@ export const minicpmvFamily: ModelFamily<MiniCPMVConfig> = {
       weights.close();
     }
   }),
+  mediaRefusal: (config, media) => singleImageMediaRefusal(modelName(config), media),
 };

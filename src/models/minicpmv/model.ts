@@ -15,7 +15,7 @@ import { type ChatInput, type ChatMessage, type ImageLimit } from '../messages.j
 import { singleImageConversation, singleImageLimit } from '../single-image.js';
 import { runtimeOptions, type LoadOptions } from '../family.js';
 import type { ResamplerDims } from '../parts/resampler.js';
-import type { MiniCPMVConfig } from './config.js';
+import { modelName, type MiniCPMVConfig } from './config.js';
 import { decodeText, imageBound } from './tokens.js';
 import { VisionEncoder } from './vision-encoder.js';
 import { vitDims } from '../parts/vision-dims.js';
@@ -139,7 +139,7 @@ export class MiniCPMVModel {
 
   /** The model's name in messages: "MiniCPM-V 1.0" or "MiniCPM-V 2.0". */
   get name(): string {
-    return `MiniCPM-V ${this.config.version}.0`;
+    return modelName(this.config);
   }
 
   /** One image per conversation. */

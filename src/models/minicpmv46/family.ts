@@ -42,4 +42,6 @@ export const minicpmv46Family: ModelFamily<MiniCPMV46Config> = {
       weights.close();
     }
   }),
+  // Any number of images (as many as the context holds) and a video.
+  mediaRefusal: () => null,
 };

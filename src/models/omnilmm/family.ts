@@ -5,7 +5,7 @@ import { discardEntriesIfFailed } from '../../runtime/model-cache.js';
 import { loadTokenizer } from '../../tokenizer/load-folder.js';
 import type { ModelFamily } from '../family.js';
 import type { InspectOptions } from '../messages.js';
-import { refuseDownsampleMode } from '../single-image.js';
+import { refuseDownsampleMode, singleImageMediaRefusal } from '../single-image.js';
 import { parseOmniLMMConfig, type OmniLMMConfig } from './config.js';
 import { inspectImage } from './image-input.js';
 import { OmniLMMModel, TOKENIZER_FORMAT } from './model.js';
@@ -22,4 +22,5 @@ export const omnilmmFamily: ModelFamily<OmniLMMConfig> = {
   },
   // A load that fails (a tensor missing, a full disk) takes back what it wrote into the converted-model cache.
   load: (dir, config, options) => discardEntriesIfFailed(() => OmniLMMModel.load(dir, config, options)),
+  mediaRefusal: (_, media) => singleImageMediaRefusal('OmniLMM-12B', media),
 };
