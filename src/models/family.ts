@@ -2,6 +2,7 @@
 // `models/registry.ts` lists, one line per family.
 
 import type { ChatModel } from '../chat/chat.js';
+import type { ChatDefaults } from '../chat/decoding.js';
 import { InvalidRequestError } from '../errors.js';
 import type { ModelFiles } from '../checkpoint/model-files.js';
 import type { WeightPrecision } from '../graph/quantize.js';
@@ -120,4 +121,27 @@ export interface ModelFamily<C extends FamilyConfigBase = FamilyConfigBase> {
   mediaRefusal(config: C, media: MediaCount): string | null;
   /** LoadedModel.videoFramePicker before the model is loaded (the CLI reads a video before it loads the model). */
   videoFramePicker?(config: C, options: VideoOptions): VideoFramePicker | undefined;
+  /**
+   * Its entries in `chat --help`'s list of decoding defaults, one a model it runs (decodingDefaultsEntry), made from the
+   * defaults its chat uses.
+   */
+  decodingDefaultsHelp(): string[];
+}
+
+/** The column where the text of an entry in `chat --help`'s decoding defaults starts, after the model's name. */
+const DEFAULTS_HELP_COLUMN = 18;
+
+/** One model's entry in `chat --help`'s decoding defaults: its name, then `lines`, each under the one before. */
+export function decodingDefaultsEntry(model: string, lines: readonly string[]): string {
+  return lines.map((line, i) => (i === 0 ? `  ${model}`.padEnd(DEFAULTS_HELP_COLUMN) : ' '.repeat(DEFAULTS_HELP_COLUMN)) + line).join('\n');
+}
+
+/** A model's decodingDefaultsEntry for its chat defaults: the sampling settings, then beam search's and --max-new-tokens. */
+export function chatDefaultsEntry(model: string, defaults: ChatDefaults): string {
+  const real = (n: number) => (Number.isInteger(n) ? n.toFixed(1) : String(n));
+  const { sample, beam, maxNewTokens } = defaults;
+  return decodingDefaultsEntry(model, [
+    `sample: temperature ${real(sample.temperature)}, top_p ${real(sample.topP)}, top_k ${sample.topK}, repetition penalty ${real(sample.repetitionPenalty)}`,
+    `beam: ${beam.numBeams} beams, repetition penalty ${real(beam.repetitionPenalty)}; --max-new-tokens ${maxNewTokens}`,
+  ]);
 }

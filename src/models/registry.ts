@@ -38,6 +38,9 @@ export type ConfigOf<T extends ModelConfig['modelType']> = Extract<ModelConfig, 
 
 export const SUPPORTED_MODEL_TYPES: readonly string[] = FAMILIES.map((family) => family.modelType);
 
+/** The families in the order above, as other modules list them (their configs go through familyOf). */
+export const MODEL_FAMILIES: readonly Pick<ModelFamily, 'modelType' | 'description' | 'decodingDefaultsHelp'>[] = FAMILIES;
+
 /**
  * Checkpoints of the MiniCPM-V line whose model_type no family above reads: MiniCPM-o, and the versions with a
  * model_type of their own (MiniCPM-V 4.6 is "minicpmv4_6", 4.7 "minicpmv4_7") until their family is listed.

@@ -2,16 +2,13 @@
 
 import { createInterface } from 'node:readline/promises';
 import type { ChatResult } from '../../chat/chat.js';
-import { DECODINGS, type ChatDefaults, type Decoding, type DecodingSettings } from '../../chat/decoding.js';
+import { DECODINGS, type Decoding, type DecodingSettings } from '../../chat/decoding.js';
 import type { Engine, EngineRequest } from '../../chat/engine-types.js';
 import { checkVideoPath, readVideoPath } from '../../chat/media-source.js';
 import { WorkerEngine } from '../../chat/worker-engine.js';
 import { ContextFullError, HubError, InvalidRequestError, OmnilmmError } from '../../errors.js';
 import { DOWNSAMPLE_MODES, parseConversation, placeMedia, type DownsampleMode, type Message, type VideoFramePicker } from '../../models/messages.js';
-import { MINICPMV1_CHAT_DEFAULTS, MINICPMV_CHAT_DEFAULTS } from '../../models/minicpmv/model.js';
-import { chatDefaultsOf } from '../../models/minicpmv46/model.js';
-import { OMNILMM_CHAT_DEFAULTS } from '../../models/omnilmm/model.js';
-import { familyOf, loadModelConfig, type ModelConfig } from '../../models/registry.js';
+import { familyOf, loadModelConfig, MODEL_FAMILIES, type ModelConfig } from '../../models/registry.js';
 import { numberOption, parseCommandArgs, stringOption, stringsOption, type Parsed } from '../args.js';
 import { decodeUserImage, outputClosed, readUserFile } from '../io.js';
 import { WEIGHT_PRECISIONS, type WeightPrecision } from '../../graph/quantize.js';
@@ -70,7 +67,7 @@ export const chatCommand: Command = {
 
 The defaults of --decoding and --max-new-tokens are the model family's, from its official chat (OmniLMM-12B's has
 no beam search; here it takes no penalty):
-${familyDefaultsHelp()}
+${MODEL_FAMILIES.flatMap((family) => family.decodingDefaultsHelp()).join('\n')}
 
 The question is the last argument, or the text piped into stdin (echo "…" | omnilmm chat …). With no
 question, no --messages and a terminal, starts an interactive session (Ctrl-C stops an answer; at the prompt
@@ -141,24 +138,6 @@ Output that nobody reads any more (omnilmm chat … | head) ends the command qui
     }
   },
 };
-
-/** Each family's --decoding and --max-new-tokens defaults, for --help: the values the families' code uses. */
-function familyDefaultsHelp(): string {
-  const real = (n: number) => (Number.isInteger(n) ? n.toFixed(1) : String(n));
-  const settings = (d: ChatDefaults) =>
-    `sample: temperature ${real(d.sample.temperature)}, top_p ${real(d.sample.topP)}, top_k ${d.sample.topK}, ` +
-    `repetition penalty ${real(d.sample.repetitionPenalty)}\n${' '.repeat(18)}beam: ${d.beam.numBeams} beams, repetition penalty ` +
-    `${real(d.beam.repetitionPenalty)}; --max-new-tokens ${d.maxNewTokens}`;
-  const v46 = chatDefaultsOf(null);
-  return [
-    `  MiniCPM-V 2.0   ${settings(MINICPMV_CHAT_DEFAULTS)}`,
-    `  MiniCPM-V 1.0   ${settings(MINICPMV1_CHAT_DEFAULTS)}`,
-    `  MiniCPM-V 4.6   the checkpoint's generation_config.json (transformers' defaults for what it leaves out); the\n` +
-      `${' '.repeat(18)}released one has sample: temperature 0.7, top_p 1.0, top_k 0 (off), repetition penalty 1.0;\n` +
-      `${' '.repeat(18)}beam: ${v46.beam.numBeams} beams, the same penalty; --max-new-tokens its max_new_tokens, else ${v46.maxNewTokens}`,
-    `  OmniLMM-12B     ${settings(OMNILMM_CHAT_DEFAULTS)}`,
-  ].join('\n');
-}
 
 /** `--precision` or `--vision-precision`: one of WEIGHT_PRECISIONS (absent = the default, see withDefaultPrecisions). */
 export function precisionOption(values: Parsed['values'], flag = 'precision'): WeightPrecision | undefined {

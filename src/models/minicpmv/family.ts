@@ -4,12 +4,12 @@
 import { openCheckpoint } from '../../checkpoint/open.js';
 import { discardEntriesIfFailed } from '../../runtime/model-cache.js';
 import { loadTokenizer } from '../../tokenizer/load-folder.js';
-import type { ModelFamily } from '../family.js';
+import { chatDefaultsEntry, type ModelFamily } from '../family.js';
 import type { InspectOptions } from '../messages.js';
 import { refuseDownsampleMode, singleImageMediaRefusal } from '../single-image.js';
 import { modelName, parseMiniCPMVConfig, unsupportedMiniCPMV, type MiniCPMVConfig } from './config.js';
 import { prepareImageInput, slicePixels } from './image-input.js';
-import { MAX_INPUT_LENGTH, MiniCPMVModel, TOKENIZER_FORMAT } from './model.js';
+import { MAX_INPUT_LENGTH, MINICPMV1_CHAT_DEFAULTS, MINICPMV_CHAT_DEFAULTS, MiniCPMVModel, TOKENIZER_FORMAT } from './model.js';
 
 export const minicpmvFamily: ModelFamily<MiniCPMVConfig> = {
   modelType: 'minicpmv',
@@ -33,4 +33,5 @@ export const minicpmvFamily: ModelFamily<MiniCPMVConfig> = {
     }
   }),
   mediaRefusal: (config, media) => singleImageMediaRefusal(modelName(config), media),
+  decodingDefaultsHelp: () => [chatDefaultsEntry('MiniCPM-V 2.0', MINICPMV_CHAT_DEFAULTS), chatDefaultsEntry('MiniCPM-V 1.0', MINICPMV1_CHAT_DEFAULTS)],
 };

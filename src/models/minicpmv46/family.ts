@@ -5,10 +5,10 @@ import { folderFiles } from '../../checkpoint/folder-files.js';
 import { openCheckpoint } from '../../checkpoint/open.js';
 import { discardEntriesIfFailed } from '../../runtime/model-cache.js';
 import { loadTokenizer } from '../../tokenizer/load-folder.js';
-import type { ModelFamily } from '../family.js';
+import { decodingDefaultsEntry, type ModelFamily } from '../family.js';
 import { parseMiniCPMV46Config, type MiniCPMV46Config } from './config.js';
 import { imagePlaceholder, preprocessImage } from './image-processor.js';
-import { MiniCPMV46Model, TOKENIZER_FORMAT } from './model.js';
+import { chatDefaultsOf, MiniCPMV46Model, TOKENIZER_FORMAT } from './model.js';
 import { videoFramePicker } from './video.js';
 
 export const minicpmv46Family: ModelFamily<MiniCPMV46Config> = {
@@ -44,4 +44,13 @@ export const minicpmv46Family: ModelFamily<MiniCPMV46Config> = {
   }),
   // Any number of images (as many as the context holds) and a video.
   mediaRefusal: () => null,
+  // Its defaults are the checkpoint's: those of the released one, and what holds when its generation_config.json is silent.
+  decodingDefaultsHelp: () => {
+    const { beam, maxNewTokens } = chatDefaultsOf(null);
+    return [decodingDefaultsEntry('MiniCPM-V 4.6', [
+      "the checkpoint's generation_config.json (transformers' defaults for what it leaves out); the",
+      'released one has sample: temperature 0.7, top_p 1.0, top_k 0 (off), repetition penalty 1.0;',
+      `beam: ${beam.numBeams} beams, the same penalty; --max-new-tokens its max_new_tokens, else ${maxNewTokens}`,
+    ])];
+  },
 };

@@ -3,12 +3,12 @@
 
 import { discardEntriesIfFailed } from '../../runtime/model-cache.js';
 import { loadTokenizer } from '../../tokenizer/load-folder.js';
-import type { ModelFamily } from '../family.js';
+import { chatDefaultsEntry, type ModelFamily } from '../family.js';
 import type { InspectOptions } from '../messages.js';
 import { refuseDownsampleMode, singleImageMediaRefusal } from '../single-image.js';
 import { parseOmniLMMConfig, type OmniLMMConfig } from './config.js';
 import { inspectImage } from './image-input.js';
-import { OmniLMMModel, TOKENIZER_FORMAT } from './model.js';
+import { OMNILMM_CHAT_DEFAULTS, OmniLMMModel, TOKENIZER_FORMAT } from './model.js';
 
 export const omnilmmFamily: ModelFamily<OmniLMMConfig> = {
   modelType: 'omnilmm',
@@ -23,4 +23,5 @@ export const omnilmmFamily: ModelFamily<OmniLMMConfig> = {
   // A load that fails (a tensor missing, a full disk) takes back what it wrote into the converted-model cache.
   load: (dir, config, options) => discardEntriesIfFailed(() => OmniLMMModel.load(dir, config, options)),
   mediaRefusal: (_, media) => singleImageMediaRefusal('OmniLMM-12B', media),
+  decodingDefaultsHelp: () => [chatDefaultsEntry('OmniLMM-12B', OMNILMM_CHAT_DEFAULTS)],
 };
