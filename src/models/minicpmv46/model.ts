@@ -288,15 +288,16 @@ export class MiniCPMV46Model {
     }
     const hidden = this.config.text.hiddenSize;
     const started = performance.now();
-    const features = await this.vision.encode(encoderInputs(prompt.visuals), prompt.downsampleMode, { pause });
-    this.encoded.images += 1;
-    this.encoded.seconds += (performance.now() - started) / 1000;
+    // Each slice's rows go to their positions as its run ends: only one slice's rows are held beside the embeddings.
     let row = 0;
-    for (const rows of features) {
+    const place = (rows: Float32Array) => {
       for (let r = 0; r < rows.length / hidden; r++, row++) {
         embeds.set(rows.subarray(r * hidden, (r + 1) * hidden), (positions[row]! - from) * hidden);
       }
-    }
+    };
+    await this.vision.encodeEach(encoderInputs(prompt.visuals), prompt.downsampleMode, place, { pause });
+    this.encoded.images += 1;
+    this.encoded.seconds += (performance.now() - started) / 1000;
     return embeds;
   }
 

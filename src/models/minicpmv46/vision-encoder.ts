@@ -99,24 +99,31 @@ export class MiniCPMV46VisionEncoder {
 
   /**
    * The merger rows of each slice ([h·w/16 or h·w/4, text hidden], the slice's placeholder rows), one run per slice,
-   * results in input order; the slices are taken from `slices` one at a time, so a generator may make each as it is
-   * reached. `pause` is awaited before each slice (e.g. a turn of the event loop that throws on an abort).
+   * handed to `receive` in input order as each run ends, so that no slice's rows need outlive their use (a prompt
+   * writes them into its embeddings); the slices are taken from `slices` one at a time, so a generator may make each
+   * as it is reached. `pause` is awaited before each slice (e.g. a turn of the event loop that throws on an abort).
    * Afterwards the sessions are suspended unless `keepLoaded`.
    */
-  async encode(
+  async encodeEach(
     slices: Iterable<MiniCPMV46Slice>,
     mode: DownsampleMode,
+    receive: (rows: Float32Array) => void,
     options: { pause?: () => Promise<void> } = {},
-  ): Promise<Float32Array[]> {
-    const results: Float32Array[] = [];
+  ): Promise<void> {
     try {
       for (const slice of slices) {
         await options.pause?.();
-        results.push((await this.run(slice, mode, false)).imageFeatures);
+        receive((await this.run(slice, mode, false)).imageFeatures);
       }
     } finally {
       if (!this.keepLoaded) await Promise.all([this.head.suspend?.(), this.windowMerger.suspend?.(), this.tail.suspend?.()]);
     }
+  }
+
+  /** encodeEach's rows of every slice at once, in input order (parity tests). */
+  async encode(slices: Iterable<MiniCPMV46Slice>, mode: DownsampleMode, options: { pause?: () => Promise<void> } = {}): Promise<Float32Array[]> {
+    const results: Float32Array[] = [];
+    await this.encodeEach(slices, mode, (rows) => void results.push(rows), options);
     return results;
   }
 
