@@ -79,7 +79,41 @@ export class Sha256 {
   }
 }
 
-/** SHA-256 of an image's size and pixels: equal keys mean the same picture (a prompt's cached positions stay valid). */
-export function imageKey(image: { width: number; height: number; data: Uint8Array }): string {
-  return new Sha256().update(`${image.width}x${image.height}:`).update(image.data).hex();
+type Pixels = { width: number; height: number; data: Uint8Array };
+
+/**
+ * The keys of pixels the library read itself (rememberImageKey), by their pixel array: a video's frames, sent again
+ * with every turn of a session, are then hashed once. An entry is right only while the array's bytes stay as they
+ * were hashed, and a caller's pixels may change between turns (a reused buffer, a SharedArrayBuffer that another
+ * thread writes); so entries are made only for frames the library read itself and that nothing writes afterwards
+ * (readVideoPath's `shared` frames, which the CLI holds read-only, and their clones in a WorkerEngine's thread). Any
+ * other image is hashed every time. An entry dies with its array.
+ */
+const rememberedKeys = new WeakMap<Uint8Array, { width: number; height: number; key: string }>();
+
+/** What imageKey hashes before an image's pixels: its size. */
+export function imageKeyHeader(image: Pixels): string {
+  return `${image.width}x${image.height}:`;
+}
+
+/**
+ * SHA-256 of an image's size and pixels (imageKeyHeader, then the pixels): equal keys mean the same picture (a
+ * prompt's cached positions stay valid). A remembered key (rememberImageKey) is not computed again.
+ */
+export function imageKey(image: Pixels): string {
+  return rememberedImageKey(image) ?? new Sha256().update(imageKeyHeader(image)).update(image.data).hex();
+}
+
+/**
+ * Notes imageKey's value for pixels that the library read and that no one writes afterwards (see rememberedKeys):
+ * computed by the reader, or sent along with a copy of the pixels to another thread.
+ */
+export function rememberImageKey(image: Pixels, key: string): void {
+  rememberedKeys.set(image.data, { width: image.width, height: image.height, key });
+}
+
+/** The key rememberImageKey noted for these pixels at this size, or null. */
+export function rememberedImageKey(image: Pixels): string | null {
+  const remembered = rememberedKeys.get(image.data);
+  return remembered && remembered.width === image.width && remembered.height === image.height ? remembered.key : null;
 }

@@ -1,19 +1,27 @@
 // MiniCPM-V 4.6's prompt embeddings on the minicpmv46-tiny fixture: every visual chat's against the official
-// inputs_embeds, each slice's vision rows let go once written.
+// inputs_embeds, each slice's vision rows let go once written; and the prompt-reuse key of a video read once and sent
+// with every turn, which is hashed when it is read, not on every turn (in this thread or in a WorkerEngine's).
 
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { toChatInput } from '../src/chat/chat-input.js';
-import { decodeImage } from '../src/image/index.js';
+import { readVideoPath } from '../src/chat/media-source.js';
+import { WorkerEngine } from '../src/chat/worker-engine.js';
+import { InvalidRequestError } from '../src/errors.js';
+import { decodeImage, type RgbImage } from '../src/image/index.js';
 import type { MiniCPMV46Model } from '../src/models/minicpmv46/model.js';
 import { familyOf, loadModelConfig } from '../src/models/registry.js';
+import { rememberImageKey, rememberedImageKey, Sha256 } from '../src/sha256.js';
 import { fixturePath, openGolden, readFixtureJson } from './helpers/fixtures.js';
 
 const FIXTURE = 'minicpmv46-tiny';
 const MODEL = fixturePath(FIXTURE, 'model');
+const VIDEO_FOLDER = fixturePath(FIXTURE, 'images', 'video_bars_96x72');
+const VIDEO_PAD = 3013;
 
 interface ChatCase {
   messages: { role: string; content: unknown }[];
@@ -22,6 +30,7 @@ interface ChatCase {
   input_ids: number[];
   images: { file: string }[];
   video: { frames: string[]; video_metadata: { fps: number }; processor_kwargs: Record<string, number | boolean> } | null;
+  runs: { greedy: { new_token_ids: number[] } };
 }
 
 const chat = (name: string) => readFixtureJson<ChatCase>(FIXTURE, 'llm', `${name}.json`);
@@ -32,6 +41,23 @@ const videoOptionsOf = (c: ChatCase) => ({
   maxSliceNums: c.video!.processor_kwargs['max_slice_nums'] as number,
   useImageId: c.video!.processor_kwargs['use_image_id'] as boolean,
 });
+const videoCase = chat('video_16x');
+const videoOptions = videoOptionsOf(videoCase);
+
+/** SHA-256 of `<width>x<height>:` and the pixels, by node:crypto: the prompt-reuse key of a picture. */
+const digestOf = (image: RgbImage) => createHash('sha256').update(`${image.width}x${image.height}:`).update(image.data).digest('hex');
+
+/** Counts the pixel arrays the portable SHA-256 takes in (what imageKey hashes), until `stop`. */
+function countHashedPixels(): { arrays: Uint8Array[]; stop(): void } {
+  const update = Sha256.prototype.update;
+  const arrays: Uint8Array[] = [];
+  Sha256.prototype.update = function (this: Sha256, data: Uint8Array | string) {
+    // The digest's own padding is at most 128 bytes; the fixture's frames and images are larger.
+    if (typeof data !== 'string' && data.length > 128) arrays.push(data);
+    return update.call(this, data);
+  };
+  return { arrays, stop: () => void (Sha256.prototype.update = update) };
+}
 
 let model: MiniCPMV46Model;
 before(async () => {
@@ -95,3 +121,74 @@ test('a prompt holds no slice\'s vision rows once they are written into its embe
   assert.ok(rows.length >= 3, `${rows.length} slices`);
   assert.deepEqual(heldBeforeRuns, rows.map(() => 0));
 });
+
+test('a video read with `shared` is hashed as it is read: two turns about it hash no pixel again and reuse the first\'s rows; other pixels are hashed', async () => {
+  const read = await readVideoPath(VIDEO_FOLDER, { fps: videoCase.video!.video_metadata.fps, pickFrames: model.videoFramePicker!(videoOptions), shared: true });
+  assert.deepEqual(read.picked?.indices, [0, 8, 16]);
+  // The keys noted at reading are the SHA-256 of each frame's size and pixels.
+  assert.deepEqual(read.frames.map((frame) => rememberedImageKey(frame)), read.frames.map(digestOf));
+  const inputOf = (frames: readonly RgbImage[]) => toChatInput(videoCase.messages as never, {
+    video: { ...videoOptions, frames, fps: read.fps, picked: read.picked! },
+    downsampleMode: videoCase.downsample_mode,
+  });
+  const hashed = countHashedPixels();
+  try {
+    const first = model.prepare(inputOf(read.frames));
+    assert.deepEqual(first.ids, videoCase.input_ids);
+    const sequence = await model.startPrompt(first);
+    const logits = await sequence.prefill();
+    assert.equal(logits.indexOf(Math.max(...logits)), videoCase.runs.greedy.new_token_ids[0], 'the official first greedy token');
+    const second = model.prepare(inputOf(read.frames));
+    const resumed = await model.startPrompt(second);
+    assert.ok(resumed.reusedLength > videoCase.input_ids.lastIndexOf(VIDEO_PAD), `reused ${resumed.reusedLength} positions`);
+    assert.equal(hashed.arrays.length, 0, 'no pixel hashed on either turn');
+
+    // The same pixels in arrays the library did not read: hashed on every turn, to the same key.
+    const copies = read.frames.map((frame) => ({ ...frame, data: frame.data.slice() }));
+    const copied = model.prepare(inputOf(copies));
+    assert.deepEqual(hashed.arrays, copies.map((frame) => frame.data));
+    assert.equal(copied.visualKey, first.visualKey);
+    // One pixel changed: another key, and the cached rows are not reused.
+    copies[1]!.data[5]! ^= 0x40;
+    const changed = model.prepare(inputOf(copies));
+    assert.equal(hashed.arrays.length, 2 * copies.length);
+    assert.notEqual(changed.visualKey, first.visualKey);
+    const restarted = await model.startPrompt(changed);
+    assert.ok(restarted.reusedLength <= videoCase.input_ids.indexOf(VIDEO_PAD), `reused ${restarted.reusedLength} positions of another video`);
+  } finally {
+    hashed.stop();
+  }
+});
+
+test('WorkerEngine sends the keys of a `shared` video\'s frames with them, and its thread takes them instead of hashing', async () => {
+  const read = await readVideoPath(VIDEO_FOLDER, { fps: videoCase.video!.video_metadata.fps, pickFrames: model.videoFramePicker!(videoOptions), shared: true });
+  const engine = await WorkerEngine.start(MODEL, { threads: 1, precision: 'fp32', visionPrecision: 'fp32' });
+  try {
+    const request = (frames: readonly RgbImage[]) => ({
+      messages: videoCase.messages as never,
+      video: { ...videoOptions, frames, fps: read.fps, picked: read.picked! },
+      downsampleMode: videoCase.downsample_mode,
+      decoding: 'greedy' as const,
+      maxNewTokens: 1,
+    });
+    // Frames that are not a list are the worker's to refuse.
+    await assert.rejects(drain(engine.stream({ ...request(read.frames), video: { frames: 'frames' as never } })), InvalidRequestError);
+    const first = await drain(engine.stream(request(read.frames)));
+    assert.deepEqual(first.outputIds, videoCase.runs.greedy.new_token_ids.slice(0, 1), 'the official first greedy token');
+    // Other pixels, noted under the first frames' keys (a lie only the test tells): the worker thread, taking the
+    // keys sent along instead of hashing the pixels, reuses the first video's rows.
+    const others = read.frames.map((frame) => ({ ...frame, data: frame.data.map((v) => 255 - v) }));
+    others.forEach((frame, i) => rememberImageKey(frame, rememberedImageKey(read.frames[i]!)!));
+    const second = await drain(engine.stream(request(others)));
+    assert.ok(second.cachedTokens > videoCase.input_ids.lastIndexOf(VIDEO_PAD), `reused ${second.cachedTokens} positions`);
+  } finally {
+    await engine.close();
+  }
+});
+
+async function drain<T>(stream: AsyncGenerator<string, T, undefined>): Promise<T> {
+  for (;;) {
+    const next = await stream.next();
+    if (next.done) return next.value;
+  }
+}

@@ -8,7 +8,7 @@ import { withDefaultPrecisions } from '../models/family.js';
 import { familyOf, loadModelConfig, type LoadedModel } from '../models/registry.js';
 import { streamChat } from './chat.js';
 import type { EngineRequest } from './engine-types.js';
-import { loadMedia } from './media-source.js';
+import { loadMedia, rememberFrameKeys } from './media-source.js';
 import { errorToWire, type FromWorker, type ToWorker, type WorkerData } from './worker-engine.js';
 
 const port = parentPort!;
@@ -31,8 +31,9 @@ async function load({ dir, options }: WorkerData): Promise<LoadedModel | null> {
 }
 
 /** Runs one chat request to its end, its abort or its error, and reports each chunk and the outcome. */
-async function answer(model: LoadedModel, id: number, request: EngineRequest, signal: AbortSignal): Promise<void> {
+async function answer(model: LoadedModel, id: number, request: EngineRequest, videoFrameKeys: readonly (string | null)[] | undefined, signal: AbortSignal): Promise<void> {
   try {
+    if (videoFrameKeys) rememberFrameKeys(request.video, videoFrameKeys);
     // The messages are checked by streamChat; images, a video folder or file are read here, in the worker.
     const media = await loadMedia(request, { signal, framePickerOf: (options) => model.videoFramePicker?.(options) });
     const stream = streamChat(model, { ...request, ...media, signal });
@@ -58,7 +59,7 @@ if (model) {
       case 'chat': {
         const controller = new AbortController();
         controllers.set(message.id, controller);
-        current = answer(model, message.id, message.request, controller.signal).finally(() => controllers.delete(message.id));
+        current = answer(model, message.id, message.request, message.videoFrameKeys, controller.signal).finally(() => controllers.delete(message.id));
         break;
       }
       case 'abort':

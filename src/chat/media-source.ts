@@ -4,6 +4,7 @@
 // frames the model keeps only.
 
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { formatBytes } from '../checkpoint/progress.js';
@@ -18,6 +19,7 @@ import {
   type VideoFrames,
   type VideoOptions,
 } from '../models/messages.js';
+import { imageKeyHeader, rememberedImageKey, rememberImageKey } from '../sha256.js';
 
 /** A video as a request gives it: the frames, or a folder or file to read them from, and the processor's options. */
 export interface VideoRequest extends VideoOptions {
@@ -46,7 +48,9 @@ export interface VideoReadOptions {
   maxBytes?: number;
   /**
    * Hold the frames' pixels in SharedArrayBuffers, so that a worker thread they are posted to shares them instead of
-   * receiving a copy (default false).
+   * receiving a copy, and hash each frame once here (default false): the frames are meant to be sent with every turn
+   * of a session, and the prompt-reuse key of pixels read this way is not computed again (see imageKey), here or in a
+   * WorkerEngine's thread. The caller must then not write into the frames' pixels.
    */
   shared?: boolean;
 }
@@ -179,6 +183,10 @@ export async function readVideoPath(path: string, options: VideoReadOptions = {}
   const isFolder = await isVideoFolder(path);
   const rate = fps ?? (isFolder ? 1 : fileFps);
   const read = isFolder ? await readFrameFolder(path, rate, { pickFrames, maxBytes, shared }) : await decodeWithFfmpeg(path, rate, { pickFrames, maxBytes, shared });
+  if (shared) {
+    // imageKey's digest, with node:crypto's SHA-256 (many times faster than the portable one).
+    for (const frame of read.frames) rememberImageKey(frame, createHash('sha256').update(imageKeyHeader(frame)).update(frame.data).digest('hex'));
+  }
   return { frames: read.frames, fps: rate, ...(pickFrames && { picked: read.picked }) };
 }
 
@@ -202,6 +210,33 @@ export async function checkVideoPath(path: string): Promise<void> {
     child.once('error', (err: NodeJS.ErrnoException) => reject(ffmpegStartError(err, command, path)));
     child.once('spawn', () => child.once('close', () => resolve()));
   });
+}
+
+/**
+ * The remembered keys (rememberImageKey) of a request's video frames, to go with the frames to a worker thread (a
+ * structured clone of a frame is a new object, its pixels the same shared memory or a copy); undefined if none.
+ */
+export function rememberedFrameKeys(video: VideoRequest | null | undefined): (string | null)[] | undefined {
+  // The request is not checked yet (the worker does that): anything but a list of frames has no keys.
+  const frames: unknown = video?.frames;
+  if (!Array.isArray(frames)) return undefined;
+  const keys = frames.map((frame) => (isPixelFrame(frame) ? rememberedImageKey(frame) : null));
+  return keys.some((key) => key !== null) ? keys : undefined;
+}
+
+/** On the worker's side: remembers the keys rememberedFrameKeys sent for the frames' clones. */
+export function rememberFrameKeys(video: VideoRequest | null | undefined, keys: readonly (string | null)[]): void {
+  const frames: unknown = video?.frames;
+  if (!Array.isArray(frames)) return;
+  frames.forEach((frame, i) => {
+    const key = keys[i];
+    if (key != null && isPixelFrame(frame)) rememberImageKey(frame, key);
+  });
+}
+
+/** Whether a video frame is given as pixels (not as image bytes or something else). */
+function isPixelFrame(frame: unknown): frame is RgbImage {
+  return typeof frame === 'object' && frame !== null && !(frame instanceof Uint8Array) && (frame as RgbImage).data instanceof Uint8Array;
 }
 
 /**

@@ -2,11 +2,12 @@
 // the thread they run on, so the model lives in engine-worker.ts and this thread stays free for the server or CLI.
 //
 // Messages (structured clones):
-//   here → worker   chat {id, request} · abort {id} · tokenize {id, text} · close
+//   here → worker   chat {id, request, videoFrameKeys?} · abort {id} · tokenize {id, text} · close
 //   worker → here   ready {modelType, contextLength, maxBeams, minImageTokens, imageLimit} · load-error {error} · warning {message}
 //                   chunk {id, text} · done {id, result} · tokens {id, ids} · error {id, error}
 // A worker's warning is emitted again here (process.emitWarning), so it shows as this thread's warnings do. Pixels in
-// SharedArrayBuffers (a video read with readVideoPath's `shared`, as the CLI does) cross without a copy.
+// SharedArrayBuffers (a video read with readVideoPath's `shared`, as the CLI does) cross without a copy, and the keys
+// such frames were hashed to go with them (videoFrameKeys), so that the worker does not hash them again on every turn.
 // Chat requests wait in a FIFO here and go to the worker one at a time. The worker gives its event loop a turn before
 // every image it decodes or resizes and every model call (streamChat), so an abort message stops it there.
 
@@ -17,7 +18,7 @@ import type { LoadOptions } from '../models/registry.js';
 import type { ChatResult } from './chat.js';
 import type { LoadModelOptions } from './engine.js';
 import type { Engine, EngineInfo, EngineRequest } from './engine-types.js';
-import { imageCountRefusal } from './media-source.js';
+import { imageCountRefusal, rememberedFrameKeys } from './media-source.js';
 
 /** What the worker is started with: a local model folder and options that survive a structured clone. */
 export interface WorkerData {
@@ -33,7 +34,7 @@ export interface WireError {
 }
 
 export type ToWorker =
-  | { type: 'chat'; id: number; request: EngineRequest }
+  | { type: 'chat'; id: number; request: EngineRequest; videoFrameKeys?: (string | null)[] }
   | { type: 'abort'; id: number }
   | { type: 'tokenize'; id: number; text: string }
   | { type: 'close' };
@@ -186,7 +187,7 @@ export class WorkerEngine implements Engine {
     const job = this.queue.shift();
     if (!job) return;
     this.running = job;
-    this.post({ type: 'chat', id: job.id, request: job.request });
+    this.post({ type: 'chat', id: job.id, request: job.request, videoFrameKeys: rememberedFrameKeys(job.request.video) });
   }
 
   private receive(message: FromWorker): void {
