@@ -22,6 +22,9 @@ export interface ResolvedOptions {
   beamSearchVersion: BeamSearchVersion;
 }
 
+/** The most beams a beam search may keep (a model's maxBeams included). */
+export const MAX_BEAMS = 1024;
+
 function isIntegerIn(value: unknown, min: number, max: number): value is number {
   return Number.isSafeInteger(value) && (value as number) >= min && (value as number) <= max;
 }
@@ -56,7 +59,7 @@ export function resolveOptions(options: GenerationOptions, vocabSize: number): R
   if (!(Number.isFinite(repetitionPenalty) && repetitionPenalty > 0)) {
     throw new InvalidRequestError(`repetitionPenalty must be a number above 0 (1 turns it off), got ${repetitionPenalty}`);
   }
-  if (!isIntegerIn(numBeams, 1, 1024)) throw new InvalidRequestError(`numBeams must be an integer in [1, 1024], got ${numBeams}`);
+  if (!isIntegerIn(numBeams, 1, MAX_BEAMS)) throw new InvalidRequestError(`numBeams must be an integer in [1, ${MAX_BEAMS}], got ${numBeams}`);
   if (options.seed !== undefined && !Number.isSafeInteger(options.seed)) {
     throw new InvalidRequestError(`seed must be an integer, got ${options.seed}`);
   }

@@ -3,9 +3,10 @@
 
 import type { ChatModel } from '../chat/chat.js';
 import type { ChatDefaults } from '../chat/decoding.js';
-import { InvalidRequestError } from '../errors.js';
+import { describeJson, InvalidRequestError } from '../errors.js';
 import type { ModelFiles } from '../checkpoint/model-files.js';
-import type { WeightPrecision } from '../graph/quantize.js';
+import { MAX_BEAMS } from '../generation/options.js';
+import { WEIGHT_PRECISIONS, type WeightPrecision } from '../graph/quantize.js';
 import type { RgbImage } from '../image/index.js';
 import type { InspectOptions, MediaCount, VideoFramePicker, VideoOptions } from './messages.js';
 import type { RuntimeOptions } from '../runtime/graph-session.js';
@@ -51,11 +52,27 @@ export function withDefaultPrecisions<T extends LoadOptions>(options: T): T & { 
   return { ...options, precision: options.precision ?? DEFAULT_PRECISION, visionPrecision: options.visionPrecision ?? DEFAULT_VISION_PRECISION };
 }
 
-/** The runtime part of load options, which every graph session of a model gets; a bad thread count is refused here. */
+/**
+ * The runtime part of load options, which every graph session of a model gets. Every family's load calls it first, so
+ * a bad thread count, precision, beam count or keepVisionLoaded is refused here, before anything is built.
+ */
 export function runtimeOptions(options: LoadOptions): RuntimeOptions {
   const { threads, executionProvider, cache, openGraph, profile } = options;
   if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) {
-    throw new InvalidRequestError(`threads must be a whole number of at least 1 (or left out for one per core), got ${threads}`);
+    throw new InvalidRequestError(`threads must be a whole number of at least 1 (or left out for one per core), got ${describeJson(threads)}`);
+  }
+  for (const name of ['precision', 'visionPrecision'] as const) {
+    const precision = options[name];
+    if (precision !== undefined && !WEIGHT_PRECISIONS.includes(precision)) {
+      throw new InvalidRequestError(`${name} must be one of ${WEIGHT_PRECISIONS.join(', ')}, got ${describeJson(precision)}`);
+    }
+  }
+  const { maxBeams } = options;
+  if (maxBeams !== undefined && !(Number.isInteger(maxBeams) && maxBeams >= 1 && maxBeams <= MAX_BEAMS)) {
+    throw new InvalidRequestError(`maxBeams must be a whole number from 1 to ${MAX_BEAMS} (or left out for 3), got ${describeJson(maxBeams)}`);
+  }
+  if (options.keepVisionLoaded !== undefined && typeof options.keepVisionLoaded !== 'boolean') {
+    throw new InvalidRequestError(`keepVisionLoaded must be true or false, got ${describeJson(options.keepVisionLoaded)}`);
   }
   return { threads, executionProvider, cache, openGraph, profile };
 }
