@@ -1,6 +1,8 @@
 // SHA-256 (FIPS 180-4) in plain TypeScript, for what must run on every host: the keys that tell one image's pixels
 // from another's (a browser's crypto.subtle is asynchronous only).
 
+import { describeJson, InvalidRequestError } from './errors.js';
+
 const K = new Uint32Array([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01,
   0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc,
@@ -98,10 +100,18 @@ export function imageKeyHeader(image: Pixels): string {
 
 /**
  * SHA-256 of an image's size and pixels (imageKeyHeader, then the pixels): equal keys mean the same picture (a
- * prompt's cached positions stay valid). A remembered key (rememberImageKey) is not computed again.
+ * prompt's cached positions stay valid). A remembered key (rememberImageKey) is not computed again. Every family keys
+ * an image before it reads its pixels otherwise, so pixels whose size and data disagree are refused here.
  */
 export function imageKey(image: Pixels): string {
-  return rememberedImageKey(image) ?? new Sha256().update(imageKeyHeader(image)).update(image.data).hex();
+  const { width, height, data } = image;
+  if (!(Number.isSafeInteger(width) && width > 0 && Number.isSafeInteger(height) && height > 0 && data instanceof Uint8Array && data.length === width * height * 3)) {
+    throw new InvalidRequestError(
+      `an image's RGB pixels must have a positive whole width and height and width × height × 3 bytes of data (a Uint8Array), ` +
+        `got ${describeJson(width)}x${describeJson(height)} with ${data instanceof Uint8Array ? `${data.length} bytes` : describeJson(data)}`,
+    );
+  }
+  return rememberedImageKey(image) ?? new Sha256().update(imageKeyHeader(image)).update(data).hex();
 }
 
 /**

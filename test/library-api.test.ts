@@ -1,11 +1,11 @@
-// The library's public API used the wrong way: load options of the wrong type or range get an InvalidRequestError
-// that names them, not a silent stand-in or a message about internals.
+// The library's public API used the wrong way: load options and images of the wrong type or range get an
+// InvalidRequestError that names them (not a TypeError from deep inside, nor a silent stand-in).
 
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { InvalidRequestError, LocalEngine, loadModel } from '../src/index.js';
 import { fixturePath } from './helpers/fixtures.js';
-import { FP32, TINY_MODEL } from './helpers/tiny-model.js';
+import { fixturePng, FP32, grad, TINY_MODEL } from './helpers/tiny-model.js';
 
 const model = await loadModel(TINY_MODEL, FP32);
 after(() => model.release());
@@ -31,4 +31,20 @@ test('load options of the wrong value are refused by name before anything is bui
     }
   }
   await refuses(LocalEngine.start(TINY_MODEL, { precision: 'fp16' as never }), /^precision must be one of/, 'LocalEngine');
+});
+
+test('an image of the wrong kind, or pixels whose size and data disagree, are refused by name', async () => {
+  const png = fixturePng('grad_100x80.png');
+  const ask = (image: unknown) => model.run({ question: 'What is in the image?', decoding: 'greedy', maxNewTokens: 2, image: image as never });
+  const kind = /^image must be an image file's bytes \(a Uint8Array or Buffer, e\.g\. from readFile\) or RGB pixels \{width, height, data\}, got /;
+  await refuses(ask('photo.jpg'), new RegExp(`${kind.source}"photo\\.jpg"$`), 'a path');
+  await refuses(ask(png.buffer.slice(png.byteOffset, png.byteOffset + png.byteLength)), new RegExp(`${kind.source}a value of type ArrayBuffer$`), 'an ArrayBuffer');
+  await refuses(ask({ size: [2, 2] }), kind, 'pixels without width and height');
+  const pixels = /^an image's RGB pixels must have a positive whole width and height and width × height × 3 bytes of data \(a Uint8Array\), got /;
+  await refuses(ask({ width: 2, height: 2 }), new RegExp(`${pixels.source}2x2 with undefined$`), 'pixels without data');
+  await refuses(ask({ width: 2, height: 2, data: new Uint8Array(3) }), new RegExp(`${pixels.source}2x2 with 3 bytes$`), 'short data');
+  await refuses(model.run({ question: 'Hi', images: ['b.png' as never] }), /^images\[0\] must be an image file's bytes/, 'images[0] a path');
+  // The same bytes as a Buffer are an image: the official greedy answer.
+  const result = await model.run({ image: png, messages: grad.msgs, decoding: 'greedy', maxNewTokens: 24 });
+  assert.deepEqual(result.outputIds, grad.runs.greedy!.new_token_ids);
 });

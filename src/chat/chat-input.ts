@@ -1,7 +1,7 @@
 // A chat request's inputs, checked and put into the one form every family receives (ChatInput): the messages as
 // parts with each image and the video in its place. Family-neutral: what a family cannot take, it refuses itself.
 
-import { InvalidRequestError } from '../errors.js';
+import { describeJson, InvalidRequestError } from '../errors.js';
 import type { RgbImage } from '../image/index.js';
 import {
   checkDownsampleMode,
@@ -50,14 +50,39 @@ function imagesOf(media: MediaRequest): readonly RgbImage[] {
   if (media.images !== undefined && media.images !== null) {
     if (media.image) throw new InvalidRequestError('give either image or images, not both');
     if (!Array.isArray(media.images)) throw new InvalidRequestError('images must be a list of images');
+    media.images.forEach((image, i) => checkRgbImage(image, `images[${i}]`));
     return media.images;
   }
-  return media.image ? [media.image] : [];
+  if (!media.image) return [];
+  checkRgbImage(media.image, 'image');
+  return [media.image];
+}
+
+/**
+ * Something shaped like pixels. Encoded bytes were decoded before this (loadMedia), so anything else here is the wrong
+ * kind of value (a path, an ArrayBuffer, a Blob), refused before a family reads it. The pixel data itself is checked
+ * where a family first reads it (imageKey), image by image, so that an aborted request reads no image after the abort.
+ */
+function checkRgbImage(image: unknown, what: string): asserts image is RgbImage {
+  const { width, height } = (typeof image === 'object' && image !== null ? image : {}) as Partial<RgbImage>;
+  if (typeof width !== 'number' || typeof height !== 'number') {
+    throw new InvalidRequestError(
+      `${what} must be an image file's bytes (a Uint8Array or Buffer, e.g. from readFile) or RGB pixels {width, height, data}, ` +
+        `got ${describeValue(image)}`,
+    );
+  }
+}
+
+/** A wrong image for a message: a string or plain object as itself (a path, most likely), another object by its class. */
+function describeValue(value: unknown): string {
+  const className = typeof value === 'object' && value !== null ? value.constructor?.name : undefined;
+  return className && className !== 'Object' ? `a value of type ${className}` : describeJson(value);
 }
 
 /** Frames: at least one, all of one size; fps: a positive number; `picked`: one ascending index per frame. */
 function checkVideo(video: VideoFrames): void {
   if (!Array.isArray(video.frames) || video.frames.length === 0) throw new InvalidRequestError('the video has no frames: give at least one');
+  video.frames.forEach((frame, i) => checkRgbImage(frame, `video frame ${i}`));
   const [first] = video.frames as [RgbImage];
   const odd = video.frames.findIndex((f) => f.width !== first.width || f.height !== first.height);
   if (odd >= 0) {
