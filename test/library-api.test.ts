@@ -1,5 +1,6 @@
-// The library's public API used the wrong way: load options and images of the wrong type or range get an
-// InvalidRequestError that names them (not a TypeError from deep inside, nor a silent stand-in).
+// The library's public API used the wrong way: load options, requests and images of the wrong type or range get an
+// InvalidRequestError that names them (not a TypeError from deep inside, nor a silent stand-in); concurrent calls on
+// one Model take turns; a released Model refuses further calls.
 
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
@@ -33,6 +34,13 @@ test('load options of the wrong value are refused by name before anything is bui
   await refuses(LocalEngine.start(TINY_MODEL, { precision: 'fp16' as never }), /^precision must be one of/, 'LocalEngine');
 });
 
+test('messages, question and signal of the wrong type are refused by name', async () => {
+  const request = { decoding: 'greedy', maxNewTokens: 2 } as const;
+  await refuses(model.run({ ...request, messages: { role: 'user', content: 'Hi' } as never }), /^messages must be a list of \{role, content\}, got \{"role":"user","content":"Hi"\}$/, 'messages object');
+  await refuses(model.run({ ...request, question: 5 as never }), /^question must be a string, got 5$/, 'question number');
+  await refuses(model.run({ ...request, question: 'Hi', signal: {} as never }), /^signal must be an AbortSignal, got \{\}$/, 'signal object');
+});
+
 test('an image of the wrong kind, or pixels whose size and data disagree, are refused by name', async () => {
   const png = fixturePng('grad_100x80.png');
   const ask = (image: unknown) => model.run({ question: 'What is in the image?', decoding: 'greedy', maxNewTokens: 2, image: image as never });
@@ -47,4 +55,26 @@ test('an image of the wrong kind, or pixels whose size and data disagree, are re
   // The same bytes as a Buffer are an image: the official greedy answer.
   const result = await model.run({ image: png, messages: grad.msgs, decoding: 'greedy', maxNewTokens: 24 });
   assert.deepEqual(result.outputIds, grad.runs.greedy!.new_token_ids);
+});
+
+test('concurrent calls on one Model take turns, each with the official answer', async () => {
+  const image = fixturePng('grad_100x80.png');
+  const request = { image, messages: grad.msgs, decoding: 'greedy', maxNewTokens: 24 } as const;
+  const results = await Promise.all([model.run(request), model.chat({ ...request, decoding: 'greedy' }), model.run(request)]);
+  assert.deepEqual(results[0].outputIds, grad.runs.greedy!.new_token_ids);
+  assert.equal(results[1], grad.runs.greedy!.text);
+  assert.deepEqual(results[2].outputIds, grad.runs.greedy!.new_token_ids);
+});
+
+test('a released Model refuses calls, the waiting ones included, and may be released twice', async () => {
+  const own = await loadModel(TINY_MODEL, FP32);
+  const request = { question: 'Hi', decoding: 'greedy', maxNewTokens: 8 } as const;
+  const released = /^the model was released: load it again/;
+  const running = refuses(own.run(request), released, 'the running call');
+  const waiting = refuses(own.run(request), released, 'the waiting call');
+  await own.release();
+  await running;
+  await waiting;
+  await refuses(own.chat(request), released, 'a later call');
+  await own.release();
 });

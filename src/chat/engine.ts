@@ -2,12 +2,12 @@
 
 import { resolveModel } from '../checkpoint/resolve.js';
 import type { HubOptions } from '../checkpoint/hub.js';
-import { InvalidRequestError } from '../errors.js';
+import { describeJson, InvalidRequestError } from '../errors.js';
 import type { RgbImage } from '../image/index.js';
 import { withDefaultPrecisions } from '../models/family.js';
 import type { DownsampleMode, ImageLimit, Message } from '../models/messages.js';
 import { familyOf, loadModelConfig, type LoadedModel, type LoadOptions } from '../models/registry.js';
-import { runChat, streamChat, type ChatRequest, type ChatResult } from './chat.js';
+import { streamChat, type ChatRequest, type ChatResult } from './chat.js';
 import type { DecodingSettings } from './decoding.js';
 import { checkImageCount, loadMedia, type VideoRequest } from './media-source.js';
 
@@ -40,7 +40,16 @@ export interface ModelRequest extends DecodingSettings {
   signal?: AbortSignal;
 }
 
+/**
+ * A loaded model. Its calls take turns: one answer at a time, in the order they start (a stream holds the model until
+ * it ends or the loop over it is left), so concurrent calls wait rather than disturb each other's KV cache.
+ */
 export class Model {
+  /** The end of the last call in line: each call starts when the one before it has finished. */
+  private tail: Promise<void> = Promise.resolve();
+  /** Aborted by release(): stops the running call and every waiting one. */
+  private readonly releasing = new AbortController();
+
   constructor(
     private readonly loaded: LoadedModel,
     /** The local folder the model was loaded from. */
@@ -64,12 +73,26 @@ export class Model {
 
   /** The answer with its prompt and output ids. */
   async run(request: ModelRequest): Promise<ChatResult> {
-    return runChat(this.loaded, await toChatRequest(request, this.loaded));
+    const stream = this.streamChat(request);
+    for (;;) {
+      const next = await stream.next();
+      if (next.done) return next.value;
+    }
   }
 
   /** Text chunks as they are generated; the generator's return value is the whole result. */
   async *streamChat(request: ModelRequest): AsyncGenerator<string, ChatResult, undefined> {
-    return yield* streamChat(this.loaded, await toChatRequest(request, this.loaded));
+    const signal = request.signal === undefined ? this.releasing.signal : AbortSignal.any([checkSignal(request.signal), this.releasing.signal]);
+    const previous = this.tail;
+    let finish!: () => void;
+    const done = new Promise<void>((resolve) => (finish = resolve));
+    this.tail = Promise.all([previous, done]).then(() => undefined);
+    try {
+      await waitOrAbort(previous, signal);
+      return yield* streamChat(this.loaded, await toChatRequest({ ...request, signal }, this.loaded));
+    } finally {
+      finish();
+    }
   }
 
   /** The most beams a request may ask for: what the model was loaded for. */
@@ -92,7 +115,9 @@ export class Model {
     return this.loaded.chatPySettings;
   }
 
+  /** Frees the model; the running call and the waiting ones reject, and later calls are refused. */
   release(): Promise<void> {
+    this.releasing.abort(new InvalidRequestError('the model was released: load it again to ask it more'));
     return this.loaded.release();
   }
 }
@@ -106,9 +131,34 @@ export async function loadModel(idOrPath: string, options: LoadModelOptions = {}
 
 /** The request with its media decoded, unless it has more images than the model takes or its context could hold. */
 async function toChatRequest(request: ModelRequest, model: LoadedModel): Promise<ChatRequest> {
+  if (request.messages !== undefined && !Array.isArray(request.messages)) {
+    throw new InvalidRequestError(`messages must be a list of {role, content}, got ${describeJson(request.messages)}`);
+  }
+  if (request.question !== undefined && typeof request.question !== 'string') {
+    throw new InvalidRequestError(`question must be a string, got ${describeJson(request.question)}`);
+  }
   const messages: Message[] = [...(request.messages ?? [])];
   if (request.question !== undefined) messages.push({ role: 'user', content: request.question });
   if (messages.length === 0) throw new InvalidRequestError('nothing to answer: give a question or messages');
   checkImageCount(request, model);
   return { ...request, messages, ...(await loadMedia(request, { signal: request.signal, framePickerOf: (options) => model.videoFramePicker?.(options) })) };
+}
+
+/** The request's signal, if it is one (AbortSignal.any would throw a TypeError at anything else). */
+function checkSignal(signal: unknown): AbortSignal {
+  if (!(signal instanceof AbortSignal)) throw new InvalidRequestError(`signal must be an AbortSignal, got ${describeJson(signal)}`);
+  return signal;
+}
+
+/** Resolves when `turn` does, or rejects with the signal's reason as soon as it aborts. */
+export function waitOrAbort(turn: Promise<void>, signal: AbortSignal): Promise<void> {
+  signal.throwIfAborted();
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    void turn.then(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+  });
 }

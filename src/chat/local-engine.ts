@@ -6,7 +6,7 @@
 
 import { familyOf, loadModelConfig } from '../models/registry.js';
 import type { ChatResult } from './chat.js';
-import { loadModel, type LoadModelOptions, type Model } from './engine.js';
+import { loadModel, waitOrAbort, type LoadModelOptions, type Model } from './engine.js';
 import type { Engine, EngineInfo, EngineRequest } from './engine-types.js';
 
 export class LocalEngine implements Engine {
@@ -84,17 +84,4 @@ export class LocalEngine implements Engine {
     this.closing.abort(new DOMException('the engine was closed', 'AbortError'));
     await this.model.release();
   }
-}
-
-/** Resolves when `turn` does, or rejects with the signal's reason as soon as it aborts. */
-function waitOrAbort(turn: Promise<void>, signal: AbortSignal): Promise<void> {
-  signal.throwIfAborted();
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    void turn.then(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    });
-  });
 }
