@@ -1,10 +1,10 @@
 // The library's public API used the wrong way: load options, requests and images of the wrong type or range get an
 // InvalidRequestError that names them (not a TypeError from deep inside, nor a silent stand-in); concurrent calls on
-// one Model take turns; a released Model refuses further calls.
+// one Model take turns; a released Model refuses further calls; ChatServer refuses an address or key it cannot honour.
 
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { InvalidRequestError, LocalEngine, loadModel } from '../src/index.js';
+import { ChatServer, InvalidRequestError, LocalEngine, loadModel } from '../src/index.js';
 import { fixturePath } from './helpers/fixtures.js';
 import { fixturePng, FP32, grad, TINY_MODEL } from './helpers/tiny-model.js';
 
@@ -77,4 +77,17 @@ test('a released Model refuses calls, the waiting ones included, and may be rele
   await waiting;
   await refuses(own.chat(request), released, 'a later call');
   await own.release();
+});
+
+test('ChatServer refuses an empty host, a port out of range, a blank API key and a queue length that is no count', async () => {
+  const engine = LocalEngine.fromModel(model, TINY_MODEL);
+  // A server that starts after all is closed at once, so that the failed assertion does not keep the test running.
+  const start = (options: Record<string, unknown>) =>
+    ChatServer.start({ engine, port: 0, log: () => {}, ...options }).then((server) => server.close());
+  await refuses(start({ host: '' }), /^host must be an address or name of this machine .*, got ""$/, 'empty host');
+  await refuses(start({ port: 65536 }), /^port must be a whole number from 0 to 65535 .*, got 65536$/, 'port 65536');
+  await refuses(start({ port: -1 }), /^port must be a whole number from 0 to 65535/, 'port -1');
+  await refuses(start({ apiKey: '' }), /^apiKey must be a non-blank string .*, got ""$/, 'empty key');
+  await refuses(start({ apiKey: '  ' }), /^apiKey must be a non-blank string/, 'blank key');
+  await refuses(start({ maxQueue: '3' }), /^maxQueue must be a whole number of at least 0 .*, got "3"$/, 'maxQueue string');
 });

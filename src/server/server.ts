@@ -15,9 +15,10 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Engine } from '../chat/engine-types.js';
-import { describeJson } from '../errors.js';
+import { describeJson, InvalidRequestError } from '../errors.js';
 import { ApiError, ENGINE_STOPPED, sendError, toApiError } from './api-error.js';
 import { handleChatCompletion, sendJson, type CompletionLimits } from './completions.js';
+import { checkListenAddress } from './listen.js';
 import { GenerationQueue } from './queue.js';
 import { loadWebPage, type WebPage } from './web-page.js';
 
@@ -63,9 +64,15 @@ export class ChatServer {
   /** Starts listening; resolves once the port is bound. */
   static async start(options: ServerOptions): Promise<ChatServer> {
     const { engine, apiKey } = options;
+    checkListenAddress(options.host, options.port);
     const host = options.host ?? '127.0.0.1';
     const maxQueue = options.maxQueue ?? DEFAULT_MAX_QUEUE;
-    if (!Number.isInteger(maxQueue) || maxQueue < 0) throw new RangeError(`maxQueue must be an integer ≥ 0, got ${maxQueue}`);
+    if (!Number.isInteger(maxQueue) || maxQueue < 0) {
+      throw new InvalidRequestError(`maxQueue must be a whole number of at least 0 (0: no request waits), got ${describeJson(maxQueue)}`);
+    }
+    if (apiKey !== undefined && (typeof apiKey !== 'string' || apiKey.trim() === '')) {
+      throw new InvalidRequestError(`apiKey must be a non-blank string (or left out for a server without one), got ${describeJson(apiKey)}`);
+    }
     const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
     const limits: CompletionLimits = {
       maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,

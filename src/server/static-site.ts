@@ -6,6 +6,7 @@ import { createServer, type Server } from 'node:http';
 import { extname, join, normalize, sep } from 'node:path';
 import { pipeline } from 'node:stream';
 import { FileNotFoundError } from '../errors.js';
+import { checkListenAddress } from './listen.js';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8',
@@ -26,6 +27,7 @@ export class StaticSite {
   ) {}
 
   static async start(root: string, options: StaticSiteOptions = {}): Promise<StaticSite> {
+    checkListenAddress(options.host, options.port);
     if (!existsSync(join(root, 'index.html'))) {
       throw new FileNotFoundError(`${root} has no index.html: pass a folder that omnilmm export-web wrote`);
     }

@@ -3,6 +3,7 @@
 import { createServer } from 'node:net';
 import { WorkerEngine } from '../../chat/worker-engine.js';
 import { InvalidRequestError } from '../../errors.js';
+import { checkListenAddress } from '../../server/listen.js';
 import { ChatServer, DEFAULT_MAX_QUEUE, DEFAULT_PORT } from '../../server/server.js';
 import { StaticSite } from '../../server/static-site.js';
 import { numberOption, parseCommandArgs, stringOption } from '../args.js';
@@ -62,6 +63,8 @@ stopped). One answer is generated at a time; the others wait in order.`,
     const apiKey = stringOption(values, 'api-key') ?? process.env.OMNILMM_API_KEY;
     if (apiKey !== undefined && apiKey.trim() === '') throw new InvalidRequestError('--api-key must not be empty');
     const port = numberOption(values, 'port', { integer: true, min: 0, max: 65535 }) ?? DEFAULT_PORT;
+    const host = stringOption(values, 'host');
+    checkListenAddress(host, port, { host: '--host', port: '--port' });
     const maxQueue = numberOption(values, 'max-queue', { integer: true, min: 0, max: 10_000 }) ?? DEFAULT_MAX_QUEUE;
     const threads = threadsOption(values);
     const precision = precisionOption(values);
@@ -70,11 +73,11 @@ stopped). One answer is generated at a time; the others wait in order.`,
     if (web !== undefined) {
       const others = ['model', 'api-key', 'max-queue', 'allow-remote-images', 'threads', 'precision', 'vision-precision', 'keep-vision-loaded'].filter((k) => values[k] !== undefined);
       if (others.length > 0) throw new InvalidRequestError(`--web serves static files only; --${others[0]} does not apply to it\nusage: ${USAGE}`);
-      await serveWebFolder(web, stringOption(values, 'host'), port);
+      await serveWebFolder(web, host, port);
       return;
     }
     const modelId = stringOption(values, 'model') ?? DEFAULT_MODEL;
-    await checkCanListen(stringOption(values, 'host'), port);
+    await checkCanListen(host, port);
 
     process.stderr.write(`loading ${modelId}…\n`);
     const keepVisionLoaded = values['keep-vision-loaded'] === true;
@@ -83,7 +86,7 @@ stopped). One answer is generated at a time; the others wait in order.`,
     try {
       server = await ChatServer.start({
         engine,
-        host: stringOption(values, 'host'),
+        host,
         port,
         apiKey,
         maxQueue,
