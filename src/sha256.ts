@@ -1,5 +1,5 @@
 // SHA-256 (FIPS 180-4) in plain TypeScript, for what must run on every host: the keys that tell one image's pixels
-// from another's (a browser's crypto.subtle is asynchronous only).
+// from another's (a browser's crypto.subtle is asynchronous only). Node installs node:crypto's instead (sha256-node.ts).
 
 import { describeJson, InvalidRequestError } from './errors.js';
 
@@ -93,15 +93,27 @@ type Pixels = { width: number; height: number; data: Uint8Array };
  */
 const rememberedKeys = new WeakMap<Uint8Array, { width: number; height: number; key: string }>();
 
-/** What imageKey hashes before an image's pixels: its size. */
-export function imageKeyHeader(image: Pixels): string {
-  return `${image.width}x${image.height}:`;
+/** SHA-256 of pieces of data one after the other (text as UTF-8), as 64 hex digits. */
+export type Sha256Digest = (pieces: readonly (Uint8Array | string)[]) => string;
+
+/**
+ * The digest imageKey hashes with: this file's Sha256, unless the host installed a faster one (installSha256Digest;
+ * Node's modules that lead to imageKey import sha256-node.ts, which installs node:crypto's, many times faster).
+ */
+let imageDigest: Sha256Digest = (pieces) => pieces.reduce((hash, piece) => hash.update(piece), new Sha256()).hex();
+
+/** Makes imageKey hash with `digest`, which must compute SHA-256 as Sha256 does; returns the digest it replaces. */
+export function installSha256Digest(digest: Sha256Digest): Sha256Digest {
+  const replaced = imageDigest;
+  imageDigest = digest;
+  return replaced;
 }
 
 /**
- * SHA-256 of an image's size and pixels (imageKeyHeader, then the pixels): equal keys mean the same picture (a
- * prompt's cached positions stay valid). A remembered key (rememberImageKey) is not computed again. Every family keys
- * an image before it reads its pixels otherwise, so pixels whose size and data disagree are refused here.
+ * SHA-256 of an image's size (`<width>x<height>:`) and then its pixels, by the installed digest: equal keys mean the
+ * same picture (a prompt's cached positions stay valid). A remembered key (rememberImageKey) is not computed again.
+ * Every family keys an image before it reads its pixels otherwise, so pixels whose size and data disagree are refused
+ * here.
  */
 export function imageKey(image: Pixels): string {
   const { width, height, data } = image;
@@ -111,7 +123,7 @@ export function imageKey(image: Pixels): string {
         `got ${describeJson(width)}x${describeJson(height)} with ${data instanceof Uint8Array ? `${data.length} bytes` : describeJson(data)}`,
     );
   }
-  return rememberedImageKey(image) ?? new Sha256().update(imageKeyHeader(image)).update(data).hex();
+  return rememberedImageKey(image) ?? imageDigest([`${width}x${height}:`, data]);
 }
 
 /**

@@ -1,9 +1,10 @@
 // End to end through the public API: every llm case of the fixture, greedy, beam search and greedy with a
 // repetition penalty, token-exact with the official chat(). The richer inputs: content parts mapped to images,
 // MiniCPM-V 2.0's refusals of what only 4.6 takes, reading a video (a folder of frames, ffmpeg's PPM stream), and
-// the split of an answer's reasoning from its content.
+// the split of an answer's reasoning from its content. An image's prompt-reuse key is hashed by node:crypto.
 
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +18,7 @@ import { ReasoningStream, splitReasoning } from '../src/chat/reasoning.js';
 import { decodeImage, type RgbImage } from '../src/image/index.js';
 import { chatInputOf, parseConversation, placeMedia } from '../src/models/messages.js';
 import { familyOf, loadModelConfig } from '../src/models/registry.js';
+import { installSha256Digest, Sha256 } from '../src/sha256.js';
 import { fixturePath, readFixtureJson, nonSamplingSettings } from './helpers/fixtures.js';
 
 const FIXTURE = 'minicpmv2-tiny';
@@ -95,6 +97,32 @@ test('content parts: an image part takes the image, and the answer is the offici
     assert.deepEqual(result.promptIds, grad.input_ids);
     assert.deepEqual(result.outputIds, grad.runs.greedy!.new_token_ids);
   }
+});
+
+test('an image\'s prompt-reuse key is node:crypto\'s SHA-256 of its size and pixels: the portable Sha256 hashes none of them', async () => {
+  const image = await decodeImage(gradImage());
+  // Pixel arrays the portable Sha256 takes in (its own padding is at most 128 bytes; the image's pixels are 24 000).
+  const portablyHashed: Uint8Array[] = [];
+  const portableUpdate = Sha256.prototype.update;
+  Sha256.prototype.update = function (this: Sha256, data: Uint8Array | string) {
+    if (typeof data !== 'string' && data.length > 128) portablyHashed.push(data);
+    return portableUpdate.call(this, data);
+  };
+  const keys: string[] = [];
+  const installed = installSha256Digest((pieces) => {
+    const key = installed(pieces);
+    keys.push(key);
+    return key;
+  });
+  try {
+    const result = await model.run({ messages: grad.msgs, image, ...greedy });
+    assert.deepEqual(result.outputIds, grad.runs.greedy!.new_token_ids);
+  } finally {
+    Sha256.prototype.update = portableUpdate;
+    installSha256Digest(installed);
+  }
+  assert.deepEqual(portablyHashed.map((pixels) => pixels.length), [], 'pixel arrays the portable Sha256 hashed');
+  assert.deepEqual(keys, [createHash('sha256').update('100x80:').update(image.data).digest('hex')]);
 });
 
 test('MiniCPM-V 2.0 refuses what only MiniCPM-V 4.6 takes, naming itself', async () => {

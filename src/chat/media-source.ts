@@ -4,7 +4,6 @@
 // frames the model keeps only.
 
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { formatBytes } from '../checkpoint/progress.js';
@@ -19,7 +18,9 @@ import {
   type VideoFrames,
   type VideoOptions,
 } from '../models/messages.js';
-import { imageKeyHeader, rememberedImageKey, rememberImageKey } from '../sha256.js';
+import { imageKey, rememberedImageKey, rememberImageKey } from '../sha256.js';
+// The frames' keys that readVideoPath computes are hashed by node:crypto.
+import '../sha256-node.js';
 
 /** A video as a request gives it: the frames, or a folder or file to read them from, and the processor's options. */
 export interface VideoRequest extends VideoOptions {
@@ -183,10 +184,7 @@ export async function readVideoPath(path: string, options: VideoReadOptions = {}
   const isFolder = await isVideoFolder(path);
   const rate = fps ?? (isFolder ? 1 : fileFps);
   const read = isFolder ? await readFrameFolder(path, rate, { pickFrames, maxBytes, shared }) : await decodeWithFfmpeg(path, rate, { pickFrames, maxBytes, shared });
-  if (shared) {
-    // imageKey's digest, with node:crypto's SHA-256 (many times faster than the portable one).
-    for (const frame of read.frames) rememberImageKey(frame, createHash('sha256').update(imageKeyHeader(frame)).update(frame.data).digest('hex'));
-  }
+  if (shared) for (const frame of read.frames) rememberImageKey(frame, imageKey(frame));
   return { frames: read.frames, fps: rate, ...(pickFrames && { picked: read.picked }) };
 }
 

@@ -11,6 +11,8 @@ import { versionText } from './minicpmv/config.js';
 import { minicpmvFamily } from './minicpmv/family.js';
 import { omnilmmFamily } from './omnilmm/family.js';
 import { minicpmv46Family } from './minicpmv46/family.js';
+// Every model Node loads comes through here: its image keys (imageKey) are hashed by node:crypto.
+import '../sha256-node.js';
 
 export type { CheckpointConfig, ImageInspection, LoadedModel, LoadOptions, ModelFamily } from './family.js';
 
