@@ -3,7 +3,8 @@
 
 import { describeJson, InvalidRequestError } from './errors.js';
 
-const K = new Uint32Array([
+// The round constants, as signed 32-bit words (all arithmetic below stays in int32).
+const K = new Int32Array([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01,
   0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc,
   0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
@@ -13,18 +14,22 @@ const K = new Uint32Array([
   0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 ]);
 
+const utf8 = new TextEncoder();
+
 /** An incremental SHA-256: `update` with bytes or text (UTF-8) any number of times, then `hex`. */
 export class Sha256 {
-  private readonly state = new Uint32Array([
+  private readonly state = new Int32Array([
     0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
   ]);
+  /** The bytes of a block not yet complete, and a view that reads them as words. */
   private readonly block = new Uint8Array(64);
-  private readonly words = new Uint32Array(64);
+  private readonly blockView = new DataView(this.block.buffer);
+  private readonly words = new Int32Array(64);
   private filled = 0;
   private length = 0;
 
   update(data: Uint8Array | string): this {
-    const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : data;
+    const bytes = typeof data === 'string' ? utf8.encode(data) : data;
     this.length += bytes.length;
     let i = 0;
     if (this.filled > 0) {
@@ -33,10 +38,13 @@ export class Sha256 {
       this.filled += take;
       i = take;
       if (this.filled < 64) return this;
-      this.compress(this.block, 0);
+      this.compress(this.blockView, 0);
       this.filled = 0;
     }
-    for (; i + 64 <= bytes.length; i += 64) this.compress(bytes, i);
+    if (i + 64 <= bytes.length) {
+      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+      for (; i + 64 <= bytes.length; i += 64) this.compress(view, i);
+    }
     this.block.set(bytes.subarray(i), 0);
     this.filled = bytes.length - i;
     return this;
@@ -51,15 +59,13 @@ export class Sha256 {
     view.setUint32(tail.length - 8, Math.floor(bits / 2 ** 32));
     view.setUint32(tail.length - 4, bits >>> 0);
     this.update(tail);
-    return Array.from(this.state, (w) => w.toString(16).padStart(8, '0')).join('');
+    return Array.from(this.state, (w) => (w >>> 0).toString(16).padStart(8, '0')).join('');
   }
 
-  private compress(bytes: Uint8Array, at: number): void {
+  /** One block (FIPS 180-4 §6.2.2): the 64 bytes at `at`, as 16 big-endian words (DataView's default order). */
+  private compress(bytes: DataView, at: number): void {
     const w = this.words;
-    for (let t = 0; t < 16; t++) {
-      const j = at + 4 * t;
-      w[t] = (bytes[j]! << 24) | (bytes[j + 1]! << 16) | (bytes[j + 2]! << 8) | bytes[j + 3]!;
-    }
+    for (let t = 0; t < 16; t++) w[t] = bytes.getInt32(at + 4 * t);
     for (let t = 16; t < 64; t++) {
       const a = w[t - 15]!;
       const b = w[t - 2]!;
@@ -68,13 +74,20 @@ export class Sha256 {
       w[t] = (w[t - 16]! + s0 + w[t - 7]! + s1) | 0;
     }
     const s = this.state;
-    let [a, b, c, d, e, f, g, h] = [s[0]!, s[1]!, s[2]!, s[3]!, s[4]!, s[5]!, s[6]!, s[7]!];
+    let a = s[0]!, b = s[1]!, c = s[2]!, d = s[3]!, e = s[4]!, f = s[5]!, g = s[6]!, h = s[7]!;
     for (let t = 0; t < 64; t++) {
       const S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
       const t1 = (h + S1 + ((e & f) ^ (~e & g)) + K[t]! + w[t]!) | 0;
       const S0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
       const t2 = (S0 + ((a & b) ^ (a & c) ^ (b & c))) | 0;
-      [h, g, f, e, d, c, b, a] = [g, f, e, (d + t1) | 0, c, b, a, (t1 + t2) | 0];
+      h = g;
+      g = f;
+      f = e;
+      e = (d + t1) | 0;
+      d = c;
+      c = b;
+      b = a;
+      a = (t1 + t2) | 0;
     }
     s[0] = (s[0]! + a) | 0; s[1] = (s[1]! + b) | 0; s[2] = (s[2]! + c) | 0; s[3] = (s[3]! + d) | 0;
     s[4] = (s[4]! + e) | 0; s[5] = (s[5]! + f) | 0; s[6] = (s[6]! + g) | 0; s[7] = (s[7]! + h) | 0;

@@ -1,5 +1,5 @@
 // The plain-TypeScript SHA-256 against node:crypto's (and the FIPS 180-4 example digests) on inputs of every length
-// around the block boundaries, fed whole and in pieces.
+// around the block boundaries, fed whole, in pieces and from any offset of any buffer.
 
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -13,6 +13,34 @@ test('the FIPS 180-4 examples', () => {
     new Sha256().update('abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq').hex(),
     '248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1',
   );
+  // One million 'a': whole, and as 1000 texts of 1000.
+  const million = 'cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0';
+  assert.equal(new Sha256().update(new Uint8Array(1_000_000).fill(0x61)).hex(), million);
+  const texts = new Sha256();
+  for (let i = 0; i < 1000; i++) texts.update('a'.repeat(1000));
+  assert.equal(texts.hex(), million);
+});
+
+test('equals node:crypto around the block boundaries, split at every offset', () => {
+  for (const n of [55, 56, 63, 64, 65, 119, 120, 127, 128, 129]) {
+    const data = randomBytes(n);
+    const expected = createHash('sha256').update(data).digest('hex');
+    for (let cut = 0; cut <= n; cut++) {
+      assert.equal(new Sha256().update(data.subarray(0, cut)).update(data.subarray(cut)).hex(), expected, `length ${n} cut at ${cut}`);
+    }
+  }
+});
+
+test('equals node:crypto on bytes at an odd offset of their buffer, and in shared memory', () => {
+  const data = randomBytes(10_007);
+  const expected = createHash('sha256').update(data).digest('hex');
+  const unaligned = new Uint8Array(data.length + 3).subarray(3);
+  unaligned.set(data);
+  assert.equal(new Sha256().update(unaligned).hex(), expected);
+  const shared = new Uint8Array(new SharedArrayBuffer(data.length + 5), 5);
+  shared.set(data);
+  assert.equal(new Sha256().update(shared).hex(), expected);
+  assert.equal(new Sha256().update('größe ✓').hex(), createHash('sha256').update('größe ✓', 'utf8').digest('hex'));
 });
 
 test('equals node:crypto for lengths 0-200 and 1 MB, whole and in uneven pieces', () => {
