@@ -16,31 +16,15 @@ import { decodeImage, type RgbImage } from '../src/image/index.js';
 import type { MiniCPMV46Model } from '../src/models/minicpmv46/model.js';
 import { familyOf, loadModelConfig } from '../src/models/registry.js';
 import { installSha256Digest, rememberImageKey, rememberedImageKey } from '../src/sha256.js';
-import { fixturePath, openGolden, readFixtureJson } from './helpers/fixtures.js';
+import { fixturePath, openGolden } from './helpers/fixtures.js';
+import { chatCase, videoOptionsOf } from './helpers/minicpmv46-chats.js';
 
 const FIXTURE = 'minicpmv46-tiny';
 const MODEL = fixturePath(FIXTURE, 'model');
 const VIDEO_FOLDER = fixturePath(FIXTURE, 'images', 'video_bars_96x72');
 const VIDEO_PAD = 3013;
 
-interface ChatCase {
-  messages: { role: string; content: unknown }[];
-  chat_template_kwargs: { enable_thinking?: boolean };
-  downsample_mode: '16x' | '4x';
-  input_ids: number[];
-  images: { file: string }[];
-  video: { frames: string[]; video_metadata: { fps: number }; processor_kwargs: Record<string, number | boolean> } | null;
-  runs: { greedy: { new_token_ids: number[] } };
-}
-
-const chat = (name: string) => readFixtureJson<ChatCase>(FIXTURE, 'llm', `${name}.json`);
-/** A video case's processor kwargs (the model card's video settings), as a request gives them. */
-const videoOptionsOf = (c: ChatCase) => ({
-  maxNumFrames: c.video!.processor_kwargs['max_num_frames'] as number,
-  stackFrames: c.video!.processor_kwargs['stack_frames'] as number,
-  maxSliceNums: c.video!.processor_kwargs['max_slice_nums'] as number,
-  useImageId: c.video!.processor_kwargs['use_image_id'] as boolean,
-});
+const chat = chatCase;
 const videoCase = chat('video_16x');
 const videoOptions = videoOptionsOf(videoCase);
 

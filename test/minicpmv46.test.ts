@@ -17,21 +17,11 @@ import { ChatServer, loadModel, type Model } from '../src/index.js';
 import { familyOf, loadModelConfig } from '../src/models/registry.js';
 import { tokenizerJsonFromDir } from '../src/tokenizer/load-folder.js';
 import { fixturePath, readFixtureJson, repoRoot } from './helpers/fixtures.js';
+import { chatCase, videoOptionsOf, type ChatCase } from './helpers/minicpmv46-chats.js';
 
 const FIXTURE = 'minicpmv46-tiny';
 const MODEL = fixturePath(FIXTURE, 'model');
 const CLI = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
-
-interface Run { new_token_ids: number[]; text: string; stopped_on_eos?: boolean; generate_kwargs: { max_new_tokens: number } }
-interface ChatCase {
-  messages: { role: string; content: unknown }[];
-  chat_template_kwargs: { enable_thinking?: boolean };
-  downsample_mode: '16x' | '4x';
-  input_ids: number[];
-  images: { file: string }[];
-  video: { frames: string[]; video_metadata: { fps: number }; processor_kwargs: Record<string, number | boolean> } | null;
-  runs: { greedy: Run; beam3: Run };
-}
 
 const CHATS = [
   'text_only', 'single_image_grad', 'multi_image_uniform', 'multi_turn_system', 'long_prompt_hk_4x',
@@ -45,11 +35,10 @@ const CHATS = [
  */
 const BEAM_CHATS = ['text_only', 'single_image_grad', 'multi_turn_system', 'long_prompt_hk_4x', 'eos_stop'];
 
-const chat = (name: string) => readFixtureJson<ChatCase>(FIXTURE, 'llm', `${name}.json`);
+const chat = chatCase;
 
 /** The request fields of a chat case, as the library takes them. */
 function requestOf(c: ChatCase) {
-  const kwargs = c.video?.processor_kwargs ?? {};
   return {
     messages: c.messages as never,
     images: c.images.map((image) => readFileSync(fixturePath(FIXTURE, image.file))),
@@ -57,10 +46,7 @@ function requestOf(c: ChatCase) {
       video: {
         frames: c.video.frames.map((frame) => readFileSync(fixturePath(FIXTURE, frame))),
         fps: c.video.video_metadata.fps,
-        maxNumFrames: kwargs['max_num_frames'] as number,
-        stackFrames: kwargs['stack_frames'] as number,
-        maxSliceNums: kwargs['max_slice_nums'] as number,
-        useImageId: kwargs['use_image_id'] as boolean,
+        ...videoOptionsOf(c),
       },
     }),
     downsampleMode: c.downsample_mode,
