@@ -338,6 +338,24 @@ test('requests run one at a time in call order; one aborted while queued never s
   assert.ok(two.result.cachedTokens >= twoTurn.image_bound.at(-1)![1]);
 });
 
+test('a request that cannot be sent to the worker is refused by name, and the requests after it are answered', async () => {
+  const request: EngineRequest = { messages: singleTurn.msgs, image: imageOf(singleTurn), ...greedy24 };
+  const cannotCross = (path: string, kind: string) => (err: unknown) =>
+    err instanceof InvalidRequestError &&
+    err.message === `${path} is ${kind}, which cannot be sent to the engine's worker thread: ` +
+      'give only data (strings, numbers, booleans, arrays, plain objects, byte arrays)';
+  // Refused when the engine is idle, and when its turn comes behind a running request.
+  await assert.rejects(collect(engine.stream({ ...request, onChunk: () => {} } as EngineRequest)), cannotCross('request.onChunk', 'a function'));
+  const running = collect(engine.stream(request));
+  const queued = collect(engine.stream({ ...request, messages: [{ role: 'user', content: Promise.resolve('Hi') }] } as never));
+  const after = collect(engine.stream(request));
+  await assert.rejects(queued, cannotCross('request.messages[0].content', 'a Promise'));
+  for (const answered of [await running, await after]) assert.deepEqual(answered.result.outputIds, singleTurn.runs.greedy!.new_token_ids);
+  await assert.rejects(engine.tokenize(Symbol('Hi') as never), cannotCross('text', 'a symbol'));
+  const [sample] = readFixtureJson<{ encode: { text: string; input_ids: number[] }[] }>(FIXTURE, 'tokenizer', 'cases.json').encode;
+  assert.deepEqual(await engine.tokenize(sample!.text), sample!.input_ids);
+});
+
 /**
  * Runs `work` and measures this thread's event loop meanwhile: the share of the time it was busy (Node's event-loop
  * utilization, a ratio that does not depend on the machine's speed) and the longest wait of a 2 ms timer.

@@ -141,8 +141,12 @@ export class WorkerEngine implements Engine {
     if (this.unusable) return Promise.reject(this.unusable);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.tokenizing.set(id, { resolve, reject });
-      this.post({ type: 'tokenize', id, text });
+      try {
+        this.post({ type: 'tokenize', id, text });
+        this.tokenizing.set(id, { resolve, reject });
+      } catch (err) {
+        reject(unsendableError(err, 'text', text));
+      }
     });
   }
 
@@ -182,12 +186,18 @@ export class WorkerEngine implements Engine {
     else if (this.running === job) this.post({ type: 'abort', id: job.id });
   }
 
+  /** Sends the next queued job to the worker; one that cannot be sent (a function in it...) is refused, and the next goes. */
   private startNext(): void {
-    if (this.running || this.unusable) return;
-    const job = this.queue.shift();
-    if (!job) return;
-    this.running = job;
-    this.post({ type: 'chat', id: job.id, request: job.request, videoFrameKeys: rememberedFrameKeys(job.request.video) });
+    while (!this.running && !this.unusable) {
+      const job = this.queue.shift();
+      if (!job) return;
+      try {
+        this.post({ type: 'chat', id: job.id, request: job.request, videoFrameKeys: rememberedFrameKeys(job.request.video) });
+        this.running = job;
+      } catch (err) {
+        job.settle({ error: unsendableError(err, 'request', job.request) });
+      }
+    }
   }
 
   private receive(message: FromWorker): void {
@@ -291,6 +301,50 @@ class ChatJob {
     this.wake = null;
     wake?.();
   }
+}
+
+/**
+ * Why `value` (the argument named `name`) could not be posted to the worker: for a DataCloneError, an
+ * InvalidRequestError naming the first part of it that cannot cross (a function, a symbol, a Promise...); any other
+ * error as it is.
+ */
+function unsendableError(err: unknown, name: string, value: unknown): unknown {
+  if (!(err instanceof DOMException && err.name === 'DataCloneError')) return err;
+  const found = uncloneablePart(value, name);
+  const what = found ? `${found.path} is ${found.kind}` : `${name} holds a value that cannot be copied`;
+  return new errors.InvalidRequestError(
+    `${what}, which cannot be sent to the engine's worker thread: give only data (strings, numbers, booleans, arrays, plain objects, byte arrays)`,
+  );
+}
+
+/**
+ * The first part of `value` (depth first) that a structured clone refuses, with its path and kind; null if none is.
+ * `seen` holds the objects already searched, so that a cycle back to one of them is not followed.
+ */
+function uncloneablePart(value: unknown, path: string, seen = new Set<object>()): { path: string; kind: string } | null {
+  if (typeof value === 'object' && value !== null && seen.has(value)) return null;
+  try {
+    structuredClone(value);
+    return null;
+  } catch {
+    // Refused: a part of it is to blame, or else the value itself.
+  }
+  if (typeof value === 'object' && value !== null) {
+    seen.add(value);
+    for (const [key, part] of Object.entries(value)) {
+      const found = uncloneablePart(part, Array.isArray(value) ? `${path}[${key}]` : `${path}.${key}`, seen);
+      if (found) return found;
+    }
+  }
+  return { path, kind: kindOf(value) };
+}
+
+function kindOf(value: unknown): string {
+  if (typeof value === 'function') return 'a function';
+  if (typeof value === 'symbol') return 'a symbol';
+  const constructorName = (value as object | null)?.constructor?.name;
+  if (!constructorName) return 'a value that cannot be copied';
+  return `${/^[AEIOU]/.test(constructorName) ? 'an' : 'a'} ${constructorName}`;
 }
 
 /** The error the worker threw, rebuilt as the same class (OmnilmmError subclasses, AbortError) with its message. */
