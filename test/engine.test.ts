@@ -449,8 +449,12 @@ test('close stops the running answer, and the closed engine refuses new work', a
   await engine.close();
   await running;
   await queued;
-  await assert.rejects(collect(engine.stream(longAnswer)), InvalidRequestError);
-  await assert.rejects(engine.tokenize('hi'), InvalidRequestError);
+  // Every later call gets the error the engine reports as unavailable; closing again is a no-op.
+  const closed = engine.unavailable;
+  assert.ok(closed instanceof InvalidRequestError && closed.message === 'the engine is closed: start a new one');
+  await assert.rejects(collect(engine.stream(longAnswer)), (err) => err === closed, 'a chat');
+  await assert.rejects(engine.tokenize('hi'), (err) => err === closed, 'tokenize');
+  await engine.close();
 });
 
 test('a thread count that is not a whole number of at least 1 is refused as such, in every family', async () => {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { ChatServer, InvalidRequestError, LocalEngine, loadModel } from '../src/index.js';
-import { fixturePath } from './helpers/fixtures.js';
+import { fixturePath, readFixtureJson } from './helpers/fixtures.js';
 import { fixturePng, FP32, grad, TINY_MODEL } from './helpers/tiny-model.js';
 
 const model = await loadModel(TINY_MODEL, FP32);
@@ -77,6 +77,18 @@ test('a released Model refuses calls, the waiting ones included, and may be rele
   await waiting;
   await refuses(own.chat(request), released, 'a later call');
   await own.release();
+});
+
+test('a closed LocalEngine refuses tokenize as it refuses a chat: with the error it reports as unavailable', async () => {
+  const own = await LocalEngine.start(TINY_MODEL, FP32);
+  const [sample] = readFixtureJson<{ encode: { text: string; input_ids: number[] }[] }>('minicpmv2-tiny', 'tokenizer', 'cases.json').encode;
+  assert.deepEqual(await own.tokenize(sample!.text), sample!.input_ids);
+  await own.close();
+  const closed = own.unavailable;
+  assert.ok(closed instanceof DOMException && closed.name === 'AbortError' && closed.message === 'the engine was closed');
+  await assert.rejects(own.stream({ messages: [{ role: 'user', content: 'Hi' }], image: null }).next(), (err) => err === closed, 'a chat');
+  await assert.rejects(own.tokenize(sample!.text), (err) => err === closed, 'tokenize');
+  await own.close();
 });
 
 test('ChatServer refuses an empty host, a port out of range, a blank API key and a queue length that is no count', async () => {

@@ -46,7 +46,10 @@ export interface EngineInfo {
 
 export interface Engine {
   readonly info: EngineInfo;
-  /** Why requests fail now (the engine was closed, or its worker thread stopped), or null while it takes them. */
+  /**
+   * Why requests fail now (the engine was closed, or its worker thread stopped), or null while it takes them: every
+   * later stream() and tokenize() rejects with this error.
+   */
   readonly unavailable: Error | null;
   /**
    * Streams the answer's text chunks; the generator's return value is the whole result. Requests run one at a

@@ -71,7 +71,9 @@ export class LocalEngine implements Engine {
     }
   }
 
+  /** Refused once the engine is closed, with the error its requests get then (unavailable). */
   async tokenize(text: string): Promise<number[]> {
+    if (this.unavailable) throw this.unavailable;
     const config = loadModelConfig(this.model.dir);
     return familyOf(config).tokenize(this.model.dir, text);
   }
