@@ -238,6 +238,37 @@ test('flag and setting mistakes get a clear error, not an internal one or Node\'
     /at most 4096 new tokens fit the model's context/);
 });
 
+test('an empty or blank flag value is refused by name, for every flag of every command; so is an empty OMNILMM_API_KEY', async () => {
+  // A model that does not exist: each of these is refused before it would be looked for. Before, `chat --video ''`
+  // chatted without the video and `serve --model ''` said "no such folder , and not a hub id".
+  const neverLoaded = join(scratch, 'never-loaded');
+  const flagsOf: Record<string, string[]> = {
+    chat: ['model', 'image', 'video', 'video-fps', 'messages', 'downsample-mode', 'decoding', 'num-beams', 'repetition-penalty',
+      'temperature', 'top-p', 'top-k', 'seed', 'max-new-tokens', 'threads', 'precision', 'vision-precision'],
+    serve: ['model', 'web', 'host', 'port', 'api-key', 'max-queue', 'threads', 'precision', 'vision-precision'],
+    tokenize: ['model'],
+    'inspect-image': ['model', 'pixels', 'downsample-mode'],
+    convert: ['model', 'precision', 'vision-precision', 'cache-dir', 'threads'],
+    'export-web': ['model', 'out', 'precision', 'vision-precision'],
+  };
+  const rest: Record<string, string[]> = { chat: ['hi'], tokenize: ['hi'], 'inspect-image': [IMAGE], 'export-web': ['--out', join(scratch, 'web')] };
+  for (const [command, flags] of Object.entries(flagsOf)) {
+    for (const flag of flags) {
+      const model = flag === 'model' ? [] : ['--model', neverLoaded];
+      const out = await cli([command, ...model, ...(rest[command] ?? []), `--${flag}`, '']);
+      assertCleanError(out, new RegExp(`^error: --${flag} needs a value, got an empty string\n$`));
+      assert.equal(out.code, 2, `${command} --${flag}`);
+    }
+  }
+  assertCleanError(await cli(['chat', '--model', neverLoaded, '--image', IMAGE, '--image', ' ', 'hi']), /^error: --image needs a value, got only whitespace \(" "\)\n$/);
+  assertCleanError(await cli(['serve', '--model', '\t']), /^error: --model needs a value, got only whitespace \("\\t"\)\n$/);
+  for (const key of ['', '  ']) {
+    const out = await cli(['serve', '--model', neverLoaded, '--port', '0'], { OMNILMM_API_KEY: key });
+    assertCleanError(out, /^error: the OMNILMM_API_KEY environment variable is set but empty: set it to the key, or unset it\n$/);
+    assert.equal(out.code, 2);
+  }
+});
+
 test('an output path that cannot be written gets a one-line error naming it, and leaves nothing behind', async () => {
   const where = join(scratch, 'outputs');
   mkdirSync(where);
@@ -253,9 +284,9 @@ test('an output path that cannot be written gets a one-line error naming it, and
     [() => pixels(join(aFile, 'px.safetensors')), /cannot write --pixels .*a-file\/px\.safetensors: a part of the path is a file, not a folder/],
     [() => pixels(aFolder), /a-folder is a folder, not a regular file/],
     [() => pixels(aPipe), /a-pipe is a named pipe, not a regular file/],
-    [() => pixels(''), /--pixels must name a file, got an empty path/],
+    [() => pixels(''), /^error: --pixels needs a value, got an empty string\n$/],
     [() => cli(['export-web', '--model', MODEL, '--out', join(aFile, 'web')]), /cannot write --out .*a-file\/web: a part of the path is a file, not a folder/],
-    [() => cli(['export-web', '--model', MODEL, '--out', '']), /--out must name a folder, got an empty path/],
+    [() => cli(['export-web', '--model', MODEL, '--out', '']), /^error: --out needs a value, got an empty string\n$/],
     [() => cli(['export-web', '--model', MODEL, '--out', '/sys/omnilmm-web']), /cannot write --out \/sys\/omnilmm-web: /],
   ];
   for (const [run, pattern] of cases) {

@@ -11,13 +11,31 @@ export interface Parsed {
 }
 
 export function parseCommandArgs(command: string, argv: string[], options: OptionSpec, usage: string): Parsed {
+  let parsed: { values: object; positionals: string[] };
   try {
     const args = joinNegativeValues(argv, options);
-    const { values, positionals } = parseArgs({ args, options, allowPositionals: true, strict: true });
-    return { values: values as Parsed['values'], positionals };
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (err) {
     const why = (err as Error).message.replace(/\.?\s*To specify a positional argument.*$/s, '');
     throw new InvalidRequestError(`${command}: ${why}\nusage: ${usage}`);
+  }
+  const values = parsed.values as Parsed['values'];
+  refuseBlankValues(values);
+  return { values, positionals: parsed.positionals };
+}
+
+/**
+ * A flag given an empty or blank value (`--video ''`, a variable that expanded to nothing) is refused, whichever
+ * command reads it and whenever: every flag of ours that takes a value takes a path, an id, a name, a number or a
+ * word from a list, none of them blank.
+ */
+function refuseBlankValues(values: Parsed['values']): void {
+  for (const [name, value] of Object.entries(values)) {
+    for (const given of typeof value === 'string' ? [value] : Array.isArray(value) ? value : []) {
+      if (given.trim() !== '') continue;
+      const got = given === '' ? 'an empty string' : `only whitespace (${JSON.stringify(given)})`;
+      throw new InvalidRequestError(`--${name} needs a value, got ${got}`);
+    }
   }
 }
 

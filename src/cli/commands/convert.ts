@@ -41,7 +41,6 @@ chat and serve with the same options load from there. A model already converted 
     const visionPrecision = precisionOption(values, 'vision-precision');
     const threads = threadsOption(values);
     const cacheDir = stringOption(values, 'cache-dir');
-    if (cacheDir === '') throw new InvalidRequestError('--cache-dir must name a folder, got an empty path');
     // The cache root reaches the graph builders through the environment, whichever options a family forwards.
     if (cacheDir !== undefined) process.env.OMNILMM_CACHE = cacheDir;
     const root = cacheRoot();

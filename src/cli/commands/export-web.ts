@@ -36,7 +36,6 @@ WebAssembly memory), so OmniLMM-12B does not fit.
     }, USAGE);
     const out = stringOption(values, 'out');
     if (out === undefined) throw new InvalidRequestError(`export-web: --out <folder> is required\nusage: ${USAGE}`);
-    if (out === '') throw new InvalidRequestError('--out must name a folder, got an empty path');
     const precision = precisionOption(values) ?? 'int8-dq';
     const visionPrecision = precisionOption(values, 'vision-precision') ?? 'int8-dq';
     const modelId = stringOption(values, 'model') ?? DEFAULT_MODEL;

@@ -1,7 +1,6 @@
 // `omnilmm inspect-image`: how the model would see an image (slice plan, placeholder, optional pixel tensors).
 
 import { writeSafetensors } from '../../checkpoint/safetensors.js';
-import { InvalidRequestError } from '../../errors.js';
 import { outputError, readImageFile } from '../io.js';
 import type { InspectOptions } from '../../models/messages.js';
 import { familyOf, loadModelConfig } from '../../models/registry.js';
@@ -38,7 +37,6 @@ slices as the model's official code does.
     }, USAGE);
     const imagePath = requireOne(positionals, 'image path', USAGE);
     const pixelsPath = stringOption(values, 'pixels');
-    if (pixelsPath === '') throw new InvalidRequestError('--pixels must name a file, got an empty path');
     const downsampleMode = downsampleModeOption(values);
     const options: InspectOptions = downsampleMode ? { downsampleMode } : {};
     const config = loadModelConfig(await resolveModelOption(values));

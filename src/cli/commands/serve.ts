@@ -60,8 +60,7 @@ stopped). One answer is generated at a time; the others wait in order.`,
       'keep-vision-loaded': { type: 'boolean' },
     }, USAGE);
     if (positionals.length > 0) throw new InvalidRequestError(`serve takes no arguments, got "${positionals[0]}"\nusage: ${USAGE}`);
-    const apiKey = stringOption(values, 'api-key') ?? process.env.OMNILMM_API_KEY;
-    if (apiKey !== undefined && apiKey.trim() === '') throw new InvalidRequestError('--api-key must not be empty');
+    const apiKey = stringOption(values, 'api-key') ?? apiKeyFromEnvironment();
     const port = numberOption(values, 'port', { integer: true, min: 0, max: 65535 }) ?? DEFAULT_PORT;
     const host = stringOption(values, 'host');
     checkListenAddress(host, port, { host: '--host', port: '--port' });
@@ -113,6 +112,15 @@ stopped). One answer is generated at a time; the others wait in order.`,
     await engine.close();
   },
 };
+
+/** OMNILMM_API_KEY, where --api-key is not given; set but blank, it is refused as such. */
+function apiKeyFromEnvironment(): string | undefined {
+  const key = process.env.OMNILMM_API_KEY;
+  if (key !== undefined && key.trim() === '') {
+    throw new InvalidRequestError('the OMNILMM_API_KEY environment variable is set but empty: set it to the key, or unset it');
+  }
+  return key;
+}
 
 function isLoopback(url: string): boolean {
   const host = new URL(url).hostname;
