@@ -269,6 +269,38 @@ test('an empty or blank flag value is refused by name, for every flag of every c
   }
 });
 
+test('numeric flags take plain decimal notation only: hex, binary, octal, Infinity and padding are refused by name', async () => {
+  const neverLoaded = join(scratch, 'never-loaded');
+  const whole = 'a whole number in decimal digits \\(such as 8\\)';
+  const decimal = 'a decimal number \\(such as 0\\.7 or 1e-3\\)';
+  const cases: [string, string, string, string][] = [
+    ['serve', 'port', '0x50', whole],
+    ['serve', 'port', '0b1010000', whole],
+    ['serve', 'port', '0o120', whole],
+    ['serve', 'port', ' 80', whole],
+    ['serve', 'port', '80 ', whole],
+    ['serve', 'port', '-0x50', whole],
+    ['serve', 'max-queue', 'Infinity', whole],
+    ['chat', 'threads', '1e0', whole],
+    ['chat', 'threads', '1.0', whole],
+    ['chat', 'seed', '+0x7', whole],
+    ['chat', 'temperature', '0x1', decimal],
+    ['chat', 'temperature', 'Infinity', decimal],
+    ['chat', 'top-p', '.5 ', decimal],
+    ['chat', 'repetition-penalty', '1,2', decimal],
+    ['chat', 'video-fps', '1e400', decimal],
+  ];
+  for (const [command, flag, value, kind] of cases) {
+    const out = await cli([command, '--model', neverLoaded, `--${flag}`, value, ...(command === 'chat' ? ['hi'] : [])]);
+    assertCleanError(out, new RegExp(`^error: --${flag} must be ${kind}, got ${escaped(JSON.stringify(value))}\n$`));
+    assert.equal(out.code, 2, `${command} --${flag} ${value}`);
+  }
+  // Plain decimal forms pass: the command goes on to look for the model.
+  const plain = await cli(['chat', '--model', neverLoaded, '--temperature', '5e-1', '--top-p', '.5', '--repetition-penalty', '1.',
+    '--seed', '+7', '--max-new-tokens', '012', '--threads', '1', '--json', 'hi']);
+  assertCleanError(plain, /^error: no such folder .*never-loaded/);
+});
+
 test('an output path that cannot be written gets a one-line error naming it, and leaves nothing behind', async () => {
   const where = join(scratch, 'outputs');
   mkdirSync(where);

@@ -70,7 +70,16 @@ export function stringsOption(values: Parsed['values'], name: string): string[] 
   return Array.isArray(v) ? v : typeof v === 'string' ? [v] : [];
 }
 
-/** A numeric flag; `integer` also rejects fractions. Range errors name the flag. */
+/** An integer flag's value in plain decimal notation: an optional sign, then digits. */
+const DECIMAL_INTEGER = /^[+-]?\d+$/;
+/** Any other numeric flag's: an optional sign, digits with an optional fraction (or a fraction alone), an optional exponent. */
+const DECIMAL_NUMBER = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
+
+/**
+ * A numeric flag, in plain decimal notation only: `integer` flags take digits (`--port 8080`, not 8080.0 or 8e3),
+ * the others also a fraction and an exponent (`--temperature 0.7`, `1e-3`). Hex, binary and octal forms (0x50,
+ * which Number() reads as 80), Infinity and surrounding whitespace are refused. Errors name the flag.
+ */
 export function numberOption(
   values: Parsed['values'],
   name: string,
@@ -79,8 +88,8 @@ export function numberOption(
   const raw = stringOption(values, name);
   if (raw === undefined) return undefined;
   const v = Number(raw);
-  const kind = opts.integer ? 'an integer' : 'a number';
-  if (raw.trim() === '' || !Number.isFinite(v) || (opts.integer && !Number.isInteger(v))) {
+  const kind = opts.integer ? 'a whole number in decimal digits (such as 8)' : 'a decimal number (such as 0.7 or 1e-3)';
+  if (!(opts.integer ? DECIMAL_INTEGER : DECIMAL_NUMBER).test(raw) || !Number.isFinite(v)) {
     throw new InvalidRequestError(`--${name} must be ${kind}, got ${JSON.stringify(raw)}`);
   }
   if (opts.min !== undefined && v < opts.min) {
