@@ -44,7 +44,7 @@ test('messages, question and signal of the wrong type are refused by name', asyn
 test('an image of the wrong kind, or pixels whose size and data disagree, are refused by name', async () => {
   const png = fixturePng('grad_100x80.png');
   const ask = (image: unknown) => model.run({ question: 'What is in the image?', decoding: 'greedy', maxNewTokens: 2, image: image as never });
-  const kind = /^image must be an image file's bytes \(a Uint8Array or Buffer, e\.g\. from readFile\) or RGB pixels \{width, height, data\}, got /;
+  const kind = /^image must be an image file's bytes \(a Uint8Array, e\.g\. what readFile returns\) or RGB pixels \{width, height, data\}, got /;
   await refuses(ask('photo.jpg'), new RegExp(`${kind.source}"photo\\.jpg"$`), 'a path');
   await refuses(ask(png.buffer.slice(png.byteOffset, png.byteOffset + png.byteLength)), new RegExp(`${kind.source}a value of type ArrayBuffer$`), 'an ArrayBuffer');
   await refuses(ask({ size: [2, 2] }), kind, 'pixels without width and height');

@@ -67,7 +67,7 @@ function checkRgbImage(image: unknown, what: string): asserts image is RgbImage 
   const { width, height } = (typeof image === 'object' && image !== null ? image : {}) as Partial<RgbImage>;
   if (typeof width !== 'number' || typeof height !== 'number') {
     throw new InvalidRequestError(
-      `${what} must be an image file's bytes (a Uint8Array or Buffer, e.g. from readFile) or RGB pixels {width, height, data}, ` +
+      `${what} must be an image file's bytes (a Uint8Array, e.g. what readFile returns) or RGB pixels {width, height, data}, ` +
         `got ${describeValue(image)}`,
     );
   }
