@@ -295,6 +295,12 @@ test('numeric flags take plain decimal notation only: hex, binary, octal, Infini
     assertCleanError(out, new RegExp(`^error: --${flag} must be ${kind}, got ${escaped(JSON.stringify(value))}\n$`));
     assert.equal(out.code, 2, `${command} --${flag} ${value}`);
   }
+  // A whole number a double cannot hold exactly (2^53 = 9007199254740992 and above) is refused, not rounded.
+  for (const [flag, value] of [['seed', '9007199254740992'], ['top-k', '99999999999999999999'], ['max-new-tokens', '-9007199254740993']]) {
+    const out = await cli(['chat', '--model', neverLoaded, `--${flag}`, value!, 'hi']);
+    assertCleanError(out, new RegExp(`^error: --${flag} must be at most 9007199254740991 in size, got ${escaped(value!)}\n$`));
+    assert.equal(out.code, 2, `chat --${flag} ${value}`);
+  }
   // Plain decimal forms pass: the command goes on to look for the model.
   const plain = await cli(['chat', '--model', neverLoaded, '--temperature', '5e-1', '--top-p', '.5', '--repetition-penalty', '1.',
     '--seed', '+7', '--max-new-tokens', '012', '--threads', '1', '--json', 'hi']);

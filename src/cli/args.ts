@@ -92,6 +92,10 @@ export function numberOption(
   if (!(opts.integer ? DECIMAL_INTEGER : DECIMAL_NUMBER).test(raw) || !Number.isFinite(v)) {
     throw new InvalidRequestError(`--${name} must be ${kind}, got ${JSON.stringify(raw)}`);
   }
+  // Past 2^53 a double no longer holds every whole number: 99999999999999999999 would be read as 1e20.
+  if (opts.integer && !Number.isSafeInteger(v)) {
+    throw new InvalidRequestError(`--${name} must be at most ${Number.MAX_SAFE_INTEGER} in size, got ${raw}`);
+  }
   if (opts.min !== undefined && v < opts.min) {
     throw new InvalidRequestError(`--${name} must be ${opts.min === Number.MIN_VALUE ? 'above 0' : `at least ${opts.min}`}, got ${raw}`);
   }
