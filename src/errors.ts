@@ -50,6 +50,13 @@ export class InvalidRequestError extends OmnilmmError {
 /** The prompt fills the model's context: no room is left for an answer. */
 export class ContextFullError extends InvalidRequestError {}
 
+/** A call to an engine after its close() (requests running or waiting then end with an AbortError instead). */
+export class EngineClosedError extends InvalidRequestError {
+  constructor(message = 'the engine is closed: start a new one') {
+    super(message);
+  }
+}
+
 /** The ONNX graph could not be built or run. */
 export class RuntimeError extends OmnilmmError {}
 

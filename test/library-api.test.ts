@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { ChatServer, InvalidRequestError, LocalEngine, loadModel } from '../src/index.js';
+import { ChatServer, EngineClosedError, InvalidRequestError, LocalEngine, loadModel } from '../src/index.js';
 import { fixturePath, readFixtureJson } from './helpers/fixtures.js';
 import { fixturePng, FP32, grad, TINY_MODEL } from './helpers/tiny-model.js';
 
@@ -79,13 +79,17 @@ test('a released Model refuses calls, the waiting ones included, and may be rele
   await own.release();
 });
 
-test('a closed LocalEngine refuses tokenize as it refuses a chat: with the error it reports as unavailable', async () => {
+test('a closed LocalEngine stops its running answer, then refuses tokenize as it refuses a chat: with the error it reports as unavailable', async () => {
   const own = await LocalEngine.start(TINY_MODEL, FP32);
   const [sample] = readFixtureJson<{ encode: { text: string; input_ids: number[] }[] }>('minicpmv2-tiny', 'tokenizer', 'cases.json').encode;
   assert.deepEqual(await own.tokenize(sample!.text), sample!.input_ids);
+  const running = own.stream({ messages: [{ role: 'user', content: 'Tell me a story.' }], image: null, decoding: 'greedy', maxNewTokens: 1500 });
+  assert.equal((await running.next()).done, false);
   await own.close();
+  await assert.rejects(running.next(), { name: 'AbortError', message: 'the engine was closed' }, 'the running answer');
   const closed = own.unavailable;
-  assert.ok(closed instanceof DOMException && closed.name === 'AbortError' && closed.message === 'the engine was closed');
+  // The same error a closed WorkerEngine gives (engine.test.ts).
+  assert.ok(closed instanceof EngineClosedError && closed.message === 'the engine is closed: start a new one');
   await assert.rejects(own.stream({ messages: [{ role: 'user', content: 'Hi' }], image: null }).next(), (err) => err === closed, 'a chat');
   await assert.rejects(own.tokenize(sample!.text), (err) => err === closed, 'tokenize');
   await own.close();

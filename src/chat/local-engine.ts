@@ -4,6 +4,7 @@
 //   const engine = await LocalEngine.start('openbmb/MiniCPM-V-2');
 //   for await (const chunk of engine.stream({ messages: [{ role: 'user', content: 'Hi' }], image: null })) …
 
+import { EngineClosedError } from '../errors.js';
 import { familyOf, loadModelConfig } from '../models/registry.js';
 import type { ChatResult } from './chat.js';
 import { loadModel, waitOrAbort, type LoadModelOptions, type Model } from './engine.js';
@@ -14,6 +15,8 @@ export class LocalEngine implements Engine {
   private tail: Promise<void> = Promise.resolve();
   /** Aborted by close(): stops the running request and every waiting one. */
   private readonly closing = new AbortController();
+  /** What every call gets once close() has run (the requests it stopped got the closing AbortError). */
+  private closed: EngineClosedError | null = null;
 
   private constructor(
     private readonly model: Model,
@@ -41,7 +44,7 @@ export class LocalEngine implements Engine {
   }
 
   get unavailable(): Error | null {
-    return this.closing.signal.aborted ? (this.closing.signal.reason as Error) : null;
+    return this.closed;
   }
 
   /**
@@ -64,6 +67,7 @@ export class LocalEngine implements Engine {
   ): AsyncGenerator<string, ChatResult, undefined> {
     const stop = signal ? AbortSignal.any([signal, this.closing.signal]) : this.closing.signal;
     try {
+      if (this.closed) throw this.closed;
       await waitOrAbort(previous, stop);
       return yield* this.model.streamChat({ ...request, signal: stop });
     } finally {
@@ -81,8 +85,10 @@ export class LocalEngine implements Engine {
   /**
    * Stops every request and frees the model. Generation runs on this thread and checks the signal before every
    * model call, so a request that is between tokens now rejects with an AbortError instead of touching the model.
+   * Later calls reject with an EngineClosedError (unavailable), as a closed WorkerEngine's do.
    */
   async close(): Promise<void> {
+    this.closed ??= new EngineClosedError();
     this.closing.abort(new DOMException('the engine was closed', 'AbortError'));
     await this.model.release();
   }

@@ -154,7 +154,7 @@ export class WorkerEngine implements Engine {
   close(): Promise<void> {
     this.closing ??= (async () => {
       const closed = new DOMException('the engine was closed', 'AbortError');
-      this.unusable = new errors.InvalidRequestError('the engine is closed: start a new one');
+      this.unusable = new errors.EngineClosedError();
       for (const job of this.queue.splice(0)) job.settle({ error: closed });
       if (this.running) this.cancel(this.running, closed);
       for (const pending of this.tokenizing.values()) pending.reject(closed);
