@@ -279,7 +279,8 @@ test('chat --help gives each model family\'s own decoding defaults', async () =>
   const official = [
     'MiniCPM-V 2.0 sample: temperature 0.7, top_p 0.8, top_k 100, repetition penalty 1.05 beam: 3 beams, repetition penalty 1.2; --max-new-tokens 1024',
     'MiniCPM-V 1.0 sample: temperature 0.6, top_p 0.8, top_k 100, repetition penalty 1.0 beam: 3 beams, repetition penalty 1.2; --max-new-tokens 2048',
-    'OmniLMM-12B sample: temperature 0.6, top_p 0.9, top_k 30, repetition penalty 1.1',
+    'OmniLMM-12B sample: temperature 0.6, top_p 0.9, top_k 30, repetition penalty 1.1 beam: 3 beams, repetition penalty 1.0; --max-new-tokens 1024 ' +
+      '(its official chat has no beam search; here beam search takes no penalty)',
   ];
   for (const line of official) assert.ok(help.includes(line), line);
   const g = JSON.parse(readFileSync(fixturePath('minicpmv46-tiny', 'model', 'generation_config.json'), 'utf8'));

@@ -153,12 +153,16 @@ export function decodingDefaultsEntry(model: string, lines: readonly string[]): 
   return lines.map((line, i) => (i === 0 ? `  ${model}`.padEnd(DEFAULTS_HELP_COLUMN) : ' '.repeat(DEFAULTS_HELP_COLUMN)) + line).join('\n');
 }
 
-/** A model's decodingDefaultsEntry for its chat defaults: the sampling settings, then beam search's and --max-new-tokens. */
-export function chatDefaultsEntry(model: string, defaults: ChatDefaults): string {
+/**
+ * A model's decodingDefaultsEntry for its chat defaults: the sampling settings, then beam search's and
+ * --max-new-tokens, then `note` if given (where the defaults differ from what the official chat has).
+ */
+export function chatDefaultsEntry(model: string, defaults: ChatDefaults, note?: string): string {
   const real = (n: number) => (Number.isInteger(n) ? n.toFixed(1) : String(n));
   const { sample, beam, maxNewTokens } = defaults;
   return decodingDefaultsEntry(model, [
     `sample: temperature ${real(sample.temperature)}, top_p ${real(sample.topP)}, top_k ${sample.topK}, repetition penalty ${real(sample.repetitionPenalty)}`,
     `beam: ${beam.numBeams} beams, repetition penalty ${real(beam.repetitionPenalty)}; --max-new-tokens ${maxNewTokens}`,
+    ...(note ? [note] : []),
   ]);
 }

@@ -65,8 +65,7 @@ export const chatCommand: Command = {
                              of streaming; finish_reason is "stop" (the answer ended) or "length" (cut short by
                              --max-new-tokens or the context), as in the server's OpenAI responses
 
-The defaults of --decoding and --max-new-tokens are the model family's, from its official chat (OmniLMM-12B's has
-no beam search; here it takes no penalty):
+The defaults of --decoding and --max-new-tokens are the model family's, from its official chat:
 ${MODEL_FAMILIES.flatMap((family) => family.decodingDefaultsHelp()).join('\n')}
 
 The question is the last argument, or the text piped into stdin (echo "…" | omnilmm chat …). With no

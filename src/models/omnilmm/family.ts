@@ -23,5 +23,5 @@ export const omnilmmFamily: ModelFamily<OmniLMMConfig> = {
   // A load that fails (a tensor missing, a full disk) takes back what it wrote into the converted-model cache.
   load: (dir, config, options) => discardEntriesIfFailed(() => OmniLMMModel.load(dir, config, options)),
   mediaRefusal: (_, media) => singleImageMediaRefusal('OmniLMM-12B', media),
-  decodingDefaultsHelp: () => [chatDefaultsEntry('OmniLMM-12B', OMNILMM_CHAT_DEFAULTS)],
+  decodingDefaultsHelp: () => [chatDefaultsEntry('OmniLMM-12B', OMNILMM_CHAT_DEFAULTS, '(its official chat has no beam search; here beam search takes no penalty)')],
 };
