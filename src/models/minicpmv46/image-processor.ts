@@ -170,17 +170,6 @@ export function sliceTokens(patchGrid: HeightWidth, downsampleMode: DownsampleMo
   return Math.floor((patchGrid[0] * patchGrid[1]) / (downsampleMode === '4x' ? 4 : 16));
 }
 
-/**
- * Visual tokens of each slice a plan makes, source first, then each tile (all equal), read from the plan's sizes
- * alone: what preprocessImage's slices will say, before any pixel is resized.
- */
-export function plannedSliceTokens(plan: ImageSlicePlan, options: Pick<MiniCPMV46ImageOptions, 'patchSize' | 'downsampleMode'>): number[] {
-  const tokensOf = ([height, width]: HeightWidth) =>
-    sliceTokens([Math.trunc(height / options.patchSize), Math.trunc(width / options.patchSize)], options.downsampleMode);
-  const tiles = plan.grid && plan.tile ? new Array<number>(plan.grid[0] * plan.grid[1]).fill(tokensOf(plan.tile)) : [];
-  return [tokensOf(plan.source), ...tiles];
-}
-
 /** One slice as the vision tower takes it. */
 export interface VisionSlice {
   /** The resized uint8 slice. */

@@ -20,7 +20,7 @@ import {
   IMAGE_MARKUP,
   imageIdPrefix,
   planImageSlices,
-  plannedSliceTokens,
+  planSliceShapes,
   preprocessImage,
   sliceImage,
   slicesPlaceholder,
@@ -225,7 +225,7 @@ export class MiniCPMV46Model {
    */
   plannedImageTokens(size: HeightWidth, index: number, options: MiniCPMV46ImageOptions): number {
     const plan = planImageSlices(size, options);
-    const tokens = plannedSliceTokens(plan, options);
+    const tokens = planSliceShapes(plan, options).map((slice) => slice.tokens);
     // The placeholder with one pad per slice, so that the tokenizer counts the id and the markup; a pad is one (added)
     // token, so each slice's count then takes the place of its one.
     const onePadEach = slicesPlaceholder(plan.grid, tokens.map(() => 1), IMAGE_MARKUP.imagePad);
