@@ -3,20 +3,14 @@
 
 import { describeJson, InvalidRequestError } from '../errors.js';
 
-/** How the caller names the two settings in messages: `host`/`port` for the library, `--host`/`--port` for the CLI. */
-export interface ListenNames {
-  host: string;
-  port: string;
-}
-
 /** Refuses a host that is not a non-blank string and a port that is not a whole number from 0 to 65535. */
-export function checkListenAddress(host: unknown, port: unknown, names: ListenNames = { host: 'host', port: 'port' }): void {
+export function checkListenAddress(host: unknown, port: unknown): void {
   if (host !== undefined && (typeof host !== 'string' || host.trim() === '')) {
     throw new InvalidRequestError(
-      `${names.host} must be an address or name of this machine (127.0.0.1 by default, 0.0.0.0 for every interface), got ${describeJson(host)}`,
+      `host must be an address or name of this machine (127.0.0.1 by default, 0.0.0.0 for every interface), got ${describeJson(host)}`,
     );
   }
   if (port !== undefined && !(Number.isInteger(port) && (port as number) >= 0 && (port as number) <= 65535)) {
-    throw new InvalidRequestError(`${names.port} must be a whole number from 0 to 65535 (0 picks a free port), got ${describeJson(port)}`);
+    throw new InvalidRequestError(`port must be a whole number from 0 to 65535 (0 picks a free port), got ${describeJson(port)}`);
   }
 }

@@ -3,7 +3,6 @@
 import { createServer } from 'node:net';
 import { WorkerEngine } from '../../chat/worker-engine.js';
 import { InvalidRequestError } from '../../errors.js';
-import { checkListenAddress } from '../../server/listen.js';
 import { ChatServer, DEFAULT_MAX_QUEUE, DEFAULT_PORT } from '../../server/server.js';
 import { StaticSite } from '../../server/static-site.js';
 import { numberOption, parseCommandArgs, stringOption } from '../args.js';
@@ -62,8 +61,8 @@ stopped). One answer is generated at a time; the others wait in order.`,
     if (positionals.length > 0) throw new InvalidRequestError(`serve takes no arguments, got "${positionals[0]}"\nusage: ${USAGE}`);
     const apiKey = stringOption(values, 'api-key') ?? apiKeyFromEnvironment();
     const port = numberOption(values, 'port', { integer: true, min: 0, max: 65535 }) ?? DEFAULT_PORT;
+    // A blank --host is refused with the other blank flags (parseCommandArgs), the port's range just above.
     const host = stringOption(values, 'host');
-    checkListenAddress(host, port, { host: '--host', port: '--port' });
     const maxQueue = numberOption(values, 'max-queue', { integer: true, min: 0, max: 10_000 }) ?? DEFAULT_MAX_QUEUE;
     const threads = threadsOption(values);
     const precision = precisionOption(values);
