@@ -10,6 +10,7 @@ import { familyOf, loadModelConfig, type LoadedModel, type LoadOptions } from '.
 import { streamChat, type ChatRequest, type ChatResult } from './chat.js';
 import type { DecodingSettings } from './decoding.js';
 import { checkImageCount, loadMedia, type VideoRequest } from './media-source.js';
+import { Turns } from './turns.js';
 
 export interface LoadModelOptions extends LoadOptions {
   /** Where and how to download a hub id (defaults from HF_ENDPOINT, HF_HOME, HF_TOKEN, HF_HUB_OFFLINE). */
@@ -45,8 +46,8 @@ export interface ModelRequest extends DecodingSettings {
  * it ends or the loop over it is left), so concurrent calls wait rather than disturb each other's KV cache.
  */
 export class Model {
-  /** The end of the last call in line: each call starts when the one before it has finished. */
-  private tail: Promise<void> = Promise.resolve();
+  /** Its calls in line: each starts when the one before it has finished. */
+  private readonly turns = new Turns();
   /** Aborted by release(): stops the running call and every waiting one. */
   private readonly releasing = new AbortController();
 
@@ -83,15 +84,12 @@ export class Model {
   /** Text chunks as they are generated; the generator's return value is the whole result. */
   async *streamChat(request: ModelRequest): AsyncGenerator<string, ChatResult, undefined> {
     const signal = request.signal === undefined ? this.releasing.signal : AbortSignal.any([checkSignal(request.signal), this.releasing.signal]);
-    const previous = this.tail;
-    let finish!: () => void;
-    const done = new Promise<void>((resolve) => (finish = resolve));
-    this.tail = Promise.all([previous, done]).then(() => undefined);
+    const turn = this.turns.take();
     try {
-      await waitOrAbort(previous, signal);
+      await turn.wait(signal);
       return yield* streamChat(this.loaded, await toChatRequest({ ...request, signal }, this.loaded));
     } finally {
-      finish();
+      turn.done();
     }
   }
 
@@ -148,17 +146,4 @@ async function toChatRequest(request: ModelRequest, model: LoadedModel): Promise
 function checkSignal(signal: unknown): AbortSignal {
   if (!(signal instanceof AbortSignal)) throw new InvalidRequestError(`signal must be an AbortSignal, got ${describeJson(signal)}`);
   return signal;
-}
-
-/** Resolves when `turn` does, or rejects with the signal's reason as soon as it aborts. */
-export function waitOrAbort(turn: Promise<void>, signal: AbortSignal): Promise<void> {
-  signal.throwIfAborted();
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    void turn.then(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    });
-  });
 }

@@ -7,12 +7,13 @@
 import { EngineClosedError } from '../errors.js';
 import { familyOf, loadModelConfig } from '../models/registry.js';
 import type { ChatResult } from './chat.js';
-import { loadModel, waitOrAbort, type LoadModelOptions, type Model } from './engine.js';
+import { loadModel, type LoadModelOptions, type Model } from './engine.js';
 import type { Engine, EngineInfo, EngineRequest } from './engine-types.js';
+import { Turns, type Turn } from './turns.js';
 
 export class LocalEngine implements Engine {
-  /** The end of the last request in line: each request starts when the one before it has finished. */
-  private tail: Promise<void> = Promise.resolve();
+  /** The requests in line: each starts when the one before it has finished. */
+  private readonly turns = new Turns();
   /** Aborted by close(): stops the running request and every waiting one. */
   private readonly closing = new AbortController();
   /** What every call gets once close() has run (the requests it stopped got the closing AbortError). */
@@ -52,26 +53,17 @@ export class LocalEngine implements Engine {
    * Iterate each stream to its end (or abort its signal): the next request waits for it.
    */
   stream(request: EngineRequest, signal?: AbortSignal): AsyncGenerator<string, ChatResult, undefined> {
-    const previous = this.tail;
-    let finish!: () => void;
-    const done = new Promise<void>((resolve) => (finish = resolve));
-    this.tail = Promise.all([previous, done]).then(() => undefined);
-    return this.run(request, signal, previous, finish);
+    return this.run(request, signal, this.turns.take());
   }
 
-  private async *run(
-    request: EngineRequest,
-    signal: AbortSignal | undefined,
-    previous: Promise<void>,
-    finish: () => void,
-  ): AsyncGenerator<string, ChatResult, undefined> {
+  private async *run(request: EngineRequest, signal: AbortSignal | undefined, turn: Turn): AsyncGenerator<string, ChatResult, undefined> {
     const stop = signal ? AbortSignal.any([signal, this.closing.signal]) : this.closing.signal;
     try {
       if (this.closed) throw this.closed;
-      await waitOrAbort(previous, stop);
+      await turn.wait(stop);
       return yield* this.model.streamChat({ ...request, signal: stop });
     } finally {
-      finish();
+      turn.done();
     }
   }
 
